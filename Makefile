@@ -1,0 +1,30 @@
+# `make run`: set everything up and serve on 0.0.0.0:$${PORT:-3000} (SQLite, no Redis by default).
+# `make test`: set up the same and run the whole suite over the database x cache matrix.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+
+.PHONY: run test setup deps lint bench
+
+$(STAMP): requirements.txt
+	@scripts/system-deps.sh
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+deps: $(STAMP)
+
+setup: deps
+	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py bootstrap_admin
+
+run: setup
+	exec $(VENV)/bin/daphne -b 0.0.0.0 -p $${PORT:-3000} gateway_project.asgi:application
+
+test: deps
+	$(VENV)/bin/ruff check .
+	scripts/test-matrix.sh
+
+lint: deps
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

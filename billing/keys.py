@@ -1,0 +1,145 @@
+"""API key authentication with a cache in front of the database.
+
+The cached entry holds only what rarely changes (status, limits, owner); quota is never cached, it is
+reserved at the database. Saving or deleting a key or its user deletes the entry, which on Redis takes
+effect on every instance at once; the local-memory cache expires it within SYNC_FREQUENCY.
+"""
+
+import ipaddress
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+
+from billing.models import Token, User, hash_key
+from gateway_project.db import run_db
+
+
+class KeyRejected(Exception):
+    """Authentication or permission failure; `status` and `code` go to the client."""
+
+    def __init__(self, status: int, message: str, code: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    token_id: int
+    token_name: str
+    user_id: int
+    group: str
+    unlimited: bool
+    enabled: bool
+    user_active: bool
+    is_staff: bool
+    expires_at: float | None
+    models: tuple[str, ...] | None
+    allow_ips: tuple[str, ...] | None
+
+    def check(self, client_ip: str | None) -> None:
+        if not self.enabled or not self.user_active:
+            raise KeyRejected(403, "this API key is disabled", "key_disabled")
+        if self.expires_at is not None and self.expires_at < time.time():
+            raise KeyRejected(403, "this API key has expired", "key_expired")
+        if self.allow_ips and not ip_allowed(client_ip, self.allow_ips):
+            raise KeyRejected(403, f"IP {client_ip} is not allowed to use this API key", "ip_not_allowed")
+
+    def check_model(self, model: str) -> None:
+        if self.models is not None and model not in self.models:
+            raise KeyRejected(403, f"this API key may not use model {model}", "model_not_allowed")
+
+
+def ip_allowed(client_ip: str | None, allowed: tuple[str, ...]) -> bool:
+    if not client_ip:
+        return False
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return False
+    for entry in allowed:
+        try:
+            if address in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def parse_key(header_value: str) -> tuple[str, int | None]:
+    """`Bearer sk-KEY` or `sk-KEY-CHANNELID` -> (KEY, channel id or None)."""
+    value = header_value.strip()
+    if value[:7].lower() == "bearer ":
+        value = value[7:].strip()
+    value = value.removeprefix("sk-")
+    body, _, pin = value.partition("-")
+    if not body:
+        raise KeyRejected(401, "no API key provided: send Authorization: Bearer sk-...", "missing_api_key")
+    if pin:
+        if not pin.isdigit():
+            raise KeyRejected(401, "invalid API key", "invalid_api_key")
+        return body, int(pin)
+    return body, None
+
+
+def cache_key(key_hash: str) -> str:
+    return f"key:{key_hash}"
+
+
+def _load(key_hash: str) -> KeyInfo | None:
+    token = Token.objects.select_related("user").filter(key_hash=key_hash).first()
+    if token is None:
+        return None
+    user = token.user
+    return KeyInfo(
+        token_id=token.pk,
+        token_name=token.name,
+        user_id=user.pk,
+        group=token.group or user.group,
+        unlimited=token.unlimited_quota,
+        enabled=token.status == Token.Status.ENABLED,
+        user_active=user.is_active,
+        is_staff=user.is_staff,
+        expires_at=token.expires_at.timestamp() if token.expires_at else None,
+        models=tuple(token.model_limits) if token.model_limits else None,
+        allow_ips=tuple(token.allow_ips) if token.allow_ips else None,
+    )
+
+
+MISSING = "missing"
+
+
+def lookup(key_body: str) -> KeyInfo | None:
+    key_hash = hash_key(key_body)
+    if not settings.MEMORY_CACHE_ENABLED and not settings.REDIS_CONN_STRING:
+        return _load(key_hash)
+    cached = cache.get(cache_key(key_hash))
+    if cached == MISSING:
+        return None
+    if cached is not None:
+        return cached
+    info = _load(key_hash)
+    # Unknown keys are remembered briefly so a flood of bad keys does not reach the database.
+    cache.set(cache_key(key_hash), info or MISSING, timeout=settings.SYNC_FREQUENCY if info else 5)
+    return info
+
+
+async def authenticate(header_value: str, client_ip: str | None) -> tuple[KeyInfo, int | None]:
+    body, pinned = parse_key(header_value)
+    info = await run_db(lookup, body)
+    if info is None:
+        raise KeyRejected(401, "invalid API key", "invalid_api_key")
+    info.check(client_ip)
+    if pinned is not None and not info.is_staff:
+        raise KeyRejected(403, "only admin keys may pin a channel (sk-KEY-CHANNELID)", "channel_pin_forbidden")
+    return info, pinned
+
+
+def forget_token(token: Token) -> None:
+    cache.delete(cache_key(token.key_hash))
+
+
+def forget_user(user: User) -> None:
+    cache.delete_many([cache_key(h) for h in Token.objects.filter(user=user).values_list("key_hash", flat=True)])

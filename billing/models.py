@@ -1,0 +1,154 @@
+"""Users, API keys, management access tokens, prices, reservations and consumption logs.
+
+Quota is always an integer (500 000 quota = 1 USD by default). Every money movement goes through
+billing.quota, never through these models directly.
+"""
+
+import hashlib
+import secrets
+import string
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.utils import timezone
+
+KEY_ALPHABET = string.ascii_letters + string.digits
+KEY_LENGTH = 48
+
+
+def hash_key(key_body: str) -> str:
+    return hashlib.sha256(key_body.encode()).hexdigest()
+
+
+def new_key_body() -> str:
+    return "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_LENGTH))
+
+
+class User(AbstractUser):
+    group = models.CharField(max_length=64, default="default", db_index=True)
+    quota = models.BigIntegerField(default=0, help_text="Remaining quota")
+    used_quota = models.BigIntegerField(default=0)
+    request_count = models.BigIntegerField(default=0)
+
+
+class Token(models.Model):
+    """An app's API key. Only the SHA-256 of the 48 characters after `sk-` is stored."""
+
+    class Status(models.TextChoices):
+        ENABLED = "enabled"
+        DISABLED = "disabled"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="tokens")
+    name = models.CharField(max_length=64, blank=True, default="")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    key_hint = models.CharField(max_length=20, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ENABLED)
+    remain_quota = models.BigIntegerField(default=0)
+    unlimited_quota = models.BooleanField(default=False)
+    used_quota = models.BigIntegerField(default=0)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    model_limits = models.JSONField(null=True, blank=True, help_text="Allowed models (API field `models`); empty = all")
+    allow_ips = models.JSONField(null=True, blank=True, help_text="Allowed IPs or CIDRs; empty = any")
+    group = models.CharField(max_length=64, null=True, blank=True, help_text="Empty = the user's group")
+    created_at = models.DateTimeField(default=timezone.now)
+    accessed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name or 'key'} ({self.key_hint})"
+
+    def set_key(self, key_body: str | None = None) -> str:
+        """Give the token a new secret and return the full `sk-` key, which is never stored."""
+        body = key_body or new_key_body()
+        self.key_hash = hash_key(body)
+        self.key_hint = f"sk-{body[:4]}...{body[-4:]}"
+        return f"sk-{body}"
+
+
+class AccessToken(models.Model):
+    """Bearer credential for the management API (not an `sk-` relay key)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="access_tokens")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    name = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    @classmethod
+    def issue(cls, user: User, name: str = "") -> tuple["AccessToken", str]:
+        plain = secrets.token_urlsafe(32)
+        return cls.objects.create(user=user, token_hash=hash_key(plain), name=name), plain
+
+
+class PriceTable(models.Model):
+    """The single row of prices. Missing maps fall back to billing.pricing.DEFAULTS."""
+
+    quota_per_unit = models.BigIntegerField(default=500_000)
+    model_ratio = models.JSONField(default=dict, blank=True)
+    completion_ratio = models.JSONField(default=dict, blank=True)
+    model_price = models.JSONField(default=dict, blank=True)
+    group_ratio = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "price table"
+
+    def __str__(self) -> str:
+        return "Prices"
+
+
+class Reservation(models.Model):
+    """Quota held for one in-flight request, keyed by its request id (idempotency)."""
+
+    class State(models.TextChoices):
+        HELD = "held"
+        SETTLED = "settled"
+        RELEASED = "released"
+
+    request_id = models.CharField(max_length=64, unique=True)
+    token_id = models.BigIntegerField(null=True)
+    user_id = models.BigIntegerField()
+    amount = models.BigIntegerField()
+    unlimited = models.BooleanField(default=False, help_text="The key was unlimited: only the user was held")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.HELD)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "created_at"])]
+
+
+class Log(models.Model):
+    class Type(models.TextChoices):
+        CONSUME = "consume"
+        TOPUP = "topup"
+        REFUND = "refund"
+        MANAGE = "manage"
+        ERROR = "error"
+
+    created_at = models.DateTimeField(default=timezone.now)
+    type = models.CharField(max_length=16, choices=Type.choices)
+    user_id = models.BigIntegerField(null=True)
+    token_id = models.BigIntegerField(null=True)
+    token_name = models.CharField(max_length=64, blank=True, default="")
+    channel_id = models.BigIntegerField(null=True)
+    model = models.CharField(max_length=128, blank=True, default="")
+    prompt_tokens = models.IntegerField(default=0)
+    completion_tokens = models.IntegerField(default=0)
+    quota = models.BigIntegerField(default=0)
+    use_time_ms = models.IntegerField(default=0)
+    is_stream = models.BooleanField(default=False)
+    request_id = models.CharField(max_length=64, blank=True, default="")
+    content = models.TextField(blank=True, default="")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user_id", "created_at"]),
+            models.Index(fields=["token_id", "created_at"]),
+            models.Index(fields=["channel_id", "created_at"]),
+            models.Index(fields=["model", "created_at"]),
+            models.Index(fields=["type", "created_at"]),
+            models.Index(fields=["request_id"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["request_id"], condition=models.Q(type="consume"), name="one_consume_log_per_request"
+            )
+        ]

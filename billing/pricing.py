@@ -1,0 +1,278 @@
+"""Prices: model ratio, completion ratio, fixed per-call price, group ratio, and the cost formula.
+
+Model ratio 1 = $2 per million prompt tokens (1 token x ratio 1 = 1 quota at 500 000 quota per USD).
+Operators' values in the PriceTable row override these defaults key by key.
+"""
+
+import math
+import time
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.cache import cache
+
+VERSION_KEY = "prices:version"
+DEFAULT_MODEL_RATIO = 30.0  # unknown models: served, priced high on purpose (as one-api/new-api do)
+
+# $ per 1M input tokens / 2 = ratio.
+DEFAULT_MODEL_RATIO_TABLE: dict[str, float] = {
+    "gpt-4o": 1.25,
+    "gpt-4o-2024-11-20": 1.25,
+    "gpt-4o-2024-08-06": 1.25,
+    "gpt-4o-2024-05-13": 2.5,
+    "chatgpt-4o-latest": 2.5,
+    "gpt-4o-mini": 0.075,
+    "gpt-4o-mini-2024-07-18": 0.075,
+    "gpt-4.1": 1.0,
+    "gpt-4.1-mini": 0.2,
+    "gpt-4.1-nano": 0.05,
+    "gpt-4-turbo": 5.0,
+    "gpt-4": 15.0,
+    "gpt-3.5-turbo": 0.25,
+    "gpt-3.5-turbo-instruct": 0.75,
+    "o1": 7.5,
+    "o1-mini": 0.55,
+    "o3": 1.0,
+    "o3-mini": 0.55,
+    "o4-mini": 0.55,
+    "text-embedding-3-small": 0.01,
+    "text-embedding-3-large": 0.065,
+    "text-embedding-ada-002": 0.05,
+    "omni-moderation-latest": 0.0,
+    "text-moderation-latest": 0.0,
+    "text-moderation-stable": 0.0,
+    "whisper-1": 15.0,
+    "tts-1": 7.5,
+    "tts-1-hd": 15.0,
+    "claude-3-5-sonnet-20241022": 1.5,
+    "claude-3-5-sonnet-20240620": 1.5,
+    "claude-3-5-sonnet-latest": 1.5,
+    "claude-3-5-haiku-20241022": 0.4,
+    "claude-3-5-haiku-latest": 0.4,
+    "claude-3-7-sonnet-20250219": 1.5,
+    "claude-3-opus-20240229": 7.5,
+    "claude-3-sonnet-20240229": 1.5,
+    "claude-3-haiku-20240307": 0.125,
+    "claude-sonnet-4-20250514": 1.5,
+    "claude-opus-4-20250514": 7.5,
+    "gemini-1.5-pro": 0.625,
+    "gemini-1.5-pro-latest": 0.625,
+    "gemini-1.5-pro-001": 0.625,
+    "gemini-1.5-pro-002": 0.625,
+    "gemini-1.5-flash": 0.0375,
+    "gemini-1.5-flash-latest": 0.0375,
+    "gemini-1.5-flash-001": 0.0375,
+    "gemini-1.5-flash-002": 0.0375,
+    "gemini-2.0-flash": 0.05,
+    "gemini-2.5-flash": 0.15,
+    "gemini-2.5-pro": 0.625,
+    "text-embedding-004": 0.0,
+}
+
+# Output price / input price.
+DEFAULT_COMPLETION_RATIO_TABLE: dict[str, float] = {
+    "gpt-4o": 4.0,
+    "gpt-4o-2024-05-13": 3.0,
+    "gpt-4o-mini": 4.0,
+    "chatgpt-4o-latest": 3.0,
+    "gpt-4.1": 4.0,
+    "gpt-4-turbo": 3.0,
+    "gpt-4": 2.0,
+    "gpt-3.5-turbo": 3.0,
+    "gpt-3.5-turbo-instruct": 4 / 3,
+    "o1": 4.0,
+    "o3": 4.0,
+    "o4-mini": 4.0,
+    "o1-mini": 4.0,
+    "o3-mini": 4.0,
+    "claude-3-5-haiku": 5.0,
+    "claude-3": 5.0,
+    "claude-sonnet-4": 5.0,
+    "claude-opus-4": 5.0,
+    "gemini-1.5": 4.0,
+    "gemini-2.0": 4.0,
+    "gemini-2.5-flash": 8.33,
+    "gemini-2.5-pro": 8.0,
+    "gpt-4-gizmo-*": 2.0,
+    "gpt-4o-gizmo-*": 3.0,
+}
+
+# USD per call.
+DEFAULT_MODEL_PRICE_TABLE: dict[str, float] = {
+    "gpt-4-gizmo-*": 0.1,
+    "gpt-4o-gizmo-*": 0.1,
+    "dall-e-3": 0.04,
+    "dall-e-2": 0.02,
+    "mj_imagine": 0.1,
+    "mj_variation": 0.1,
+    "mj_reroll": 0.1,
+    "mj_blend": 0.1,
+    "mj_modal": 0.1,
+    "mj_zoom": 0.1,
+    "mj_shorten": 0.1,
+    "mj_high_variation": 0.1,
+    "mj_low_variation": 0.1,
+    "mj_pan": 0.1,
+    "mj_inpaint": 0.0,
+    "mj_custom_zoom": 0.0,
+    "mj_describe": 0.05,
+    "mj_upscale": 0.05,
+    "mj_upload": 0.05,
+    "swap_face": 0.05,
+    "suno_music": 0.1,
+    "suno_lyrics": 0.01,
+}
+
+DEFAULT_GROUP_RATIO: dict[str, float] = {"default": 1.0, "vip": 1.0, "svip": 1.0}
+
+
+@dataclass(frozen=True)
+class Prices:
+    quota_per_unit: int
+    model_ratio: dict[str, float]
+    completion_ratio: dict[str, float]
+    model_price: dict[str, float]
+    group_ratio: dict[str, float]
+
+    def as_dict(self) -> dict:
+        return {
+            "quota_per_unit": self.quota_per_unit,
+            "model_ratio": self.model_ratio,
+            "completion_ratio": self.completion_ratio,
+            "model_price": self.model_price,
+            "group_ratio": self.group_ratio,
+        }
+
+    def quote(self, model: str, group: str) -> "Quote":
+        group_ratio = self.group_ratio.get(group, 1.0)
+        price = lookup(self.model_price, model)
+        if price is not None:
+            return Quote(model, group_ratio, price=price, quota_per_unit=self.quota_per_unit)
+        ratio = lookup(self.model_ratio, model)
+        return Quote(
+            model,
+            group_ratio,
+            model_ratio=DEFAULT_MODEL_RATIO if ratio is None else ratio,
+            completion_ratio=lookup_prefix(self.completion_ratio, model) or 1.0,
+            known=ratio is not None,
+        )
+
+
+def lookup(table: dict[str, float], model: str) -> float | None:
+    """Exact name first, then the longest `prefix*` entry that matches."""
+    if model in table:
+        return table[model]
+    best = None
+    for name, value in table.items():
+        if name.endswith("*") and model.startswith(name[:-1]) and (best is None or len(name) > len(best[0])):
+            best = (name, value)
+    return best[1] if best else None
+
+
+def lookup_prefix(table: dict[str, float], model: str) -> float | None:
+    """Completion ratios are per family: the longest entry that `model` starts with wins."""
+    found = lookup(table, model)
+    if found is not None:
+        return found
+    best = max((name for name in table if model.startswith(name.rstrip("*"))), key=len, default=None)
+    return table[best] if best else None
+
+
+@dataclass(frozen=True)
+class Quote:
+    """How one request is priced; `cost` is the formula of DESIGN.md, rounded up."""
+
+    model: str
+    group_ratio: float
+    model_ratio: float = 0.0
+    completion_ratio: float = 1.0
+    price: float | None = None
+    quota_per_unit: int = 500_000
+    known: bool = True
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> int:
+        if self.price is not None:
+            return math.ceil(round(self.price * self.quota_per_unit * self.group_ratio, 6))
+        raw = (prompt_tokens + completion_tokens * self.completion_ratio) * self.model_ratio * self.group_ratio
+        return math.ceil(round(raw, 6))
+
+    def explain(self, prompt_tokens: int, completion_tokens: int) -> str:
+        if self.price is not None:
+            return (
+                f"fixed price ${self.price:g} x {self.quota_per_unit} quota/$ x group ratio {self.group_ratio:g}"
+                f" = {self.cost(prompt_tokens, completion_tokens)}"
+            )
+        unknown = " (model not in price table: default ratio)" if not self.known else ""
+        return (
+            f"model ratio {self.model_ratio:g}{unknown}, completion ratio {self.completion_ratio:g}, "
+            f"group ratio {self.group_ratio:g}: ({prompt_tokens} + {completion_tokens} x {self.completion_ratio:g})"
+            f" x {self.model_ratio:g} x {self.group_ratio:g} = {self.cost(prompt_tokens, completion_tokens)}"
+        )
+
+
+def defaults() -> dict:
+    return {
+        "quota_per_unit": 500_000,
+        "model_ratio": dict(DEFAULT_MODEL_RATIO_TABLE),
+        "completion_ratio": dict(DEFAULT_COMPLETION_RATIO_TABLE),
+        "model_price": dict(DEFAULT_MODEL_PRICE_TABLE),
+        "group_ratio": dict(DEFAULT_GROUP_RATIO),
+    }
+
+
+class _State:
+    prices: Prices | None = None
+    version: object = None
+    loaded_at: float = 0.0
+    checked_at: float = 0.0
+
+
+def _load() -> Prices:
+    """The operator's table when one was saved (it replaces the defaults whole), else the defaults."""
+    from billing.models import PriceTable
+
+    row = PriceTable.objects.filter(pk=1).first()
+    if row is None:
+        return Prices(**defaults())
+    return Prices(
+        quota_per_unit=row.quota_per_unit,
+        model_ratio=row.model_ratio,
+        completion_ratio=row.completion_ratio,
+        model_price=row.model_price,
+        group_ratio=row.group_ratio,
+    )
+
+
+def current() -> Prices:
+    now = time.monotonic()
+    prices = _State.prices
+    if prices is not None and now - _State.checked_at < 1.0:
+        return prices
+    _State.checked_at = now
+    version = cache.get(VERSION_KEY)
+    if prices is None or version != _State.version or now - _State.loaded_at > settings.SYNC_FREQUENCY:
+        _State.prices = _load()
+        _State.version = version
+        _State.loaded_at = now
+    return _State.prices
+
+
+acurrent = sync_to_async(current)
+
+
+def save(values: dict, merge: bool = False) -> Prices:
+    """Store prices (keys of Prices.as_dict); `merge` adds to each map instead of replacing it."""
+    from billing.models import PriceTable
+
+    stored = current().as_dict()
+    for name, value in values.items():
+        stored[name] = {**stored[name], **value} if merge and isinstance(value, dict) else value
+    PriceTable.objects.update_or_create(pk=1, defaults=stored)
+    invalidate()
+    return current()
+
+
+def invalidate() -> None:
+    _State.prices = None
+    cache.set(VERSION_KEY, time.time_ns(), timeout=None)

@@ -1,0 +1,18 @@
+"""Changes to keys and users drop their cached auth entries (on every instance when the cache is Redis)."""
+
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from billing import keys
+from billing.models import Token, User
+
+
+@receiver(post_save, sender=Token)
+@receiver(post_delete, sender=Token)
+def token_changed(instance: Token, **_kwargs) -> None:
+    keys.forget_token(instance)
+
+
+@receiver(post_save, sender=User)
+def user_changed(instance: User, **_kwargs) -> None:
+    keys.forget_user(instance)

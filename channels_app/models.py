@@ -1,0 +1,93 @@
+"""An upstream account ("channel"): provider type, base URL, encrypted key and the models it serves."""
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from channels_app import crypto
+
+CHANNEL_TYPES = [
+    ("openai", "OpenAI-compatible"),
+    ("azure", "Azure OpenAI"),
+    ("anthropic", "Anthropic Claude"),
+    ("gemini", "Google Gemini"),
+    ("vertex", "Google Vertex AI"),
+    ("zhipu", "Zhipu GLM-4"),
+    ("ollama", "Ollama"),
+    ("lingyi", "01.AI"),
+    ("custom", "Custom full URL"),
+    ("cohere", "Cohere"),
+    ("jina", "Jina"),
+    ("dify", "Dify"),
+    ("midjourney", "Midjourney-Proxy"),
+    ("suno", "Suno-API"),
+]
+
+
+def validate_status_code_mapping(value: object) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError('status_code_mapping must be an object such as {"400": "500"}')
+    for source, target in value.items():
+        if not (str(source).isdigit() and str(target).isdigit() and 100 <= int(target) <= 599):
+            raise ValidationError(f"status_code_mapping entry {source!r}: {target!r} must map a status to a status")
+
+
+def validate_string_map(value: object) -> None:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValidationError("model_mapping must be an object of model name to model name")
+
+
+def validate_string_list(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
+        raise ValidationError("must be a list of non-empty strings")
+
+
+class Channel(models.Model):
+    class Status(models.TextChoices):
+        ENABLED = "enabled"
+        DISABLED = "disabled"
+        AUTO_DISABLED = "auto_disabled"
+
+    name = models.CharField(max_length=128, db_index=True)
+    type = models.CharField(max_length=32, choices=CHANNEL_TYPES, default="openai")
+    key_encrypted = models.TextField(editable=False)
+    base_url = models.CharField(max_length=512, blank=True, default="")
+    model_mapping = models.JSONField(default=dict, blank=True, validators=[validate_string_map])
+    status_code_mapping = models.JSONField(default=dict, blank=True, validators=[validate_status_code_mapping])
+    groups = models.JSONField(default=list, validators=[validate_string_list])
+    priority = models.IntegerField(default=0)
+    weight = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ENABLED, db_index=True)
+    status_reason = models.CharField(max_length=512, blank=True, default="")
+    auto_ban = models.BooleanField(default=True)
+    test_model = models.CharField(max_length=128, blank=True, default="")
+    config = models.JSONField(default=dict, blank=True)
+    used_quota = models.BigIntegerField(default=0)
+    response_time_ms = models.IntegerField(default=0)
+    balance = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Last field on purpose: from here on the class body's `models` names this field, not django.db.models.
+    models = models.JSONField(default=list, validators=[validate_string_list], help_text="`*` suffix = prefix")
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.name} ({self.type})"
+
+    @property
+    def key(self) -> str:
+        return crypto.decrypt(self.key_encrypted) if self.key_encrypted else ""
+
+    @key.setter
+    def key(self, plain: str) -> None:
+        self.key_encrypted = crypto.encrypt(plain)
+
+    @property
+    def key_hint(self) -> str:
+        try:
+            return crypto.mask(self.key)
+        except ValueError:
+            return "(unreadable)"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self.groups:
+            self.groups = ["default"]
+        super().save(*args, **kwargs)

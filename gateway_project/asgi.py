@@ -1,0 +1,10 @@
+"""ASGI entry point: Channels' ProtocolTypeRouter in front of Django's HTTP handler."""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+application = ProtocolTypeRouter({"http": get_asgi_application()})

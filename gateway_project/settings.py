@@ -1,0 +1,157 @@
+"""Settings, read only from environment variables (names shared with one-api/new-api; see README)."""
+
+import secrets
+from pathlib import Path
+
+from gateway_project.env import database_from_dsn, envbool, envfloat, envint, envstr
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(envstr("DATA_DIR", str(BASE_DIR / "data")))
+VERSION = "0.1.0"
+
+
+def _session_secret() -> str:
+    """SESSION_SECRET, or one generated once and kept in DATA_DIR so restarts keep sessions and secrets."""
+    configured = envstr("SESSION_SECRET")
+    if configured:
+        return configured
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    path = DATA_DIR / "session_secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _session_secret()
+DEBUG = envbool("DEBUG", False)
+ALLOWED_HOSTS = [host.strip() for host in envstr("ALLOWED_HOSTS", "*").split(",") if host.strip()]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in envstr("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "billing",
+    "channels_app",
+    "relay",
+    "tasks",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "gateway_project.urls"
+ASGI_APPLICATION = "gateway_project.asgi.application"
+AUTH_USER_MODEL = "billing.User"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+SQL_DSN = envstr("SQL_DSN")
+if SQL_DSN and not SQL_DSN.startswith("local"):
+    DATABASES = {"default": database_from_dsn(SQL_DSN)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": envstr("SQLITE_PATH", str(DATA_DIR / "gateway.sqlite3")),
+            "OPTIONS": {
+                # IMMEDIATE: a writer takes the lock when its transaction starts, so concurrent quota
+                # updates queue on the busy timeout instead of failing with "database is locked".
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+DATABASE_VENDOR = {"django.db.backends.sqlite3": "sqlite", "django.db.backends.postgresql": "postgresql"}.get(
+    DATABASES["default"]["ENGINE"], "mysql"
+)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_CONN_STRING = envstr("REDIS_CONN_STRING")
+SYNC_FREQUENCY = envint("SYNC_FREQUENCY", 60)
+MEMORY_CACHE_ENABLED = envbool("MEMORY_CACHE_ENABLED", True)
+if REDIS_CONN_STRING:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_CONN_STRING,
+            "KEY_PREFIX": envstr("CACHE_KEY_PREFIX", "gw"),
+            "TIMEOUT": SYNC_FREQUENCY,
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "TIMEOUT": SYNC_FREQUENCY,
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = envstr("TZ", "UTC")
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+LOGIN_URL = "/admin/login/"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+}
+
+# Relay behaviour (defaults as in one-api/new-api unless the README says otherwise).
+RETRY_TIMES = envint("RETRY_TIMES", 3)
+STREAMING_TIMEOUT = envfloat("STREAMING_TIMEOUT", 30)
+RELAY_CONNECT_TIMEOUT = envfloat("RELAY_CONNECT_TIMEOUT", 10)
+RELAY_TIMEOUT = envfloat("RELAY_TIMEOUT", 300)
+RELAY_MAX_CONNECTIONS = envint("RELAY_MAX_CONNECTIONS", 4096)
+RELAY_MAX_BODY_BYTES = envint("RELAY_MAX_BODY_BYTES", 32 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = RELAY_MAX_BODY_BYTES
+FORCE_STREAM_OPTION = envbool("FORCE_STREAM_OPTION", True)
+GET_MEDIA_TOKEN = envbool("GET_MEDIA_TOKEN", True)
+GET_MEDIA_TOKEN_NOT_STREAM = envbool("GET_MEDIA_TOKEN_NOT_STREAM", True)
+PRE_CONSUMED_TOKENS = envint("PRE_CONSUMED_TOKENS", 500)
+RESERVATION_STALE_SECONDS = envint("RESERVATION_STALE_SECONDS", 3600)
+DIFY_DEBUG = envbool("DIFY_DEBUG", True)
+UPDATE_TASK = envbool("UPDATE_TASK", True)
+GEMINI_MODEL_MAP = envstr("GEMINI_MODEL_MAP")
+COHERE_SAFETY_SETTING = envstr("COHERE_SAFETY_SETTING", "NONE")
+
+CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", REDIS_CONN_STRING)
+CELERY_TASK_ALWAYS_EAGER = False

@@ -1,0 +1,154 @@
+"""The interface every provider adaptor implements, and what the relay hands it.
+
+An adaptor turns the client's OpenAI request into the provider's HTTP request, and the provider's answer
+(whole, or event by event) back into OpenAI's format, reporting usage when the provider gives it.
+"""
+
+from dataclasses import dataclass, field
+
+import orjson
+
+from channels_app.routing import ChannelInfo
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def is_empty(self) -> bool:
+        return self.prompt_tokens == 0 and self.completion_tokens == 0
+
+    @classmethod
+    def from_openai(cls, usage: object) -> "Usage | None":
+        """None for a missing or all-zero usage object: both mean "count it ourselves"."""
+        if not isinstance(usage, dict):
+            return None
+        found = cls(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+        return None if found.is_empty else found
+
+
+@dataclass
+class RelayRequest:
+    """The client's request as parsed once by the relay."""
+
+    endpoint: str  # "chat", ...
+    model: str
+    body: dict
+    raw: bytes
+    stream: bool
+    wants_usage: bool  # the client asked for stream_options.include_usage
+    path: str = "/v1/chat/completions"
+
+
+@dataclass
+class UpstreamRequest:
+    url: str
+    headers: dict[str, str]
+    content: bytes
+    method: str = "POST"
+
+
+@dataclass
+class UpstreamFailure:
+    """A provider error normalised to OpenAI's error fields."""
+
+    status: int
+    message: str
+    type: str | None = None
+    code: str | int | None = None
+    param: str | None = None
+
+
+@dataclass
+class StreamState:
+    """What a stream converter learnt so far: usage if the provider sent it, and the text delivered."""
+
+    usage: Usage | None = None
+    usage_sent: bool = False  # a usage chunk already went to the client
+    chunk_id: str = ""
+    created: int = 0
+    text_parts: list[str] = field(default_factory=list)
+    max_tool_calls: int = 0
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+
+class StreamConverter:
+    """Turns provider stream payloads into OpenAI chunk payloads (without `data:` framing)."""
+
+    def __init__(self, request: RelayRequest) -> None:
+        self.request = request
+        self.state = StreamState()
+
+    def feed(self, payload: bytes) -> list[bytes]:
+        raise NotImplementedError
+
+    def finish(self) -> list[bytes]:
+        """Chunks to send after the provider's last event (before `[DONE]`)."""
+        return []
+
+
+class Adaptor:
+    slug = ""
+    default_base_url = ""
+
+    def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:
+        raise NotImplementedError
+
+    def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
+        """(OpenAI body, usage or None, completion text for local counting)."""
+        raise NotImplementedError
+
+    def stream_converter(self, request: RelayRequest) -> StreamConverter:
+        raise NotImplementedError
+
+    def parse_error(self, status: int, content: bytes) -> UpstreamFailure:
+        return openai_style_error(status, content)
+
+    def base_url(self, channel: ChannelInfo) -> str:
+        return channel.base_url or self.default_base_url
+
+
+def openai_style_error(status: int, content: bytes) -> UpstreamFailure:
+    """Read `{"error": {...}}` and the other shapes providers use; fall back to the status line."""
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return UpstreamFailure(
+                status, str(error["message"]), error.get("type"), error.get("code"), error.get("param")
+            )
+        if isinstance(error, str) and error:
+            return UpstreamFailure(status, error)
+        for name in ("message", "msg", "err", "error_msg", "detail"):
+            if isinstance(body.get(name), str) and body[name]:
+                return UpstreamFailure(status, body[name])
+    return UpstreamFailure(status, f"upstream answered with status {status}")
+
+
+class UpstreamFailed(Exception):
+    """Raised by an adaptor when a 200 answer is unusable (invalid JSON, an error body)."""
+
+    def __init__(self, failure: UpstreamFailure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def load_json(content: bytes) -> dict:
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        raise UpstreamFailed(UpstreamFailure(502, "upstream returned invalid JSON", "upstream_error")) from None
+    if not isinstance(body, dict):
+        raise UpstreamFailed(UpstreamFailure(502, "upstream returned an unexpected JSON value", "upstream_error"))
+    if isinstance(body.get("error"), dict | str) and body.get("error"):
+        failure = openai_style_error(502, content)
+        raise UpstreamFailed(failure)
+    return body

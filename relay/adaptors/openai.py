@@ -1,0 +1,114 @@
+"""OpenAI and every OpenAI-compatible upstream: the body passes through, re-serialised only when changed."""
+
+import orjson
+from django.conf import settings
+
+from channels_app.routing import ChannelInfo
+from relay.adaptors.base import (
+    Adaptor,
+    RelayRequest,
+    StreamConverter,
+    UpstreamFailed,
+    UpstreamRequest,
+    Usage,
+    load_json,
+    openai_style_error,
+)
+
+
+class OpenAIAdaptor(Adaptor):
+    slug = "openai"
+    default_base_url = "https://api.openai.com"
+
+    def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:
+        return UpstreamRequest(
+            url=self.url(request, channel),
+            headers=self.headers(channel),
+            content=self.body(request, channel),
+        )
+
+    def url(self, request: RelayRequest, channel: ChannelInfo) -> str:
+        base = self.base_url(channel)
+        path = request.path
+        if base.endswith("/v1") and path.startswith("/v1/"):
+            path = path[3:]
+        return base + path
+
+    def headers(self, channel: ChannelInfo) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {channel.key}", "Content-Type": "application/json"}
+        organization = channel.config.get("organization")
+        if organization:
+            headers["OpenAI-Organization"] = organization
+        return headers
+
+    def body(self, request: RelayRequest, channel: ChannelInfo) -> bytes:
+        changes = {}
+        upstream_model = channel.upstream_model(request.model)
+        if upstream_model != request.model:
+            changes["model"] = upstream_model
+        if request.stream and settings.FORCE_STREAM_OPTION and not request.wants_usage:
+            # Ask for usage so billing is exact; the usage chunk is kept from the client (see OpenAIStream).
+            changes["stream_options"] = {**(request.body.get("stream_options") or {}), "include_usage": True}
+        if not changes:
+            return request.raw
+        return orjson.dumps({**request.body, **changes})
+
+    def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
+        body = load_json(content)
+        text = "".join(
+            choice.get("message", {}).get("content") or "" if isinstance(choice, dict) else ""
+            for choice in body.get("choices") or ()
+        )
+        usage = Usage.from_openai(body.get("usage"))
+        if body.get("model") not in (None, request.model):
+            body["model"] = request.model  # clients see the model they asked for, not the mapped one
+            content = orjson.dumps(body)
+        return content, usage, text
+
+    def stream_converter(self, request: RelayRequest) -> StreamConverter:
+        return OpenAIStream(request)
+
+
+class OpenAIStream(StreamConverter):
+    """Forwards chunks byte for byte unless the model was mapped or a usage chunk must be hidden."""
+
+    def feed(self, payload: bytes) -> list[bytes]:
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return [payload]
+        if not isinstance(chunk, dict):
+            return [payload]
+        if chunk.get("error"):
+            raise UpstreamFailed(openai_style_error(502, payload))
+        self._remember(chunk)
+        changed = False
+        if chunk.get("usage") is not None:
+            self.state.usage = Usage.from_openai(chunk["usage"]) or self.state.usage
+            if not self.request.wants_usage:
+                if not chunk.get("choices"):
+                    return []
+                del chunk["usage"]
+                changed = True
+            else:
+                self.state.usage_sent = True
+        if chunk.get("model") not in (None, self.request.model):
+            chunk["model"] = self.request.model
+            changed = True
+        return [orjson.dumps(chunk) if changed else payload]
+
+    def _remember(self, chunk: dict) -> None:
+        self.state.chunk_id = chunk.get("id") or self.state.chunk_id
+        self.state.created = chunk.get("created") or self.state.created
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if not isinstance(delta, dict):
+                continue
+            if isinstance(delta.get("content"), str):
+                self.state.text_parts.append(delta["content"])
+            tool_calls = delta.get("tool_calls")
+            if isinstance(tool_calls, list):
+                self.state.max_tool_calls = max(self.state.max_tool_calls, len(tool_calls))
+                for call in tool_calls:
+                    function = call.get("function") or {} if isinstance(call, dict) else {}
+                    self.state.text_parts.append((function.get("name") or "") + (function.get("arguments") or ""))

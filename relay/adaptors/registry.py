@@ -1,0 +1,12 @@
+"""Channel type slug -> adaptor. Adding a provider: one module, its tests, one line here."""
+
+from relay.adaptors.base import Adaptor
+from relay.adaptors.openai import OpenAIAdaptor
+
+ADAPTORS: dict[str, Adaptor] = {
+    "openai": OpenAIAdaptor(),
+}
+
+
+def adaptor_for(channel_type: str) -> Adaptor | None:
+    return ADAPTORS.get(channel_type)

@@ -1,0 +1,218 @@
+"""The request path: authenticate, parse once, reserve, pick a channel, call upstream, relay, settle.
+
+Views call `relay_json`; everything that decides money goes through billing, everything that decides
+routing through channels_app.
+"""
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from billing import keys, pricing, quota
+from billing.keys import KeyInfo
+from billing.pricing import Quote
+from channels_app import routing
+from channels_app.routing import ChannelInfo
+from gateway_project.db import run_db
+from relay import streaming, upstream
+from relay.adaptors.base import RelayRequest, UpstreamFailed, UpstreamFailure, Usage
+from relay.adaptors.registry import adaptor_for
+from relay.errors import RelayError, error_response
+from relay.tokenizer import count_text
+
+log = logging.getLogger(__name__)
+
+NEVER_RETRIED = {400, 404, 413, 422, 504, 524}
+
+
+@dataclass
+class Call:
+    """One client request on its way through the gateway."""
+
+    request_id: str
+    started: float
+    key: KeyInfo
+    pinned: int | None
+    request: RelayRequest
+    quote: Quote
+    prompt_tokens: int
+    reserved: bool = False
+    upstream_seconds: float = 0.0
+    tried: list[int] = field(default_factory=list)
+
+    def gateway_ms(self) -> float:
+        return (time.perf_counter() - self.started - self.upstream_seconds) * 1000
+
+    def elapsed_ms(self) -> int:
+        return int((time.perf_counter() - self.started) * 1000)
+
+    def charge(self, channel: ChannelInfo, usage: Usage, rule: str) -> quota.Charge:
+        cost = self.quote.cost(usage.prompt_tokens, usage.completion_tokens)
+        return quota.Charge(
+            request_id=self.request_id,
+            quota=cost,
+            model=self.request.model,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            channel_id=channel.id,
+            token_name=self.key.token_name,
+            is_stream=self.request.stream,
+            use_time_ms=self.elapsed_ms(),
+            content=f"{rule}; {self.quote.explain(usage.prompt_tokens, usage.completion_tokens)}",
+        )
+
+
+async def relay_json(request: HttpRequest, parse, count_prompt) -> HttpResponse:
+    """Serve one JSON relay endpoint; `parse` validates the body, `count_prompt` counts its tokens."""
+    request_id = uuid.uuid4().hex
+    started = time.perf_counter()
+    call = None
+    try:
+        key, pinned = await keys.authenticate(request.headers.get("Authorization", ""), client_ip(request))
+        relay_request = parse(read_body(request), request.path)
+        key.check_model(relay_request.model)
+        prices = await pricing.acurrent()
+        quote = prices.quote(relay_request.model, key.group)
+        call = Call(request_id, started, key, pinned, relay_request, quote, count_prompt(relay_request))
+        await reserve(call)
+        response = await dispatch(call)
+    except keys.KeyRejected as rejected:
+        return error_response(RelayError(rejected.status, str(rejected), rejected.code), request_id)
+    except RelayError as error:
+        if call is not None and call.reserved:
+            await run_db(quota.release, request_id)
+        return error_response(error, request_id)
+    response["X-Request-Id"] = request_id
+    return response
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR")
+
+
+def read_body(request: HttpRequest) -> bytes:
+    try:
+        return request.body
+    except Exception as exc:  # RequestDataTooBig, or the client went away mid-body
+        if type(exc).__name__ == "RequestDataTooBig":
+            raise RelayError(
+                413, f"request body is larger than {settings.RELAY_MAX_BODY_BYTES} bytes", "body_too_large"
+            ) from None
+        raise RelayError(400, "could not read the request body", "invalid_body") from None
+
+
+def completion_budget(body: dict) -> int:
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and value > 0:
+            return value
+    return settings.PRE_CONSUMED_TOKENS
+
+
+async def reserve(call: Call) -> None:
+    amount = call.quote.cost(call.prompt_tokens, completion_budget(call.request.body))
+    try:
+        await run_db(quota.reserve, call.request_id, call.key.token_id, call.key.user_id, call.key.unlimited, amount)
+    except quota.QuotaExceeded as exceeded:
+        raise RelayError(403, str(exceeded), "insufficient_quota", type="insufficient_quota") from None
+    call.reserved = True
+
+
+async def dispatch(call: Call) -> HttpResponse:
+    """Try channels until one answers; retry only failures that happened before any byte reached the client."""
+    index = await routing.aget_index()
+    if call.pinned:
+        candidates = pinned_channel(index, call.pinned)
+    else:
+        candidates = index.candidates(call.key.group, call.request.model)
+    attempts = 1 if call.pinned else settings.RETRY_TIMES + 1
+    failure: UpstreamFailure | None = None
+    for _ in range(attempts):
+        channel = routing.choose(candidates, set(call.tried))
+        if channel is None:
+            break
+        call.tried.append(channel.id)
+        try:
+            return await attempt(call, channel)
+        except UpstreamFailed as failed:
+            failure = failed.failure
+            log.warning("request %s: channel %s failed with %s", call.request_id, channel.id, failure.status)
+            if not retryable(failure.status):
+                break
+    await run_db(quota.release, call.request_id)
+    call.reserved = False
+    if failure is None:
+        raise RelayError(
+            503, f"no available channel for model {call.request.model} in group {call.key.group}", "no_channel"
+        )
+    await run_db(quota.record_failure, call.request_id, call.key, call.tried, call.request.model, failure.message)
+    raise RelayError(failure.status, failure.message, failure.code, failure.type, failure.param)
+
+
+def pinned_channel(index: routing.Index, channel_id: int) -> list[ChannelInfo]:
+    channel = index.by_id.get(channel_id)
+    if channel is None:
+        raise RelayError(400, f"channel {channel_id} does not exist", "invalid_channel")
+    return [channel]
+
+
+def retryable(status: int) -> bool:
+    return status not in NEVER_RETRIED and (status >= 500 or status in (401, 403, 408, 429))
+
+
+async def attempt(call: Call, channel: ChannelInfo) -> HttpResponse:
+    adaptor = adaptor_for(channel.type)
+    if adaptor is None:
+        raise UpstreamFailed(UpstreamFailure(500, f"channel type {channel.type} is not supported yet"))
+    outgoing = adaptor.build_request(call.request, channel)
+    client = upstream.client()
+    sent = time.perf_counter()
+    try:
+        response = await client.send(
+            client.build_request(outgoing.method, outgoing.url, headers=outgoing.headers, content=outgoing.content),
+            stream=True,
+        )
+    except httpx.TimeoutException:
+        raise UpstreamFailed(UpstreamFailure(504, "upstream did not answer in time", "upstream_timeout")) from None
+    except httpx.HTTPError as exc:
+        raise UpstreamFailed(UpstreamFailure(502, f"upstream connection failed: {type(exc).__name__}")) from None
+    finally:
+        call.upstream_seconds += time.perf_counter() - sent
+    if response.status_code >= 400:
+        content = await read_and_close(call, response)
+        failure = adaptor.parse_error(response.status_code, content)
+        failure.status = channel.status_code_mapping.get(str(failure.status), failure.status)
+        raise UpstreamFailed(failure)
+    if call.request.stream:
+        return await streaming.start(call, channel, adaptor, response)
+    content = await read_and_close(call, response)
+    return await finish_whole(call, channel, adaptor, content)
+
+
+async def read_and_close(call: Call, response: httpx.Response) -> bytes:
+    started = time.perf_counter()
+    try:
+        return await response.aread()
+    except httpx.HTTPError:
+        raise UpstreamFailed(UpstreamFailure(502, "upstream connection failed while reading the answer")) from None
+    finally:
+        await response.aclose()
+        call.upstream_seconds += time.perf_counter() - started
+
+
+async def finish_whole(call: Call, channel: ChannelInfo, adaptor, content: bytes) -> HttpResponse:
+    body, usage, text = adaptor.convert_response(call.request, content)
+    rule = "usage reported by upstream"
+    if usage is None:
+        usage = Usage(call.prompt_tokens, count_text(call.request.model, text))
+        rule = "usage counted locally (upstream reported none)"
+    await run_db(quota.settle, call.charge(channel, usage, rule))
+    call.reserved = False
+    response = HttpResponse(body, content_type="application/json")
+    response["X-Gateway-Time-Ms"] = f"{call.gateway_ms():.2f}"
+    return response

@@ -1,0 +1,162 @@
+"""Relaying a stream, and the billing rule for every way a stream can end.
+
+Rules (the rule's name starts the log row's `content`):
+- normal end: bill the upstream's usage, or count the prompt and the delivered text locally if it sent none;
+- client disconnected: stop reading the upstream, bill what was delivered;
+- upstream error or connection loss mid-stream: send an error event, bill what was delivered;
+- idle longer than STREAMING_TIMEOUT: end the stream cleanly, bill what was delivered;
+- failure before the first byte reached the client: nothing billed, the call may be retried (raised as
+  UpstreamFailed from `start`, before any response header is sent).
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+from django.conf import settings
+from django.http import StreamingHttpResponse
+
+from billing import quota
+from gateway_project.db import run_db
+from relay import sse
+from relay.adaptors.base import Adaptor, StreamConverter, UpstreamFailed, UpstreamFailure, Usage
+from relay.tokenizer import count_text
+
+NORMAL = "stream ended normally"
+CLIENT_GONE = "client disconnected: billed what was delivered"
+UPSTREAM_ERROR = "upstream failed mid-stream: billed what was delivered"
+IDLE_TIMEOUT = "upstream idle longer than STREAMING_TIMEOUT: stream ended, billed what was delivered"
+TOOL_CALL_OVERHEAD_TOKENS = 7
+
+
+async def start(call, channel, adaptor: Adaptor, response: httpx.Response) -> StreamingHttpResponse:
+    """Read up to the first chunk the client will get; failures until then are retryable."""
+    relay = StreamRelay(call, channel, adaptor, response)
+    try:
+        await relay.prime()
+    except TimeoutError:
+        await response.aclose()
+        raise UpstreamFailed(UpstreamFailure(504, "upstream sent no data within STREAMING_TIMEOUT")) from None
+    except httpx.HTTPError:
+        await response.aclose()
+        raise UpstreamFailed(UpstreamFailure(502, "upstream connection failed before the first chunk")) from None
+    except UpstreamFailed:
+        await response.aclose()
+        raise
+    streamed = StreamingHttpResponse(relay.frames(), content_type="text/event-stream")
+    streamed["Cache-Control"] = "no-cache"
+    streamed["X-Accel-Buffering"] = "no"
+    streamed["X-Gateway-Time-Ms"] = f"{call.gateway_ms():.2f}"
+    return streamed
+
+
+_pending: set[asyncio.Task] = set()
+
+
+def settle_later(charge: quota.Charge) -> None:
+    """Settle in a task of its own, so a stream cancelled by a client disconnect is still billed."""
+    task = asyncio.create_task(run_db(quota.settle, charge))
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+
+
+class StreamRelay:
+    def __init__(self, call, channel, adaptor: Adaptor, response: httpx.Response) -> None:
+        self.call = call
+        self.channel = channel
+        self.response = response
+        self.converter: StreamConverter = adaptor.stream_converter(call.request)
+        self.payloads = sse.data_payloads(response.aiter_bytes())
+        self.first: list[bytes] = []
+        self.ended = False
+
+    async def next_payload(self) -> bytes | None:
+        async with asyncio.timeout(settings.STREAMING_TIMEOUT):
+            payload = await anext(self.payloads, None)
+        if payload is None or payload == sse.DONE:
+            self.ended = True
+            return None
+        return payload
+
+    async def prime(self) -> None:
+        while not self.first and not self.ended:
+            payload = await self.next_payload()
+            if payload is not None:
+                self.first = self.converter.feed(payload)
+
+    async def relayed(self) -> AsyncIterator[bytes]:
+        for out in self.first:
+            yield sse.frame(out)
+        while not self.ended:
+            payload = await self.next_payload()
+            if payload is not None:
+                for out in self.converter.feed(payload):
+                    yield sse.frame(out)
+        for out in self.converter.finish():
+            yield sse.frame(out)
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        ending = CLIENT_GONE  # unless the loop below gets to an end of its own
+        try:
+            tail = []
+            try:
+                async for framed in self.relayed():
+                    yield framed
+                ending = NORMAL
+            except TimeoutError:
+                ending = IDLE_TIMEOUT
+            except (UpstreamFailed, httpx.HTTPError) as exc:
+                ending = UPSTREAM_ERROR
+                message = exc.failure.message if isinstance(exc, UpstreamFailed) else "upstream connection lost"
+                tail.append(
+                    sse.frame(
+                        orjson.dumps(
+                            {
+                                "error": {
+                                    "message": message,
+                                    "type": "upstream_error",
+                                    "param": None,
+                                    "code": "stream_interrupted",
+                                }
+                            }
+                        )
+                    )
+                )
+            if self.call.request.wants_usage and not self.converter.state.usage_sent:
+                tail.append(sse.frame(self.usage_chunk()))
+            tail.append(sse.DONE_FRAME)
+            for framed in tail:
+                yield framed
+        finally:
+            await self.response.aclose()
+            usage, counted = self.final_usage()
+            rule = ending if not counted or ending != NORMAL else f"{NORMAL}, no usage from upstream: counted locally"
+            settle_later(self.call.charge(self.channel, usage, rule))
+
+    def final_usage(self) -> tuple[Usage, bool]:
+        """(usage, counted locally?) -- the upstream's figures when it sent them."""
+        state = self.converter.state
+        if state.usage is not None:
+            return state.usage, False
+        completion = count_text(self.call.request.model, state.text)
+        completion += TOOL_CALL_OVERHEAD_TOKENS * state.max_tool_calls
+        return Usage(self.call.prompt_tokens, completion), True
+
+    def usage_chunk(self) -> bytes:
+        usage, _ = self.final_usage()
+        state = self.converter.state
+        return orjson.dumps(
+            {
+                "id": state.chunk_id or f"chatcmpl-{self.call.request_id}",
+                "object": "chat.completion.chunk",
+                "created": state.created,
+                "model": self.call.request.model,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": usage.prompt_tokens,
+                    "completion_tokens": usage.completion_tokens,
+                    "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+                },
+            }
+        )

@@ -1,0 +1,133 @@
+"""A fake OpenAI upstream on 127.0.0.1 (random port) that speaks the real wire format.
+
+By default it answers chat completions with `REPLY` and exact usage; tests queue other behaviours
+(`fake.script.append(Behaviour(...))`) to fail, stall, or cut a stream short.
+"""
+
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+REPLY = "Hello from the fake upstream!"
+PROMPT_TOKENS = 12
+REPLY_PIECES = ["Hello", " from", " the", " fake", " upstream", "!"]
+
+
+@dataclass
+class Behaviour:
+    status: int = 200
+    body: dict | None = None  # a JSON body to answer with instead of the default
+    usage: bool = True  # include usage (non-stream) / honour include_usage (stream)
+    zero_usage: bool = False  # send an all-zero usage object
+    die_after: int | None = None  # stream: drop the connection after this many content chunks
+    stall_after: int | None = None  # stream: stop sending (but keep the connection) after N chunks
+    delay: float = 0.0  # seconds before answering
+    chunk_delay: float = 0.0  # seconds between stream chunks
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict
+    body: dict
+
+
+@dataclass
+class FakeOpenAI:
+    script: list[Behaviour] = field(default_factory=list)
+    requests: list[Recorded] = field(default_factory=list)
+    port: int = 0
+    cancelled_streams: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(Recorded(request.path, dict(request.headers), body))
+        behaviour = self.script.pop(0) if self.script else Behaviour()
+        await asyncio.sleep(behaviour.delay)
+        if behaviour.status != 200 or behaviour.body is not None:
+            return web.json_response(behaviour.body or {}, status=behaviour.status)
+        if body.get("stream"):
+            return await self.stream(request, body, behaviour)
+        return web.json_response(completion(body, behaviour))
+
+    async def stream(self, request: web.Request, body: dict, behaviour: Behaviour) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        chunks = stream_chunks(body, behaviour)
+        try:
+            for number, chunk in enumerate(chunks):
+                if behaviour.die_after is not None and number > behaviour.die_after:
+                    request.transport.close()
+                    return response
+                if behaviour.stall_after is not None and number > behaviour.stall_after:
+                    await asyncio.sleep(3600)
+                await response.write(chunk)
+                await asyncio.sleep(behaviour.chunk_delay)
+            await response.write(b"data: [DONE]\n\n")
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.cancelled_streams += 1
+            raise
+        return response
+
+
+def usage_object(behaviour: Behaviour) -> dict:
+    if behaviour.zero_usage:
+        return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    completion = len(REPLY_PIECES)
+    return {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": completion, "total_tokens": PROMPT_TOKENS + completion}
+
+
+def completion(body: dict, behaviour: Behaviour) -> dict:
+    answer = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model"),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY}, "finish_reason": "stop"}],
+    }
+    if behaviour.usage:
+        answer["usage"] = usage_object(behaviour)
+    return answer
+
+
+def stream_chunks(body: dict, behaviour: Behaviour) -> list[bytes]:
+    base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1717000000, "model": body["model"]}
+    wants_usage = bool((body.get("stream_options") or {}).get("include_usage")) and behaviour.usage
+    deltas = [{"role": "assistant", "content": ""}] + [{"content": piece} for piece in REPLY_PIECES]
+    chunks = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+    chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if wants_usage:
+        for chunk in chunks:
+            chunk["usage"] = None
+        chunks.append({**base, "choices": [], "usage": usage_object(behaviour)})
+    return [f"data: {json.dumps(chunk)}\n\n".encode() for chunk in chunks]
+
+
+def start(fake: FakeOpenAI) -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
+    """Serve `fake` from a thread with its own event loop; returns once the port is bound."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    async def serve() -> None:
+        app = web.Application()
+        app.router.add_route("POST", "/{tail:.*}", fake.handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        fake.port = site._server.sockets[0].getsockname()[1]
+        ready.set()
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(serve(), loop)
+    ready.wait(10)
+    return loop, thread
