@@ -81,6 +81,8 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": envstr("SQLITE_PATH", str(DATA_DIR / "gateway.sqlite3")),
+            # A file, not memory: end-to-end tests serve the test database from a separate process.
+            "TEST": {"NAME": str(DATA_DIR / "test.sqlite3")},
             "OPTIONS": {
                 # IMMEDIATE: a writer takes the lock when its transaction starts, so concurrent quota
                 # updates queue on the busy timeout instead of failing with "database is locked".

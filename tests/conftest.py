@@ -1,0 +1,106 @@
+"""A tiny named world: alice owns keys and quota, bob is another user, root is staff.
+
+Tests marked `backend` touch the database or cache in ways that differ between backends; the matrix
+in scripts/test-matrix.sh runs them on SQLite, PostgreSQL and MariaDB, with and without Redis.
+"""
+
+import asyncio
+
+import pytest
+from django.core.cache import cache
+
+from billing import pricing
+from billing.models import AccessToken, Token, User
+from channels_app import routing
+from channels_app.models import Channel
+from tests.fakes.openai_upstream import FakeOpenAI, start
+
+ALICE_QUOTA = 10_000_000
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "backend: database/cache sensitive; runs on every backend of the matrix")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> None:
+    cache.clear()
+    routing._State.index = None
+    pricing._State.prices = None
+
+
+@pytest.fixture(scope="session")
+def fake_openai_server() -> FakeOpenAI:
+    fake = FakeOpenAI()
+    start(fake)
+    return fake
+
+
+@pytest.fixture
+def fake_openai(fake_openai_server: FakeOpenAI) -> FakeOpenAI:
+    fake_openai_server.script.clear()
+    fake_openai_server.requests.clear()
+    fake_openai_server.cancelled_streams = 0
+    return fake_openai_server
+
+
+@pytest.fixture
+def alice(transactional_db) -> User:
+    return User.objects.create_user("alice", password="alice-pass", quota=ALICE_QUOTA)
+
+
+@pytest.fixture
+def bob(transactional_db) -> User:
+    return User.objects.create_user("bob", password="bob-pass", quota=ALICE_QUOTA)
+
+
+@pytest.fixture
+def root(transactional_db) -> User:
+    return User.objects.create_superuser("root", password="root-pass", quota=ALICE_QUOTA)
+
+
+def make_key(user: User, **fields) -> tuple[Token, str]:
+    fields.setdefault("remain_quota", 5_000_000)
+    token = Token(user=user, name=fields.pop("name", "app"), **fields)
+    plain = token.set_key()
+    token.save()
+    return token, plain
+
+
+@pytest.fixture
+def alice_key(alice: User) -> str:
+    return make_key(alice)[1]
+
+
+def make_channel(base_url: str, models: list[str] | None = None, key: str = "sk-upstream-secret", **fields) -> Channel:
+    channel = Channel(
+        name=fields.pop("name", "fake"),
+        type=fields.pop("type", "openai"),
+        base_url=base_url,
+        models=models or ["gpt-4o"],
+        **fields,
+    )
+    channel.key = key
+    channel.save()
+    return channel
+
+
+@pytest.fixture
+def openai_channel(fake_openai: FakeOpenAI, transactional_db) -> Channel:
+    return make_channel(fake_openai.url)
+
+
+@pytest.fixture
+def access_token(root: User) -> str:
+    return AccessToken.issue(root)[1]
+
+
+async def wait_for(predicate, timeout: float = 5.0) -> None:
+    """Poll a synchronous predicate (run in the DB thread pool) until it holds."""
+    from gateway_project.db import run_db
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await run_db(predicate):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
