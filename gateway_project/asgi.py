@@ -8,3 +8,7 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 application = ProtocolTypeRouter({"http": get_asgi_application()})
+
+from relay.tokenizer import warm_up  # noqa: E402
+
+warm_up()  # load the BPE tables now rather than inside the first request

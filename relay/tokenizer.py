@@ -93,3 +93,8 @@ def _count_parts(enc: tiktoken.Encoding, parts: list) -> int:
         elif part.get("type") == "image_url":
             total += LOW_DETAIL_IMAGE_TOKENS
     return total
+
+
+def warm_up() -> None:
+    for name in ENCODINGS:
+        encoding(name)
