@@ -81,7 +81,7 @@ def build_index() -> Index:
     by_id: dict[int, ChannelInfo] = {}
     for row in Channel.objects.all().order_by("-priority", "id"):
         try:
-            info = _info(row)
+            info = channel_info(row)
         except ValueError:
             continue  # a key that cannot be decrypted cannot serve traffic
         by_id[info.id] = info
@@ -96,7 +96,8 @@ def build_index() -> Index:
     return Index(exact, wildcard, by_id, version, time.monotonic())
 
 
-def _info(row) -> ChannelInfo:
+def channel_info(row) -> ChannelInfo:
+    """What the relay needs of one Channel row; ValueError when its key cannot be decrypted."""
     return ChannelInfo(
         id=row.pk,
         name=row.name,

@@ -9,6 +9,11 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 application = ProtocolTypeRouter({"http": get_asgi_application()})
 
+from django.conf import settings  # noqa: E402
+
 from relay.tokenizer import warm_up  # noqa: E402
+from tasks import embedded  # noqa: E402
 
 warm_up()  # load the BPE tables now rather than inside the first request
+if settings.TASK_RUNNER == "embedded":
+    embedded.start()

@@ -157,3 +157,12 @@ COHERE_SAFETY_SETTING = envstr("COHERE_SAFETY_SETTING", "NONE")
 
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", REDIS_CONN_STRING)
 CELERY_TASK_ALWAYS_EAGER = False
+RECONCILE_INTERVAL = envint("RECONCILE_INTERVAL", 60)
+TASK_RUNNER = "celery" if CELERY_BROKER_URL else "embedded"
+CELERY_BEAT_SCHEDULE = {
+    "release_stale_reservations": {
+        "task": "tasks.run_job",
+        "schedule": RECONCILE_INTERVAL,
+        "args": ("release_stale_reservations",),
+    },
+}

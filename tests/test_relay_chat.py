@@ -146,8 +146,9 @@ async def test_idle_upstream_ends_the_stream_and_bills_what_was_delivered(alice_
     assert log.completion_tokens == count_text("gpt-4o", "Hello from")
 
 
-async def test_client_disconnect_stops_the_upstream_and_bills_what_was_delivered(alice_key, openai_channel,
-                                                                                  fake_openai):
+async def test_client_disconnect_stops_the_upstream_and_bills_what_was_delivered(
+    alice_key, openai_channel, fake_openai
+):
     from tests.asgi_harness import StreamingCall
 
     fake_openai.script.append(Behaviour(chunk_delay=0.3))
@@ -227,8 +228,10 @@ async def test_a_body_over_the_limit_gets_413(alice_key, openai_channel):
 
 
 async def test_key_errors(alice, openai_channel, transactional_db):
-    assert await error_of(await AsyncClient().post("/v1/chat/completions", HELLO, content_type="application/json")) \
-        == (401, "missing_api_key")
+    assert await error_of(await AsyncClient().post("/v1/chat/completions", HELLO, content_type="application/json")) == (
+        401,
+        "missing_api_key",
+    )
     assert await error_of(await post("sk-" + "x" * 48, HELLO)) == (401, "invalid_api_key")
     _, disabled = await asyncio.to_thread(make_key, alice, status="disabled")
     assert await error_of(await post(disabled, HELLO)) == (403, "key_disabled")

@@ -1,0 +1,182 @@
+"""OpenAI chat vocabulary shared by every adaptor that translates to and from another provider's format.
+
+Reading the client's request (content parts, data URLs, tool-call arguments) and writing OpenAI answers
+(completion bodies, stream chunks, usage objects) live here once; the provider modules only hold what is
+specific to their provider's wire format.
+"""
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import orjson
+
+from relay.adaptors.base import RelayRequest, StreamState, Usage
+from relay.errors import RelayError
+
+
+@dataclass(frozen=True)
+class DataUrl:
+    mime: str
+    data: str  # base64, without the `data:...,` prefix
+
+
+def parse_data_url(url: str) -> DataUrl | None:
+    """`data:<mime>;base64,<data>` -> DataUrl; None for anything that is not a data URL."""
+    if not url.startswith("data:"):
+        return None
+    header, separator, data = url[5:].partition(",")
+    mime, _, encoding = header.partition(";")
+    if not separator or encoding.lower() != "base64" or not data:
+        raise RelayError(400, "data URLs must be base64 encoded (data:<mime>;base64,<data>)", "invalid_image_url")
+    return DataUrl(mime.strip().lower() or "application/octet-stream", data)
+
+
+def is_http_url(url: str) -> bool:
+    return url.startswith(("http://", "https://"))
+
+
+def content_parts(content: object) -> list[dict]:
+    """A message's content as a list of part objects: a plain string becomes one text part."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if isinstance(content, list):
+        return [part for part in content if isinstance(part, dict)]
+    return []
+
+
+def content_text(content: object) -> str:
+    """The text parts of a message's content joined, for places that only take text (system prompts)."""
+    return "\n".join(part.get("text") or "" for part in content_parts(content) if part.get("type") == "text")
+
+
+def image_url_of(part: dict) -> str:
+    """The URL of an `image_url` part; some clients send `image_url` as a bare string instead of an object."""
+    image = part.get("image_url")
+    url = image.get("url") if isinstance(image, dict) else image
+    if not isinstance(url, str) or not url:
+        raise RelayError(400, "image_url parts need a url", "invalid_image_url")
+    return url
+
+
+def tool_arguments(arguments: object) -> dict:
+    """An assistant tool call's `arguments` (a JSON string that may be invalid) as an object."""
+    if isinstance(arguments, dict):
+        return arguments
+    if not isinstance(arguments, str) or not arguments.strip():
+        return {}
+    try:
+        parsed = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        return {}  # the model produced broken JSON earlier; the provider needs an object regardless
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def openai_tool_call(call_id: str, name: str, arguments: object) -> dict:
+    return {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": orjson.dumps(arguments if arguments is not None else {}).decode()},
+    }
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def new_completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def usage_object(usage: Usage, cached_tokens: int = 0, reasoning_tokens: int = 0) -> dict:
+    answer: dict = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+    if cached_tokens:
+        answer["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
+    if reasoning_tokens:
+        answer["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+    return answer
+
+
+def nonzero(usage: Usage) -> Usage | None:
+    """All-zero usage means the provider did not count: None tells the relay to count locally."""
+    return None if usage.is_empty else usage
+
+
+def assistant_message(text: str, tool_calls: list[dict], reasoning: str = "") -> dict:
+    message: dict = {"role": "assistant", "content": text if text or not tool_calls else None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    if reasoning:
+        message["reasoning_content"] = reasoning  # non-standard, but what clients of gateways expect
+    return message
+
+
+def completion_body(request: RelayRequest, completion_id: str, choices: list[dict], usage: dict | None) -> bytes:
+    """A `chat.completion` answer under the model name the client asked for."""
+    body: dict = {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.model,
+        "choices": choices,
+    }
+    if usage is not None:
+        body["usage"] = usage
+    return orjson.dumps(body)
+
+
+def spoken_text(message: dict) -> str:
+    """Everything in an answer the provider bills as output, for counting tokens when it reports none."""
+    pieces = [message.get("content") or "", message.get("reasoning_content") or ""]
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") or {}
+        pieces.append((function.get("name") or "") + (function.get("arguments") or ""))
+    return "".join(pieces)
+
+
+class ChunkWriter:
+    """Builds the `chat.completion.chunk` payloads of one converted stream.
+
+    All chunks share one id, `created` and the client's model name (kept in the StreamState, where the
+    relay reads them for its own usage chunk); the first delta of each choice carries `role`, as OpenAI's
+    do. Every delta's text is recorded in the state for local counting should the provider send no usage.
+    """
+
+    def __init__(self, request: RelayRequest, state: StreamState) -> None:
+        self.request = request
+        self.state = state
+        self.started_choices: set[int] = set()
+
+    def start(self, chunk_id: str = "") -> None:
+        if not self.state.chunk_id:
+            self.state.chunk_id = chunk_id or new_completion_id()
+            self.state.created = int(time.time())
+
+    def chunk(self, delta: dict, finish_reason: str | None = None, index: int = 0) -> bytes:
+        self.start()
+        if index not in self.started_choices:
+            self.started_choices.add(index)
+            delta = {"role": "assistant", **delta}
+        self._record(delta)
+        payload: dict = {
+            "id": self.state.chunk_id,
+            "object": "chat.completion.chunk",
+            "created": self.state.created,
+            "model": self.request.model,
+            "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
+        if self.request.wants_usage:
+            payload["usage"] = None  # OpenAI's shape when the totals follow in a chunk of their own
+        return orjson.dumps(payload)
+
+    def _record(self, delta: dict) -> None:
+        self.state.text_parts.append((delta.get("content") or "") + (delta.get("reasoning_content") or ""))
+        for call in delta.get("tool_calls") or ():
+            if call.get("id"):
+                self.state.max_tool_calls += 1
+            function = call.get("function") or {}
+            self.state.text_parts.append((function.get("name") or "") + (function.get("arguments") or ""))

@@ -1,0 +1,24 @@
+"""Periodic jobs. Celery beat runs them when a broker is configured; otherwise the embedded runner does.
+
+Every job is safe to run on several processes at once.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from billing import quota
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    every_seconds: float
+    run: Callable[[], object]
+
+
+def periodic_jobs() -> list[Job]:
+    return [
+        Job("release_stale_reservations", settings.RECONCILE_INTERVAL, quota.release_stale),
+    ]

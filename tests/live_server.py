@@ -1,0 +1,81 @@
+"""Start the real ASGI server (daphne) on a free port against the test database."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_env() -> dict[str, str]:
+    """Environment that points a server process at the database this test process uses."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return {"SQL_DSN": "", "SQLITE_PATH": str(db["NAME"])}
+    scheme, default_port = ("postgres", 5432) if connection.vendor == "postgresql" else ("mysql", 3306)
+    auth = quote(db["USER"] or "", safe="") + (":" + quote(db["PASSWORD"], safe="") if db["PASSWORD"] else "")
+    return {"SQL_DSN": f"{scheme}://{auth}@{db['HOST']}:{db['PORT'] or default_port}/{db['NAME']}"}
+
+
+class LiveGateway:
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            **database_env(),
+            "REDIS_CONN_STRING": settings.REDIS_CONN_STRING,
+            "SESSION_SECRET": settings.SECRET_KEY,
+            "SYNC_FREQUENCY": "1",
+            **(extra_env or {}),
+        }
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "gateway_project.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gateway exited: {self.process.stderr.read().decode()[-2000:]}")
+            try:
+                httpx.get(f"{self.url}/v1/models", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("gateway did not start in time")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
