@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from billing import keys, pricing, quota
 from billing.keys import KeyInfo
 from billing.pricing import Quote
-from channels_app import routing
+from channels_app import healing, routing
 from channels_app.routing import ChannelInfo
 from gateway_project.db import run_db
 from relay import streaming, upstream
@@ -133,17 +133,23 @@ async def dispatch(call: Call) -> HttpResponse:
     attempts = 1 if call.pinned else settings.RETRY_TIMES + 1
     failure: UpstreamFailure | None = None
     for _ in range(attempts):
-        channel = routing.choose(candidates, set(call.tried))
+        tried = set(call.tried)
+        # Resting channels are skipped while anything else can serve, but never leave the client with nothing.
+        channel = routing.choose(candidates, tried | healing.Rests.resting()) or routing.choose(candidates, tried)
         if channel is None:
             break
         call.tried.append(channel.id)
         try:
-            return await attempt(call, channel)
+            response = await attempt(call, channel)
         except UpstreamFailed as failed:
             failure = failed.failure
             log.warning("request %s: channel %s failed with %s", call.request_id, channel.id, failure.status)
+            await note_failure(channel, failure)
             if not retryable(failure.status):
                 break
+        else:
+            healing.Rests.succeeded(channel.id)
+            return response
     await run_db(quota.release, call.request_id)
     call.reserved = False
     if failure is None:
@@ -152,6 +158,14 @@ async def dispatch(call: Call) -> HttpResponse:
         )
     await run_db(quota.record_failure, call.request_id, call.key, call.tried, call.request.model, failure.message)
     raise RelayError(failure.status, failure.message, failure.code, failure.type, failure.param)
+
+
+async def note_failure(channel: ChannelInfo, failure: UpstreamFailure) -> None:
+    if healing.is_permanent(failure.status, failure.message, failure.code, failure.type):
+        if channel.auto_ban:
+            await run_db(healing.auto_disable, channel, f"upstream status {failure.status}: {failure.message}")
+    elif retryable(failure.status):
+        healing.Rests.failed(channel.id)
 
 
 def pinned_channel(index: routing.Index, channel_id: int) -> list[ChannelInfo]:

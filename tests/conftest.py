@@ -11,7 +11,7 @@ from django.core.cache import cache
 
 from billing import pricing
 from billing.models import AccessToken, Token, User
-from channels_app import routing
+from channels_app import healing, routing
 from channels_app.models import Channel
 from tests.fakes.openai_upstream import FakeOpenAI, start
 
@@ -27,6 +27,7 @@ def _fresh_caches() -> None:
     cache.clear()
     routing._State.index = None
     pricing._State.prices = None
+    healing.Rests.streaks.clear()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,127 @@
+"""Channel health: auto-disable on credential/billing failures, a short rest after transient failures.
+
+Auto-disable is written to the database and bumps the routing version, so every instance drops the
+channel within SYNC_FREQUENCY (at once with Redis). The rest after transient failures is per process:
+it only spares this process from hammering a struggling upstream.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from channels_app import routing
+from channels_app.routing import ChannelInfo
+
+log = logging.getLogger(__name__)
+
+# Error codes and types that mean "this credential cannot serve": OpenAI, Azure, Anthropic, Gemini/Vertex,
+# Zhipu, Cohere and Jina phrase it differently.
+PERMANENT_CODES = {
+    "invalid_api_key",
+    "account_deactivated",
+    "billing_not_active",
+    "insufficient_quota",
+    "api_key_invalid",
+    "permission_denied",
+    "unauthenticated",
+    "1000",  # Zhipu: authentication failed
+    "1001",
+    "1002",
+    "1003",
+    "1113",  # Zhipu: account in arrears
+}
+PERMANENT_TYPES = {
+    "insufficient_quota",
+    "authentication_error",
+    "permission_error",
+    "billing_error",
+    "forbidden",
+    "invalid_api_key",
+}
+PERMANENT_PHRASES = (
+    "your credit balance is too low",
+    "this organization has been disabled",
+    "you exceeded your current quota",
+    "api key not valid",
+    "api key expired",
+    "invalid api key",
+    "incorrect api key",
+    "the security token included in the request is invalid",
+    "your account is not authorized",
+    "account has been deactivated",
+    "permission denied",
+)
+
+
+def is_permanent(status: int, message: str, code: object, error_type: object) -> bool:
+    """Does this failure mean the channel's credential or account cannot serve any request?"""
+    if status == 401:
+        return True
+    if str(code or "").lower() in PERMANENT_CODES or str(error_type or "").lower() in PERMANENT_TYPES:
+        return True
+    text = message.lower()
+    return any(phrase in text for phrase in PERMANENT_PHRASES)
+
+
+def auto_disable(channel: ChannelInfo, reason: str) -> bool:
+    """Take the channel out of rotation (only an enabled channel with auto_ban on). True if it changed."""
+    from billing.models import Log
+    from channels_app.models import Channel
+
+    changed = Channel.objects.filter(pk=channel.id, status=Channel.Status.ENABLED, auto_ban=True).update(
+        status=Channel.Status.AUTO_DISABLED, status_reason=reason[:500]
+    )
+    if changed:
+        routing.invalidate()
+        Log.objects.create(
+            type=Log.Type.MANAGE, channel_id=channel.id, content=f"channel {channel.id} auto-disabled: {reason[:500]}"
+        )
+        log.warning("channel %s (%s) auto-disabled: %s", channel.id, channel.name, reason)
+    return bool(changed)
+
+
+def auto_enable(channel_id: int, message: str) -> bool:
+    """Put an auto-disabled channel back after it passed a channel test. Manual disables stay."""
+    from billing.models import Log
+    from channels_app.models import Channel
+
+    changed = Channel.objects.filter(pk=channel_id, status=Channel.Status.AUTO_DISABLED).update(
+        status=Channel.Status.ENABLED, status_reason=""
+    )
+    if changed:
+        routing.invalidate()
+        Log.objects.create(
+            type=Log.Type.MANAGE, channel_id=channel_id, content=f"channel {channel_id} re-enabled: {message}"
+        )
+    return bool(changed)
+
+
+@dataclass
+class _Streak:
+    failures: int = 0
+    resting_until: float = 0.0
+
+
+class Rests:
+    """Consecutive transient failures per channel in this process, and who is resting."""
+
+    streaks: dict[int, _Streak] = {}
+
+    @classmethod
+    def failed(cls, channel_id: int) -> None:
+        streak = cls.streaks.setdefault(channel_id, _Streak())
+        streak.failures += 1
+        if streak.failures >= settings.CHANNEL_FAILURE_THRESHOLD:
+            streak.resting_until = time.monotonic() + settings.CHANNEL_COOLDOWN_SECONDS
+            streak.failures = 0
+
+    @classmethod
+    def succeeded(cls, channel_id: int) -> None:
+        cls.streaks.pop(channel_id, None)
+
+    @classmethod
+    def resting(cls) -> set[int]:
+        now = time.monotonic()
+        return {channel_id for channel_id, streak in cls.streaks.items() if streak.resting_until > now}
