@@ -104,6 +104,7 @@ DEFAULT_MODEL_PRICE_TABLE: dict[str, float] = {
     "gpt-4o-gizmo-*": 0.1,
     "dall-e-3": 0.04,
     "dall-e-2": 0.02,
+    "gpt-image-1": 0.042,
     "mj_imagine": 0.1,
     "mj_variation": 0.1,
     "mj_reroll": 0.1,
@@ -123,6 +124,32 @@ DEFAULT_MODEL_PRICE_TABLE: dict[str, float] = {
     "suno_music": 0.1,
     "suno_lyrics": 0.01,
 }
+
+# Image price multipliers relative to the model's 1024x1024 standard price.
+IMAGE_SIZE_MULTIPLIERS: dict[str, dict[str, float]] = {
+    "dall-e-2": {"256x256": 0.8, "512x512": 0.9, "1024x1024": 1.0},
+    "dall-e-3": {"1024x1024": 1.0, "1024x1792": 2.0, "1792x1024": 2.0},
+    "gpt-image-1": {"1024x1024": 1.0, "1024x1536": 1.5, "1536x1024": 1.5, "auto": 1.5},
+}
+IMAGE_QUALITY_MULTIPLIERS: dict[str, dict[str, float]] = {
+    "dall-e-3": {"standard": 1.0, "hd": 2.0},
+    "gpt-image-1": {"low": 0.25, "medium": 1.0, "high": 4.0, "auto": 4.0, "standard": 1.0},
+}
+DEFAULT_IMAGE_PRICE = 0.04  # USD per 1024x1024 standard image for image models without a price
+
+
+def image_multiplier(model: str, size: str, quality: str) -> float | None:
+    """Size x quality multiplier; None when the model does not offer that size."""
+    sizes = IMAGE_SIZE_MULTIPLIERS.get(model)
+    if sizes is None:
+        return 1.0  # unknown image model: price per image, whatever the size
+    if size not in sizes:
+        return None
+    multiplier = sizes[size] * IMAGE_QUALITY_MULTIPLIERS.get(model, {}).get(quality, 1.0)
+    if model == "dall-e-3" and quality == "hd" and size != "1024x1024":
+        multiplier = 3.0  # hd at the large sizes costs $0.12, 3x the standard square
+    return multiplier
+
 
 DEFAULT_GROUP_RATIO: dict[str, float] = {"default": 1.0, "vip": 1.0, "svip": 1.0}
 
@@ -196,6 +223,10 @@ class Quote:
             return math.ceil(round(self.price * self.quota_per_unit * self.group_ratio, 6))
         raw = (prompt_tokens + completion_tokens * self.completion_ratio) * self.model_ratio * self.group_ratio
         return math.ceil(round(raw, 6))
+
+    def image_price(self) -> float:
+        """USD per image: the model's fixed price, else the default image price."""
+        return self.price if self.price is not None else DEFAULT_IMAGE_PRICE
 
     def explain(self, prompt_tokens: int, completion_tokens: int) -> str:
         if self.price is not None:

@@ -1,5 +1,6 @@
 """Settings, read only from environment variables (names shared with one-api/new-api; see README)."""
 
+import os
 import secrets
 from pathlib import Path
 
@@ -82,7 +83,8 @@ else:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": envstr("SQLITE_PATH", str(DATA_DIR / "gateway.sqlite3")),
             # A file, not memory: end-to-end tests serve the test database from a separate process.
-            "TEST": {"NAME": str(DATA_DIR / "test.sqlite3")},
+            # One per test process, so that concurrent test runs do not share it.
+            "TEST": {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")},
             "OPTIONS": {
                 # IMMEDIATE: a writer takes the lock when its transaction starts, so concurrent quota
                 # updates queue on the busy timeout instead of failing with "database is locked".

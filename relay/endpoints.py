@@ -1,10 +1,21 @@
-"""Body validation and prompt counting per client endpoint: each parses the body once."""
+"""The client-facing endpoints: how each validates its body, counts its prompt, reserves and is priced.
+
+Every endpoint goes through the same request path (relay.service); only these rules differ.
+"""
+
+import io
+import math
 
 import orjson
+from django.conf import settings
+from django.http import HttpRequest
+from django.http.multipartparser import MultiPartParser, MultiPartParserError
 
-from relay.adaptors.base import RelayRequest
+from billing.pricing import Quote, image_multiplier
+from relay import media
+from relay.adaptors.base import RelayRequest, Usage
 from relay.errors import RelayError
-from relay.tokenizer import count_messages
+from relay.tokenizer import count_messages, count_text
 
 
 def load_body(raw: bytes) -> dict:
@@ -19,8 +30,8 @@ def load_body(raw: bytes) -> dict:
     return body
 
 
-def require_model(body: dict) -> str:
-    model = body.get("model")
+def require_model(body: dict, default: str | None = None) -> str:
+    model = body.get("model", default)
     if not isinstance(model, str) or not model.strip():
         raise RelayError(400, "you must provide a model parameter", "missing_model", param="model")
     return model
@@ -36,25 +47,243 @@ def stream_flags(body: dict) -> tuple[bool, bool]:
     return bool(stream), bool(stream and options and options.get("include_usage"))
 
 
-def check_token_limits(body: dict) -> None:
-    for name in ("max_tokens", "max_completion_tokens"):
-        value = body.get(name)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 2**30):
-            raise RelayError(400, f"{name} must be a positive integer", "invalid_value", param=name)
+def positive_int(body: dict, name: str, limit: int = 2**30) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= limit:
+        raise RelayError(400, f"{name} must be a positive integer", "invalid_value", param=name)
+    return value
 
 
-def parse_chat(raw: bytes, path: str) -> RelayRequest:
-    body = load_body(raw)
-    model = require_model(body)
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise RelayError(400, "messages must be a non-empty array", "missing_messages", param="messages")
-    if not all(isinstance(message, dict) for message in messages):
-        raise RelayError(400, "every message must be an object", "invalid_messages", param="messages")
-    check_token_limits(body)
-    stream, wants_usage = stream_flags(body)
-    return RelayRequest("chat", model, body, raw, stream, wants_usage, path)
+def completion_budget(body: dict) -> int:
+    return (
+        positive_int(body, "max_completion_tokens") or positive_int(body, "max_tokens") or settings.PRE_CONSUMED_TOKENS
+    )
 
 
-def count_chat(request: RelayRequest) -> int:
-    return count_messages(request.model, request.body["messages"])
+def text_of(value: object) -> str:
+    """The text of a prompt or input: a string, a list of strings, or token arrays (counted as tokens)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "\n".join(item for item in value if isinstance(item, str))
+    return ""
+
+
+def token_arrays(value: object) -> int:
+    """Prompts given as token ids: [1, 2] or [[1, 2], [3]] count one token per id."""
+    if isinstance(value, list) and value and all(isinstance(i, int) for i in value):
+        return len(value)
+    if isinstance(value, list):
+        return sum(len(item) for item in value if isinstance(item, list))
+    return 0
+
+
+class Endpoint:
+    """Chat completions; the other endpoints override what differs."""
+
+    name = "chat"
+
+    def parse(self, raw: bytes, request: HttpRequest) -> RelayRequest:
+        body = load_body(raw)
+        model = require_model(body)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise RelayError(400, "messages must be a non-empty array", "missing_messages", param="messages")
+        if not all(isinstance(message, dict) for message in messages):
+            raise RelayError(400, "every message must be an object", "invalid_messages", param="messages")
+        completion_budget(body)
+        stream, wants_usage = stream_flags(body)
+        return RelayRequest(self.name, model, body, raw, stream, wants_usage, request.path)
+
+    async def prompt_tokens(self, request: RelayRequest) -> int:
+        messages = request.body["messages"]
+        tokens = count_messages(request.model, messages)
+        if settings.GET_MEDIA_TOKEN and (request.stream or settings.GET_MEDIA_TOKEN_NOT_STREAM):
+            tokens += await media.image_tokens(messages, request.model)
+        return tokens
+
+    def reservation(self, quote: Quote, request: RelayRequest, prompt_tokens: int) -> int:
+        return quote.cost(prompt_tokens, completion_budget(request.body))
+
+    def cost(self, quote: Quote, request: RelayRequest, usage: Usage) -> tuple[int, str]:
+        """(quota, the formula as the log shows it)."""
+        return (
+            quote.cost(usage.prompt_tokens, usage.completion_tokens),
+            quote.explain(usage.prompt_tokens, usage.completion_tokens),
+        )
+
+    def local_usage(self, request: RelayRequest, prompt_tokens: int, text: str) -> Usage:
+        return Usage(prompt_tokens, count_text(request.model, text))
+
+
+class Completions(Endpoint):
+    name = "completions"
+
+    def parse(self, raw: bytes, request: HttpRequest) -> RelayRequest:
+        body = load_body(raw)
+        model = require_model(body)
+        if "prompt" not in body:
+            raise RelayError(400, "you must provide a prompt", "missing_prompt", param="prompt")
+        completion_budget(body)
+        stream, wants_usage = stream_flags(body)
+        return RelayRequest(self.name, model, body, raw, stream, wants_usage, request.path)
+
+    async def prompt_tokens(self, request: RelayRequest) -> int:
+        prompt = request.body["prompt"]
+        return count_text(request.model, text_of(prompt)) + token_arrays(prompt)
+
+    def reservation(self, quote: Quote, request: RelayRequest, prompt_tokens: int) -> int:
+        return quote.cost(prompt_tokens, positive_int(request.body, "max_tokens") or 16)
+
+
+class Embeddings(Completions):
+    name = "embeddings"
+    field = "input"
+    default_model: str | None = None
+
+    def parse(self, raw: bytes, request: HttpRequest) -> RelayRequest:
+        body = load_body(raw)
+        path_model = request.resolver_match.kwargs.get("model") if request.resolver_match else None
+        model = require_model(body, default=path_model or self.default_model)
+        if self.field not in body:
+            raise RelayError(400, f"you must provide {self.field}", f"missing_{self.field}", param=self.field)
+        return RelayRequest(self.name, model, body, raw, False, False, request.path)
+
+    async def prompt_tokens(self, request: RelayRequest) -> int:
+        value = request.body[self.field]
+        return count_text(request.model, text_of(value)) + token_arrays(value)
+
+    def reservation(self, quote: Quote, request: RelayRequest, prompt_tokens: int) -> int:
+        return quote.cost(prompt_tokens, 0)
+
+    def local_usage(self, request: RelayRequest, prompt_tokens: int, text: str) -> Usage:
+        return Usage(prompt_tokens, 0)
+
+
+class Moderations(Embeddings):
+    name = "moderations"
+    default_model = "omni-moderation-latest"
+
+
+class Images(Endpoint):
+    """Billed per image: price x size and quality multiplier x n, whatever the upstream reports."""
+
+    name = "images"
+
+    def parse(self, raw: bytes, request: HttpRequest) -> RelayRequest:
+        body = load_body(raw)
+        model = require_model(body, default="dall-e-2")
+        if not isinstance(body.get("prompt"), str) or not body["prompt"].strip():
+            raise RelayError(400, "you must provide a prompt", "missing_prompt", param="prompt")
+        positive_int(body, "n", limit=10)
+        size = body.get("size", "1024x1024")
+        if not isinstance(size, str) or image_multiplier(model, size, "standard") is None:
+            raise RelayError(400, f"size {size!r} is not supported for {model}", "invalid_value", param="size")
+        return RelayRequest(self.name, model, {**body, "model": model}, raw, False, False, request.path)
+
+    async def prompt_tokens(self, request: RelayRequest) -> int:
+        return 0
+
+    def reservation(self, quote: Quote, request: RelayRequest, prompt_tokens: int) -> int:
+        return self.cost(quote, request, Usage())[0]
+
+    def cost(self, quote: Quote, request: RelayRequest, usage: Usage) -> tuple[int, str]:
+        body = request.body
+        size, quality, count = body.get("size", "1024x1024"), body.get("quality", "standard"), body.get("n") or 1
+        multiplier = image_multiplier(request.model, size, quality) or 1.0
+        per_image = quote.image_price()
+        quota = math.ceil(round(per_image * quote.quota_per_unit * quote.group_ratio * multiplier * count, 6))
+        return quota, (
+            f"per image ${per_image:g} x size/quality multiplier {multiplier:g} ({size}, {quality}) x n {count}"
+            f" x {quote.quota_per_unit} quota/$ x group ratio {quote.group_ratio:g} = {quota}"
+        )
+
+
+class Speech(Endpoint):
+    """Text to speech: billed by input characters x model ratio x group ratio; audio bytes pass through."""
+
+    name = "speech"
+
+    def parse(self, raw: bytes, request: HttpRequest) -> RelayRequest:
+        body = load_body(raw)
+        model = require_model(body, default="tts-1")
+        if not isinstance(body.get("input"), str) or not body["input"]:
+            raise RelayError(400, "you must provide input text", "missing_input", param="input")
+        relay_request = RelayRequest(self.name, model, {**body, "model": model}, raw, False, False, request.path)
+        relay_request.passthrough = True
+        return relay_request
+
+    async def prompt_tokens(self, request: RelayRequest) -> int:
+        return len(request.body["input"])
+
+    def reservation(self, quote: Quote, request: RelayRequest, prompt_tokens: int) -> int:
+        return quote.cost(prompt_tokens, 0)
+
+    def local_usage(self, request: RelayRequest, prompt_tokens: int, text: str) -> Usage:
+        return Usage(prompt_tokens, 0)
+
+    def cost(self, quote: Quote, request: RelayRequest, usage: Usage) -> tuple[int, str]:
+        quota = quote.cost(usage.prompt_tokens, 0)
+        return (
+            quota,
+            f"{usage.prompt_tokens} input characters x model ratio {quote.model_ratio:g} x group ratio "
+            f"{quote.group_ratio:g} = {quota}",
+        )
+
+
+class Transcriptions(Endpoint):
+    """Speech to text (multipart, relayed byte for byte): billed by the tokens of the returned text."""
+
+    name = "transcriptions"
+
+    def parse(self, raw: bytes, request: HttpRequest) -> RelayRequest:
+        content_type = request.headers.get("Content-Type", "")
+        if not content_type.startswith("multipart/form-data"):
+            raise RelayError(400, "send the audio as multipart/form-data", "invalid_content_type")
+        fields = multipart_fields(raw, request)
+        if "file" not in fields:
+            raise RelayError(400, "you must provide a file", "missing_file", param="file")
+        model = require_model(fields, default="whisper-1")
+        relay_request = RelayRequest(self.name, model, fields, raw, False, False, request.path)
+        relay_request.content_type = content_type
+        relay_request.passthrough = True
+        return relay_request
+
+    async def prompt_tokens(self, request: RelayRequest) -> int:
+        return 0
+
+    def local_usage(self, request: RelayRequest, prompt_tokens: int, text: str) -> Usage:
+        return Usage(0, count_text(request.model, transcript_text(text)))
+
+
+def multipart_fields(raw: bytes, request: HttpRequest) -> dict:
+    """The form's text fields (plus `file` present or not); the raw body itself is forwarded unchanged."""
+    meta = {**request.META, "CONTENT_LENGTH": str(len(raw))}
+    try:
+        data, files = MultiPartParser(meta, io.BytesIO(raw), request.upload_handlers, "utf-8").parse()
+    except MultiPartParserError:
+        raise RelayError(400, "the multipart body could not be parsed", "invalid_body") from None
+    fields = {name: data.get(name) for name in data}
+    if "file" in files:
+        fields["file"] = files["file"].name
+    return fields
+
+
+def transcript_text(content: str) -> str:
+    """The text of a transcription answer: JSON's `text`, or the body itself (text, srt, vtt)."""
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return content
+    return body.get("text", "") if isinstance(body, dict) else content
+
+
+CHAT = Endpoint()
+COMPLETIONS = Completions()
+EMBEDDINGS = Embeddings()
+MODERATIONS = Moderations()
+IMAGES = Images()
+SPEECH = Speech()
+TRANSCRIPTIONS = Transcriptions()

@@ -1,7 +1,7 @@
 """The request path: authenticate, parse once, reserve, pick a channel, call upstream, relay, settle.
 
-Views call `relay_json`; everything that decides money goes through billing, everything that decides
-routing through channels_app.
+Views call `relay` with their endpoint (relay.endpoints); everything that decides money goes through
+billing, everything that decides routing through channels_app.
 """
 
 import logging
@@ -22,8 +22,8 @@ from gateway_project.db import run_db
 from relay import streaming, upstream
 from relay.adaptors.base import RelayRequest, UpstreamFailed, UpstreamFailure, Usage
 from relay.adaptors.registry import adaptor_for
+from relay.endpoints import Endpoint
 from relay.errors import RelayError, error_response
-from relay.tokenizer import count_text
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class Call:
     started: float
     key: KeyInfo
     pinned: int | None
+    endpoint: Endpoint
     request: RelayRequest
     quote: Quote
     prompt_tokens: int
@@ -52,7 +53,7 @@ class Call:
         return int((time.perf_counter() - self.started) * 1000)
 
     def charge(self, channel: ChannelInfo, usage: Usage, rule: str) -> quota.Charge:
-        cost = self.quote.cost(usage.prompt_tokens, usage.completion_tokens)
+        cost, formula = self.endpoint.cost(self.quote, self.request, usage)
         return quota.Charge(
             request_id=self.request_id,
             quota=cost,
@@ -63,22 +64,23 @@ class Call:
             token_name=self.key.token_name,
             is_stream=self.request.stream,
             use_time_ms=self.elapsed_ms(),
-            content=f"{rule}; {self.quote.explain(usage.prompt_tokens, usage.completion_tokens)}",
+            content=f"{rule}; {formula}",
         )
 
 
-async def relay_json(request: HttpRequest, parse, count_prompt) -> HttpResponse:
-    """Serve one JSON relay endpoint; `parse` validates the body, `count_prompt` counts its tokens."""
+async def relay(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
+    """Serve one relay endpoint from authentication to settlement."""
     request_id = uuid.uuid4().hex
     started = time.perf_counter()
     call = None
     try:
         key, pinned = await keys.authenticate(request.headers.get("Authorization", ""), client_ip(request))
-        relay_request = parse(read_body(request), request.path)
+        relay_request = endpoint.parse(read_body(request), request)
         key.check_model(relay_request.model)
         prices = await pricing.acurrent()
         quote = prices.quote(relay_request.model, key.group)
-        call = Call(request_id, started, key, pinned, relay_request, quote, count_prompt(relay_request))
+        prompt_tokens = await endpoint.prompt_tokens(relay_request)
+        call = Call(request_id, started, key, pinned, endpoint, relay_request, quote, prompt_tokens)
         await reserve(call)
         response = await dispatch(call)
     except keys.KeyRejected as rejected:
@@ -106,16 +108,8 @@ def read_body(request: HttpRequest) -> bytes:
         raise RelayError(400, "could not read the request body", "invalid_body") from None
 
 
-def completion_budget(body: dict) -> int:
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if isinstance(value, int) and value > 0:
-            return value
-    return settings.PRE_CONSUMED_TOKENS
-
-
 async def reserve(call: Call) -> None:
-    amount = call.quote.cost(call.prompt_tokens, completion_budget(call.request.body))
+    amount = call.endpoint.reservation(call.quote, call.request, call.prompt_tokens)
     try:
         await run_db(quota.reserve, call.request_id, call.key.token_id, call.key.user_id, call.key.unlimited, amount)
     except quota.QuotaExceeded as exceeded:
@@ -205,7 +199,7 @@ async def attempt(call: Call, channel: ChannelInfo) -> HttpResponse:
     if call.request.stream:
         return await streaming.start(call, channel, adaptor, response)
     content = await read_and_close(call, response)
-    return await finish_whole(call, channel, adaptor, content)
+    return await finish_whole(call, channel, adaptor, content, response.headers.get("Content-Type"))
 
 
 async def read_and_close(call: Call, response: httpx.Response) -> bytes:
@@ -219,14 +213,16 @@ async def read_and_close(call: Call, response: httpx.Response) -> bytes:
         call.upstream_seconds += time.perf_counter() - started
 
 
-async def finish_whole(call: Call, channel: ChannelInfo, adaptor, content: bytes) -> HttpResponse:
+async def finish_whole(call: Call, channel: ChannelInfo, adaptor, content: bytes, content_type: str | None):
     body, usage, text = adaptor.convert_response(call.request, content)
     rule = "usage reported by upstream"
     if usage is None:
-        usage = Usage(call.prompt_tokens, count_text(call.request.model, text))
+        usage = call.endpoint.local_usage(call.request, call.prompt_tokens, text)
         rule = "usage counted locally (upstream reported none)"
     await run_db(quota.settle, call.charge(channel, usage, rule))
     call.reserved = False
-    response = HttpResponse(body, content_type="application/json")
+    if not call.request.passthrough:
+        content_type = "application/json"
+    response = HttpResponse(body, content_type=content_type or "application/octet-stream")
     response["X-Gateway-Time-Ms"] = f"{call.gateway_ms():.2f}"
     return response

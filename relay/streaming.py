@@ -21,7 +21,6 @@ from billing import quota
 from gateway_project.db import run_db
 from relay import sse
 from relay.adaptors.base import Adaptor, StreamConverter, UpstreamFailed, UpstreamFailure, Usage
-from relay.tokenizer import count_text
 
 NORMAL = "stream ended normally"
 CLIENT_GONE = "client disconnected: billed what was delivered"
@@ -139,9 +138,9 @@ class StreamRelay:
         state = self.converter.state
         if state.usage is not None:
             return state.usage, False
-        completion = count_text(self.call.request.model, state.text)
-        completion += TOOL_CALL_OVERHEAD_TOKENS * state.max_tool_calls
-        return Usage(self.call.prompt_tokens, completion), True
+        usage = self.call.endpoint.local_usage(self.call.request, self.call.prompt_tokens, state.text)
+        usage.completion_tokens += TOOL_CALL_OVERHEAD_TOKENS * state.max_tool_calls
+        return usage, True
 
     def usage_chunk(self) -> bytes:
         usage, _ = self.final_usage()
@@ -149,7 +148,7 @@ class StreamRelay:
         return orjson.dumps(
             {
                 "id": state.chunk_id or f"chatcmpl-{self.call.request_id}",
-                "object": "chat.completion.chunk",
+                "object": "text_completion" if self.call.request.endpoint == "completions" else "chat.completion.chunk",
                 "created": state.created,
                 "model": self.call.request.model,
                 "choices": [],

@@ -60,9 +60,6 @@ def count_text(model: str, text: str) -> int:
     return len(encoding_for(model).encode(text, disallowed_special=()))
 
 
-LOW_DETAIL_IMAGE_TOKENS = 85
-
-
 def count_messages(model: str, messages: list) -> int:
     """Prompt tokens of a chat request: 3 per message, +1 for a name, +3 for the reply primer."""
     enc = encoding_for(model)
@@ -84,15 +81,12 @@ def count_messages(model: str, messages: list) -> int:
 
 
 def _count_parts(enc: tiktoken.Encoding, parts: list) -> int:
-    total = 0
-    for part in parts:
-        if not isinstance(part, dict):
-            continue
-        if part.get("type") == "text" and isinstance(part.get("text"), str):
-            total += len(enc.encode(part["text"], disallowed_special=()))
-        elif part.get("type") == "image_url":
-            total += LOW_DETAIL_IMAGE_TOKENS
-    return total
+    """Text parts only: image parts are counted by relay.media (GET_MEDIA_TOKEN)."""
+    return sum(
+        len(enc.encode(part["text"], disallowed_special=()))
+        for part in parts
+        if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+    )
 
 
 def warm_up() -> None:

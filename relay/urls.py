@@ -4,6 +4,23 @@ from relay import views
 
 urlpatterns = [
     path("v1/chat/completions", views.chat_completions),
+    path("v1/completions", views.completions),
+    path("v1/embeddings", views.embeddings),
+    path("v1/engines/<str:model>/embeddings", views.embeddings),
+    path("v1/moderations", views.moderations),
+    path("v1/images/generations", views.images),
+    path("v1/audio/speech", views.speech),
+    path("v1/audio/transcriptions", views.transcriptions),
+    path("v1/audio/translations", views.transcriptions),
     path("v1/models", views.list_models),
+    path("v1/models/<path:model>", views.retrieve_model),
+    path("v1/dashboard/billing/subscription", views.billing_subscription),
+    path("dashboard/billing/subscription", views.billing_subscription),
+    path("v1/dashboard/billing/usage", views.billing_usage),
+    path("dashboard/billing/usage", views.billing_usage),
+    re_path(
+        r"^v1/(images/edits|images/variations|files|fine-tunes|fine_tuning|assistants|threads|batches)",
+        views.not_implemented,
+    ),
     re_path(r"^v1/", views.not_found),
 ]

@@ -8,31 +8,105 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from billing import keys
+from billing.usage import key_balance
 from channels_app import routing
+from gateway_project.db import run_db
 from relay import endpoints, service
+from relay.endpoints import Endpoint
 from relay.errors import RelayError, error_response
 
 MODEL_CREATED = int(time.mktime((2024, 1, 1, 0, 0, 0, 0, 0, 0)))
 
 
-@csrf_exempt
-@require_POST
-async def chat_completions(request: HttpRequest) -> HttpResponse:
-    return await service.relay_json(request, endpoints.parse_chat, endpoints.count_chat)
+def relay_view(endpoint: Endpoint):
+    @csrf_exempt
+    @require_POST
+    async def view(request: HttpRequest, **_path) -> HttpResponse:
+        return await service.relay(request, endpoint)
+
+    view.__name__ = f"relay_{endpoint.name}"
+    return view
+
+
+chat_completions = relay_view(endpoints.CHAT)
+completions = relay_view(endpoints.COMPLETIONS)
+embeddings = relay_view(endpoints.EMBEDDINGS)
+moderations = relay_view(endpoints.MODERATIONS)
+images = relay_view(endpoints.IMAGES)
+speech = relay_view(endpoints.SPEECH)
+transcriptions = relay_view(endpoints.TRANSCRIPTIONS)
+
+
+def json_response(body: dict, status: int = 200) -> HttpResponse:
+    return HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
+
+
+async def authenticated(request: HttpRequest) -> keys.KeyInfo:
+    key, _ = await keys.authenticate(request.headers.get("Authorization", ""), service.client_ip(request))
+    return key
+
+
+async def usable_models(key: keys.KeyInfo) -> list[str]:
+    index = await routing.aget_index()
+    names = index.models_for_group(key.group)
+    return [name for name in names if key.models is None or name in key.models]
+
+
+def model_object(name: str) -> dict:
+    return {"id": name, "object": "model", "created": MODEL_CREATED, "owned_by": "gateway"}
 
 
 @require_GET
 async def list_models(request: HttpRequest) -> HttpResponse:
     try:
-        key, _ = await keys.authenticate(request.headers.get("Authorization", ""), service.client_ip(request))
+        key = await authenticated(request)
     except keys.KeyRejected as rejected:
         return error_response(RelayError(rejected.status, str(rejected), rejected.code))
-    index = await routing.aget_index()
-    names = index.models_for_group(key.group)
-    if key.models is not None:
-        names = [name for name in names if name in key.models]
-    data = [{"id": name, "object": "model", "created": MODEL_CREATED, "owned_by": "gateway"} for name in names]
-    return HttpResponse(orjson.dumps({"object": "list", "data": data}), content_type="application/json")
+    return json_response({"object": "list", "data": [model_object(name) for name in await usable_models(key)]})
+
+
+@require_GET
+async def retrieve_model(request: HttpRequest, model: str) -> HttpResponse:
+    try:
+        key = await authenticated(request)
+    except keys.KeyRejected as rejected:
+        return error_response(RelayError(rejected.status, str(rejected), rejected.code))
+    if model not in await usable_models(key):
+        error = RelayError(404, f"The model '{model}' does not exist", "model_not_found", param="model")
+        return error_response(error)
+    return json_response(model_object(model))
+
+
+@require_GET
+async def billing_subscription(request: HttpRequest) -> HttpResponse:
+    try:
+        balance = await run_db(key_balance, await authenticated(request))
+    except keys.KeyRejected as rejected:
+        return error_response(RelayError(rejected.status, str(rejected), rejected.code))
+    return json_response(
+        {
+            "object": "billing_subscription",
+            "has_payment_method": True,
+            "soft_limit_usd": balance.total_usd,
+            "hard_limit_usd": balance.total_usd,
+            "system_hard_limit_usd": balance.total_usd,
+            "access_until": balance.access_until,
+        }
+    )
+
+
+@require_GET
+async def billing_usage(request: HttpRequest) -> HttpResponse:
+    try:
+        balance = await run_db(key_balance, await authenticated(request))
+    except keys.KeyRejected as rejected:
+        return error_response(RelayError(rejected.status, str(rejected), rejected.code))
+    return json_response({"object": "list", "total_usage": round(balance.used_usd * 100, 4), "daily_costs": []})
+
+
+async def not_implemented(request: HttpRequest, *_args, **_kwargs) -> HttpResponse:
+    error = RelayError(501, f"{request.path} is not implemented by this gateway", "api_not_implemented")
+    return error_response(error)
 
 
 async def not_found(request: HttpRequest, *_args, **_kwargs) -> HttpResponse:

@@ -40,6 +40,8 @@ class RelayRequest:
     stream: bool
     wants_usage: bool  # the client asked for stream_options.include_usage
     path: str = "/v1/chat/completions"
+    content_type: str = "application/json"
+    passthrough: bool = False  # the answer is relayed as is (audio bytes, transcripts), not parsed as JSON
 
 
 @dataclass

@@ -21,11 +21,8 @@ class OpenAIAdaptor(Adaptor):
     default_base_url = "https://api.openai.com"
 
     def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:
-        return UpstreamRequest(
-            url=self.url(request, channel),
-            headers=self.headers(channel),
-            content=self.body(request, channel),
-        )
+        headers = {**self.headers(channel), "Content-Type": request.content_type}
+        return UpstreamRequest(url=self.url(request, channel), headers=headers, content=self.body(request, channel))
 
     def url(self, request: RelayRequest, channel: ChannelInfo) -> str:
         base = self.base_url(channel)
@@ -35,13 +32,15 @@ class OpenAIAdaptor(Adaptor):
         return base + path
 
     def headers(self, channel: ChannelInfo) -> dict[str, str]:
-        headers = {"Authorization": f"Bearer {channel.key}", "Content-Type": "application/json"}
+        headers = {"Authorization": f"Bearer {channel.key}"}
         organization = channel.config.get("organization")
         if organization:
             headers["OpenAI-Organization"] = organization
         return headers
 
     def body(self, request: RelayRequest, channel: ChannelInfo) -> bytes:
+        if not request.content_type.startswith("application/json"):
+            return request.raw  # multipart uploads go through byte for byte
         changes = {}
         upstream_model = channel.upstream_model(request.model)
         if upstream_model != request.model:
@@ -54,11 +53,10 @@ class OpenAIAdaptor(Adaptor):
         return orjson.dumps({**request.body, **changes})
 
     def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
+        if request.passthrough:
+            return content, None, content.decode("utf-8", "replace")
         body = load_json(content)
-        text = "".join(
-            choice.get("message", {}).get("content") or "" if isinstance(choice, dict) else ""
-            for choice in body.get("choices") or ()
-        )
+        text = "".join(choice_text(choice, "message") for choice in body.get("choices") or ())
         usage = Usage.from_openai(body.get("usage"))
         if body.get("model") not in (None, request.model):
             body["model"] = request.model  # clients see the model they asked for, not the mapped one
@@ -101,14 +99,24 @@ class OpenAIStream(StreamConverter):
         self.state.chunk_id = chunk.get("id") or self.state.chunk_id
         self.state.created = chunk.get("created") or self.state.created
         for choice in chunk.get("choices") or ():
+            self.state.text_parts.append(choice_text(choice, "delta"))
             delta = choice.get("delta") if isinstance(choice, dict) else None
             if not isinstance(delta, dict):
                 continue
-            if isinstance(delta.get("content"), str):
-                self.state.text_parts.append(delta["content"])
             tool_calls = delta.get("tool_calls")
             if isinstance(tool_calls, list):
                 self.state.max_tool_calls = max(self.state.max_tool_calls, len(tool_calls))
                 for call in tool_calls:
                     function = call.get("function") or {} if isinstance(call, dict) else {}
                     self.state.text_parts.append((function.get("name") or "") + (function.get("arguments") or ""))
+
+
+def choice_text(choice: object, key: str) -> str:
+    """The text of one choice: chat's message/delta content, or legacy completions' `text`."""
+    if not isinstance(choice, dict):
+        return ""
+    if isinstance(choice.get("text"), str):
+        return choice["text"]
+    part = choice.get(key)
+    content = part.get("content") if isinstance(part, dict) else None
+    return content if isinstance(content, str) else ""

@@ -34,6 +34,13 @@ class Recorded:
     path: str
     headers: dict
     body: dict
+    raw: bytes = b""
+    query: str = ""
+
+
+SPEECH_BYTES = bytes(range(256)) * 64  # stands in for an MP3
+TRANSCRIPT = "The quick brown fox jumps over the lazy dog."
+EMBEDDING = [0.0123, -0.0456, 0.0789]
 
 
 @dataclass
@@ -48,12 +55,24 @@ class FakeOpenAI:
         return f"http://127.0.0.1:{self.port}"
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        self.requests.append(Recorded(request.path, dict(request.headers), body))
+        raw = await request.read()
+        body = json.loads(raw) if request.content_type == "application/json" else {}
+        self.requests.append(Recorded(request.path, dict(request.headers), body, raw, request.query_string))
         behaviour = self.script.pop(0) if self.script else Behaviour()
         await asyncio.sleep(behaviour.delay)
         if behaviour.status != 200 or behaviour.body is not None:
             return web.json_response(behaviour.body or {}, status=behaviour.status)
+        operation = request.path.rsplit("/v1/", 1)[-1].split("/deployments/")[-1]
+        if operation.endswith("audio/speech"):
+            return web.Response(body=SPEECH_BYTES, content_type="audio/mpeg")
+        if operation.endswith(("audio/transcriptions", "audio/translations")):
+            return web.json_response({"text": TRANSCRIPT})
+        if operation.endswith("embeddings"):
+            return web.json_response(embedding(body, behaviour))
+        if operation.endswith("moderations"):
+            return web.json_response({"id": "modr-1", "model": body.get("model"), "results": [{"flagged": False}]})
+        if operation.endswith("images/generations"):
+            return web.json_response({"created": 1, "data": [{"url": "https://img.example/1.png"}] * body.get("n", 1)})
         if body.get("stream"):
             return await self.stream(request, body, behaviour)
         return web.json_response(completion(body, behaviour))
@@ -85,13 +104,30 @@ def usage_object(behaviour: Behaviour) -> dict:
     return {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": completion, "total_tokens": PROMPT_TOKENS + completion}
 
 
+def embedding(body: dict, behaviour: Behaviour) -> dict:
+    answer = {
+        "object": "list",
+        "model": body.get("model"),
+        "data": [{"object": "embedding", "index": 0, "embedding": EMBEDDING}],
+    }
+    if behaviour.usage:
+        answer["usage"] = {"prompt_tokens": PROMPT_TOKENS, "total_tokens": PROMPT_TOKENS}
+    return answer
+
+
 def completion(body: dict, behaviour: Behaviour) -> dict:
+    legacy = "prompt" in body
+    choice = (
+        {"index": 0, "text": REPLY, "finish_reason": "stop"}
+        if legacy
+        else {"index": 0, "message": {"role": "assistant", "content": REPLY}, "finish_reason": "stop"}
+    )
     answer = {
         "id": "chatcmpl-fake",
-        "object": "chat.completion",
+        "object": "text_completion" if legacy else "chat.completion",
         "created": int(time.time()),
         "model": body.get("model"),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY}, "finish_reason": "stop"}],
+        "choices": [choice],
     }
     if behaviour.usage:
         answer["usage"] = usage_object(behaviour)
@@ -99,11 +135,17 @@ def completion(body: dict, behaviour: Behaviour) -> dict:
 
 
 def stream_chunks(body: dict, behaviour: Behaviour) -> list[bytes]:
-    base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1717000000, "model": body["model"]}
+    legacy = "prompt" in body
+    kind = "text_completion" if legacy else "chat.completion.chunk"
+    base = {"id": "chatcmpl-fake", "object": kind, "created": 1717000000, "model": body["model"]}
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage")) and behaviour.usage
-    deltas = [{"role": "assistant", "content": ""}] + [{"content": piece} for piece in REPLY_PIECES]
-    chunks = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
-    chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if legacy:
+        chunks = [{**base, "choices": [{"index": 0, "text": piece, "finish_reason": None}]} for piece in REPLY_PIECES]
+        chunks.append({**base, "choices": [{"index": 0, "text": "", "finish_reason": "stop"}]})
+    else:
+        deltas = [{"role": "assistant", "content": ""}] + [{"content": piece} for piece in REPLY_PIECES]
+        chunks = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+        chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     if wants_usage:
         for chunk in chunks:
             chunk["usage"] = None

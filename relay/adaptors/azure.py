@@ -1,0 +1,26 @@
+"""Azure OpenAI: the OpenAI wire format on a deployment URL with an api-version and an `api-key` header."""
+
+from channels_app.routing import ChannelInfo
+from relay.adaptors.base import RelayRequest
+from relay.adaptors.openai import OpenAIAdaptor
+
+DEFAULT_API_VERSION = "2024-10-21"
+
+
+def deployment_name(model: str) -> str:
+    """Azure deployments cannot contain dots: gpt-3.5-turbo is deployed as gpt-35-turbo."""
+    return model.replace(".", "")
+
+
+class AzureAdaptor(OpenAIAdaptor):
+    slug = "azure"
+    default_base_url = ""
+
+    def url(self, request: RelayRequest, channel: ChannelInfo) -> str:
+        deployment = deployment_name(channel.upstream_model(request.model))
+        api_version = channel.config.get("api_version") or DEFAULT_API_VERSION
+        operation = request.path.removeprefix("/v1/")
+        return f"{self.base_url(channel)}/openai/deployments/{deployment}/{operation}?api-version={api_version}"
+
+    def headers(self, channel: ChannelInfo) -> dict[str, str]:
+        return {"api-key": channel.key}
