@@ -8,9 +8,10 @@ import math
 import time
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
+
+from gateway_project.db import run_db
 
 VERSION_KEY = "prices:version"
 DEFAULT_MODEL_RATIO = 30.0  # unknown models: served, priced high on purpose (as one-api/new-api do)
@@ -289,7 +290,12 @@ def current() -> Prices:
     return _State.prices
 
 
-acurrent = sync_to_async(current)
+async def acurrent() -> Prices:
+    """Prices without leaving the event loop while they were checked within the last second."""
+    prices = _State.prices
+    if prices is not None and time.monotonic() - _State.checked_at < 1.0:
+        return prices
+    return await run_db(current)
 
 
 def save(values: dict, merge: bool = False) -> Prices:

@@ -9,9 +9,10 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
+
+from gateway_project.db import run_db
 
 VERSION_KEY = "channels:index-version"
 VERSION_CHECK_SECONDS = 1.0
@@ -131,7 +132,17 @@ def get_index() -> Index:
     return index
 
 
-aget_index = sync_to_async(get_index)
+async def aget_index() -> Index:
+    """The index without leaving the event loop while it is known fresh (the common case)."""
+    index = _State.index
+    now = time.monotonic()
+    if (
+        index is not None
+        and now - index.built_at <= settings.SYNC_FREQUENCY
+        and now - _State.checked_at < VERSION_CHECK_SECONDS
+    ):
+        return index
+    return await run_db(get_index)
 
 
 def choose(candidates: list[ChannelInfo], exclude: set[int], rng: random.Random | None = None) -> ChannelInfo | None:
