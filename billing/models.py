@@ -72,10 +72,21 @@ class AccessToken(models.Model):
     name = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
 
+    def __str__(self) -> str:
+        return f"{self.name or 'access token'} of {self.user}"
+
+    def set_token(self) -> str:
+        """Give the access token a new secret and return it; only its SHA-256 is stored."""
+        plain = secrets.token_urlsafe(32)
+        self.token_hash = hash_key(plain)
+        return plain
+
     @classmethod
     def issue(cls, user: User, name: str = "") -> tuple["AccessToken", str]:
-        plain = secrets.token_urlsafe(32)
-        return cls.objects.create(user=user, token_hash=hash_key(plain), name=name), plain
+        token = cls(user=user, name=name)
+        plain = token.set_token()
+        token.save()
+        return token, plain
 
 
 class PriceTable(models.Model):

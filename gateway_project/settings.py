@@ -77,6 +77,8 @@ TEMPLATES = [
 SQL_DSN = envstr("SQL_DSN")
 if SQL_DSN and not SQL_DSN.startswith("local"):
     DATABASES = {"default": database_from_dsn(SQL_DSN)}
+    # One test database per test process, so that concurrent test runs do not drop each other's.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 else:
     DATABASES = {
         "default": {
@@ -171,3 +173,20 @@ CELERY_BEAT_SCHEDULE = {
         "args": ("release_stale_reservations",),
     },
 }
+
+# Asynchronous tasks (Midjourney, Suno): submit and poll timeouts, the poller's schedule, notify callbacks.
+TASK_POLL_INTERVAL = envint("TASK_POLL_INTERVAL", 15)
+TASK_TIMEOUT_SECONDS = envint("TASK_TIMEOUT_SECONDS", 3600)
+TASK_POLL_BATCH = envint("TASK_POLL_BATCH", 500)
+TASK_SUBMIT_TIMEOUT = envfloat("TASK_SUBMIT_TIMEOUT", 60)
+TASK_FETCH_TIMEOUT = envfloat("TASK_FETCH_TIMEOUT", 15)
+MJ_ACTION_CHECK_SUCCESS = envbool("MJ_ACTION_CHECK_SUCCESS", True)
+SERVER_ADDRESS = envstr("SERVER_ADDRESS").rstrip("/")
+if UPDATE_TASK:
+    CELERY_BEAT_SCHEDULE["poll_tasks"] = {
+        "task": "tasks.run_job",
+        "schedule": TASK_POLL_INTERVAL,
+        "args": ("poll_tasks",),
+        # A worker that was down must not work through a backlog of identical polls.
+        "options": {"expires": TASK_POLL_INTERVAL},
+    }

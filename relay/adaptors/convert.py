@@ -11,8 +11,17 @@ from dataclasses import dataclass
 
 import orjson
 
-from relay.adaptors.base import RelayRequest, StreamState, Usage
+from relay.adaptors.base import RelayRequest, StreamState, UpstreamFailed, UpstreamFailure, Usage
 from relay.errors import RelayError
+
+# --- requests: reading the client's OpenAI chat request ---
+
+
+def require_chat(request: RelayRequest, slug: str) -> None:
+    if request.endpoint != "chat":
+        # 501 lets the relay try a channel of another type for the same model.
+        failure = UpstreamFailure(501, f"{slug} channels serve chat completions only", "unsupported_endpoint")
+        raise UpstreamFailed(failure)
 
 
 @dataclass(frozen=True)
@@ -26,9 +35,9 @@ def parse_data_url(url: str) -> DataUrl | None:
     if not url.startswith("data:"):
         return None
     header, separator, data = url[5:].partition(",")
-    mime, _, encoding = header.partition(";")
-    if not separator or encoding.lower() != "base64" or not data:
-        raise RelayError(400, "data URLs must be base64 encoded (data:<mime>;base64,<data>)", "invalid_image_url")
+    mime, *parameters = header.split(";")
+    if not separator or "base64" not in (p.strip().lower() for p in parameters) or not data:
+        raise RelayError(400, "data URLs must be base64 encoded (data:<mime>;base64,<data>)", "invalid_data_url")
     return DataUrl(mime.strip().lower() or "application/octet-stream", data)
 
 
@@ -51,12 +60,58 @@ def content_text(content: object) -> str:
 
 
 def image_url_of(part: dict) -> str:
-    """The URL of an `image_url` part; some clients send `image_url` as a bare string instead of an object."""
+    """The URL of an `image_url` part, a data URL or an http(s) one.
+
+    Some clients send `image_url` as a bare string instead of an object; both are accepted.
+    """
     image = part.get("image_url")
     url = image.get("url") if isinstance(image, dict) else image
-    if not isinstance(url, str) or not url:
-        raise RelayError(400, "image_url parts need a url", "invalid_image_url")
+    if not isinstance(url, str) or not (url.startswith("data:") or is_http_url(url)):
+        raise RelayError(400, "image_url must be an http(s) URL or a base64 data URL", "invalid_image_url")
     return url
+
+
+def file_data_url(part: dict, slug: str) -> DataUrl:
+    """The inline data of a `file` part; uploaded-file ids mean nothing to other providers."""
+    file = part.get("file") if isinstance(part.get("file"), dict) else {}
+    data_url = parse_data_url(file.get("file_data") or "")
+    if data_url is None:
+        raise unsupported("a file part without file_data", slug)
+    return data_url
+
+
+def unsupported(what: str, slug: str) -> RelayError:
+    return RelayError(400, f"{what} is not supported by {slug} channels", "unsupported_content")
+
+
+def append_turn(turns: list[dict], role: str, items: list[dict], key: str) -> None:
+    """Append a conversation turn, merged into the previous one when the role repeats.
+
+    Anthropic and Gemini both want user and assistant turns to alternate; `key` names the list the
+    provider keeps a turn's blocks in (`content` or `parts`).
+    """
+    if turns and turns[-1]["role"] == role:
+        turns[-1][key].extend(items)
+    else:
+        turns.append({"role": role, key: list(items)})
+
+
+def stop_sequences(stop: object) -> list[str]:
+    if isinstance(stop, str):
+        return [stop] if stop else []
+    if isinstance(stop, list):
+        return [item for item in stop if isinstance(item, str) and item]
+    return []
+
+
+def tool_functions(tools: object) -> list[dict]:
+    """The `function` objects of the request's function tools."""
+    functions = []
+    for tool in tools if isinstance(tools, list) else ():
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and tool.get("type", "function") == "function":
+            functions.append(function)
+    return functions
 
 
 def tool_arguments(arguments: object) -> dict:
@@ -72,6 +127,24 @@ def tool_arguments(arguments: object) -> dict:
     return parsed if isinstance(parsed, dict) else {}
 
 
+# --- answers: OpenAI chat completions ---
+
+
+def json_or_none(content: bytes) -> object:
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def new_completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
 def openai_tool_call(call_id: str, name: str, arguments: object) -> dict:
     return {
         "id": call_id,
@@ -80,12 +153,13 @@ def openai_tool_call(call_id: str, name: str, arguments: object) -> dict:
     }
 
 
-def new_call_id() -> str:
-    return f"call_{uuid.uuid4().hex[:24]}"
-
-
-def new_completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"
+def assistant_message(text: str, tool_calls: list[dict], reasoning: str = "") -> dict:
+    message: dict = {"role": "assistant", "content": text if text or not tool_calls else None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    if reasoning:
+        message["reasoning_content"] = reasoning  # non-standard, but what clients of gateways expect
+    return message
 
 
 def usage_object(usage: Usage, cached_tokens: int = 0, reasoning_tokens: int = 0) -> dict:
@@ -104,15 +178,6 @@ def usage_object(usage: Usage, cached_tokens: int = 0, reasoning_tokens: int = 0
 def nonzero(usage: Usage) -> Usage | None:
     """All-zero usage means the provider did not count: None tells the relay to count locally."""
     return None if usage.is_empty else usage
-
-
-def assistant_message(text: str, tool_calls: list[dict], reasoning: str = "") -> dict:
-    message: dict = {"role": "assistant", "content": text if text or not tool_calls else None}
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    if reasoning:
-        message["reasoning_content"] = reasoning  # non-standard, but what clients of gateways expect
-    return message
 
 
 def completion_body(request: RelayRequest, completion_id: str, choices: list[dict], usage: dict | None) -> bytes:
@@ -136,6 +201,17 @@ def spoken_text(message: dict) -> str:
         function = call.get("function") or {}
         pieces.append((function.get("name") or "") + (function.get("arguments") or ""))
     return "".join(pieces)
+
+
+# --- streams: OpenAI chat completion chunks ---
+
+
+def stream_event(payload: bytes, slug: str) -> dict | None:
+    """One provider stream payload as an object; anything but JSON means the stream is broken."""
+    event = json_or_none(payload)
+    if event is None:
+        raise UpstreamFailed(UpstreamFailure(502, f"{slug} sent an invalid stream event", "upstream_error"))
+    return event if isinstance(event, dict) else None
 
 
 class ChunkWriter:

@@ -1,8 +1,10 @@
 """Channel type slug -> adaptor. Adding a provider: one module, its tests, one line here."""
 
+from relay.adaptors.anthropic import AnthropicAdaptor
 from relay.adaptors.azure import AzureAdaptor
 from relay.adaptors.base import Adaptor
 from relay.adaptors.custom import CustomAdaptor
+from relay.adaptors.gemini import GeminiAdaptor
 from relay.adaptors.lingyi import LingyiAdaptor
 from relay.adaptors.openai import OpenAIAdaptor
 
@@ -11,6 +13,8 @@ ADAPTORS: dict[str, Adaptor] = {
     "azure": AzureAdaptor(),
     "custom": CustomAdaptor(),
     "lingyi": LingyiAdaptor(),
+    "anthropic": AnthropicAdaptor(),
+    "gemini": GeminiAdaptor(),
 }
 
 

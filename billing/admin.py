@@ -1,0 +1,168 @@
+"""Django admin for users, keys, access tokens, prices and the (read-only) ledger.
+
+Secrets never appear: keys and access tokens show only their hint or name, and a new one is shown once
+through a message right after it is created. Quota changes go through billing.users.adjust_quota so each
+one leaves a manage log.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.auth.forms import UserChangeForm
+from django.http import HttpRequest
+
+from billing import pricing, users
+from billing.models import AccessToken, Log, PriceTable, Reservation, Token, User
+from billing.quota import QuotaExceeded
+from gateway_project.admin_tools import SaveChangedFieldsMixin
+
+
+class UserForm(UserChangeForm):
+    quota_delta = forms.IntegerField(
+        required=False, help_text="Quota to add (negative removes); written to the log as a manage entry"
+    )
+    quota_reason = forms.CharField(required=False, max_length=500)
+
+
+@admin.register(User)
+class UserAdmin(SaveChangedFieldsMixin, BaseUserAdmin):
+    form = UserForm
+    list_display = ("username", "group", "quota", "used_quota", "request_count", "is_staff", "is_active")
+    list_filter = ("group", "is_staff", "is_active")
+    search_fields = ("username", "email")
+    readonly_fields = ("quota", "used_quota", "request_count", "last_login", "date_joined")
+    fieldsets = (
+        *BaseUserAdmin.fieldsets,
+        ("Gateway", {"fields": ("group", "quota", "used_quota", "request_count", "quota_delta", "quota_reason")}),
+    )
+
+    def save_model(self, request: HttpRequest, obj: User, form: forms.Form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        delta = form.cleaned_data.get("quota_delta")
+        if delta:
+            try:
+                now = users.adjust_quota(obj, delta, form.cleaned_data.get("quota_reason", ""), actor=request.user)
+            except QuotaExceeded as refused:
+                messages.error(request, str(refused))
+            else:
+                messages.success(request, f"{obj.username}: quota {delta:+d}, now {now}")
+
+
+@admin.register(Token)
+class TokenAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
+    list_display = (
+        "name",
+        "user",
+        "key_hint",
+        "status",
+        "remain_quota",
+        "unlimited_quota",
+        "used_quota",
+        "expires_at",
+        "accessed_at",
+    )
+    list_filter = ("status", "unlimited_quota")
+    search_fields = ("name", "key_hint", "user__username")
+    list_select_related = ("user",)
+    autocomplete_fields = ("user",)
+    readonly_fields = ("key_hint", "used_quota", "created_at", "accessed_at")
+    fields = (
+        "user",
+        "name",
+        "key_hint",
+        "status",
+        "remain_quota",
+        "unlimited_quota",
+        "used_quota",
+        "expires_at",
+        "model_limits",
+        "allow_ips",
+        "group",
+        "created_at",
+        "accessed_at",
+    )
+
+    def save_model(self, request: HttpRequest, obj: Token, form: forms.Form, change: bool) -> None:
+        plain = None if change else obj.set_key()
+        super().save_model(request, obj, form, change)
+        if plain:
+            messages.warning(request, f"The new key is {plain} -- copy it now, it is not shown again.")
+
+
+@admin.register(AccessToken)
+class AccessTokenAdmin(admin.ModelAdmin):
+    list_display = ("name", "user", "created_at")
+    search_fields = ("name", "user__username")
+    list_select_related = ("user",)
+    autocomplete_fields = ("user",)
+    fields = ("user", "name", "created_at")
+    readonly_fields = ("created_at",)
+
+    def save_model(self, request: HttpRequest, obj: AccessToken, form: forms.Form, change: bool) -> None:
+        plain = None if change else obj.set_token()
+        super().save_model(request, obj, form, change)
+        if plain:
+            messages.warning(request, f"The new access token is {plain} -- copy it now, it is not shown again.")
+
+
+@admin.register(PriceTable)
+class PriceTableAdmin(admin.ModelAdmin):
+    """The single price row (pk 1); saving it reprices every instance at once."""
+
+    list_display = ("__str__", "quota_per_unit", "updated_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not PriceTable.objects.exists() and super().has_add_permission(request)
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict:
+        # A new row replaces the built-in tables whole, so start from them rather than from empty maps.
+        return pricing.defaults()
+
+    def save_model(self, request: HttpRequest, obj: PriceTable, form: forms.Form, change: bool) -> None:
+        obj.pk = 1
+        super().save_model(request, obj, form, change)
+        pricing.invalidate()
+
+    def delete_model(self, request: HttpRequest, obj: PriceTable) -> None:
+        super().delete_model(request, obj)
+        pricing.invalidate()
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Log)
+class LogAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "type",
+        "user_id",
+        "token_name",
+        "channel_id",
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
+        "quota",
+        "use_time_ms",
+        "is_stream",
+    )
+    list_filter = ("type", "is_stream", "model", "created_at")
+    date_hierarchy = "created_at"
+    search_fields = ("request_id", "model", "token_name", "content")
+    show_full_result_count = False  # the ledger grows large; COUNT(*) on every page is not worth it
+
+
+@admin.register(Reservation)
+class ReservationAdmin(ReadOnlyAdmin):
+    list_display = ("request_id", "state", "user_id", "token_id", "amount", "unlimited", "created_at")
+    list_filter = ("state", "unlimited")
+    search_fields = ("request_id",)
+    date_hierarchy = "created_at"

@@ -1,0 +1,110 @@
+"""API keys (`sk-...`): who may see them, creating one (the plain key exists only in that answer), changing it.
+
+The API calls the allowed-models list `models`; the model stores it in `Token.model_limits`.
+"""
+
+import ipaddress
+from datetime import datetime
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
+
+from billing.access import require_staff
+from billing.models import Token, User
+
+NULLABLE = {"expires_at", "models", "allow_ips", "group"}
+EDITABLE = NULLABLE | {"name", "status", "remain_quota", "unlimited_quota"}
+
+
+def visible_tokens(viewer: User) -> QuerySet[Token]:
+    """Staff see every key; everyone else only their own."""
+    tokens = Token.objects.order_by("-id")
+    return tokens if viewer.is_staff else tokens.filter(user=viewer)
+
+
+def get_token_for(viewer: User, token_id: int) -> Token:
+    """The key `token_id` if `viewer` may see it; another user's key is reported as missing, not forbidden."""
+    return visible_tokens(viewer).get(pk=token_id)
+
+
+def owner_for(actor: User, user_id: int | None) -> User:
+    """Whose key `actor` is creating: their own, or (staff only) user `user_id`'s."""
+    if user_id is None or user_id == actor.pk:
+        return actor
+    require_staff(actor)
+    return User.objects.get(pk=user_id)
+
+
+def create_token(
+    owner: User,
+    *,
+    actor: User | None = None,
+    name: str = "",
+    status: str = Token.Status.ENABLED,
+    remain_quota: int = 0,
+    unlimited_quota: bool = False,
+    expires_at: datetime | None = None,
+    models: list[str] | None = None,
+    allow_ips: list[str] | None = None,
+    group: str | None = None,
+) -> tuple[Token, str]:
+    """A new key for `owner`; returns it with the full `sk-` key, which is not stored anywhere."""
+    fields = {
+        "name": name,
+        "status": status,
+        "remain_quota": remain_quota,
+        "unlimited_quota": unlimited_quota,
+        "expires_at": expires_at,
+        "models": models,
+        "allow_ips": allow_ips,
+        "group": group,
+    }
+    check_fields(fields, owner, actor or owner)
+    token = Token(user=owner)
+    _apply(token, fields)
+    plain = token.set_key()
+    token.save()
+    return token, plain
+
+
+def update_token(token: Token, changes: dict, actor: User) -> Token:
+    unknown = set(changes) - EDITABLE
+    if unknown:
+        raise ValidationError({name: "this field cannot be changed here" for name in sorted(unknown)})
+    check_fields(changes, token.user, actor)
+    if not changes:
+        return token
+    _apply(token, changes)
+    # Only the changed columns: settlements move used_quota/remain_quota concurrently with F().
+    token.save(update_fields=[("model_limits" if name == "models" else name) for name in changes])
+    return token
+
+
+def check_fields(fields: dict, owner: User, actor: User) -> None:
+    for name, value in fields.items():
+        if value is None and name not in NULLABLE:
+            raise ValidationError({name: "must not be null"})
+    for name in ("name", "group"):
+        limit = Token._meta.get_field(name).max_length
+        if isinstance(fields.get(name), str) and len(fields[name]) > limit:
+            raise ValidationError({name: f"must be at most {limit} characters"})
+    if fields.get("status") not in (None, *Token.Status.values):
+        raise ValidationError({"status": f"must be one of {', '.join(Token.Status.values)}"})
+    if fields.get("remain_quota") is not None and fields["remain_quota"] < 0:
+        raise ValidationError({"remain_quota": "must be >= 0"})
+    if fields.get("models") is not None and not all(isinstance(m, str) and m.strip() for m in fields["models"]):
+        raise ValidationError({"models": "must be a list of model names"})
+    for entry in fields.get("allow_ips") or ():
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValidationError({"allow_ips": f"{entry!r} is not an IP address or CIDR range"}) from None
+    group = fields.get("group")
+    # The group sets prices and reachable channels, so users may only pick their own.
+    if group is not None and group != owner.group and not actor.is_staff:
+        raise PermissionDenied(f"group: you may only use your own group ({owner.group}) or null")
+
+
+def _apply(token: Token, fields: dict) -> None:
+    for name, value in fields.items():
+        setattr(token, "model_limits" if name == "models" else name, value)

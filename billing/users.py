@@ -1,0 +1,108 @@
+"""Creating and changing users, and the one way operators move a user's quota."""
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+
+from billing.models import Log, User
+from billing.quota import QuotaExceeded
+
+EDITABLE = {"username", "password", "is_staff", "is_active", "group"}
+
+
+def create_user(
+    username: str,
+    password: str | None = None,
+    *,
+    is_staff: bool = False,
+    is_active: bool = True,
+    group: str = "default",
+    quota: int = 0,
+    actor: User | None = None,
+) -> User:
+    """A new user; a starting quota goes through adjust_quota so the ledger shows where it came from."""
+    check_username(username)
+    check_group(group)
+    with transaction.atomic():
+        user = User(username=username, is_staff=is_staff, is_active=is_active, group=group)
+        _set_password(user, password)
+        user.save()
+        if quota:
+            adjust_quota(user, quota, "starting quota", actor=actor)
+    return user
+
+
+def update_user(user: User, changes: dict) -> User:
+    """Apply `changes` (fields of EDITABLE). Quota is not among them: it moves only through adjust_quota."""
+    unknown = set(changes) - EDITABLE
+    if unknown:
+        raise ValidationError({name: "this field cannot be changed here" for name in sorted(unknown)})
+    if "username" in changes and changes["username"] != user.username:
+        check_username(changes["username"])
+    if "group" in changes:
+        check_group(changes["group"])
+    nulls = [name for name, value in changes.items() if value is None]
+    if nulls:
+        raise ValidationError({name: "must not be null" for name in nulls})
+    if "password" in changes and not changes["password"]:
+        raise ValidationError({"password": "must not be empty"})
+    if not changes:
+        return user
+    for name, value in changes.items():
+        if name == "password":
+            user.set_password(value)
+        else:
+            setattr(user, name, value)
+    # Only the changed columns: a full save would write a stale quota over concurrent settlements.
+    user.save(update_fields=list(changes))
+    return user
+
+
+def adjust_quota(user: User, delta: int, reason: str = "", actor: User | None = None) -> int:
+    """Add `delta` quota to `user` (negative removes it) and write a manage log; returns the new quota.
+
+    Concurrency: one conditional UPDATE with F(), in the same transaction as the log row, so it composes
+    with concurrent reservations and settlements (which also use F()) without losing any of them. A
+    removal is refused (QuotaExceeded) when the user has less than that left, so it never drives the
+    balance below zero on its own.
+    """
+    if delta == 0:
+        raise ValidationError({"delta": "must not be 0"})
+    rows = User.objects.filter(pk=user.pk)
+    if delta < 0:
+        rows = rows.filter(quota__gte=-delta)
+    with transaction.atomic():
+        if not rows.update(quota=F("quota") + delta):
+            left = User.objects.filter(pk=user.pk).values_list("quota", flat=True).first()
+            raise QuotaExceeded(f"{user.username} has {left} quota left; cannot remove {-delta}")
+        user.quota = User.objects.filter(pk=user.pk).values_list("quota", flat=True).get()
+        by = actor.username if actor is not None else "manage.py"
+        Log.objects.create(
+            type=Log.Type.MANAGE,
+            user_id=user.pk,
+            quota=delta,
+            content=f"{by} changed quota by {delta:+d} to {user.quota}" + (f": {reason}" if reason else ""),
+        )
+    return user.quota
+
+
+def check_username(username: str) -> None:
+    field = User._meta.get_field("username")
+    try:
+        field.clean(username, None)
+    except ValidationError as error:
+        raise ValidationError({"username": error.messages}) from None
+    if User.objects.filter(username=username).exists():
+        raise ValidationError({"username": f"{username!r} is taken"})
+
+
+def check_group(group: str) -> None:
+    if not isinstance(group, str) or not group.strip():
+        raise ValidationError({"group": "must be a non-empty group name"})
+
+
+def _set_password(user: User, password: str | None) -> None:
+    if password:
+        user.set_password(password)
+    else:
+        user.set_unusable_password()

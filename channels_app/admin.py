@@ -1,0 +1,98 @@
+"""Django admin for channels: the key is set through a write-only field and stored encrypted; only its
+masked hint is ever shown."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from channels_app import channels
+from channels_app.models import Channel
+from gateway_project.admin_tools import SaveChangedFieldsMixin
+
+
+class ChannelForm(forms.ModelForm):
+    new_key = forms.CharField(
+        label="Key",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="The upstream API key; stored encrypted. Leave empty to keep the current key.",
+    )
+
+    class Meta:
+        model = Channel
+        fields = "__all__"
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if not self.instance.pk and not cleaned.get("new_key"):
+            self.add_error("new_key", "A new channel needs its upstream key.")
+        return cleaned
+
+    def _post_clean(self) -> None:
+        # Set the key before model validation: key_encrypted is required.
+        if self.cleaned_data.get("new_key"):
+            self.instance.key = self.cleaned_data["new_key"]
+        super()._post_clean()
+
+
+@admin.register(Channel)
+class ChannelAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
+    form = ChannelForm
+    form_to_model = {"new_key": "key_encrypted"}
+    list_display = (
+        "id",
+        "name",
+        "type",
+        "status",
+        "priority",
+        "weight",
+        "model_list",
+        "used_quota",
+        "response_time_ms",
+        "balance",
+    )
+    list_display_links = ("id", "name")
+    list_filter = ("type", "status", "auto_ban")
+    search_fields = ("name", "base_url")
+    readonly_fields = ("key_hint", "status_reason", "used_quota", "response_time_ms", "balance", "created_at")
+    fields = (
+        "name",
+        "type",
+        "new_key",
+        "key_hint",
+        "base_url",
+        "models",
+        "model_mapping",
+        "status_code_mapping",
+        "groups",
+        "priority",
+        "weight",
+        "status",
+        "status_reason",
+        "auto_ban",
+        "test_model",
+        "config",
+        "used_quota",
+        "response_time_ms",
+        "balance",
+        "created_at",
+    )
+    actions = ("enable", "disable")
+
+    @admin.display(description="models")
+    def model_list(self, channel: Channel) -> str:
+        shown = ", ".join(channel.models[:5])
+        return shown + (f" (+{len(channel.models) - 5})" if len(channel.models) > 5 else "")
+
+    @admin.action(description="Enable selected channels")
+    def enable(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        changed = channels.set_status(queryset.values_list("pk", flat=True), Channel.Status.ENABLED)
+        messages.success(request, f"{changed} channel(s) enabled")
+
+    @admin.action(description="Disable selected channels")
+    def disable(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        reason = f"disabled by {request.user.get_username()} in admin"
+        changed = channels.set_status(queryset.values_list("pk", flat=True), Channel.Status.DISABLED, reason)
+        messages.success(request, f"{changed} channel(s) disabled")

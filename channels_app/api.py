@@ -1,0 +1,122 @@
+"""Management API for channels (staff only). Rules live in channels_app.channels and channels_app.probe."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404
+from ninja import Field, Router, Schema, Status
+from ninja.pagination import LimitOffsetPagination, paginate
+from pydantic import ConfigDict
+
+from channels_app import channels, probe
+from channels_app.models import Channel
+from gateway_project.auth import staff_only
+
+ChannelType = Literal[channels.TYPE_SLUGS]  # type: ignore[valid-type]
+ChannelStatus = Literal["enabled", "disabled", "auto_disabled"]
+
+router = Router(tags=["channels"], auth=staff_only)
+
+
+class ChannelOut(Schema):
+    id: int
+    name: str
+    type: str
+    key_hint: str = Field(description="Masked key; the key itself is write-only")
+    base_url: str
+    models: list[str]
+    model_mapping: dict[str, str]
+    status_code_mapping: dict[str, Any]
+    groups: list[str]
+    priority: int
+    weight: int
+    status: ChannelStatus
+    status_reason: str
+    auto_ban: bool
+    test_model: str
+    config: dict[str, Any]
+    used_quota: int
+    response_time_ms: int
+    balance: float | None
+    created_at: datetime
+
+
+class ChannelCreate(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("", description="Default: the type")
+    type: ChannelType = "openai"
+    key: str = Field(description="Write-only; stored encrypted")
+    base_url: str = Field("", description="Empty = the type's default host")
+    models: list[str] = Field(description="Model names; a `*` suffix matches a prefix")
+    model_mapping: dict[str, Any] = Field(default_factory=dict, description="Requested name -> upstream name")
+    status_code_mapping: dict[str, Any] = Field(default_factory=dict, description='e.g. {"400": "500"}')
+    groups: list[str] = Field(default_factory=lambda: ["default"])
+    priority: int = Field(0, description="Higher is tried first")
+    weight: int = Field(1, ge=0)
+    status: ChannelStatus = "enabled"
+    auto_ban: bool = True
+    test_model: str = ""
+    config: dict[str, Any] = Field(default_factory=dict, description="Provider extras: api_version, region, ...")
+
+
+class ChannelPatch(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    type: ChannelType | None = None
+    key: str | None = Field(None, description="Write-only; replaces the stored key")
+    base_url: str | None = None
+    models: list[str] | None = None
+    model_mapping: dict[str, Any] | None = None
+    status_code_mapping: dict[str, Any] | None = None
+    groups: list[str] | None = None
+    priority: int | None = None
+    weight: int | None = Field(None, ge=0)
+    status: ChannelStatus | None = None
+    auto_ban: bool | None = None
+    test_model: str | None = None
+    config: dict[str, Any] | None = None
+
+
+class ProbeOut(Schema):
+    success: bool
+    time_ms: int
+    message: str
+
+
+@router.get("", response=list[ChannelOut])
+@paginate(LimitOffsetPagination, max_limit=500)
+def list_channels(request: HttpRequest, status: ChannelStatus | None = None, type: ChannelType | None = None):
+    found = Channel.objects.order_by("-priority", "id")
+    if status:
+        found = found.filter(status=status)
+    return found.filter(type=type) if type else found
+
+
+@router.post("", response={201: ChannelOut})
+def create_channel(request: HttpRequest, payload: ChannelCreate):
+    return Status(201, channels.create_channel(**payload.model_dump()))
+
+
+@router.get("/{int:channel_id}", response=ChannelOut)
+def get_channel(request: HttpRequest, channel_id: int):
+    return get_object_or_404(Channel, pk=channel_id)
+
+
+@router.patch("/{int:channel_id}", response=ChannelOut)
+def update_channel(request: HttpRequest, channel_id: int, payload: ChannelPatch):
+    channel = get_object_or_404(Channel, pk=channel_id)
+    return channels.update_channel(channel, payload.model_dump(exclude_unset=True))
+
+
+@router.delete("/{int:channel_id}", response={204: None})
+def delete_channel(request: HttpRequest, channel_id: int):
+    get_object_or_404(Channel, pk=channel_id).delete()
+    return Status(204, None)
+
+
+@router.post("/{int:channel_id}/test", response=ProbeOut)
+def test_channel(request: HttpRequest, channel_id: int):
+    return probe.probe_channel(get_object_or_404(Channel, pk=channel_id))

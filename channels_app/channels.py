@@ -1,0 +1,85 @@
+"""Creating, changing and switching channels. Every write is validated with the model's own validators."""
+
+from collections.abc import Iterable
+
+from django.core.exceptions import ValidationError
+
+from channels_app import routing
+from channels_app.models import CHANNEL_TYPES, Channel
+
+TYPE_SLUGS = tuple(slug for slug, _ in CHANNEL_TYPES)
+EDITABLE = {
+    "name",
+    "type",
+    "key",
+    "base_url",
+    "models",
+    "model_mapping",
+    "status_code_mapping",
+    "groups",
+    "priority",
+    "weight",
+    "status",
+    "auto_ban",
+    "test_model",
+    "config",
+}
+
+
+def create_channel(*, key: str, type: str = "openai", name: str = "", **fields) -> Channel:
+    """A new channel; `key` is the plain upstream secret (stored encrypted). ValidationError names the field."""
+    _check_known(fields)
+    channel = Channel(type=type, name=name or type)
+    for field_name, value in fields.items():
+        setattr(channel, field_name, value)
+    _set_key(channel, key)
+    _validate(channel)
+    channel.save()
+    return channel
+
+
+def update_channel(channel: Channel, changes: dict) -> Channel:
+    """Apply `changes` (fields of EDITABLE; `key` replaces the secret) and save; the save re-routes traffic."""
+    _check_known(changes)
+    for field_name, value in changes.items():
+        if field_name == "key":
+            _set_key(channel, value)
+        else:
+            setattr(channel, field_name, value)
+    _validate(channel)
+    if changes.get("status") == Channel.Status.ENABLED:
+        channel.status_reason = ""
+    channel.save()
+    return channel
+
+
+def set_status(channel_ids: Iterable[int], status: str, reason: str = "") -> int:
+    """Switch many channels at once; returns how many changed. A bulk UPDATE sends no post_save, so the
+    routing index is invalidated here."""
+    if status not in Channel.Status.values:
+        raise ValidationError({"status": f"must be one of {', '.join(Channel.Status.values)}"})
+    changed = Channel.objects.filter(pk__in=list(channel_ids)).update(status=status, status_reason=reason)
+    routing.invalidate()
+    return changed
+
+
+def _check_known(fields: dict) -> None:
+    unknown = set(fields) - EDITABLE
+    if unknown:
+        raise ValidationError({name: "not a channel field that can be set" for name in sorted(unknown)})
+
+
+def _set_key(channel: Channel, key: object) -> None:
+    if not isinstance(key, str) or not key.strip():
+        raise ValidationError({"key": "must be the upstream's non-empty API key"})
+    channel.key = key.strip()
+
+
+def _validate(channel: Channel) -> None:
+    if channel.type not in TYPE_SLUGS:
+        raise ValidationError({"type": f"unknown channel type {channel.type!r}; one of {', '.join(TYPE_SLUGS)}"})
+    if channel.groups == []:
+        channel.groups = ["default"]
+    if not channel.models:
+        raise ValidationError({"models": "list at least one model the channel serves"})
+    channel.full_clean()

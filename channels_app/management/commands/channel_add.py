@@ -1,0 +1,44 @@
+"""Add a channel from the command line."""
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from channels_app import channels
+from gateway_project.errors import describe
+
+
+def names(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+class Command(BaseCommand):
+    help = "Add a channel: --type T --key K --models m1,m2 [--base-url U] [--priority N] [--weight N] [--group G]"
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--type", required=True, help=f"One of {', '.join(channels.TYPE_SLUGS)}")
+        parser.add_argument("--key", required=True, help="The upstream API key (stored encrypted)")
+        parser.add_argument("--models", required=True, type=names, help="Comma-separated; a * suffix is a prefix")
+        parser.add_argument("--base-url", default="", help="Default: the type's own host")
+        parser.add_argument("--priority", type=int, default=0, help="Higher is tried first")
+        parser.add_argument("--weight", type=int, default=1, help="Share of traffic within its priority")
+        parser.add_argument("--group", type=names, default=["default"], help="Comma-separated groups it serves")
+        parser.add_argument("--name", default="", help="Default: the type")
+
+    def handle(self, *args, **options) -> None:
+        try:
+            channel = channels.create_channel(
+                type=options["type"],
+                key=options["key"],
+                models=options["models"],
+                base_url=options["base_url"],
+                priority=options["priority"],
+                weight=options["weight"],
+                groups=options["group"],
+                name=options["name"],
+            )
+        except ValidationError as invalid:
+            raise CommandError(describe(invalid)) from None
+        self.stdout.write(
+            f"added channel {channel.pk} {channel.name!r} ({channel.type}) for {', '.join(channel.models)}"
+            f" in {', '.join(channel.groups)}"
+        )

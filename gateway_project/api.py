@@ -1,0 +1,98 @@
+"""The management API (django-ninja): authentication, error shapes, and the routers of each app.
+
+Every error answers `{"detail": "..."}` (specs/gateway-api.md); a validation error also carries the
+structured `errors` list so tools can point at each field.
+"""
+
+from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI, Schema
+from ninja.errors import AuthenticationError
+from ninja.errors import ValidationError as NinjaValidationError
+
+from billing.api import logs_router, me_router, pricing_router, tokens_router, users_router
+from billing.quota import QuotaExceeded
+from channels_app.api import router as channels_router
+from gateway_project.auth import signed_in
+from gateway_project.errors import describe
+
+REQUEST_PARTS = {"body", "query", "path", "header", "cookie", "form"}
+
+
+api = NinjaAPI(
+    title="LLM gateway management API",
+    version=settings.VERSION,
+    description="See specs/gateway-api.md. Authenticate with `Authorization: Bearer <access token>`.",
+    auth=signed_in,
+    urls_namespace="api",
+)
+api.add_router("/channels", channels_router)
+api.add_router("/users", users_router)
+api.add_router("/me", me_router)
+api.add_router("/tokens", tokens_router)
+api.add_router("/logs", logs_router)
+api.add_router("/pricing", pricing_router)
+
+
+class ServerStatus(Schema):
+    version: str
+    database: str
+    cache: str
+    task_runner: str
+
+
+@api.get("/status", auth=None, response=ServerStatus, tags=["status"])
+def status(request: HttpRequest):
+    return {
+        "version": settings.VERSION,
+        "database": settings.DATABASE_VENDOR,
+        "cache": "redis" if settings.REDIS_CONN_STRING else "memory",
+        "task_runner": "celery" if settings.CELERY_BROKER_URL else "embedded",
+    }
+
+
+def _detail(request: HttpRequest, status_code: int, detail: str, **extra: object) -> HttpResponse:
+    return api.create_response(request, {"detail": detail, **extra}, status=status_code)
+
+
+@api.exception_handler(AuthenticationError)
+def unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return _detail(request, 401, "missing or invalid access token: send Authorization: Bearer <access token>")
+
+
+@api.exception_handler(NinjaValidationError)
+def invalid_request(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+    problems = [f"{field_name(error.get('loc', ()))}: {error.get('msg', 'invalid')}" for error in exc.errors]
+    return _detail(request, 422, "; ".join(problems) or "invalid request", errors=exc.errors)
+
+
+@api.exception_handler(DjangoValidationError)
+def invalid_value(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
+    return _detail(request, 422, describe(exc))
+
+
+@api.exception_handler(PermissionDenied)
+def forbidden(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
+    return _detail(request, 403, str(exc) or "not allowed")
+
+
+@api.exception_handler(ObjectDoesNotExist)
+def not_found(request: HttpRequest, exc: ObjectDoesNotExist) -> HttpResponse:
+    return _detail(request, 404, "Not Found")
+
+
+@api.exception_handler(QuotaExceeded)
+def quota_conflict(request: HttpRequest, exc: QuotaExceeded) -> HttpResponse:
+    return _detail(request, 409, str(exc))
+
+
+def field_name(loc: tuple | list) -> str:
+    """`["body", "payload", "weight"]` -> `weight`; `["query", "limit"]` -> `limit`."""
+    parts = [str(part) for part in loc]
+    if parts and parts[0] in REQUEST_PARTS:
+        parts = parts[1:]
+    if len(parts) > 1 and parts[0] in {"payload", "filters", "ninja_pagination"}:
+        parts = parts[1:]
+    return ".".join(parts) or "body"

@@ -1,0 +1,399 @@
+"""Anthropic Messages API behind the OpenAI chat format (specs: anthropic.md sections 1-7).
+
+Decisions worth knowing:
+- `max_tokens` is required by Anthropic; when the client sends none we fill DEFAULT_MAX_TOKENS, or
+  LEGACY_MAX_TOKENS for the claude-3.0 / claude-2 families whose output is capped at 4096.
+- Image parts with an http(s) URL are passed as a `{"type": "url"}` image source, which the current API
+  fetches itself: `build_request` is synchronous and runs on the event loop, so it cannot download.
+  Deployments that predate URL sources (old Vertex snapshots) answer 400 for those requests.
+- Cache reads and writes are added to `prompt_tokens` (OpenAI's prompt size includes them) and billed at
+  the input ratio, since billing has no cache ratios yet; reads also appear as `cached_tokens`.
+- A stream's usage is committed at `message_delta`, when both counts are final. A stream cut before it
+  is billed by local counting of what was delivered rather than by the input count alone.
+"""
+
+import orjson
+
+from channels_app.routing import ChannelInfo
+from relay.adaptors.base import (
+    Adaptor,
+    RelayRequest,
+    StreamConverter,
+    UpstreamFailed,
+    UpstreamFailure,
+    UpstreamRequest,
+    Usage,
+    load_json,
+    openai_style_error,
+)
+from relay.adaptors.convert import (
+    ChunkWriter,
+    DataUrl,
+    append_turn,
+    assistant_message,
+    completion_body,
+    content_parts,
+    content_text,
+    file_data_url,
+    image_url_of,
+    json_or_none,
+    new_completion_id,
+    nonzero,
+    openai_tool_call,
+    parse_data_url,
+    require_chat,
+    spoken_text,
+    stop_sequences,
+    stream_event,
+    tool_arguments,
+    tool_functions,
+    unsupported,
+    usage_object,
+)
+
+SLUG = "anthropic"
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 8192
+LEGACY_MAX_TOKENS = 4096
+LEGACY_MODEL_PREFIXES = ("claude-3-haiku", "claude-3-sonnet", "claude-3-opus", "claude-2", "claude-instant")
+# Anthropic rejects empty text blocks and conversations that open with an assistant turn.
+PLACEHOLDER_TEXT = "..."
+
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 503,
+}
+OVERLOADED = 529  # Anthropic's own status; remapped to 503 for clients that do not know it
+
+
+def finish_reason(stop_reason: object) -> str:
+    return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
+
+
+def default_max_tokens(model: str) -> int:
+    return LEGACY_MAX_TOKENS if model.startswith(LEGACY_MODEL_PREFIXES) else DEFAULT_MAX_TOKENS
+
+
+# --- request: OpenAI chat -> Anthropic Messages ---
+
+
+def base64_source(data_url: DataUrl) -> dict:
+    return {"type": "base64", "media_type": data_url.mime, "data": data_url.data}
+
+
+def image_block(url: str) -> dict:
+    data_url = parse_data_url(url)
+    if data_url is None:
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    return {"type": "image", "source": base64_source(data_url)}
+
+
+def content_blocks(content: object) -> list[dict]:
+    """OpenAI content (string or parts) -> Anthropic blocks; empty text is dropped."""
+    blocks = []
+    for part in content_parts(content):
+        kind = part.get("type")
+        if kind == "text":
+            if part.get("text"):
+                blocks.append({"type": "text", "text": part["text"]})
+        elif kind == "image_url":
+            blocks.append(image_block(image_url_of(part)))
+        elif kind == "file":
+            blocks.append({"type": "document", "source": base64_source(file_data_url(part, SLUG))})
+        else:
+            raise unsupported(f"content part {kind!r}", SLUG)
+    return blocks
+
+
+def tool_use_blocks(tool_calls: object) -> list[dict]:
+    blocks = []
+    for call in tool_calls if isinstance(tool_calls, list) else ():
+        function = call.get("function") or {}
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id") or "",
+                "name": function.get("name") or "",
+                "input": tool_arguments(function.get("arguments")),
+            }
+        )
+    return blocks
+
+
+def tool_result_block(message: dict) -> dict:
+    content = message.get("content")
+    return {
+        "type": "tool_result",
+        "tool_use_id": message.get("tool_call_id") or "",
+        "content": content if isinstance(content, str) else content_blocks(content),
+    }
+
+
+def turn_of(message: dict) -> tuple[str, list[dict]]:
+    role = message.get("role")
+    if role == "user":
+        return "user", content_blocks(message.get("content"))
+    if role == "assistant":
+        return "assistant", content_blocks(message.get("content")) + tool_use_blocks(message.get("tool_calls"))
+    if role == "tool":
+        # Tool results travel in a user turn; merging puts parallel results and any following user text together.
+        return "user", [tool_result_block(message)]
+    raise unsupported(f"message role {role!r}", SLUG)
+
+
+def system_and_turns(messages: list[dict]) -> tuple[str, list[dict]]:
+    system_texts: list[str] = []
+    turns: list[dict] = []
+    for message in messages:
+        if message.get("role") in ("system", "developer"):
+            system_texts.append(content_text(message.get("content")))
+        else:
+            append_turn(turns, *turn_of(message), key="content")
+    if not turns or turns[0]["role"] != "user":
+        turns.insert(0, {"role": "user", "content": []})
+    for turn in turns:
+        if not turn["content"]:
+            turn["content"].append({"type": "text", "text": PLACEHOLDER_TEXT})
+    return "\n".join(text for text in system_texts if text), turns
+
+
+def anthropic_tools(tools: object) -> list[dict]:
+    converted = []
+    for function in tool_functions(tools):
+        definition = {
+            "name": function.get("name") or "",
+            "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
+        }
+        if function.get("description"):
+            definition["description"] = function["description"]
+        converted.append(definition)
+    return converted
+
+
+def anthropic_tool_choice(body: dict) -> dict | None:
+    choice = body.get("tool_choice")
+    if choice == "required":
+        converted = {"type": "any"}
+    elif choice == "none":
+        return {"type": "none"}
+    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        converted = {"type": "tool", "name": choice["function"].get("name") or ""}
+    elif choice == "auto" or body.get("parallel_tool_calls") is False:
+        converted = {"type": "auto"}
+    else:
+        return None
+    if body.get("parallel_tool_calls") is False:
+        converted["disable_parallel_tool_use"] = True
+    return converted
+
+
+def sampling_fields(body: dict) -> dict:
+    fields: dict = {}
+    temperature = body.get("temperature")
+    if isinstance(temperature, int | float):
+        fields["temperature"] = min(max(float(temperature), 0.0), 1.0)  # OpenAI allows up to 2
+    for name in ("top_p", "top_k"):
+        if isinstance(body.get(name), int | float):
+            fields[name] = body[name]
+    stops = stop_sequences(body.get("stop"))
+    if stops:
+        fields["stop_sequences"] = stops
+    if isinstance(body.get("user"), str) and body["user"]:
+        fields["metadata"] = {"user_id": body["user"]}
+    if isinstance(body.get("thinking"), dict):
+        fields["thinking"] = body["thinking"]  # a non-standard extra some clients send for Claude
+    return fields
+
+
+def messages_body(request: RelayRequest, model: str) -> dict:
+    body = request.body
+    system, turns = system_and_turns(body["messages"])
+    out: dict = {
+        "model": model,
+        "max_tokens": body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens(model),
+        "messages": turns,
+        "stream": request.stream,
+        **sampling_fields(body),
+    }
+    if system:
+        out["system"] = system
+    tools = anthropic_tools(body.get("tools"))
+    if tools:
+        out["tools"] = tools
+        choice = anthropic_tool_choice(body)
+        if choice is not None:
+            out["tool_choice"] = choice
+    return out
+
+
+# --- response: Anthropic -> OpenAI chat ---
+
+
+def usage_of(raw: object) -> tuple[Usage, int]:
+    """(usage with cache tokens in the prompt, cache-read tokens)."""
+    raw = raw if isinstance(raw, dict) else {}
+    cache_read = int(raw.get("cache_read_input_tokens") or 0)
+    prompt = int(raw.get("input_tokens") or 0) + cache_read + int(raw.get("cache_creation_input_tokens") or 0)
+    return Usage(prompt, int(raw.get("output_tokens") or 0)), cache_read
+
+
+def failure_of(status: int, error: object) -> UpstreamFailure:
+    error = error if isinstance(error, dict) else {}
+    kind = error.get("type") if isinstance(error.get("type"), str) else None
+    message = error.get("message") or f"anthropic answered with {kind or f'status {status}'}"
+    return UpstreamFailure(status, str(message), kind, kind)
+
+
+def message_of(body: dict) -> dict:
+    texts, reasoning, tool_calls = [], [], []
+    for block in body.get("content") or ():
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            texts.append(block.get("text") or "")
+        elif kind == "thinking":
+            reasoning.append(block.get("thinking") or "")
+        elif kind == "tool_use":
+            tool_calls.append(openai_tool_call(block.get("id") or "", block.get("name") or "", block.get("input")))
+    return assistant_message("".join(texts), tool_calls, "".join(reasoning))
+
+
+class AnthropicAdaptor(Adaptor):
+    slug = SLUG
+    default_base_url = "https://api.anthropic.com"
+
+    def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:
+        require_chat(request, SLUG)
+        body = messages_body(request, channel.upstream_model(request.model))
+        return UpstreamRequest(url=self.url(channel), headers=self.headers(channel), content=orjson.dumps(body))
+
+    def url(self, channel: ChannelInfo) -> str:
+        base = self.base_url(channel)
+        return base.removesuffix("/v1") + "/v1/messages"
+
+    def headers(self, channel: ChannelInfo) -> dict[str, str]:
+        return {"x-api-key": channel.key, "anthropic-version": API_VERSION, "Content-Type": "application/json"}
+
+    def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
+        body = load_json(content)
+        message = message_of(body)
+        usage, cached = usage_of(body.get("usage"))
+        reason = finish_reason(body.get("stop_reason"))
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": reason}
+        answer = completion_body(request, body.get("id") or new_completion_id(), [choice], usage_object(usage, cached))
+        return answer, nonzero(usage), spoken_text(message)
+
+    def stream_converter(self, request: RelayRequest) -> StreamConverter:
+        return AnthropicStream(request)
+
+    def parse_error(self, status: int, content: bytes) -> UpstreamFailure:
+        status = 503 if status == OVERLOADED else status
+        body = json_or_none(content)
+        if isinstance(body, dict) and body.get("type") == "error":
+            return failure_of(status, body.get("error"))
+        return openai_style_error(status, content)
+
+
+class AnthropicStream(StreamConverter):
+    """Anthropic's typed events -> OpenAI chunks; the relay adds the usage chunk and `[DONE]`."""
+
+    def __init__(self, request: RelayRequest) -> None:
+        super().__init__(request)
+        self.writer = ChunkWriter(request, self.state)
+        self.start_usage: dict = {}
+        self.tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
+        self.tools_with_arguments: set[int] = set()
+        self.stopped = False
+
+    def feed(self, payload: bytes) -> list[bytes]:
+        event = stream_event(payload, SLUG) or {}
+        handler = self.HANDLERS.get(event.get("type"))
+        return handler(self, event) if handler else []
+
+    def finish(self) -> list[bytes]:
+        if not self.stopped:
+            # Anthropic always ends with message_stop; without it the answer was cut short.
+            raise UpstreamFailed(UpstreamFailure(502, "anthropic stream ended before message_stop", "upstream_error"))
+        return []
+
+    def on_message_start(self, event: dict) -> list[bytes]:
+        message = event.get("message") or {}
+        self.start_usage = message.get("usage") if isinstance(message.get("usage"), dict) else {}
+        self.writer.start(message.get("id") or "")
+        return [self.writer.chunk({"content": ""})]
+
+    def on_block_start(self, event: dict) -> list[bytes]:
+        block = event.get("content_block") or {}
+        kind = block.get("type")
+        if kind == "tool_use":
+            position = self.tool_index[event.get("index")] = len(self.tool_index)
+            call = {
+                "index": position,
+                "id": block.get("id") or "",
+                "type": "function",
+                "function": {"name": block.get("name") or "", "arguments": ""},
+            }
+            return [self.writer.chunk({"tool_calls": [call]})]
+        if kind == "text" and block.get("text"):
+            return [self.writer.chunk({"content": block["text"]})]
+        return []
+
+    def on_block_delta(self, event: dict) -> list[bytes]:
+        delta = event.get("delta") or {}
+        kind = delta.get("type")
+        if kind == "text_delta":
+            return [self.writer.chunk({"content": delta.get("text") or ""})]
+        if kind == "thinking_delta":
+            return [self.writer.chunk({"reasoning_content": delta.get("thinking") or ""})]
+        if kind == "input_json_delta" and event.get("index") in self.tool_index and delta.get("partial_json"):
+            self.tools_with_arguments.add(event["index"])
+            return [self.arguments_chunk(event["index"], delta["partial_json"])]
+        return []
+
+    def on_block_stop(self, event: dict) -> list[bytes]:
+        block = event.get("index")
+        if block in self.tool_index and block not in self.tools_with_arguments:
+            return [self.arguments_chunk(block, "{}")]  # a call without arguments still needs valid JSON
+        return []
+
+    def arguments_chunk(self, block: int, fragment: str) -> bytes:
+        call = {"index": self.tool_index[block], "function": {"arguments": fragment}}
+        return self.writer.chunk({"tool_calls": [call]})
+
+    def on_message_delta(self, event: dict) -> list[bytes]:
+        # message_delta's counts are cumulative and may repeat the input fields; they win over message_start's.
+        usage, _ = usage_of({**self.start_usage, **(event.get("usage") or {})})
+        self.state.usage = nonzero(usage)
+        reason = finish_reason((event.get("delta") or {}).get("stop_reason"))
+        return [self.writer.chunk({}, reason)]
+
+    def on_message_stop(self, event: dict) -> list[bytes]:
+        self.stopped = True
+        return []
+
+    def on_error(self, event: dict) -> list[bytes]:
+        error = event.get("error") if isinstance(event.get("error"), dict) else {}
+        raise UpstreamFailed(failure_of(ERROR_STATUS.get(error.get("type"), 502), error))
+
+    HANDLERS = {
+        "message_start": on_message_start,
+        "content_block_start": on_block_start,
+        "content_block_delta": on_block_delta,
+        "content_block_stop": on_block_stop,
+        "message_delta": on_message_delta,
+        "message_stop": on_message_stop,
+        "error": on_error,
+    }
