@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from channels_app import channels
+from channels_app import channels, probe
 from channels_app.models import Channel
 from gateway_project.admin_tools import SaveChangedFieldsMixin
 
@@ -79,7 +79,7 @@ class ChannelAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
         "balance",
         "created_at",
     )
-    actions = ("enable", "disable")
+    actions = ("enable", "disable", "test")
 
     @admin.display(description="models")
     def model_list(self, channel: Channel) -> str:
@@ -90,6 +90,13 @@ class ChannelAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     def enable(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         changed = channels.set_status(queryset.values_list("pk", flat=True), Channel.Status.ENABLED)
         messages.success(request, f"{changed} channel(s) enabled")
+
+    @admin.action(description="Test selected channels (one small real request each)")
+    def test(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        found = list(queryset)
+        for channel, result in zip(found, probe.probe_channels(found), strict=True):
+            level = messages.SUCCESS if result.success else messages.ERROR
+            self.message_user(request, f"{channel}: {result.message}", level)
 
     @admin.action(description="Disable selected channels")
     def disable(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:

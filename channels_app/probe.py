@@ -12,6 +12,7 @@ import httpx
 import orjson
 from asgiref.sync import async_to_sync
 
+from channels_app import healing
 from channels_app.models import Channel
 from channels_app.routing import ChannelInfo, channel_info
 from relay import upstream
@@ -26,6 +27,7 @@ class ProbeResult:
     success: bool
     time_ms: int
     message: str
+    permanent: bool = False  # the failure means the channel's credential or account cannot serve
 
 
 def probe_channel(channel: Channel) -> ProbeResult:
@@ -36,15 +38,25 @@ def probe_channel(channel: Channel) -> ProbeResult:
 def probe_channels(channels: list[Channel]) -> list[ProbeResult]:
     """Test channels concurrently; results in the given order. Never raises for upstream problems.
 
-    A channel that answered gets its response time recorded; a failure's time says nothing about latency,
-    so it is not recorded.
+    A channel that answered gets its response time recorded (a failure's time says nothing about
+    latency) and, if it had been auto-disabled, goes back into rotation. A failure that shows a dead
+    credential auto-disables the channel, as it would on live traffic.
     """
     results = async_to_sync(_probe_all)([_plan(channel) for channel in channels])
     for channel, result in zip(channels, results, strict=True):
         if result.success:
             Channel.objects.filter(pk=channel.pk).update(response_time_ms=result.time_ms)
             channel.response_time_ms = result.time_ms
+            healing.auto_enable(channel.pk, result.message)
+        elif result.permanent and channel.auto_ban:
+            healing.auto_disable(channel_info(channel), f"channel test: {result.message}")
     return results
+
+
+def probe_all_channels() -> int:
+    """The periodic channel test: every channel not disabled by hand. Returns how many passed."""
+    found = list(Channel.objects.exclude(status=Channel.Status.DISABLED).order_by("id"))
+    return sum(result.success for result in probe_channels(found))
 
 
 def choose_test_model(channel: Channel) -> str | None:
@@ -94,7 +106,8 @@ async def probe(info: ChannelInfo, model: str) -> ProbeResult:
     if response.status_code >= 400:
         failure = adaptor.parse_error(response.status_code, response.content)
         message = f"{model}: upstream answered {failure.status}: {failure.message}"
-        return ProbeResult(False, elapsed, _scrub(message, info))
+        permanent = healing.is_permanent(failure.status, failure.message, failure.code, failure.type)
+        return ProbeResult(False, elapsed, _scrub(message, info), permanent)
     try:
         adaptor.convert_response(request, response.content)
     except UpstreamFailed as failed:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from billing import quota
+from channels_app import probe
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,9 @@ class Job:
 
 
 def periodic_jobs() -> list[Job]:
-    return [
+    jobs = [
         Job("release_stale_reservations", settings.RECONCILE_INTERVAL, quota.release_stale),
     ]
+    if settings.CHANNEL_TEST_FREQUENCY > 0:
+        jobs.append(Job("test_channels", settings.CHANNEL_TEST_FREQUENCY * 60, probe.probe_all_channels))
+    return jobs
