@@ -1,0 +1,68 @@
+"""Two gateway processes on one database (and Redis, in the Redis legs of the matrix): a change made on
+one is honoured by the other within SYNC_FREQUENCY (1 s here)."""
+
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import make_key
+from tests.live_server import LiveGateway
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend]
+
+HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+SYNC_FREQUENCY = 1
+
+
+@pytest.fixture
+def two_gateways(transactional_db):
+    first, second = LiveGateway(), LiveGateway()
+    yield first, second
+    first.stop()
+    second.stop()
+
+
+def chat(gateway: LiveGateway, key: str) -> int:
+    return httpx.post(
+        f"{gateway.url}/v1/chat/completions", json=HELLO, headers={"Authorization": f"Bearer {key}"}, timeout=10
+    ).status_code
+
+
+def status_within(gateway: LiveGateway, key: str, expected: int, seconds: float) -> float:
+    """Seconds until `gateway` answers `expected`; fails after `seconds`."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if chat(gateway, key) == expected:
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise AssertionError(f"still not {expected} after {seconds} s")
+
+
+def test_a_key_disabled_on_one_instance_stops_working_on_the_other(two_gateways, alice, access_token, openai_channel):
+    first, second = two_gateways
+    token, key = make_key(alice)
+    assert chat(first, key) == chat(second, key) == 200  # both have the key cached now
+    api = httpx.Client(base_url=f"{first.url}/api", headers={"Authorization": f"Bearer {access_token}"})
+    assert api.patch(f"/tokens/{token.pk}", json={"status": "disabled"}).status_code == 200
+    assert status_within(second, key, 403, SYNC_FREQUENCY + 2) <= SYNC_FREQUENCY + 1
+
+
+def test_a_deleted_key_stops_working_on_the_other_instance(two_gateways, alice, access_token, openai_channel):
+    first, second = two_gateways
+    token, key = make_key(alice)
+    assert chat(second, key) == 200
+    api = httpx.Client(base_url=f"{first.url}/api", headers={"Authorization": f"Bearer {access_token}"})
+    assert api.delete(f"/tokens/{token.pk}").status_code == 204
+    assert status_within(second, key, 401, SYNC_FREQUENCY + 2) <= SYNC_FREQUENCY + 1
+
+
+def test_a_channel_disabled_on_one_instance_leaves_the_other_rotation(
+    two_gateways, alice, access_token, openai_channel
+):
+    first, second = two_gateways
+    _, key = make_key(alice)
+    assert chat(second, key) == 200
+    api = httpx.Client(base_url=f"{first.url}/api", headers={"Authorization": f"Bearer {access_token}"})
+    assert api.patch(f"/channels/{openai_channel.pk}", json={"status": "disabled"}).status_code == 200
+    assert status_within(second, key, 503, SYNC_FREQUENCY + 2) <= SYNC_FREQUENCY + 1
