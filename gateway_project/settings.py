@@ -94,6 +94,7 @@ else:
                 "timeout": 30,
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
+            "CONN_MAX_AGE": None,
         }
     }
 DATABASE_VENDOR = {"django.db.backends.sqlite3": "sqlite", "django.db.backends.postgresql": "postgresql"}.get(
