@@ -121,11 +121,11 @@ def version_map(raw: str) -> dict[str, str]:
 
 
 def api_version(model: str) -> str:
-    return version_map(getattr(settings, "GEMINI_MODEL_MAP", "") or "").get(model, DEFAULT_API_VERSION)
+    return version_map(settings.GEMINI_MODEL_MAP).get(model, DEFAULT_API_VERSION)
 
 
 def safety_settings() -> list[dict]:
-    threshold = getattr(settings, "GEMINI_SAFETY_SETTING", DEFAULT_SAFETY_THRESHOLD) or DEFAULT_SAFETY_THRESHOLD
+    threshold = settings.GEMINI_SAFETY_SETTING or DEFAULT_SAFETY_THRESHOLD
     # Civic integrity does not accept OFF on every model; BLOCK_NONE is the most permissive it always takes.
     civic = "BLOCK_NONE" if threshold == "OFF" else threshold
     return [
