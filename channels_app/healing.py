@@ -13,6 +13,7 @@ from django.conf import settings
 
 from channels_app import routing
 from channels_app.routing import ChannelInfo
+from relay.metrics import AUTO_DISABLED
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ def auto_disable(channel: ChannelInfo, reason: str) -> bool:
         Log.objects.create(
             type=Log.Type.MANAGE, channel_id=channel.id, content=f"channel {channel.id} auto-disabled: {reason[:500]}"
         )
+        AUTO_DISABLED.inc()
         log.warning("channel %s (%s) auto-disabled: %s", channel.id, channel.name, reason)
     return bool(changed)
 

@@ -19,7 +19,7 @@ from billing.pricing import Quote
 from channels_app import healing, routing
 from channels_app.routing import ChannelInfo
 from gateway_project.db import run_db
-from relay import streaming, upstream
+from relay import metrics, streaming, upstream
 from relay.adaptors.base import RelayRequest, UpstreamFailed, UpstreamFailure, Usage
 from relay.adaptors.registry import adaptor_for
 from relay.endpoints import Endpoint
@@ -84,13 +84,26 @@ async def relay(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
         await reserve(call)
         response = await dispatch(call)
     except keys.KeyRejected as rejected:
-        return error_response(RelayError(rejected.status, str(rejected), rejected.code), request_id)
+        response = error_response(RelayError(rejected.status, str(rejected), rejected.code))
     except RelayError as error:
         if call is not None and call.reserved:
             await run_db(quota.release, request_id)
-        return error_response(error, request_id)
+        response = error_response(error)
     response["X-Request-Id"] = request_id
+    observe(endpoint, call, response, started)
     return response
+
+
+def observe(endpoint: Endpoint, call: Call | None, response: HttpResponse, started: float) -> None:
+    """Metrics of one request; a stream's overhead, first chunk and duration are recorded by relay.streaming."""
+    stream = call is not None and call.request.stream and response.status_code == 200
+    model = call.request.model if call else ""
+    channel = str(call.tried[-1]) if call and call.tried else ""
+    metrics.REQUESTS.labels(endpoint.name, model, channel, str(response.status_code), str(stream).lower()).inc()
+    if not stream:
+        metrics.LATENCY.labels(endpoint.name, "false").observe(time.perf_counter() - started)
+        if call is not None and call.tried:
+            metrics.OVERHEAD.observe(call.gateway_ms() / 1000)
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -138,9 +151,11 @@ async def dispatch(call: Call) -> HttpResponse:
         except UpstreamFailed as failed:
             failure = failed.failure
             log.warning("request %s: channel %s failed with %s", call.request_id, channel.id, failure.status)
+            metrics.UPSTREAM_ERRORS.labels(str(channel.id), str(failure.status)).inc()
             await note_failure(channel, failure)
             if not retryable(failure.status):
                 break
+            metrics.RETRIES.inc()
         else:
             healing.Rests.succeeded(channel.id)
             return response
@@ -219,7 +234,9 @@ async def finish_whole(call: Call, channel: ChannelInfo, adaptor, content: bytes
     if usage is None:
         usage = call.endpoint.local_usage(call.request, call.prompt_tokens, text)
         rule = "usage counted locally (upstream reported none)"
-    await run_db(quota.settle, call.charge(channel, usage, rule))
+    charge = call.charge(channel, usage, rule)
+    await run_db(quota.settle, charge)
+    metrics.QUOTA.labels(charge.model).inc(charge.quota)
     call.reserved = False
     if not call.request.passthrough:
         content_type = "application/json"

@@ -10,6 +10,7 @@ Rules (the rule's name starts the log row's `content`):
 """
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -19,7 +20,7 @@ from django.http import StreamingHttpResponse
 
 from billing import quota
 from gateway_project.db import run_db
-from relay import sse
+from relay import metrics, sse
 from relay.adaptors.base import Adaptor, StreamConverter, UpstreamFailed, UpstreamFailure, Usage
 
 NORMAL = "stream ended normally"
@@ -47,6 +48,8 @@ async def start(call, channel, adaptor: Adaptor, response: httpx.Response) -> St
     streamed["Cache-Control"] = "no-cache"
     streamed["X-Accel-Buffering"] = "no"
     streamed["X-Gateway-Time-Ms"] = f"{call.gateway_ms():.2f}"
+    metrics.OVERHEAD.observe(call.gateway_ms() / 1000)
+    metrics.FIRST_TOKEN.observe(time.perf_counter() - call.started)
     return streamed
 
 
@@ -55,6 +58,7 @@ _pending: set[asyncio.Task] = set()
 
 def settle_later(charge: quota.Charge) -> None:
     """Settle in a task of its own, so a stream cancelled by a client disconnect is still billed."""
+    metrics.QUOTA.labels(charge.model).inc(charge.quota)
     task = asyncio.create_task(run_db(quota.settle, charge))
     _pending.add(task)
     task.add_done_callback(_pending.discard)
@@ -132,6 +136,7 @@ class StreamRelay:
             usage, counted = self.final_usage()
             rule = ending if not counted or ending != NORMAL else f"{NORMAL}, no usage from upstream: counted locally"
             settle_later(self.call.charge(self.channel, usage, rule))
+            metrics.LATENCY.labels(self.call.request.endpoint, "true").observe(time.perf_counter() - self.call.started)
 
     def final_usage(self) -> tuple[Usage, bool]:
         """(usage, counted locally?) -- the upstream's figures when it sent them."""

@@ -1,0 +1,66 @@
+"""/metrics in Prometheus format: counters move with traffic; protected by token or network."""
+
+import orjson
+import pytest
+from django.test import AsyncClient, Client, override_settings
+
+from tests.fakes.openai_upstream import Behaviour
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample line, 0 when absent."""
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
+    for line in text.splitlines():
+        if line.startswith((name + "{", name + " ")) and all(label in line for label in wanted):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def scrape() -> str:
+    response = await AsyncClient().get("/metrics")
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+async def test_counters_move_after_traffic(alice_key, openai_channel, fake_openai):
+    before = await scrape()
+    headers = {"Authorization": f"Bearer {alice_key}"}
+    fake_openai.script.append(Behaviour(status=500, body={"error": {"message": "boom"}}))
+    await AsyncClient().post(
+        "/v1/chat/completions", orjson.dumps(HELLO), content_type="application/json", headers=headers
+    )
+    await AsyncClient().post(
+        "/v1/chat/completions", orjson.dumps(HELLO), content_type="application/json", headers=headers
+    )
+    after = await scrape()
+    ok = {"endpoint": "chat", "model": "gpt-4o", "status": "200", "stream": "false"}
+    assert sample(after, "gateway_requests_total", **ok) == sample(before, "gateway_requests_total", **ok) + 1
+    failed = {"endpoint": "chat", "status": "500"}
+    assert sample(after, "gateway_requests_total", **failed) == sample(before, "gateway_requests_total", **failed) + 1
+    assert sample(after, "gateway_upstream_errors_total", status="500") > sample(
+        before, "gateway_upstream_errors_total", status="500"
+    )
+    assert sample(after, "gateway_quota_charged_total", model="gpt-4o") > sample(
+        before, "gateway_quota_charged_total", model="gpt-4o"
+    )
+    assert sample(after, "gateway_overhead_seconds_count") > sample(before, "gateway_overhead_seconds_count")
+    assert sample(after, "gateway_request_seconds_count", endpoint="chat") > sample(
+        before, "gateway_request_seconds_count", endpoint="chat"
+    )
+
+
+def test_other_networks_are_refused():
+    assert Client(REMOTE_ADDR="203.0.113.9").get("/metrics").status_code == 403
+
+
+@override_settings(METRICS_TOKEN="scrape-me")
+def test_a_token_replaces_the_network_rule():
+    assert Client().get("/metrics").status_code == 403
+    assert (
+        Client(REMOTE_ADDR="203.0.113.9").get("/metrics", headers={"Authorization": "Bearer scrape-me"}).status_code
+        == 200
+    )
