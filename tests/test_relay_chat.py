@@ -123,7 +123,7 @@ async def test_stream_without_usage_is_counted_locally(alice_key, openai_channel
 
 
 async def test_stream_cut_by_upstream_is_billed_for_what_was_delivered(alice_key, openai_channel, fake_openai):
-    fake_openai.script.append(Behaviour(die_after=3))
+    fake_openai.script.append(Behaviour(die_after=3, chunk_delay=0.05))  # each chunk read before the cut
     response = await post(alice_key, {**HELLO, "stream": True})
     events = sse_events(await read_stream(response))
     assert events[-1] == b"[DONE]"
