@@ -106,6 +106,43 @@ def release(request_id: str) -> bool:
     return True
 
 
+def refund(charge: Charge) -> bool:
+    """Give a settled charge back to its key and user (an asynchronous task that failed), with a refund log.
+
+    Exactly once per request id, however many pollers race: the settled reservation is locked and flipped
+    to released, so a second caller finds nothing to take (PostgreSQL and MySQL re-check the row after the
+    first transaction commits; SQLite runs one writer at a time). The money and the log move in the same
+    transaction. `charge.quota` is what `settle` charged. False if already refunded or never settled.
+    """
+    from channels_app.models import Channel
+
+    with transaction.atomic():
+        held = _take_held(charge.request_id, Reservation.State.RELEASED, current=Reservation.State.SETTLED)
+        if held is None:
+            return False
+        token_updates = {"used_quota": F("used_quota") - charge.quota}
+        if not held.unlimited:
+            token_updates["remain_quota"] = F("remain_quota") + charge.quota
+        Token.objects.filter(pk=held.token_id).update(**token_updates)
+        User.objects.filter(pk=held.user_id).update(
+            quota=F("quota") + charge.quota, used_quota=F("used_quota") - charge.quota
+        )
+        if charge.channel_id is not None:
+            Channel.objects.filter(pk=charge.channel_id).update(used_quota=F("used_quota") - charge.quota)
+        Log.objects.create(
+            type=Log.Type.REFUND,
+            user_id=held.user_id,
+            token_id=held.token_id,
+            token_name=charge.token_name,
+            channel_id=charge.channel_id,
+            model=charge.model,
+            quota=charge.quota,
+            request_id=charge.request_id,
+            content=charge.content,
+        )
+    return True
+
+
 def release_stale() -> int:
     """Release reservations whose request died with its process (run periodically)."""
     cutoff = timezone.now() - timedelta(seconds=settings.RESERVATION_STALE_SECONDS)
@@ -113,8 +150,8 @@ def release_stale() -> int:
     return sum(release(request_id) for request_id in stale.values_list("request_id", flat=True))
 
 
-def _take_held(request_id: str, new_state: str) -> Reservation | None:
-    held = Reservation.objects.select_for_update().filter(request_id=request_id, state=Reservation.State.HELD).first()
+def _take_held(request_id: str, new_state: str, current: str = Reservation.State.HELD) -> Reservation | None:
+    held = Reservation.objects.select_for_update().filter(request_id=request_id, state=current).first()
     if held is not None:
         Reservation.objects.filter(pk=held.pk).update(state=new_state)
     return held

@@ -17,6 +17,7 @@ from billing.quota import QuotaExceeded
 from channels_app.api import router as channels_router
 from gateway_project.auth import signed_in
 from gateway_project.errors import describe
+from tasks.api import router as tasks_router
 
 REQUEST_PARTS = {"body", "query", "path", "header", "cookie", "form"}
 
@@ -34,6 +35,7 @@ api.add_router("/me", me_router)
 api.add_router("/tokens", tokens_router)
 api.add_router("/logs", logs_router)
 api.add_router("/pricing", pricing_router)
+api.add_router("/tasks", tasks_router)
 
 
 class ServerStatus(Schema):

@@ -1,6 +1,6 @@
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 
-from relay import views
+from relay import task_urls, views
 
 urlpatterns = [
     path("v1/chat/completions", views.chat_completions),
@@ -22,5 +22,7 @@ urlpatterns = [
         r"^v1/(images/edits|images/variations|files|fine-tunes|fine_tuning|assistants|threads|batches)",
         views.not_implemented,
     ),
+    re_path(r"^(?:(?P<mode>mj-fast|mj-relax|mj-turbo)/)?mj/", include(task_urls.midjourney)),
+    path("suno/", include(task_urls.suno)),
     re_path(r"^v1/", views.not_found),
 ]

@@ -10,6 +10,7 @@ from django.conf import settings
 
 from billing import quota
 from channels_app import probe
+from tasks import polling
 
 
 @dataclass(frozen=True)
@@ -25,4 +26,6 @@ def periodic_jobs() -> list[Job]:
     ]
     if settings.CHANNEL_TEST_FREQUENCY > 0:
         jobs.append(Job("test_channels", settings.CHANNEL_TEST_FREQUENCY * 60, probe.probe_all_channels))
+    if settings.UPDATE_TASK:
+        jobs.append(Job("poll_tasks", settings.TASK_POLL_INTERVAL, polling.poll_once))
     return jobs

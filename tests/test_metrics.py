@@ -12,12 +12,13 @@ HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def sample(text: str, name: str, **labels: str) -> float:
-    """The value of one sample line, 0 when absent."""
+    """The sum of the sample lines of `name` that carry all `labels` (0 when none)."""
     wanted = [f'{key}="{value}"' for key, value in labels.items()]
-    for line in text.splitlines():
-        if line.startswith((name + "{", name + " ")) and all(label in line for label in wanted):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((name + "{", name + " ")) and all(label in line for label in wanted)
+    )
 
 
 async def scrape() -> str:
