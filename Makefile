@@ -23,6 +23,7 @@ run: setup
 	exec $(VENV)/bin/daphne -b 0.0.0.0 -p $${PORT:-3000} gateway_project.asgi:application
 
 test: deps
+	@scripts/browser-deps.sh
 	$(VENV)/bin/ruff check .
 	scripts/test-matrix.sh
 

@@ -1,19 +1,23 @@
 """Django admin for users, keys, access tokens, prices and the (read-only) ledger.
 
-Secrets never appear: keys and access tokens show only their hint or name, and a new one is shown once
-through a message right after it is created. Quota changes go through billing.users.adjust_quota so each
-one leaves a manage log.
+Secrets never appear: keys, access tokens and redemption codes show only their hint or name, and new ones
+are shown once through a message right after they are created. Quota changes go through
+billing.users.adjust_quota so each one leaves a manage log; top-up orders are read-only.
 """
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import UserChangeForm
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
 
-from billing import pricing, users
-from billing.models import AccessToken, Log, PriceTable, Reservation, Token, User
+from billing import pricing, redemptions, topup, users
+from billing.models import AccessToken, Log, PriceTable, Redemption, Reservation, Token, TopUpOrder, User
 from billing.quota import QuotaExceeded
+from billing.wechatpay import PaymentsDisabled, WeChatPayError
 from gateway_project.admin_tools import SaveChangedFieldsMixin
 
 
@@ -166,3 +170,78 @@ class ReservationAdmin(ReadOnlyAdmin):
     list_filter = ("state", "unlimited")
     search_fields = ("request_id",)
     date_hierarchy = "created_at"
+
+
+class RedemptionBatchForm(forms.Form):
+    name = forms.CharField(max_length=64, help_text="Batch label, shown in the ledger when a code is redeemed")
+    quota = forms.IntegerField(min_value=1, help_text="Quota each code credits")
+    count = forms.IntegerField(min_value=1, max_value=redemptions.MAX_BATCH, initial=1)
+
+
+@admin.register(Redemption)
+class RedemptionAdmin(admin.ModelAdmin):
+    """Adding creates a batch; its codes are shown once in a message, after that only their hints exist."""
+
+    list_display = ("name", "code_hint", "quota", "status", "created_at", "used_by", "used_at")
+    list_filter = ("status", "name")
+    search_fields = ("name", "code_hint", "used_by__username")
+    list_select_related = ("used_by",)
+    date_hierarchy = "created_at"
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = RedemptionBatchForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                codes = redemptions.create_batch(**form.cleaned_data, actor=request.user)
+            except ValidationError as refused:
+                form.add_error(None, refused)
+            else:
+                messages.warning(
+                    request,
+                    f"{len(codes)} new code(s) of {form.cleaned_data['name']!r} -- copy them now, they are not shown "
+                    f"again: {' '.join(codes)}",
+                )
+                return redirect("admin:billing_redemption_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Create redemption codes",
+            "opts": self.opts,
+            "form": form,
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/billing/redemption/create_batch.html", context)
+
+
+@admin.register(TopUpOrder)
+class TopUpOrderAdmin(ReadOnlyAdmin):
+    list_display = (
+        "out_trade_no",
+        "user",
+        "amount_yuan",
+        "quota",
+        "status",
+        "transaction_id",
+        "created_at",
+        "paid_at",
+        "closed_at",
+    )
+    list_filter = ("status", "created_at")
+    search_fields = ("out_trade_no", "transaction_id", "user__username")
+    list_select_related = ("user",)
+    date_hierarchy = "created_at"
+    actions = ["check_with_wechat_pay"]
+
+    @admin.action(description="Check selected pending orders with WeChat Pay")
+    def check_with_wechat_pay(self, request: HttpRequest, queryset) -> None:
+        changed = 0
+        for out_trade_no in queryset.filter(status=TopUpOrder.Status.PENDING).values_list("out_trade_no", flat=True):
+            try:
+                changed += topup.reconcile_order(out_trade_no)
+            except (PaymentsDisabled, WeChatPayError) as failure:
+                messages.error(request, f"{out_trade_no}: {failure}")
+        messages.info(request, f"{changed} order(s) paid or closed after checking with WeChat Pay.")

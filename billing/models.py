@@ -163,3 +163,56 @@ class Log(models.Model):
                 fields=["request_id"], condition=models.Q(type="consume"), name="one_consume_log_per_request"
             )
         ]
+
+
+class Redemption(models.Model):
+    """A redemption code worth `quota`. Only its SHA-256 is stored: the plain code is shown once, at creation."""
+
+    class Status(models.TextChoices):
+        UNUSED = "unused"
+        USED = "used"
+
+    name = models.CharField(max_length=64, help_text="Batch label")
+    code_hash = models.CharField(max_length=64, unique=True, editable=False)
+    code_hint = models.CharField(max_length=20, editable=False)
+    quota = models.BigIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.UNUSED)
+    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    used_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code_hint})"
+
+
+class TopUpOrder(models.Model):
+    """A WeChat Pay Native order. Moves pending -> paid (crediting `quota` once) or pending -> closed."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PAID = "paid"
+        CLOSED = "closed"
+
+    out_trade_no = models.CharField(max_length=32, unique=True)
+    # SET_NULL: a payment record outlives its user, as the ledger (Log.user_id) does.
+    user = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="topup_orders")
+    amount_fen = models.BigIntegerField(help_text="What the payer pays, in fen (1 CNY = 100 fen)")
+    quota = models.BigIntegerField(help_text="Quota credited when the order is paid")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    code_url = models.CharField(max_length=256, blank=True, default="")
+    transaction_id = models.CharField(max_length=64, blank=True, default="", help_text="WeChat Pay's id")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    paid_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "created_at"]), models.Index(fields=["user", "created_at"])]
+
+    def __str__(self) -> str:
+        return self.out_trade_no
+
+    @property
+    def amount_yuan(self) -> str:
+        return f"{self.amount_fen // 100}.{self.amount_fen % 100:02d}"

@@ -89,7 +89,10 @@ async def probe(info: ChannelInfo, model: str) -> ProbeResult:
         return ProbeResult(False, 0, f"channel type {info.type} is not supported yet")
     body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
     request = RelayRequest("chat", model, body, orjson.dumps(body), stream=False, wants_usage=False)
-    outgoing = adaptor.build_request(request, info)
+    try:
+        outgoing = adaptor.build_request(request, info)
+    except UpstreamFailed as refused:  # e.g. a rerank-only type (Jina) refuses chat: report, do not crash
+        return ProbeResult(False, 0, f"{model}: {refused.failure.message}")
     client = upstream.client()
     started = time.perf_counter()
     try:

@@ -14,6 +14,8 @@ from ninja.errors import ValidationError as NinjaValidationError
 
 from billing.api import logs_router, me_router, pricing_router, tokens_router, users_router
 from billing.quota import QuotaExceeded
+from billing.redemption_api import redeem_router, redemptions_router
+from billing.topup_api import topup_router
 from channels_app.api import router as channels_router
 from gateway_project.auth import signed_in
 from gateway_project.errors import describe
@@ -35,6 +37,9 @@ api.add_router("/me", me_router)
 api.add_router("/tokens", tokens_router)
 api.add_router("/logs", logs_router)
 api.add_router("/pricing", pricing_router)
+api.add_router("/redemptions", redemptions_router)
+api.add_router("/redeem", redeem_router)
+api.add_router("/topup", topup_router)
 api.add_router("/tasks", tasks_router)
 
 

@@ -172,13 +172,6 @@ METRICS_ALLOW_IPS = [
     net.strip() for net in envstr("METRICS_ALLOW_IPS", "127.0.0.1/32,::1/128").split(",") if net.strip()
 ]
 TASK_RUNNER = "celery" if CELERY_BROKER_URL else "embedded"
-CELERY_BEAT_SCHEDULE = {
-    "release_stale_reservations": {
-        "task": "tasks.run_job",
-        "schedule": RECONCILE_INTERVAL,
-        "args": ("release_stale_reservations",),
-    },
-}
 
 # Asynchronous tasks (Midjourney, Suno): submit and poll timeouts, the poller's schedule, notify callbacks.
 TASK_POLL_INTERVAL = envint("TASK_POLL_INTERVAL", 15)
@@ -188,11 +181,18 @@ TASK_SUBMIT_TIMEOUT = envfloat("TASK_SUBMIT_TIMEOUT", 60)
 TASK_FETCH_TIMEOUT = envfloat("TASK_FETCH_TIMEOUT", 15)
 MJ_ACTION_CHECK_SUCCESS = envbool("MJ_ACTION_CHECK_SUCCESS", True)
 SERVER_ADDRESS = envstr("SERVER_ADDRESS").rstrip("/")
-if UPDATE_TASK:
-    CELERY_BEAT_SCHEDULE["poll_tasks"] = {
-        "task": "tasks.run_job",
-        "schedule": TASK_POLL_INTERVAL,
-        "args": ("poll_tasks",),
-        # A worker that was down must not work through a backlog of identical polls.
-        "options": {"expires": TASK_POLL_INTERVAL},
-    }
+
+# WeChat Pay (API v3, Native) top-up. Payments are enabled only when every merchant setting is present (see README);
+# secrets may come from NAME_FILE. Verification: WECHATPAY_PUBLIC_KEY + _ID, or platform certificates in CERT_DIR.
+WECHATPAY_MCHID = envstr("WECHATPAY_MCHID")
+WECHATPAY_APPID = envstr("WECHATPAY_APPID")
+WECHATPAY_PRIVATE_KEY = envstr("WECHATPAY_PRIVATE_KEY")
+WECHATPAY_CERT_SERIAL_NO = envstr("WECHATPAY_CERT_SERIAL_NO")
+WECHATPAY_APIV3_KEY = envstr("WECHATPAY_APIV3_KEY")
+WECHATPAY_NOTIFY_URL = envstr("WECHATPAY_NOTIFY_URL")
+WECHATPAY_PUBLIC_KEY = envstr("WECHATPAY_PUBLIC_KEY")
+WECHATPAY_PUBLIC_KEY_ID = envstr("WECHATPAY_PUBLIC_KEY_ID")
+WECHATPAY_CERT_DIR = envstr("WECHATPAY_CERT_DIR")
+WECHATPAY_API_BASE = envstr("WECHATPAY_API_BASE", "https://api.mch.weixin.qq.com").rstrip("/")
+TOPUP_QUOTA_PER_YUAN = envint("TOPUP_QUOTA_PER_YUAN", 68_493)  # QUOTA_PER_UNIT (500 000 = 1 USD) / 7.3 CNY per USD
+TOPUP_MIN_YUAN = envint("TOPUP_MIN_YUAN", 1)

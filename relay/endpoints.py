@@ -14,6 +14,7 @@ from django.http.multipartparser import MultiPartParser, MultiPartParserError
 from billing.pricing import Quote, image_multiplier
 from relay import media
 from relay.adaptors.base import RelayRequest, Usage
+from relay.adaptors.convert import rerank_prompt_tokens
 from relay.errors import RelayError
 from relay.tokenizer import count_messages, count_text
 
@@ -162,6 +163,32 @@ class Embeddings(Completions):
         return Usage(prompt_tokens, 0)
 
 
+class Rerank(Embeddings):
+    """Jina-format rerank (specs/rerank.md): billed like embeddings, on the query and documents' tokens."""
+
+    name = "rerank"
+
+    def parse(self, raw: bytes, request: HttpRequest) -> RelayRequest:
+        body = load_body(raw)
+        model = require_model(body)
+        if not isinstance(body.get("query"), str) or not body["query"].strip():
+            raise RelayError(400, "query must be a non-empty string", "invalid_query", param="query")
+        documents = body.get("documents")
+        if not isinstance(documents, list) or not documents or not all(isinstance(d, str | dict) for d in documents):
+            raise RelayError(
+                400, "documents must be a non-empty array of strings or objects", "invalid_documents", param="documents"
+            )
+        top_n = body.get("top_n")
+        if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 0):
+            raise RelayError(400, "top_n must be a non-negative integer", "invalid_value", param="top_n")
+        if body.get("return_documents") is not None and not isinstance(body["return_documents"], bool):
+            raise RelayError(400, "return_documents must be a boolean", "invalid_value", param="return_documents")
+        return RelayRequest(self.name, model, body, raw, False, False, request.path)
+
+    async def prompt_tokens(self, request: RelayRequest) -> int:
+        return rerank_prompt_tokens(request)
+
+
 class Moderations(Embeddings):
     name = "moderations"
     default_model = "omni-moderation-latest"
@@ -284,6 +311,7 @@ CHAT = Endpoint()
 COMPLETIONS = Completions()
 EMBEDDINGS = Embeddings()
 MODERATIONS = Moderations()
+RERANK = Rerank()
 IMAGES = Images()
 SPEECH = Speech()
 TRANSCRIPTIONS = Transcriptions()

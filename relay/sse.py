@@ -6,7 +6,11 @@ DONE = b"[DONE]"
 
 
 async def data_payloads(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Yield the payload of each `data:` line; skip comments, event/id/retry lines and blank lines."""
+    """Yield the payload of each `data:` line; skip comments, event/id/retry lines and blank lines.
+
+    A line that is a bare JSON object is a payload too: Ollama and Cohere stream newline-delimited JSON
+    without SSE framing, and no SSE stream starts a line with `{` (it would be a field name).
+    """
     pending = b""
     async for chunk in chunks:
         pending += chunk
@@ -22,6 +26,8 @@ async def data_payloads(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 def _payload(line: bytes) -> bytes | None:
     line = line.rstrip(b"\r")
+    if line.startswith(b"{") and line.endswith(b"}"):
+        return line
     if not line.startswith(b"data:"):
         return None
     payload = line[5:].strip()

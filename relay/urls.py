@@ -8,6 +8,7 @@ urlpatterns = [
     path("v1/embeddings", views.embeddings),
     path("v1/engines/<str:model>/embeddings", views.embeddings),
     path("v1/moderations", views.moderations),
+    path("v1/rerank", views.rerank),
     path("v1/images/generations", views.images),
     path("v1/audio/speech", views.speech),
     path("v1/audio/transcriptions", views.transcriptions),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from billing import quota
+from billing import quota, topup
 from channels_app import probe
 from tasks import polling
 
@@ -28,4 +28,5 @@ def periodic_jobs() -> list[Job]:
         jobs.append(Job("test_channels", settings.CHANNEL_TEST_FREQUENCY * 60, probe.probe_all_channels))
     if settings.UPDATE_TASK:
         jobs.append(Job("poll_tasks", settings.TASK_POLL_INTERVAL, polling.poll_once))
+    jobs.append(Job("reconcile_topups", settings.RECONCILE_INTERVAL, topup.reconcile_pending))
     return jobs

@@ -1,4 +1,4 @@
-"""Celery tasks: the periodic jobs, scheduled by beat (see settings.CELERY_BEAT_SCHEDULE)."""
+"""Celery tasks: the periodic jobs, scheduled by beat (see gateway_project/celery.py)."""
 
 from celery import shared_task
 

@@ -49,7 +49,11 @@ async def status_of(public_id: str) -> str:
 
 def test_polling_runs_every_task_poll_interval_unless_update_task_is_off():
     assert poll_job().every_seconds == settings.TASK_POLL_INTERVAL == 15
-    assert settings.CELERY_BEAT_SCHEDULE["poll_tasks"]["schedule"] == settings.TASK_POLL_INTERVAL
+    from gateway_project.celery import app
+
+    app.loader.import_default_modules()
+    app.finalize()
+    assert app.conf.beat_schedule["poll_tasks"]["schedule"] == settings.TASK_POLL_INTERVAL
     with override_settings(UPDATE_TASK=False):
         assert "poll_tasks" not in [job.name for job in periodic_jobs()]
 

@@ -13,14 +13,20 @@ import orjson
 
 from relay.adaptors.base import RelayRequest, StreamState, UpstreamFailed, UpstreamFailure, Usage
 from relay.errors import RelayError
+from relay.tokenizer import count_text
 
 # --- requests: reading the client's OpenAI chat request ---
 
 
 def require_chat(request: RelayRequest, slug: str) -> None:
-    if request.endpoint != "chat":
+    require_endpoint(request, slug, "chat")
+
+
+def require_endpoint(request: RelayRequest, slug: str, *endpoints: str) -> None:
+    if request.endpoint not in endpoints:
         # 501 lets the relay try a channel of another type for the same model.
-        failure = UpstreamFailure(501, f"{slug} channels serve chat completions only", "unsupported_endpoint")
+        served = " and ".join("chat completions" if name == "chat" else name for name in endpoints)
+        failure = UpstreamFailure(501, f"{slug} channels serve {served} only", "unsupported_endpoint")
         raise UpstreamFailed(failure)
 
 
@@ -94,6 +100,23 @@ def append_turn(turns: list[dict], role: str, items: list[dict], key: str) -> No
         turns[-1][key].extend(items)
     else:
         turns.append({"role": role, key: list(items)})
+
+
+def last_user_index(messages: list[dict], slug: str) -> int:
+    """Where the conversation's latest user turn is: providers that take one "current" message want it."""
+    for position in range(len(messages) - 1, -1, -1):
+        if messages[position].get("role") == "user":
+            return position
+    raise RelayError(400, f"{slug} channels need at least one user message", "missing_user_message")
+
+
+def copied_fields(body: dict, names: dict[str, str]) -> dict:
+    """The request's numeric sampling fields that are set, under the provider's names."""
+    return {
+        target: body[name]
+        for name, target in names.items()
+        if isinstance(body.get(name), int | float) and not isinstance(body.get(name), bool)
+    }
 
 
 def stop_sequences(stop: object) -> list[str]:
@@ -256,3 +279,64 @@ class ChunkWriter:
                 self.state.max_tool_calls += 1
             function = call.get("function") or {}
             self.state.text_parts.append((function.get("name") or "") + (function.get("arguments") or ""))
+
+
+# --- rerank: the client-facing format is Jina's (specs/rerank.md) ---
+
+
+def rerank_document_text(document: object) -> str:
+    """A rerank document as text: a string, an object's `text`, or any other object as compact JSON."""
+    if isinstance(document, str):
+        return document
+    if isinstance(document, dict) and isinstance(document.get("text"), str):
+        return document["text"]
+    return orjson.dumps(document).decode()
+
+
+def rerank_prompt_tokens(request: RelayRequest) -> int:
+    """The local count: the query plus every document, each counted on its own."""
+    texts = [request.body["query"], *(rerank_document_text(item) for item in request.body["documents"])]
+    return sum(count_text(request.model, text) for text in texts)
+
+
+def wants_documents(body: dict) -> bool:
+    """`return_documents` left out means true: what clients of Jina, whose format we speak, get."""
+    return body.get("return_documents") is not False
+
+
+def rerank_body(request: RelayRequest, model: str) -> dict:
+    """The client's Jina-format body for the upstream, with the upstream model and an explicit choice of
+    documents (upstreams disagree on the default)."""
+    return {**request.body, "model": model, "return_documents": wants_documents(request.body)}
+
+
+def as_document(document: object) -> dict:
+    """A document as the answer shows it: strings become `{"text": ...}`, objects stay as they are."""
+    return {"text": document} if isinstance(document, str) else document
+
+
+def rerank_answer(request: RelayRequest, results: object, reported_tokens: int) -> tuple[bytes, Usage | None, str]:
+    """The client's answer: results by descending score, documents only when asked for, and usage.
+
+    `reported_tokens` is what the upstream billed, 0 when it reports none: the answer then shows the
+    local count, and the returned usage is None so the relay logs the call as counted locally.
+    """
+    documents = request.body["documents"]
+    with_documents = wants_documents(request.body)
+    kept = []
+    for result in results if isinstance(results, list) else ():
+        index = result.get("index") if isinstance(result, dict) else None
+        if not isinstance(index, int) or not 0 <= index < len(documents):
+            continue
+        score = result.get("relevance_score")
+        item: dict = {"index": index, "relevance_score": float(score) if isinstance(score, int | float) else 0.0}
+        if with_documents:
+            # Some backends (Xinference) return an empty document: the request has the text.
+            item["document"] = as_document(result.get("document") or documents[index])
+        kept.append(item)
+    kept.sort(key=lambda item: -item["relevance_score"])
+    if request.body.get("top_n"):
+        kept = kept[: request.body["top_n"]]
+    shown = Usage(reported_tokens or rerank_prompt_tokens(request), 0)
+    answer = {"model": request.model, "results": kept, "usage": usage_object(shown)}
+    return orjson.dumps(answer), Usage(reported_tokens, 0) if reported_tokens else None, ""

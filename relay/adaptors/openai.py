@@ -1,4 +1,8 @@
-"""OpenAI and every OpenAI-compatible upstream: the body passes through, re-serialised only when changed."""
+"""OpenAI and every OpenAI-compatible upstream: the body passes through, re-serialised only when changed.
+
+Rerank (`/v1/rerank`) speaks Jina's format, which OpenAI-compatible rerank backends (Jina, Xinference,
+SiliconFlow, TEI proxies) share: sent with an explicit `return_documents`, answered in the gateway's shape.
+"""
 
 import orjson
 from django.conf import settings
@@ -14,11 +18,13 @@ from relay.adaptors.base import (
     load_json,
     openai_style_error,
 )
+from relay.adaptors.convert import rerank_answer, rerank_body
 
 
 class OpenAIAdaptor(Adaptor):
     slug = "openai"
     default_base_url = "https://api.openai.com"
+    finish_reasons: dict[str, str] = {}  # a compatible provider's own finish reasons -> OpenAI's
 
     def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:
         headers = {**self.headers(channel), "Content-Type": request.content_type}
@@ -41,8 +47,10 @@ class OpenAIAdaptor(Adaptor):
     def body(self, request: RelayRequest, channel: ChannelInfo) -> bytes:
         if not request.content_type.startswith("application/json"):
             return request.raw  # multipart uploads go through byte for byte
-        changes = {}
         upstream_model = channel.upstream_model(request.model)
+        if request.endpoint == "rerank":
+            return orjson.dumps(rerank_body(request, upstream_model))
+        changes = {}
         if upstream_model != request.model:
             changes["model"] = upstream_model
         if request.stream and settings.FORCE_STREAM_OPTION and not request.wants_usage:
@@ -56,19 +64,27 @@ class OpenAIAdaptor(Adaptor):
         if request.passthrough:
             return content, None, content.decode("utf-8", "replace")
         body = load_json(content)
+        if request.endpoint == "rerank":
+            return rerank_answer(request, body.get("results"), rerank_tokens(body.get("usage")))
         text = "".join(choice_text(choice, "message") for choice in body.get("choices") or ())
         usage = Usage.from_openai(body.get("usage"))
+        changed = remap_finish_reasons(body.get("choices"), self.finish_reasons)
         if body.get("model") not in (None, request.model):
             body["model"] = request.model  # clients see the model they asked for, not the mapped one
-            content = orjson.dumps(body)
-        return content, usage, text
+            changed = True
+        return orjson.dumps(body) if changed else content, usage, text
 
     def stream_converter(self, request: RelayRequest) -> StreamConverter:
-        return OpenAIStream(request)
+        return OpenAIStream(request, self.finish_reasons)
 
 
 class OpenAIStream(StreamConverter):
-    """Forwards chunks byte for byte unless the model was mapped or a usage chunk must be hidden."""
+    """Forwards chunks byte for byte unless the model was mapped, a usage chunk must be hidden or a finish
+    reason renamed."""
+
+    def __init__(self, request: RelayRequest, finish_reasons: dict[str, str] | None = None) -> None:
+        super().__init__(request)
+        self.finish_reasons = finish_reasons or {}
 
     def feed(self, payload: bytes) -> list[bytes]:
         try:
@@ -80,7 +96,7 @@ class OpenAIStream(StreamConverter):
         if chunk.get("error"):
             raise UpstreamFailed(openai_style_error(502, payload))
         self._remember(chunk)
-        changed = False
+        changed = remap_finish_reasons(chunk.get("choices"), self.finish_reasons)
         if chunk.get("usage") is not None:
             self.state.usage = Usage.from_openai(chunk["usage"]) or self.state.usage
             if not self.request.wants_usage:
@@ -120,3 +136,20 @@ def choice_text(choice: object, key: str) -> str:
     part = choice.get(key)
     content = part.get("content") if isinstance(part, dict) else None
     return content if isinstance(content, str) else ""
+
+
+def remap_finish_reasons(choices: object, names: dict[str, str]) -> bool:
+    """Rename finish reasons in place; True when one changed."""
+    changed = False
+    for choice in choices if names and isinstance(choices, list) else ():
+        reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+        if isinstance(reason, str) and reason in names:
+            choice["finish_reason"] = names[reason]
+            changed = True
+    return changed
+
+
+def rerank_tokens(usage: object) -> int:
+    """Jina-format usage may hold only `total_tokens`; rerank has no output tokens, so both mean input."""
+    usage = usage if isinstance(usage, dict) else {}
+    return int(usage.get("prompt_tokens") or usage.get("total_tokens") or 0)

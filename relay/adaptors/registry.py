@@ -3,10 +3,15 @@
 from relay.adaptors.anthropic import AnthropicAdaptor
 from relay.adaptors.azure import AzureAdaptor
 from relay.adaptors.base import Adaptor
+from relay.adaptors.cohere import CohereAdaptor
 from relay.adaptors.custom import CustomAdaptor
+from relay.adaptors.dify import DifyAdaptor
 from relay.adaptors.gemini import GeminiAdaptor
+from relay.adaptors.jina import JinaAdaptor
 from relay.adaptors.lingyi import LingyiAdaptor
+from relay.adaptors.ollama import OllamaAdaptor
 from relay.adaptors.openai import OpenAIAdaptor
+from relay.adaptors.zhipu import ZhipuAdaptor
 
 ADAPTORS: dict[str, Adaptor] = {
     "openai": OpenAIAdaptor(),
@@ -15,6 +20,11 @@ ADAPTORS: dict[str, Adaptor] = {
     "lingyi": LingyiAdaptor(),
     "anthropic": AnthropicAdaptor(),
     "gemini": GeminiAdaptor(),
+    "zhipu": ZhipuAdaptor(),
+    "ollama": OllamaAdaptor(),
+    "cohere": CohereAdaptor(),
+    "jina": JinaAdaptor(),
+    "dify": DifyAdaptor(),
 }
 
 

@@ -1,0 +1,72 @@
+"""Daily usage for the console: consumption per day, and the bars of a server-rendered SVG chart."""
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from django.db.models import Count, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from billing.models import Log
+
+CHART_WIDTH = 600
+CHART_HEIGHT = 160
+
+
+@dataclass(frozen=True)
+class Day:
+    day: date
+    quota: int
+    requests: int
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    label: str
+
+
+def daily_usage(
+    user_id: int, days: int = 30, token_id: int | None = None, model: str | None = None, today: date | None = None
+) -> list[Day]:
+    """Consumption of `user_id` per day (in TIME_ZONE), oldest first, `days` entries ending today."""
+    today = today or timezone.localdate()
+    first = today - timedelta(days=days - 1)
+    since = timezone.make_aware(datetime.combine(first, time.min))
+    logs = Log.objects.filter(user_id=user_id, type=Log.Type.CONSUME, created_at__gte=since)
+    if token_id is not None:
+        logs = logs.filter(token_id=token_id)
+    if model:
+        logs = logs.filter(model=model)
+    rows = logs.annotate(day=TruncDate("created_at")).values("day").annotate(quota=Sum("quota"), requests=Count("id"))
+    found = {row["day"]: row for row in rows}
+    series = []
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        row = found.get(day, {})
+        series.append(Day(day, int(row.get("quota") or 0), int(row.get("requests") or 0)))
+    return series
+
+
+def bars(series: list[Day], width: int = CHART_WIDTH, height: int = CHART_HEIGHT) -> list[Bar]:
+    """One bar per day, scaled so the busiest day fills the height (an empty series draws flat)."""
+    if not series:
+        return []
+    peak = max(day.quota for day in series) or 1
+    slot = width / len(series)
+    drawn = []
+    for index, day in enumerate(series):
+        bar_height = round(day.quota / peak * height, 1)
+        drawn.append(
+            Bar(
+                x=round(index * slot + 1, 1),
+                y=round(height - bar_height, 1),
+                width=round(max(slot - 2, 1), 1),
+                height=bar_height,
+                label=f"{day.day:%Y-%m-%d}: {day.quota} quota, {day.requests} requests",
+            )
+        )
+    return drawn

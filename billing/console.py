@@ -1,0 +1,187 @@
+"""The user console: server-rendered pages for one's own keys, usage, top-up and redemption codes.
+
+Session-authenticated (Django auth) with CSRF on every form; a user sees only their own rows, staff
+included (they have Django admin for everyone's). Views parse, call one billing function, and render.
+"""
+
+from datetime import datetime, time, timedelta
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from billing import charts, pricing, qr, redemptions, tokens, topup, wechatpay
+from billing.console_forms import KeyForm, KeyStatusForm, RedeemForm, TopUpForm, UsageFilterForm
+from billing.logs import LogFilter, log_stats, visible_logs
+from billing.models import Redemption, Token, TopUpOrder
+from billing.wechatpay import PaymentsDisabled, WeChatPayError
+from gateway_project.errors import describe
+
+LOGIN_URL = "console:login"
+PAGE_SIZE = 50
+CHART_DAYS = 30
+console_page = login_required(login_url=LOGIN_URL)
+
+
+def _usd(quota: int) -> str:
+    return f"${quota / pricing.current().quota_per_unit:,.2f}"
+
+
+def _chart(user_id: int, **filters: object) -> dict:
+    series = charts.daily_usage(user_id, CHART_DAYS, **filters)
+    return {
+        "bars": charts.bars(series),
+        "first": series[0].day,
+        "last": series[-1].day,
+        "peak": max(day.quota for day in series),
+        "total": sum(day.quota for day in series),
+        "width": charts.CHART_WIDTH,
+        "height": charts.CHART_HEIGHT,
+    }
+
+
+@require_GET
+@console_page
+def home(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    context = {
+        "balance_usd": _usd(user.quota),
+        "used_usd": _usd(user.used_quota),
+        "key_count": Token.objects.filter(user=user).count(),
+        "chart": _chart(user.pk),
+    }
+    return render(request, "console/home.html", context)
+
+
+@console_page
+def keys(request: HttpRequest) -> HttpResponse:
+    form = KeyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            token, plain = tokens.create_token(request.user, actor=request.user, **form.token_fields())
+        except (ValidationError, PermissionDenied) as refused:
+            form.add_error(None, describe(refused) if isinstance(refused, ValidationError) else str(refused))
+        else:
+            # Carried to the next page once by the messages framework, as Django admin does: a reload loses it.
+            messages.success(request, plain, extra_tags="new-key")
+            return redirect("console:keys")
+    own = Token.objects.filter(user=request.user).order_by("-id")
+    return render(request, "console/keys.html", {"form": form, "tokens": own, "now": timezone.now()})
+
+
+@require_POST
+@console_page
+def key_status(request: HttpRequest, token_id: int) -> HttpResponse:
+    token = get_object_or_404(Token.objects.select_related("user"), pk=token_id, user=request.user)
+    form = KeyStatusForm(request.POST)
+    if form.is_valid():
+        tokens.update_token(token, {"status": form.cleaned_data["status"]}, actor=request.user)
+        messages.info(request, f"Key {token.name or token.key_hint} is now {token.status}.")
+    return redirect("console:keys")
+
+
+@require_POST
+@console_page
+def key_delete(request: HttpRequest, token_id: int) -> HttpResponse:
+    token = get_object_or_404(Token, pk=token_id, user=request.user)
+    token.delete()
+    messages.info(request, f"Key {token.name or token.key_hint} deleted.")
+    return redirect("console:keys")
+
+
+def _day_bounds(since: object, until: object) -> tuple[datetime | None, datetime | None]:
+    start = timezone.make_aware(datetime.combine(since, time.min)) if since else None
+    end = timezone.make_aware(datetime.combine(until, time.min)) + timedelta(days=1, microseconds=-1) if until else None
+    return start, end
+
+
+@require_GET
+@console_page
+def usage(request: HttpRequest) -> HttpResponse:
+    form = UsageFilterForm(request.user, request.GET or None)
+    chosen = form.cleaned_data if form.is_valid() else {}
+    since, until = _day_bounds(chosen.get("since"), chosen.get("until"))
+    where = LogFilter(
+        user_id=request.user.pk,
+        token_id=chosen.get("token"),
+        model=chosen.get("model") or None,
+        type=chosen.get("type") or None,
+        since=since,
+        until=until,
+    )
+    page = Paginator(visible_logs(request.user, where), PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "form": form,
+        "page": page,
+        "query": query.urlencode(),
+        "stats": log_stats(request.user, where),
+        "chart": _chart(request.user.pk, token_id=where.token_id, model=where.model),
+    }
+    return render(request, "console/usage.html", context)
+
+
+@console_page
+def topup_page(request: HttpRequest) -> HttpResponse:
+    try:
+        wechatpay.load_config()
+    except PaymentsDisabled as disabled:
+        return render(request, "console/topup.html", {"disabled": str(disabled)})
+    form = TopUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            order = topup.create_order(request.user, form.cleaned_data["amount"])
+        except ValidationError as refused:
+            form.add_error("amount", describe(refused))
+        except (PaymentsDisabled, WeChatPayError) as failure:
+            form.add_error(None, str(failure))
+        else:
+            return redirect("console:topup-order", out_trade_no=order.out_trade_no)
+    context = {
+        "form": form,
+        "min_yuan": settings.TOPUP_MIN_YUAN,
+        "quota_per_yuan": topup.quota_for(1),
+        "orders": TopUpOrder.objects.filter(user=request.user).order_by("-created_at")[:20],
+    }
+    return render(request, "console/topup.html", context)
+
+
+@require_GET
+@console_page
+def topup_order(request: HttpRequest, out_trade_no: str) -> HttpResponse:
+    order = get_object_or_404(TopUpOrder, out_trade_no=out_trade_no, user=request.user)
+    pending = order.status == TopUpOrder.Status.PENDING and order.code_url
+    return render(
+        request, "console/topup_order.html", {"order": order, "qr_svg": qr.svg(order.code_url) if pending else ""}
+    )
+
+
+@require_GET
+@console_page
+def topup_status(request: HttpRequest, out_trade_no: str) -> JsonResponse:
+    """What the order page polls; the same shape as GET /api/topup/wechat/{out_trade_no}."""
+    order = get_object_or_404(TopUpOrder, out_trade_no=out_trade_no, user=request.user)
+    return JsonResponse({"status": order.status, "quota": order.quota}, headers={"Cache-Control": "no-store"})
+
+
+@console_page
+def redeem(request: HttpRequest) -> HttpResponse:
+    form = RedeemForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            credited = redemptions.redeem(request.user, form.cleaned_data["key"])
+        except Redemption.DoesNotExist:
+            form.add_error("key", "No such redemption code.")
+        except redemptions.AlreadyRedeemed:
+            form.add_error("key", "This code has already been used.")
+        else:
+            messages.success(request, f"Redeemed: {credited:,} quota ({_usd(credited)}) added to your account.")
+            return redirect("console:redeem")
+    return render(request, "console/redeem.html", {"form": form})

@@ -1,0 +1,21 @@
+"""Jina AI: rerank and embeddings only, both in the format the gateway speaks (spec: rerank.md section 2).
+
+The OpenAI adaptor already forwards Jina-format rerank and OpenAI-format embeddings; this adds Jina's
+host and refuses chat, so a misconfigured model moves on to a channel that can serve it.
+"""
+
+from channels_app.routing import ChannelInfo
+from relay.adaptors.base import RelayRequest, UpstreamRequest
+from relay.adaptors.convert import require_endpoint
+from relay.adaptors.openai import OpenAIAdaptor
+
+SLUG = "jina"
+
+
+class JinaAdaptor(OpenAIAdaptor):
+    slug = SLUG
+    default_base_url = "https://api.jina.ai"
+
+    def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:
+        require_endpoint(request, SLUG, "rerank", "embeddings")
+        return super().build_request(request, channel)
