@@ -17,6 +17,7 @@ deps: $(STAMP)
 
 setup: deps
 	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py bootstrap_admin
 
 run: setup
