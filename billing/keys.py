@@ -47,8 +47,14 @@ class KeyInfo:
         if self.allow_ips and not ip_allowed(client_ip, self.allow_ips):
             raise KeyRejected(403, f"IP {client_ip} is not allowed to use this API key", "ip_not_allowed")
 
+    def allows(self, model: str) -> bool:
+        """The key's allow-list: exact names, or `prefix*` entries that cover every model with the prefix."""
+        if self.models is None:
+            return True
+        return model in self.models or any(name.endswith("*") and model.startswith(name[:-1]) for name in self.models)
+
     def check_model(self, model: str) -> None:
-        if self.models is not None and model not in self.models:
+        if not self.allows(model):
             raise KeyRejected(403, f"this API key may not use model {model}", "model_not_allowed")
 
 

@@ -49,8 +49,7 @@ async def authenticated(request: HttpRequest) -> keys.KeyInfo:
 
 async def usable_models(key: keys.KeyInfo) -> list[str]:
     index = await routing.aget_index()
-    names = index.models_for_group(key.group)
-    return [name for name in names if key.models is None or name in key.models]
+    return [name for name in index.models_for_group(key.group) if key.allows(name)]
 
 
 def model_object(name: str) -> dict:
@@ -72,7 +71,8 @@ async def retrieve_model(request: HttpRequest, model: str) -> HttpResponse:
         key = await authenticated(request)
     except keys.KeyRejected as rejected:
         return error_response(RelayError(rejected.status, str(rejected), rejected.code))
-    if model not in await usable_models(key):
+    index = await routing.aget_index()
+    if not (key.allows(model) and index.candidates(key.group, model)):
         error = RelayError(404, f"The model '{model}' does not exist", "model_not_found", param="model")
         return error_response(error)
     return json_response(model_object(model))

@@ -1,10 +1,12 @@
 """gpt-4-gizmo-*: one `prefix*` channel model serves every GPT under it, at the fixed per-call price."""
 
+import asyncio
+
 import orjson
 import pytest
 from django.test import AsyncClient
 
-from tests.conftest import make_channel
+from tests.conftest import make_channel, make_key
 from tests.fakes.openai_upstream import REPLY
 from tests.relay_client import consume_log, post_chat, sse_payloads
 
@@ -59,3 +61,15 @@ async def test_a_name_outside_every_prefix_finds_no_channel(alice_key, gizmo_cha
 async def test_the_model_list_shows_the_pattern_entries_as_they_are(alice_key, gizmo_channel):
     response = await AsyncClient().get("/v1/models", headers={"Authorization": f"Bearer {alice_key}"})
     assert [model["id"] for model in orjson.loads(response.content)["data"]] == ["gpt-4-gizmo-*", "gpt-4o-gizmo-*"]
+
+
+async def test_one_gpt_can_be_looked_up_by_its_real_name(alice_key, gizmo_channel):
+    response = await AsyncClient().get(f"/v1/models/{GPT}", headers={"Authorization": f"Bearer {alice_key}"})
+    assert response.status_code == 200
+    assert orjson.loads(response.content)["id"] == GPT
+
+
+async def test_a_key_limited_to_a_prefix_may_use_every_gpt_under_it(alice, gizmo_channel, fake_openai):
+    _, key = await asyncio.to_thread(make_key, alice, model_limits=["gpt-4-gizmo-*"])
+    assert (await ask(key, GPT)).status_code == 200
+    assert (await ask(key, "gpt-4o-gizmo-g-other")).status_code == 403
