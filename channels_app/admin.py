@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from channels_app import channels, probe
+from channels_app import balance, channels, probe
 from channels_app.models import Channel
 from gateway_project.admin_tools import SaveChangedFieldsMixin
 
@@ -79,7 +79,7 @@ class ChannelAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
         "balance",
         "created_at",
     )
-    actions = ("enable", "disable", "test")
+    actions = ("enable", "disable", "test", "update_balance")
 
     @admin.display(description="models")
     def model_list(self, channel: Channel) -> str:
@@ -97,6 +97,14 @@ class ChannelAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
         for channel, result in zip(found, probe.probe_channels(found), strict=True):
             level = messages.SUCCESS if result.success else messages.ERROR
             self.message_user(request, f"{channel}: {result.message}", level)
+
+    @admin.action(description="Update the balance of selected channels (OpenAI-compatible upstreams)")
+    def update_balance(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        for channel in queryset:
+            try:
+                self.message_user(request, f"{channel}: ${balance.update_balance(channel):,.2f} left")
+            except balance.BalanceUnavailable as unavailable:
+                self.message_user(request, f"{channel}: {unavailable}", messages.WARNING)
 
     @admin.action(description="Disable selected channels")
     def disable(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:

@@ -9,7 +9,7 @@ from ninja import Field, Router, Schema, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 from pydantic import ConfigDict
 
-from channels_app import channels, probe
+from channels_app import balance, channels, probe
 from channels_app.models import Channel
 from gateway_project.auth import staff_only
 
@@ -120,3 +120,15 @@ def delete_channel(request: HttpRequest, channel_id: int):
 @router.post("/{int:channel_id}/test", response=ProbeOut)
 def test_channel(request: HttpRequest, channel_id: int):
     return probe.probe_channel(get_object_or_404(Channel, pk=channel_id))
+
+
+class BalanceOut(Schema):
+    balance: float
+
+
+@router.post("/{int:channel_id}/balance", response={200: BalanceOut, 502: dict})
+def update_channel_balance(request: HttpRequest, channel_id: int):
+    try:
+        return {"balance": balance.update_balance(get_object_or_404(Channel, pk=channel_id))}
+    except balance.BalanceUnavailable as unavailable:
+        return Status(502, {"detail": str(unavailable)})

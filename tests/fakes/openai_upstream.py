@@ -153,6 +153,17 @@ def stream_chunks(body: dict, behaviour: Behaviour) -> list[bytes]:
     return [f"data: {json.dumps(chunk)}\n\n".encode() for chunk in chunks]
 
 
+FAKE_GRANT_USD = 25.0
+FAKE_USED_CENTS = 735.2
+
+
+async def billing(request: web.Request) -> web.Response:
+    """What an OpenAI-compatible reseller reports for a key: a $25 grant of which $7.352 is used."""
+    if request.match_info["kind"] == "subscription":
+        return web.json_response({"object": "billing_subscription", "hard_limit_usd": FAKE_GRANT_USD})
+    return web.json_response({"object": "list", "total_usage": FAKE_USED_CENTS})
+
+
 def start(fake: FakeOpenAI) -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
     """Serve `fake` from a thread with its own event loop; returns once the port is bound."""
     loop = asyncio.new_event_loop()
@@ -161,6 +172,7 @@ def start(fake: FakeOpenAI) -> tuple[asyncio.AbstractEventLoop, threading.Thread
     async def serve() -> None:
         app = web.Application()
         app.router.add_route("POST", "/{tail:.*}", fake.handle)
+        app.router.add_route("GET", "/v1/dashboard/billing/{kind}", billing)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -1,0 +1,45 @@
+"""Upstream balance for channels whose provider exposes one: the OpenAI-style key-usage endpoints
+(`/v1/dashboard/billing/subscription` and `/usage`), which OpenAI-compatible resellers and gateways such
+as one-api, new-api and this one answer."""
+
+import httpx
+from asgiref.sync import async_to_sync
+
+from channels_app.models import Channel
+from channels_app.routing import channel_info
+from relay import upstream
+from relay.adaptors.registry import adaptor_for
+
+BALANCE_TYPES = {"openai", "custom", "lingyi"}
+TIMEOUT_SECONDS = 15.0
+
+
+class BalanceUnavailable(Exception):
+    pass
+
+
+def update_balance(channel: Channel) -> float:
+    """Ask the upstream for what the channel's key has left (USD), store it and return it."""
+    if channel.type not in BALANCE_TYPES:
+        raise BalanceUnavailable(f"{channel.type} channels do not report a balance")
+    balance = async_to_sync(_query)(channel)
+    Channel.objects.filter(pk=channel.pk).update(balance=balance)
+    channel.balance = balance
+    return balance
+
+
+async def _query(channel: Channel) -> float:
+    info = channel_info(channel)
+    base = (info.base_url or adaptor_for(info.type).default_base_url).removesuffix("/v1")
+    headers = {"Authorization": f"Bearer {info.key}"}
+    client = upstream.client()
+    try:
+        subscription = await client.get(
+            f"{base}/v1/dashboard/billing/subscription", headers=headers, timeout=TIMEOUT_SECONDS
+        )
+        usage = await client.get(f"{base}/v1/dashboard/billing/usage", headers=headers, timeout=TIMEOUT_SECONDS)
+        total = float(subscription.json()["hard_limit_usd"])
+        used_cents = float(usage.json()["total_usage"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        raise BalanceUnavailable("the upstream did not report a balance") from None
+    return round(total - used_cents / 100, 6)
