@@ -1,5 +1,6 @@
 """Strict readers for environment variables: a malformed value fails loudly at start-up."""
 
+import json
 import os
 import re
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -27,6 +28,19 @@ def envbool(name: str, default: bool) -> bool:
     if value in ("false", "0"):
         return False
     raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
+
+
+def envjson(name: str, default: dict) -> dict:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a JSON object") from None
+    if not isinstance(parsed, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object")
+    return parsed
 
 
 def envint(name: str, default: int) -> int:

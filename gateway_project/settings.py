@@ -4,7 +4,7 @@ import os
 import secrets
 from pathlib import Path
 
-from gateway_project.env import database_from_dsn, envbool, envfloat, envint, envstr
+from gateway_project.env import database_from_dsn, envbool, envfloat, envint, envjson, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(envstr("DATA_DIR", str(BASE_DIR / "data")))
@@ -170,6 +170,7 @@ FORCE_STREAM_OPTION = envbool("FORCE_STREAM_OPTION", True)
 GET_MEDIA_TOKEN = envbool("GET_MEDIA_TOKEN", True)
 GET_MEDIA_TOKEN_NOT_STREAM = envbool("GET_MEDIA_TOKEN_NOT_STREAM", True)
 PRE_CONSUMED_TOKENS = envint("PRE_CONSUMED_TOKENS", 500)
+RATE_LIMITS = envjson("RATE_LIMITS", {})
 RESERVATION_STALE_SECONDS = envint("RESERVATION_STALE_SECONDS", 3600)
 DIFY_DEBUG = envbool("DIFY_DEBUG", True)
 UPDATE_TASK = envbool("UPDATE_TASK", True)

@@ -13,7 +13,7 @@ import httpx
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from billing import keys, pricing, quota
+from billing import keys, pricing, quota, ratelimit, settlement
 from billing.keys import KeyInfo
 from billing.pricing import Quote
 from channels_app import healing, routing
@@ -77,6 +77,8 @@ async def relay(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
         key, pinned = await keys.authenticate(request.headers.get("Authorization", ""), client_ip(request))
         relay_request = endpoint.parse(read_body(request), request)
         key.check_model(relay_request.model)
+        if ratelimit.limits_for(key.group).any:
+            await run_db(ratelimit.admit, key)
         prices = await pricing.acurrent()
         quote = prices.quote(relay_request.model, key.group)
         prompt_tokens = await endpoint.prompt_tokens(relay_request)
@@ -85,6 +87,9 @@ async def relay(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
         response = await dispatch(call)
     except keys.KeyRejected as rejected:
         response = error_response(RelayError(rejected.status, str(rejected), rejected.code))
+    except ratelimit.RateLimited as limited:
+        response = error_response(RelayError(429, str(limited), "rate_limit_exceeded", type="rate_limit_error"))
+        response["Retry-After"] = str(limited.retry_after)
     except RelayError as error:
         if call is not None and call.reserved:
             await run_db(quota.release, request_id)
@@ -235,7 +240,7 @@ async def finish_whole(call: Call, channel: ChannelInfo, adaptor, content: bytes
         usage = call.endpoint.local_usage(call.request, call.prompt_tokens, text)
         rule = "usage counted locally (upstream reported none)"
     charge = call.charge(channel, usage, rule)
-    await run_db(quota.settle, charge)
+    await run_db(settlement.settle, call.key, charge)
     metrics.QUOTA.labels(charge.model).inc(charge.quota)
     call.reserved = False
     if not call.request.passthrough:

@@ -18,7 +18,8 @@ import orjson
 from django.conf import settings
 from django.http import StreamingHttpResponse
 
-from billing import quota
+from billing import quota, settlement
+from billing.keys import KeyInfo
 from gateway_project.db import run_db
 from relay import metrics, sse
 from relay.adaptors.base import Adaptor, StreamConverter, UpstreamFailed, UpstreamFailure, Usage
@@ -56,10 +57,10 @@ async def start(call, channel, adaptor: Adaptor, response: httpx.Response) -> St
 _pending: set[asyncio.Task] = set()
 
 
-def settle_later(charge: quota.Charge) -> None:
+def settle_later(key: KeyInfo, charge: quota.Charge) -> None:
     """Settle in a task of its own, so a stream cancelled by a client disconnect is still billed."""
     metrics.QUOTA.labels(charge.model).inc(charge.quota)
-    task = asyncio.create_task(run_db(quota.settle, charge))
+    task = asyncio.create_task(run_db(settlement.settle, key, charge))
     _pending.add(task)
     task.add_done_callback(_pending.discard)
 
@@ -135,7 +136,7 @@ class StreamRelay:
             await self.response.aclose()
             usage, counted = self.final_usage()
             rule = ending if not counted or ending != NORMAL else f"{NORMAL}, no usage from upstream: counted locally"
-            settle_later(self.call.charge(self.channel, usage, rule))
+            settle_later(self.call.key, self.call.charge(self.channel, usage, rule))
             metrics.LATENCY.labels(self.call.request.endpoint, "true").observe(time.perf_counter() - self.call.started)
 
     def final_usage(self) -> tuple[Usage, bool]:
