@@ -69,6 +69,16 @@ DEFAULT_MODEL_RATIO_TABLE: dict[str, float] = {
     "gemini-2.5-flash": 0.15,
     "gemini-2.5-pro": 0.625,
     "text-embedding-004": 0.0,
+    # Llama on Vertex AI (model-as-a-service), under the names clients send with or without `meta/`:
+    # 405B $5 in / $16 out per 1M tokens, 70B $0.72 / $0.72.
+    "llama3-405b-instruct-maas": 2.5,
+    "meta/llama3-405b-instruct-maas": 2.5,
+    "llama-3.1-405b-instruct-maas": 2.5,
+    "meta/llama-3.1-405b-instruct-maas": 2.5,
+    "llama-3.1-70b-instruct-maas": 0.36,
+    "meta/llama-3.1-70b-instruct-maas": 0.36,
+    "llama-3.3-70b-instruct-maas": 0.36,
+    "meta/llama-3.3-70b-instruct-maas": 0.36,
     # Zhipu and 01.AI list prices in CNY: ratio = CNY per 1K tokens x 500 / 7 (new-api's 7 CNY = $1).
     "glm-4": 7.1429,
     "glm-4-0520": 7.1429,
@@ -135,6 +145,10 @@ DEFAULT_COMPLETION_RATIO_TABLE: dict[str, float] = {
     "gemini-2.0": 4.0,
     "gemini-2.5-flash": 8.33,
     "gemini-2.5-pro": 8.0,
+    "llama3-405b": 3.2,
+    "meta/llama3-405b": 3.2,
+    "llama-3.1-405b": 3.2,
+    "meta/llama-3.1-405b": 3.2,
     "command-r": 4.0,
     "command-a": 4.0,
     "command": 2.0,

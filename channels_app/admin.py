@@ -28,6 +28,10 @@ class ChannelForm(forms.ModelForm):
         cleaned = super().clean()
         if not self.instance.pk and not cleaned.get("new_key"):
             self.add_error("new_key", "A new channel needs its upstream key.")
+        key = cleaned.get("new_key") or (self.instance.key if self.instance.pk else "")
+        if key and cleaned.get("type") in channels.TYPE_RULES:
+            for field, problem in channels.type_problems(cleaned["type"], key, cleaned.get("config")).items():
+                self.add_error("new_key" if field == "key" else field, problem)
         return cleaned
 
     def _post_clean(self) -> None:

@@ -1,11 +1,12 @@
 """Creating, changing and switching channels. Every write is validated with the model's own validators."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from django.core.exceptions import ValidationError
 
 from channels_app import routing
 from channels_app.models import CHANNEL_TYPES, Channel
+from relay.adaptors import vertex
 
 TYPE_SLUGS = tuple(slug for slug, _ in CHANNEL_TYPES)
 EDITABLE = {
@@ -24,6 +25,8 @@ EDITABLE = {
     "test_model",
     "config",
 }
+# Channel type -> the check of its key and config; it returns problems by field name (empty when fine).
+TYPE_RULES: dict[str, Callable[[str, dict], dict[str, str]]] = {"vertex": vertex.check_channel}
 
 
 def create_channel(*, key: str, type: str = "openai", name: str = "", **fields) -> Channel:
@@ -75,6 +78,12 @@ def _set_key(channel: Channel, key: object) -> None:
     channel.key = key.strip()
 
 
+def type_problems(channel_type: str, key: str, config: object) -> dict[str, str]:
+    """What the channel type's own rules find wrong (a Vertex key must be a service-account JSON)."""
+    rule = TYPE_RULES.get(channel_type)
+    return rule(key, config if isinstance(config, dict) else {}) if rule else {}
+
+
 def _validate(channel: Channel) -> None:
     if channel.type not in TYPE_SLUGS:
         raise ValidationError({"type": f"unknown channel type {channel.type!r}; one of {', '.join(TYPE_SLUGS)}"})
@@ -83,3 +92,7 @@ def _validate(channel: Channel) -> None:
     if not channel.models:
         raise ValidationError({"models": "list at least one model the channel serves"})
     channel.full_clean()
+    if channel.type in TYPE_RULES:  # only these need the key decrypted
+        problems = type_problems(channel.type, channel.key, channel.config)
+        if problems:
+            raise ValidationError(problems)

@@ -90,9 +90,12 @@ async def probe(info: ChannelInfo, model: str) -> ProbeResult:
     body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
     request = RelayRequest("chat", model, body, orjson.dumps(body), stream=False, wants_usage=False)
     try:
+        await adaptor.prepare(info)
         outgoing = adaptor.build_request(request, info)
-    except UpstreamFailed as refused:  # e.g. a rerank-only type (Jina) refuses chat: report, do not crash
-        return ProbeResult(False, 0, f"{model}: {refused.failure.message}")
+    except UpstreamFailed as refused:  # a rerank-only type (Jina) refuses chat; Vertex's token request failed
+        failure = refused.failure
+        permanent = healing.is_permanent(failure.status, failure.message, failure.code, failure.type)
+        return ProbeResult(False, 0, f"{model}: {failure.message}", permanent)
     client = upstream.client()
     started = time.perf_counter()
     try:

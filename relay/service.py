@@ -197,6 +197,7 @@ async def attempt(call: Call, channel: ChannelInfo) -> HttpResponse:
     adaptor = adaptor_for(channel.type)
     if adaptor is None:
         raise UpstreamFailed(UpstreamFailure(500, f"channel type {channel.type} is not supported yet"))
+    await adaptor.prepare(channel)
     outgoing = adaptor.build_request(call.request, channel)
     client = upstream.client()
     sent = time.perf_counter()

@@ -98,6 +98,10 @@ class Adaptor:
     slug = ""
     default_base_url = ""
 
+    async def prepare(self, channel: ChannelInfo) -> None:
+        """Fetch what `build_request` needs but cannot get synchronously (Vertex's OAuth token). The relay
+        and the channel test await it just before `build_request`; it may raise UpstreamFailed."""
+
     def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:
         raise NotImplementedError
 

@@ -11,6 +11,7 @@ from relay.adaptors.jina import JinaAdaptor
 from relay.adaptors.lingyi import LingyiAdaptor
 from relay.adaptors.ollama import OllamaAdaptor
 from relay.adaptors.openai import OpenAIAdaptor
+from relay.adaptors.vertex import VertexAdaptor
 from relay.adaptors.zhipu import ZhipuAdaptor
 
 ADAPTORS: dict[str, Adaptor] = {
@@ -20,6 +21,7 @@ ADAPTORS: dict[str, Adaptor] = {
     "lingyi": LingyiAdaptor(),
     "anthropic": AnthropicAdaptor(),
     "gemini": GeminiAdaptor(),
+    "vertex": VertexAdaptor(),
     "zhipu": ZhipuAdaptor(),
     "ollama": OllamaAdaptor(),
     "cohere": CohereAdaptor(),
