@@ -1,13 +1,11 @@
 """Daily usage for the console: consumption per day, and the bars of a server-rendered SVG chart."""
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 
-from django.db.models import Count, Sum
-from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from billing.models import Log
+from billing import usage_rollup
 
 CHART_WIDTH = 600
 CHART_HEIGHT = 160
@@ -32,22 +30,17 @@ class Bar:
 def daily_usage(
     user_id: int, days: int = 30, token_id: int | None = None, model: str | None = None, today: date | None = None
 ) -> list[Day]:
-    """Consumption of `user_id` per day (in TIME_ZONE), oldest first, `days` entries ending today."""
+    """Consumption of `user_id` per day (in TIME_ZONE, net of refunds), oldest first, `days` entries ending
+    today; read from the daily aggregate, so it outlives deleted logs."""
     today = today or timezone.localdate()
     first = today - timedelta(days=days - 1)
-    since = timezone.make_aware(datetime.combine(first, time.min))
-    logs = Log.objects.filter(user_id=user_id, type=Log.Type.CONSUME, created_at__gte=since)
-    if token_id is not None:
-        logs = logs.filter(token_id=token_id)
-    if model:
-        logs = logs.filter(model=model)
-    rows = logs.annotate(day=TruncDate("created_at")).values("day").annotate(quota=Sum("quota"), requests=Count("id"))
-    found = {row["day"]: row for row in rows}
+    rows = usage_rollup.usage_rows(user_id=user_id, token_id=token_id, model=model or None, first=first, last=today)
+    found = usage_rollup.per_day(rows)
     series = []
     for offset in range(days):
         day = first + timedelta(days=offset)
         row = found.get(day, {})
-        series.append(Day(day, int(row.get("quota") or 0), int(row.get("requests") or 0)))
+        series.append(Day(day, row.get("quota", 0), row.get("requests", 0)))
     return series
 
 

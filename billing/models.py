@@ -9,7 +9,7 @@ import secrets
 import string
 
 from django.contrib.auth.models import AbstractUser
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 KEY_ALPHABET = string.ascii_letters + string.digits
@@ -162,6 +162,45 @@ class Log(models.Model):
             models.UniqueConstraint(
                 fields=["request_id"], condition=models.Q(type="consume"), name="one_consume_log_per_request"
             )
+        ]
+
+    def save(self, *args, **kwargs) -> None:
+        """A new consume or refund row moves the daily aggregate in the same transaction, whoever writes it
+        (billing.quota.settle and refund in production), so the aggregate cannot disagree with the ledger."""
+        from billing import usage_rollup
+
+        adding = self._state.adding
+        with transaction.atomic(savepoint=False):
+            super().save(*args, **kwargs)
+            if adding:
+                usage_rollup.record(self)
+
+
+class DailyUsage(models.Model):
+    """Consumption per day (in TIME_ZONE), user, key, channel and model, net of refunds: what stats and the
+    console read instead of the logs, and what remains after old logs are deleted. 0 = no key/channel."""
+
+    day = models.DateField()
+    user_id = models.BigIntegerField()
+    token_id = models.BigIntegerField(default=0)
+    channel_id = models.BigIntegerField(default=0)
+    model = models.CharField(max_length=128, blank=True, default="")
+    requests = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    quota = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "daily usage"
+        constraints = [
+            models.UniqueConstraint(fields=["user_id", "day", "token_id", "channel_id", "model"], name="one_usage_row")
+        ]
+        # Every filter of /api/logs/stats with a day range; the unique key serves user_id.
+        indexes = [
+            models.Index(fields=["day"]),
+            models.Index(fields=["token_id", "day"]),
+            models.Index(fields=["channel_id", "day"]),
+            models.Index(fields=["model", "day"]),
         ]
 
 

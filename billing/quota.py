@@ -4,7 +4,8 @@ Concurrency: reservation is a conditional `UPDATE ... SET remain = remain - x WH
 key and then on the user, inside one transaction with the Reservation row. The database serialises the
 updates of one row, so concurrent requests can only reserve what is there: quota never goes below zero
 by more than what in-flight requests later turn out to cost beyond their reservation. Locks are always
-taken in the order reservation -> key -> user -> channel.
+taken in the order reservation -> key -> user -> channel -> daily usage row (moved by the log row's save,
+see billing.usage_rollup, which relies on the user's lock being held already).
 """
 
 from dataclasses import dataclass
@@ -59,7 +60,8 @@ def reserve(request_id: str, token_id: int, user_id: int, unlimited: bool, amoun
 
 
 def settle(charge: Charge) -> bool:
-    """Charge the real cost against the reservation and write the one consume log. False if done before."""
+    """Charge the real cost against the reservation and write the one consume log (which adds to the daily
+    usage aggregate in this transaction). False if done before."""
     from channels_app.models import Channel
 
     with transaction.atomic():
@@ -111,8 +113,9 @@ def refund(charge: Charge) -> bool:
 
     Exactly once per request id, however many pollers race: the settled reservation is locked and flipped
     to released, so a second caller finds nothing to take (PostgreSQL and MySQL re-check the row after the
-    first transaction commits; SQLite runs one writer at a time). The money and the log move in the same
-    transaction. `charge.quota` is what `settle` charged. False if already refunded or never settled.
+    first transaction commits; SQLite runs one writer at a time). The money, the log and the daily usage
+    aggregate move in the same transaction. `charge.quota` is what `settle` charged. False if already
+    refunded or never settled.
     """
     from channels_app.models import Channel
 

@@ -213,3 +213,8 @@ WECHATPAY_CERT_DIR = envstr("WECHATPAY_CERT_DIR")
 WECHATPAY_API_BASE = envstr("WECHATPAY_API_BASE", "https://api.mch.weixin.qq.com").rstrip("/")
 TOPUP_QUOTA_PER_YUAN = envint("TOPUP_QUOTA_PER_YUAN", 68_493)  # QUOTA_PER_UNIT (500 000 = 1 USD) / 7.3 CNY per USD
 TOPUP_MIN_YUAN = envint("TOPUP_MIN_YUAN", 1)
+
+# Log growth: request logs older than LOG_RETENTION_DAYS days are deleted daily (0 = keep forever); the daily
+# usage aggregate keeps their totals. LOG_CLEANUP_INTERVAL is how often that job runs, in seconds.
+LOG_RETENTION_DAYS = envint("LOG_RETENTION_DAYS", 0)
+LOG_CLEANUP_INTERVAL = envint("LOG_CLEANUP_INTERVAL", 24 * 3600)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from billing import quota, topup
+from billing import log_cleanup, quota, topup
 from channels_app import probe
 from tasks import polling
 
@@ -29,4 +29,6 @@ def periodic_jobs() -> list[Job]:
     if settings.UPDATE_TASK:
         jobs.append(Job("poll_tasks", settings.TASK_POLL_INTERVAL, polling.poll_once))
     jobs.append(Job("reconcile_topups", settings.RECONCILE_INTERVAL, topup.reconcile_pending))
+    if settings.LOG_RETENTION_DAYS > 0:
+        jobs.append(Job("cleanup_logs", settings.LOG_CLEANUP_INTERVAL, log_cleanup.delete_expired))
     return jobs
