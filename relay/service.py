@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import httpx
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 
 from billing import keys, pricing, quota, ratelimit, settlement
@@ -91,9 +92,13 @@ async def relay(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
         response = error_response(RelayError(429, str(limited), "rate_limit_exceeded", type="rate_limit_error"))
         response["Retry-After"] = str(limited.retry_after)
     except RelayError as error:
-        if call is not None and call.reserved:
-            await run_db(quota.release, request_id)
+        await release_if_held(call)
         response = error_response(error)
+    except Exception:
+        # A bug must not leak a stack trace, nor keep the client's quota until the reconciler runs.
+        log.exception("request %s failed inside the gateway", request_id)
+        await release_if_held(call)
+        response = error_response(RelayError(500, "internal error in the gateway", "internal_error"))
     response["X-Request-Id"] = request_id
     observe(endpoint, call, response, started)
     return response
@@ -111,6 +116,12 @@ def observe(endpoint: Endpoint, call: Call | None, response: HttpResponse, start
             metrics.OVERHEAD.observe(call.gateway_ms() / 1000)
 
 
+async def release_if_held(call: Call | None) -> None:
+    if call is not None and call.reserved:
+        await run_db(quota.release, call.request_id)
+        call.reserved = False
+
+
 def client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR")
 
@@ -118,11 +129,11 @@ def client_ip(request: HttpRequest) -> str | None:
 def read_body(request: HttpRequest) -> bytes:
     try:
         return request.body
-    except Exception as exc:  # RequestDataTooBig, or the client went away mid-body
-        if type(exc).__name__ == "RequestDataTooBig":
-            raise RelayError(
-                413, f"request body is larger than {settings.RELAY_MAX_BODY_BYTES} bytes", "body_too_large"
-            ) from None
+    except RequestDataTooBig:
+        raise RelayError(
+            413, f"request body is larger than {settings.RELAY_MAX_BODY_BYTES} bytes", "body_too_large"
+        ) from None
+    except OSError:  # the client went away mid-body
         raise RelayError(400, "could not read the request body", "invalid_body") from None
 
 
@@ -164,8 +175,7 @@ async def dispatch(call: Call) -> HttpResponse:
         else:
             healing.Rests.succeeded(channel.id)
             return response
-    await run_db(quota.release, call.request_id)
-    call.reserved = False
+    await release_if_held(call)
     if failure is None:
         raise RelayError(
             503, f"no available channel for model {call.request.model} in group {call.key.group}", "no_channel"

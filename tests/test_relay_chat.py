@@ -278,3 +278,20 @@ async def test_fifty_parallel_requests_never_overspend_a_key(alice, openai_chann
     assert token.remain_quota >= 0
     assert token.remain_quota == 10 * reservation - spent == 10 * reservation - statuses.count(200) * GPT4O_COST
     assert await Reservation.objects.filter(state="held").acount() == 0
+
+
+async def test_a_bug_inside_the_gateway_answers_500_in_openai_shape_and_releases_the_quota(
+    alice_key, openai_channel, fake_openai, monkeypatch
+):
+    from relay.adaptors.openai import OpenAIAdaptor
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(OpenAIAdaptor, "convert_response", broken)
+    response = await post(alice_key, HELLO)
+    assert response.status_code == 500
+    assert orjson.loads(response.content)["error"]["code"] == "internal_error"
+    assert b"a bug" not in response.content
+    assert await quota_of("alice") == ALICE_QUOTA
+    assert await Reservation.objects.filter(state="held").acount() == 0
