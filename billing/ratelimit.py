@@ -47,9 +47,10 @@ def _window() -> tuple[int, int]:
 
 
 def _bump(key: str, amount: int) -> int:
+    """The counter after adding `amount`; 0 while Redis is down (limits fail open rather than refuse all)."""
     cache.add(key, 0, timeout=WINDOW_SECONDS * 2)
     try:
-        return cache.incr(key, amount)
+        return cache.incr(key, amount) or 0
     except ValueError:  # the window's counter expired between add and incr
         cache.set(key, amount, timeout=WINDOW_SECONDS * 2)
         return amount

@@ -5,6 +5,7 @@ structured `errors` list so tools can point at each field.
 """
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse
@@ -47,6 +48,7 @@ class ServerStatus(Schema):
     version: str
     database: str
     cache: str
+    cache_ok: bool
     task_runner: str
 
 
@@ -56,8 +58,19 @@ def status(request: HttpRequest):
         "version": settings.VERSION,
         "database": settings.DATABASE_VENDOR,
         "cache": "redis" if settings.REDIS_CONN_STRING else "memory",
+        "cache_ok": cache_reachable(),
         "task_runner": "celery" if settings.CELERY_BROKER_URL else "embedded",
     }
+
+
+def cache_reachable() -> bool:
+    """False while Redis is down (the gateway then serves from the database)."""
+    if not settings.REDIS_CONN_STRING:
+        return True
+    try:
+        return bool(cache.client.get_client().ping())
+    except Exception:  # any connection or protocol error means "not reachable"
+        return False
 
 
 def _detail(request: HttpRequest, status_code: int, detail: str, **extra: object) -> HttpResponse:

@@ -128,7 +128,9 @@ if REDIS_CONN_STRING:
             "LOCATION": REDIS_CONN_STRING,
             "KEY_PREFIX": envstr("CACHE_KEY_PREFIX", "gw"),
             "TIMEOUT": SYNC_FREQUENCY,
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
+            # Redis is only a cache: while it is down, every cache call misses quickly and the gateway
+            # serves from the database (slower; /api/status says cache_ok false).
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5, "IGNORE_EXCEPTIONS": True},
         }
     }
 else:

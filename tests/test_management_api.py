@@ -38,6 +38,7 @@ def test_status_needs_no_token_and_describes_the_setup(db):
         "version": settings.VERSION,
         "database": settings.DATABASE_VENDOR,
         "cache": "redis" if settings.REDIS_CONN_STRING else "memory",
+        "cache_ok": True,
         "task_runner": "celery" if settings.CELERY_BROKER_URL else "embedded",
     }
 
