@@ -102,9 +102,10 @@ def database_from_dsn(dsn: str) -> dict:
 
 def _database(scheme: str, user: str, password: str, host: str, port: str, name: str) -> dict:
     engine = ENGINES[scheme]
-    options: dict = {}
+    # A database that does not answer must fail a request within seconds, not hang it.
+    options: dict = {"connect_timeout": 5}
     if engine.endswith("mysql"):
-        options = {"charset": "utf8mb4", "init_command": "SET sql_mode='STRICT_TRANS_TABLES'"}
+        options.update(charset="utf8mb4", init_command="SET sql_mode='STRICT_TRANS_TABLES'")
     return {
         "ENGINE": engine,
         "NAME": name,

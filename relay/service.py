@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import httpx
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import Error as DatabaseError
 from django.http import HttpRequest, HttpResponse
 
 from billing import keys, pricing, quota, ratelimit, settlement
@@ -94,6 +95,10 @@ async def relay(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
     except RelayError as error:
         await release_if_held(call)
         response = error_response(error)
+    except DatabaseError:
+        log.exception("request %s: the database is unavailable", request_id)
+        await release_if_held(call)
+        response = error_response(RelayError(503, "the gateway's database is unavailable; retry shortly", "db_down"))
     except Exception:
         # A bug must not leak a stack trace, nor keep the client's quota until the reconciler runs.
         log.exception("request %s failed inside the gateway", request_id)
@@ -117,8 +122,13 @@ def observe(endpoint: Endpoint, call: Call | None, response: HttpResponse, start
 
 
 async def release_if_held(call: Call | None) -> None:
+    """Give back what the call holds. When the database is down this fails too; the reconciler then
+    releases the reservation once the database is back (nothing is charged twice either way)."""
     if call is not None and call.reserved:
-        await run_db(quota.release, call.request_id)
+        try:
+            await run_db(quota.release, call.request_id)
+        except DatabaseError:
+            log.warning("request %s: reservation left to the reconciler", call.request_id)
         call.reserved = False
 
 
