@@ -12,7 +12,7 @@ from relay.errors import RelayError
 from tests.conftest import make_channel
 from tests.fakes import anthropic_upstream as fake
 from tests.fakes.anthropic_upstream import Behaviour, FakeAnthropic
-from tests.fakes.openai_upstream import start
+from tests.fakes.recording import served
 from tests.relay_client import (
     assembled_text,
     assembled_tool_calls,
@@ -342,17 +342,7 @@ def test_it_treats_a_stream_closed_before_message_stop_as_an_upstream_failure():
 # --- through the relay, against the fake Anthropic ---
 
 
-@pytest.fixture(scope="session")
-def fake_anthropic_server() -> FakeAnthropic:
-    server = FakeAnthropic()
-    start(server)
-    return server
-
-
-@pytest.fixture
-def fake_anthropic(fake_anthropic_server: FakeAnthropic) -> FakeAnthropic:
-    fake_anthropic_server.reset()
-    return fake_anthropic_server
+fake_anthropic_server, fake_anthropic = served(FakeAnthropic, "fake_anthropic")
 
 
 @pytest.fixture

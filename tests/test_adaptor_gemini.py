@@ -11,7 +11,7 @@ from relay.adaptors.gemini import GeminiAdaptor, GeminiStream, clean_schema
 from tests.conftest import make_channel
 from tests.fakes import gemini_upstream as fake
 from tests.fakes.gemini_upstream import Behaviour, FakeGemini
-from tests.fakes.openai_upstream import start
+from tests.fakes.recording import served
 from tests.relay_client import (
     assembled_text,
     assembled_tool_calls,
@@ -324,17 +324,7 @@ def test_it_raises_the_provider_error_when_an_error_event_arrives_mid_stream():
 # --- through the relay, against the fake Gemini ---
 
 
-@pytest.fixture(scope="session")
-def fake_gemini_server() -> FakeGemini:
-    server = FakeGemini()
-    start(server)
-    return server
-
-
-@pytest.fixture
-def fake_gemini(fake_gemini_server: FakeGemini) -> FakeGemini:
-    fake_gemini_server.reset()
-    return fake_gemini_server
+fake_gemini_server, fake_gemini = served(FakeGemini, "fake_gemini")
 
 
 @pytest.fixture

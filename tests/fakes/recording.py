@@ -107,8 +107,10 @@ def rerank_results(body: dict, with_documents: bool) -> list[dict]:
     return results[: body.get("top_n") or None]
 
 
-def served(fake_class: type[RecordingFake], name: str) -> tuple:
+def served(fake_class: type, name: str) -> tuple:
     """Fixtures `<name>_server` (one server per session) and `<name>` (that server, reset for the test).
+
+    Any fake with `handle`, `port` and `reset()` works, RecordingFake or not.
 
     Use as `fake_x_server, fake_x = served(FakeX, "fake_x")` in a test module.
     """
