@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from billing import usage_rollup
 from billing.models import Log, Reservation, Token, User
 
 
@@ -39,61 +40,168 @@ class Charge:
     content: str
 
 
+@dataclass(eq=False)
+class Hold:
+    """Quota to hold for one request: on its key (unless unlimited) and on its user."""
+
+    request_id: str
+    token_id: int
+    user_id: int
+    unlimited: bool
+    amount: int
+
+
 def reserve(request_id: str, token_id: int, user_id: int, unlimited: bool, amount: int) -> None:
     """Hold `amount` on the key (unless unlimited) and on the user; QuotaExceeded if either lacks it."""
+    refused = reserve_many([Hold(request_id, token_id, user_id, unlimited, amount)])[0]
+    if refused is not None:
+        raise refused
+
+
+def reserve_many(holds: list[Hold]) -> list[QuotaExceeded | None]:
+    """Reserve for many requests in one transaction: None for each hold taken (or taken before under
+    its request id), QuotaExceeded for each that did not fit. Holds on one key or user are taken
+    together when their sum fits, else one by one in order, so each still gets exactly what a request
+    of its own would have got."""
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                Reservation.objects.create(
-                    request_id=request_id, token_id=token_id, user_id=user_id, amount=amount, unlimited=unlimited
-                )
-        except IntegrityError:
-            return  # already reserved under this request id
-        if not unlimited:
-            held = Token.objects.filter(pk=token_id, remain_quota__gte=amount).update(
-                remain_quota=F("remain_quota") - amount
+        fresh = _not_reserved_yet(holds)
+        limited = [hold for hold in fresh if not hold.unlimited]
+        key_short = _take_from_rows(Token, "remain_quota", limited, lambda hold: hold.token_id)
+        keyed = [hold for hold in fresh if hold not in key_short]
+        user_short = _take_from_rows(User, "quota", keyed, lambda hold: hold.user_id)
+        for hold in user_short:
+            if not hold.unlimited:
+                Token.objects.filter(pk=hold.token_id).update(remain_quota=F("remain_quota") + hold.amount)
+        Reservation.objects.bulk_create(
+            Reservation(
+                request_id=hold.request_id,
+                token_id=hold.token_id,
+                user_id=hold.user_id,
+                amount=hold.amount,
+                unlimited=hold.unlimited,
             )
-            if not held:
-                raise QuotaExceeded("this API key's quota is exhausted")
-        if not User.objects.filter(pk=user_id, quota__gte=amount).update(quota=F("quota") - amount):
-            raise QuotaExceeded("your account's quota is exhausted; top up to continue")
+            for hold in keyed
+            if hold not in user_short
+        )
+    return [
+        QuotaExceeded("this API key's quota is exhausted")
+        if hold in key_short
+        else QuotaExceeded("your account's quota is exhausted; top up to continue")
+        if hold in user_short
+        else None
+        for hold in holds
+    ]
+
+
+def _not_reserved_yet(holds: list[Hold]) -> list[Hold]:
+    """The holds whose request id has no reservation yet (the first of any repeated within the batch)."""
+    seen = set(
+        Reservation.objects.filter(request_id__in=[hold.request_id for hold in holds]).values_list(
+            "request_id", flat=True
+        )
+    )
+    fresh = []
+    for hold in holds:
+        if hold.request_id not in seen:
+            seen.add(hold.request_id)
+            fresh.append(hold)
+    return fresh
+
+
+def _take_from_rows(model, field: str, holds: list[Hold], row_of) -> set[Hold]:
+    """Take each hold's amount from its row's `field` without going below zero; the holds that did not fit.
+    Rows are locked in id order."""
+    by_row: dict[int, list[Hold]] = {}
+    for hold in holds:
+        by_row.setdefault(row_of(hold), []).append(hold)
+    short: set[Hold] = set()
+    for row_id in sorted(by_row):
+        group = by_row[row_id]
+        if _take(model, field, row_id, sum(hold.amount for hold in group)):
+            continue
+        short.update(hold for hold in group if not _take(model, field, row_id, hold.amount))
+    return short
+
+
+def _take(model, field: str, row_id: int, amount: int) -> bool:
+    rows = model.objects.filter(pk=row_id, **{f"{field}__gte": amount})
+    return bool(rows.update(**{field: F(field) - amount}))
 
 
 def settle(charge: Charge) -> bool:
-    """Charge the real cost against the reservation and write the one consume log (which adds to the daily
-    usage aggregate in this transaction). False if done before."""
+    """Charge the real cost against the reservation and write the one consume log. False if done before."""
+    return settle_many([charge])[0]
+
+
+def settle_many(charges: list[Charge]) -> list[bool]:
+    """Settle many requests in one transaction: each charge moves its reservation, key, user and channel
+    and writes its consume log (and the daily usage aggregate). Counters of one key, user or channel move
+    once for the whole batch, in id order. One flag per charge: False if it was settled before (or its
+    request id came twice in the batch)."""
     from channels_app.models import Channel
 
     with transaction.atomic():
-        held = _take_held(charge.request_id, Reservation.State.SETTLED)
-        if held is None:
-            return False
-        delta = charge.quota - held.amount
-        token_updates = {"used_quota": F("used_quota") + charge.quota, "accessed_at": timezone.now()}
-        if not held.unlimited:
-            token_updates["remain_quota"] = F("remain_quota") - delta
-        Token.objects.filter(pk=held.token_id).update(**token_updates)
-        User.objects.filter(pk=held.user_id).update(
-            quota=F("quota") - delta, used_quota=F("used_quota") + charge.quota, request_count=F("request_count") + 1
-        )
-        if charge.channel_id is not None:
-            Channel.objects.filter(pk=charge.channel_id).update(used_quota=F("used_quota") + charge.quota)
-        Log.objects.create(
-            type=Log.Type.CONSUME,
-            user_id=held.user_id,
-            token_id=held.token_id,
-            token_name=charge.token_name,
-            channel_id=charge.channel_id,
-            model=charge.model,
-            prompt_tokens=charge.prompt_tokens,
-            completion_tokens=charge.completion_tokens,
-            quota=charge.quota,
-            use_time_ms=charge.use_time_ms,
-            is_stream=charge.is_stream,
-            request_id=charge.request_id,
-            content=charge.content,
-        )
-    return True
+        held = _take_all_held([charge.request_id for charge in charges], Reservation.State.SETTLED)
+        flags, settled = [], []
+        for charge in charges:
+            reservation = held.pop(charge.request_id, None)
+            flags.append(reservation is not None)
+            if reservation is not None:
+                settled.append((charge, reservation))
+        now = timezone.now()
+        tokens, users, channels = Counters(), Counters(), Counters()
+        for charge, reservation in settled:
+            delta = charge.quota - reservation.amount
+            key_delta = 0 if reservation.unlimited else -delta
+            tokens.add(reservation.token_id, used_quota=charge.quota, remain_quota=key_delta)
+            users.add(reservation.user_id, quota=-delta, used_quota=charge.quota, request_count=1)
+            channels.add(charge.channel_id, used_quota=charge.quota)
+        tokens.apply(Token, accessed_at=now)
+        users.apply(User)
+        channels.apply(Channel)
+        logs = [_consume_log(charge, reservation, now) for charge, reservation in settled]
+        Log.objects.bulk_create(logs)
+        usage_rollup.record_consumed(logs)
+    return flags
+
+
+class Counters:
+    """Increments per row id, applied as one UPDATE per row."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, dict[str, int]] = {}
+
+    def add(self, row_id: int | None, **increments: int) -> None:
+        if row_id is None:
+            return
+        row = self.rows.setdefault(row_id, {})
+        for name, value in increments.items():
+            row[name] = row.get(name, 0) + value
+
+    def apply(self, model, **also) -> None:
+        for row_id in sorted(self.rows):
+            changes = {name: F(name) + value for name, value in self.rows[row_id].items() if value}
+            if changes or also:
+                model.objects.filter(pk=row_id).update(**changes, **also)
+
+
+def _consume_log(charge: Charge, reservation: Reservation, now) -> Log:
+    return Log(
+        type=Log.Type.CONSUME,
+        created_at=now,
+        user_id=reservation.user_id,
+        token_id=reservation.token_id,
+        token_name=charge.token_name,
+        channel_id=charge.channel_id,
+        model=charge.model,
+        prompt_tokens=charge.prompt_tokens,
+        completion_tokens=charge.completion_tokens,
+        quota=charge.quota,
+        use_time_ms=charge.use_time_ms,
+        is_stream=charge.is_stream,
+        request_id=charge.request_id,
+        content=charge.content,
+    )
 
 
 def release(request_id: str) -> bool:
@@ -151,6 +259,19 @@ def release_stale() -> int:
     cutoff = timezone.now() - timedelta(seconds=settings.RESERVATION_STALE_SECONDS)
     stale = Reservation.objects.filter(state=Reservation.State.HELD, created_at__lt=cutoff)
     return sum(release(request_id) for request_id in stale.values_list("request_id", flat=True))
+
+
+def _take_all_held(request_ids: list[str], new_state: str) -> dict[str, Reservation]:
+    """Lock the held reservations among `request_ids` and move them to `new_state`."""
+    held = {
+        reservation.request_id: reservation
+        for reservation in Reservation.objects.select_for_update()
+        .filter(request_id__in=request_ids, state=Reservation.State.HELD)
+        .order_by("pk")
+    }
+    if held:
+        Reservation.objects.filter(pk__in=[reservation.pk for reservation in held.values()]).update(state=new_state)
+    return held
 
 
 def _take_held(request_id: str, new_state: str, current: str = Reservation.State.HELD) -> Reservation | None:

@@ -72,10 +72,14 @@ def admit(key: KeyInfo) -> None:
             raise RateLimited(f"{scope} request limit of {rpm} per minute reached", retry_after)
 
 
+def counts_tokens(key: KeyInfo) -> bool:
+    """Whether a token limit applies to this key (then its requests' tokens are counted)."""
+    limits = limits_for(key.group)
+    return bool(limits.key_tpm or limits.user_tpm)
+
+
 def count_tokens(key: KeyInfo, tokens: int) -> None:
     limits = limits_for(key.group)
-    if not (limits.key_tpm or limits.user_tpm) or tokens <= 0:
-        return
     window, _ = _window()
     if limits.key_tpm:
         _bump(f"rl:key:{key.token_id}:t:{window}", tokens)

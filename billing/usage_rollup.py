@@ -28,11 +28,23 @@ def record(log: Log) -> None:
     """Add a consume row to its day, or take a refund off the day and row of the charge it gives back
     (the refund's own day and row when that consume log has already been deleted)."""
     if log.type == Log.Type.CONSUME:
-        counts = {"requests": 1, "prompt_tokens": log.prompt_tokens, "completion_tokens": log.completion_tokens}
-        add(row_key(log), quota=log.quota, **counts)
+        record_consumed([log])
     elif log.type == Log.Type.REFUND:
         charged = _charge_of(log.request_id)
         add(row_key(charged or log), quota=-log.quota)
+
+
+def record_consumed(logs: list[Log]) -> None:
+    """`record` for consume rows written together (bulk_create skips Log.save): one change per aggregate row."""
+    days: dict[tuple, dict[str, int]] = {}
+    for log in logs:
+        counts = days.setdefault(tuple(row_key(log).items()), dict.fromkeys(COUNTERS, 0))
+        counts["requests"] += 1
+        counts["prompt_tokens"] += log.prompt_tokens
+        counts["completion_tokens"] += log.completion_tokens
+        counts["quota"] += log.quota
+    for key in sorted(days, key=repr):
+        add(dict(key), **days[key])
 
 
 def _charge_of(request_id: str) -> Log | None:

@@ -9,7 +9,7 @@ import asyncio
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import Generic, ParamSpec, TypeVar
 
 from django.db import Error as DatabaseError
 from django.db import close_old_connections, connection
@@ -18,6 +18,7 @@ from gateway_project.env import envint
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 _executor = ThreadPoolExecutor(max_workers=envint("DB_THREADS", 4), thread_name_prefix="db")
 
@@ -35,3 +36,52 @@ def _call(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
 async def run_db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_executor, functools.partial(_call, fn, *args, **kwargs))
+
+
+class GroupCommit(Generic[T, R]):
+    """Run many requests' database work as one transaction: while a batch commits, the next one gathers.
+
+    `apply` takes the gathered items and returns one result per item, or an exception instance for an
+    item that failed on its own. A caller gets its result only after its batch committed, so batching
+    costs no durability; under load one transaction (and one thread hop) serves many requests, and a
+    lone request goes straight through. Items already submitted complete even if their caller is
+    cancelled.
+    """
+
+    def __init__(self, apply: Callable[[list[T]], list[R | Exception]]) -> None:
+        self.apply = apply
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.waiting: list[tuple[T, asyncio.Future]] = []
+        self.drainer: asyncio.Task | None = None
+
+    def submit(self, item: T) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        if loop is not self.loop:  # a new event loop (tests start many): nothing of the old one carries over
+            self.loop, self.waiting, self.drainer = loop, [], None
+        future = loop.create_future()
+        self.waiting.append((item, future))
+        if self.drainer is None:
+            self.drainer = loop.create_task(self._drain())
+        return future
+
+    async def _drain(self) -> None:
+        await asyncio.sleep(0)  # let the requests that are ready in this loop iteration join the batch
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting, []
+                await self._commit(batch)
+        finally:
+            self.drainer = None
+
+    async def _commit(self, batch: list[tuple[T, asyncio.Future]]) -> None:
+        try:
+            results = await run_db(self.apply, [item for item, _ in batch])
+        except Exception as exc:  # the whole transaction failed: every item of it did
+            results = [exc] * len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)

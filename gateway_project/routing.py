@@ -1,9 +1,13 @@
-"""HTTP routing at the ASGI level: relay paths skip Django's middleware.
+"""HTTP routing at the ASGI level: relay paths skip Django's middleware and request signals.
 
 The relay authenticates by API key and answers JSON or event streams: sessions, CSRF, auth and
 messages middleware add nothing there, yet each costs a thread hop per request under ASGI.
 """
 
+import asyncio
+import contextlib
+
+from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 
@@ -11,7 +15,12 @@ RELAY_PREFIXES = ("/v1/", "/dashboard/", "/mj/", "/mj-", "/suno/")
 
 
 class RelayHandler(ASGIHandler):
-    """Django's ASGI handler with an empty middleware chain."""
+    """Django's ASGI handler with an empty middleware chain and without request_started/finished.
+
+    Django sends those signals through sync_to_async inside a ThreadSensitiveContext, which starts and
+    joins a thread for every request. Their receivers tidy the calling thread's database connections;
+    relay views reach the database only through gateway_project.db's pool, which tidies its own.
+    """
 
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware = []
@@ -20,6 +29,36 @@ class RelayHandler(ASGIHandler):
         self._middleware_chain = convert_exception_to_response(
             self._get_response_async if is_async else self._get_response
         )
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        with body_file:
+            request, refused = self.create_request(scope, body_file)
+            if request is None:
+                await self.send_response(refused, send)
+                return
+            await self.serve_until_disconnect(request, receive, send)
+
+    async def serve_until_disconnect(self, request, receive, send) -> None:
+        """Serve the request; a client that hangs up cancels it (a stream then bills what was sent)."""
+        serving = asyncio.create_task(self.serve(request, send))
+        watching = asyncio.create_task(self.listen_for_disconnect(receive))
+        await asyncio.wait((serving, watching), return_when=asyncio.FIRST_COMPLETED)
+        for task in (watching, serving):
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RequestAborted):
+                await task
+
+    async def serve(self, request, send) -> None:
+        response = await self.run_get_response(request)
+        try:
+            await self.send_response(response, send)
+        finally:
+            response.close()
 
 
 class PathRouter:

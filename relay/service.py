@@ -150,7 +150,7 @@ def read_body(request: HttpRequest) -> bytes:
 async def reserve(call: Call) -> None:
     amount = call.endpoint.reservation(call.quote, call.request, call.prompt_tokens)
     try:
-        await run_db(quota.reserve, call.request_id, call.key.token_id, call.key.user_id, call.key.unlimited, amount)
+        await settlement.reserve(call.request_id, call.key, amount)
     except quota.QuotaExceeded as exceeded:
         raise RelayError(403, str(exceeded), "insufficient_quota", type="insufficient_quota") from None
     call.reserved = True
@@ -261,7 +261,7 @@ async def finish_whole(call: Call, channel: ChannelInfo, adaptor, content: bytes
         usage = call.endpoint.local_usage(call.request, call.prompt_tokens, text)
         rule = "usage counted locally (upstream reported none)"
     charge = call.charge(channel, usage, rule)
-    await run_db(settlement.settle, call.key, charge)
+    await settlement.settle(call.key, charge)
     metrics.QUOTA.labels(charge.model).inc(charge.quota)
     call.reserved = False
     if not call.request.passthrough:

@@ -20,7 +20,6 @@ from django.http import StreamingHttpResponse
 
 from billing import quota, settlement
 from billing.keys import KeyInfo
-from gateway_project.db import run_db
 from relay import metrics, sse
 from relay.adaptors.base import Adaptor, StreamConverter, UpstreamFailed, UpstreamFailure, Usage
 
@@ -60,7 +59,7 @@ _pending: set[asyncio.Task] = set()
 def settle_later(key: KeyInfo, charge: quota.Charge) -> None:
     """Settle in a task of its own, so a stream cancelled by a client disconnect is still billed."""
     metrics.QUOTA.labels(charge.model).inc(charge.quota)
-    task = asyncio.create_task(run_db(settlement.settle, key, charge))
+    task = asyncio.create_task(settlement.settle(key, charge))
     _pending.add(task)
     task.add_done_callback(_pending.discard)
 
