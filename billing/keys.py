@@ -2,7 +2,8 @@
 
 The cached entry holds only what rarely changes (status, limits, owner); quota is never cached, it is
 reserved at the database. Saving or deleting a key or its user deletes the entry, which on Redis takes
-effect on every instance at once; the local-memory cache expires it within SYNC_FREQUENCY.
+effect on every instance at once (after at most a second, see Recent); the local-memory cache expires it
+within SYNC_FREQUENCY.
 """
 
 import ipaddress
@@ -132,9 +133,30 @@ def lookup(key_body: str) -> KeyInfo | None:
     return info
 
 
+class Recent:
+    """What this process looked up in the last second: a busy key costs one shared-cache read per second
+    instead of one per request (that read goes through the database thread pool, as Redis I/O blocks)."""
+
+    SECONDS = 1.0
+    LIMIT = 10_000  # a flood of made-up keys must not grow it without bound
+    found: dict[str, tuple[float, KeyInfo | None]] = {}
+
+    @classmethod
+    async def lookup(cls, key_body: str) -> KeyInfo | None:
+        now = time.monotonic()
+        seen = cls.found.get(key_body)
+        if seen is not None and now - seen[0] < cls.SECONDS:
+            return seen[1]
+        info = await run_db(lookup, key_body)
+        if len(cls.found) >= cls.LIMIT:
+            cls.found.clear()
+        cls.found[key_body] = (now, info)
+        return info
+
+
 async def authenticate(header_value: str, client_ip: str | None) -> tuple[KeyInfo, int | None]:
     body, pinned = parse_key(header_value)
-    info = await run_db(lookup, body)
+    info = await Recent.lookup(body)
     if info is None:
         raise KeyRejected(401, "invalid API key", "invalid_api_key")
     info.check(client_ip)
@@ -144,8 +166,10 @@ async def authenticate(header_value: str, client_ip: str | None) -> tuple[KeyInf
 
 
 def forget_token(token: Token) -> None:
+    Recent.found.clear()
     cache.delete(cache_key(token.key_hash))
 
 
 def forget_user(user: User) -> None:
+    Recent.found.clear()
     cache.delete_many([cache_key(h) for h in Token.objects.filter(user=user).values_list("key_hash", flat=True)])

@@ -14,6 +14,7 @@ from django.core.cache import cache
 from gateway_project.db import run_db
 
 VERSION_KEY = "prices:version"
+VERSION_CHECK_SECONDS = 1.0  # how stale a price change may be in another process, beyond the version key
 DEFAULT_MODEL_RATIO = 30.0  # unknown models: served, priced high on purpose (as one-api/new-api do)
 
 # $ per 1M input tokens / 2 = ratio.
@@ -336,7 +337,7 @@ def _load() -> Prices:
 def current() -> Prices:
     now = time.monotonic()
     prices = _State.prices
-    if prices is not None and now - _State.checked_at < 1.0:
+    if prices is not None and now - _State.checked_at < VERSION_CHECK_SECONDS:
         return prices
     _State.checked_at = now
     version = cache.get(VERSION_KEY)
@@ -350,7 +351,7 @@ def current() -> Prices:
 async def acurrent() -> Prices:
     """Prices without leaving the event loop while they were checked within the last second."""
     prices = _State.prices
-    if prices is not None and time.monotonic() - _State.checked_at < 1.0:
+    if prices is not None and time.monotonic() - _State.checked_at < VERSION_CHECK_SECONDS:
         return prices
     return await run_db(current)
 

@@ -6,6 +6,9 @@ from those: same ranks, same regexes, no network.
 """
 
 import base64
+import contextlib
+import ctypes
+import gc
 import gzip
 from functools import cache
 from importlib import resources
@@ -47,7 +50,11 @@ def _ranks(name: str) -> dict[bytes, int]:
 @cache
 def encoding(name: str) -> tiktoken.Encoding:
     pattern, special = ENCODINGS[name]
-    return tiktoken.Encoding(name=name, pat_str=pattern, mergeable_ranks=_ranks(name), special_tokens=special)
+    built = tiktoken.Encoding(name=name, pat_str=pattern, mergeable_ranks=_ranks(name), special_tokens=special)
+    # tiktoken keeps this Python copy of the ranks only to pickle the encoding; its Rust core has its own.
+    # Dropping it saves about 15 (cl100k) and 30 (o200k) MB per process.
+    built._mergeable_ranks = {}
+    return built
 
 
 def encoding_for(model: str) -> tiktoken.Encoding:
@@ -90,5 +97,10 @@ def _count_parts(enc: tiktoken.Encoding, parts: list) -> int:
 
 
 def warm_up() -> None:
+    """Build the encodings now rather than inside the first request, then hand the parsing garbage back
+    to the system (glibc keeps freed heap otherwise)."""
     for name in ENCODINGS:
         encoding(name)
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from django.core.cache import cache
 
-from billing import pricing
+from billing import keys, pricing
 from billing.models import AccessToken, Token, User
 from channels_app import healing, routing
 from channels_app.models import Channel
@@ -25,6 +25,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> None:
     cache.clear()
+    keys.Recent.found.clear()
     routing._State.index = None
     pricing._State.prices = None
     healing.Rests.streaks.clear()

@@ -1,0 +1,67 @@
+"""A warm request reaches the database only to reserve and to settle: the key, the channel list and the
+prices come from the caches, and each of the two steps is a fixed, small number of statements."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from billing import keys, pricing
+from channels_app import routing
+from gateway_project import db
+from relay import streaming
+from relay.sse import DONE
+from tests.relay_client import post_chat, sse_payloads
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend]
+
+HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+RESERVE_QUERIES = 4  # which reservations exist, the key's and the user's conditional decrement, the insert
+SETTLE_QUERIES = 7  # lock the reservation, mark it, key, user, channel, the log, the daily usage row
+DATA_STATEMENTS = ("SELECT", "INSERT", "UPDATE", "DELETE")  # not BEGIN/COMMIT, which only SQLite logs
+
+
+@pytest.fixture
+def warm_caches(monkeypatch) -> None:
+    """The caches re-check the shared cache once a second: make "warm" independent of the test's speed."""
+    monkeypatch.setattr(keys.Recent, "SECONDS", 3600)
+    monkeypatch.setattr(pricing, "VERSION_CHECK_SECONDS", 3600)
+    monkeypatch.setattr(routing, "VERSION_CHECK_SECONDS", 3600)
+
+
+@pytest.fixture
+def database_work(monkeypatch) -> list[tuple[str, int]]:
+    """(function, statements) of every piece of work the relay sends to the database pool."""
+    done = []
+    call = db._call
+
+    def counted(fn, *args, **kwargs):
+        with CaptureQueriesContext(connection) as queries:
+            result = call(fn, *args, **kwargs)
+        done.append((fn.__name__, sum(q["sql"].lstrip().upper().startswith(DATA_STATEMENTS) for q in queries)))
+        return result
+
+    monkeypatch.setattr(db, "_call", counted)
+    return done
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_warm_request_only_reserves_and_settles(
+    alice_key, openai_channel, fake_openai, warm_caches, database_work, stream
+):
+    body = {**HELLO, "stream": stream}
+    await answered(alice_key, body)  # fills the caches and creates the day's usage row
+    database_work.clear()
+
+    await answered(alice_key, body)
+    assert database_work == [("reserve_many", RESERVE_QUERIES), ("settle_many", SETTLE_QUERIES)]
+
+
+async def answered(key: str, body: dict) -> None:
+    """Send one request and read the whole answer; a stream settles in a task of its own after its last
+    chunk, so wait for that task too."""
+    response = await post_chat(key, body)
+    assert response.status_code == 200
+    if body["stream"]:
+        assert (await sse_payloads(response))[-1] == DONE
+        for task in list(streaming._pending):
+            await task
