@@ -38,6 +38,7 @@ class UserAdmin(SaveChangedFieldsMixin, BaseUserAdmin):
     fieldsets = (
         *BaseUserAdmin.fieldsets,
         ("Gateway", {"fields": ("group", "quota", "used_quota", "request_count", "quota_delta", "quota_reason")}),
+        ("Rate limits (empty = the group's, 0 = none)", {"fields": ("rpm_limit", "tpm_limit")}),
     )
 
     def save_model(self, request: HttpRequest, obj: User, form: forms.Form, change: bool) -> None:
@@ -82,6 +83,8 @@ class TokenAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
         "model_limits",
         "allow_ips",
         "group",
+        "rpm_limit",
+        "tpm_limit",
         "created_at",
         "accessed_at",
     )

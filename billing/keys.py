@@ -39,6 +39,12 @@ class KeyInfo:
     expires_at: float | None
     models: tuple[str, ...] | None
     allow_ips: tuple[str, ...] | None
+    # Rate-limit overrides of the key and of its user (billing.ratelimit): None = the group's, 0 = no limit.
+    # Defaults, so entries cached by an older version still load.
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    user_rpm_limit: int | None = None
+    user_tpm_limit: int | None = None
 
     def check(self, client_ip: str | None) -> None:
         if not self.enabled or not self.user_active:
@@ -112,6 +118,10 @@ def _load(key_hash: str) -> KeyInfo | None:
         expires_at=token.expires_at.timestamp() if token.expires_at else None,
         models=tuple(token.model_limits) if token.model_limits else None,
         allow_ips=tuple(token.allow_ips) if token.allow_ips else None,
+        rpm_limit=token.rpm_limit,
+        tpm_limit=token.tpm_limit,
+        user_rpm_limit=user.rpm_limit,
+        user_tpm_limit=user.tpm_limit,
     )
 
 

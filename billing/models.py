@@ -24,11 +24,18 @@ def new_key_body() -> str:
     return "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_LENGTH))
 
 
+RPM_HELP = "Requests per minute; empty = the group's limit (RATE_LIMITS), 0 = no limit"
+TPM_HELP = "Tokens per minute; empty = the group's limit (RATE_LIMITS), 0 = no limit"
+
+
 class User(AbstractUser):
     group = models.CharField(max_length=64, default="default", db_index=True)
     quota = models.BigIntegerField(default=0, help_text="Remaining quota")
     used_quota = models.BigIntegerField(default=0)
     request_count = models.BigIntegerField(default=0)
+    # Over all the user's keys together (billing.ratelimit).
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text=RPM_HELP)
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text=TPM_HELP)
 
 
 class Token(models.Model):
@@ -50,6 +57,8 @@ class Token(models.Model):
     model_limits = models.JSONField(null=True, blank=True, help_text="Allowed models (API field `models`); empty = all")
     allow_ips = models.JSONField(null=True, blank=True, help_text="Allowed IPs or CIDRs; empty = any")
     group = models.CharField(max_length=64, null=True, blank=True, help_text="Empty = the user's group")
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text=RPM_HELP)
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text=TPM_HELP)
     created_at = models.DateTimeField(default=timezone.now)
     accessed_at = models.DateTimeField(null=True, blank=True)
 

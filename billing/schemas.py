@@ -9,6 +9,9 @@ from pydantic import ConfigDict
 from billing.models import Token
 
 Ratio = Annotated[float, Field(ge=0)]
+RateLimit = Annotated[int, Field(ge=0, le=2_147_483_647)]
+RPM_DOC = "Requests per minute; null = the group's limit (RATE_LIMITS), 0 = no limit"
+TPM_DOC = "Tokens per minute; null = the group's limit (RATE_LIMITS), 0 = no limit"
 LogType = Literal["consume", "topup", "refund", "manage", "error"]
 
 
@@ -26,6 +29,8 @@ class UserOut(Schema):
     quota: int
     used_quota: int
     request_count: int
+    rpm_limit: int | None = Field(description=f"{RPM_DOC}; over all the user's keys (set in Django admin)")
+    tpm_limit: int | None = Field(description=f"{TPM_DOC}; over all the user's keys (set in Django admin)")
 
 
 class UserCreate(WriteSchema):
@@ -65,6 +70,8 @@ class TokenOut(Schema):
     models: list[str] | None = Field(description="Allowed models; null = all")
     allow_ips: list[str] | None
     group: str | None
+    rpm_limit: int | None = Field(description=RPM_DOC)
+    tpm_limit: int | None = Field(description=TPM_DOC)
     created_at: datetime
     accessed_at: datetime | None
 
@@ -87,6 +94,8 @@ class TokenCreate(WriteSchema):
     models: list[str] | None = None
     allow_ips: list[str] | None = None
     group: str | None = None
+    rpm_limit: RateLimit | None = Field(None, description=f"{RPM_DOC}; users may only lower it")
+    tpm_limit: RateLimit | None = Field(None, description=f"{TPM_DOC}; users may only lower it")
 
 
 class TokenPatch(WriteSchema):
@@ -98,6 +107,8 @@ class TokenPatch(WriteSchema):
     models: list[str] | None = None
     allow_ips: list[str] | None = None
     group: str | None = None
+    rpm_limit: RateLimit | None = Field(None, description=f"{RPM_DOC}; users may only lower it")
+    tpm_limit: RateLimit | None = Field(None, description=f"{TPM_DOC}; users may only lower it")
 
 
 class LogOut(Schema):

@@ -1,6 +1,8 @@
 """API keys (`sk-...`): who may see them, creating one (the plain key exists only in that answer), changing it.
 
 The API calls the allowed-models list `models`; the model stores it in `Token.model_limits`.
+A key's `rpm_limit`/`tpm_limit` override its group's key limits (billing.ratelimit; null = the group's,
+0 = none). Staff may set any value; a user may only tighten their own key below what the group allows.
 """
 
 import ipaddress
@@ -9,10 +11,14 @@ from datetime import datetime
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 
+from billing import ratelimit
 from billing.access import require_staff
 from billing.models import Token, User
 
-NULLABLE = {"expires_at", "models", "allow_ips", "group"}
+# The key's rate-limit fields and the group limit each one overrides.
+RATE_LIMIT_FIELDS = {"rpm_limit": "key_rpm", "tpm_limit": "key_tpm"}
+MAX_RATE_LIMIT = 2_147_483_647  # the column is a positive 32-bit integer
+NULLABLE = {"expires_at", "models", "allow_ips", "group", *RATE_LIMIT_FIELDS}
 EDITABLE = NULLABLE | {"name", "status", "remain_quota", "unlimited_quota"}
 
 
@@ -47,6 +53,8 @@ def create_token(
     models: list[str] | None = None,
     allow_ips: list[str] | None = None,
     group: str | None = None,
+    rpm_limit: int | None = None,
+    tpm_limit: int | None = None,
 ) -> tuple[Token, str]:
     """A new key for `owner`; returns it with the full `sk-` key, which is not stored anywhere."""
     fields = {
@@ -58,6 +66,8 @@ def create_token(
         "models": models,
         "allow_ips": allow_ips,
         "group": group,
+        "rpm_limit": rpm_limit,
+        "tpm_limit": tpm_limit,
     }
     check_fields(fields, owner, actor or owner)
     token = Token(user=owner)
@@ -71,7 +81,7 @@ def update_token(token: Token, changes: dict, actor: User) -> Token:
     unknown = set(changes) - EDITABLE
     if unknown:
         raise ValidationError({name: "this field cannot be changed here" for name in sorted(unknown)})
-    check_fields(changes, token.user, actor)
+    check_fields(changes, token.user, actor, stored_group=token.group)
     if not changes:
         return token
     _apply(token, changes)
@@ -80,7 +90,7 @@ def update_token(token: Token, changes: dict, actor: User) -> Token:
     return token
 
 
-def check_fields(fields: dict, owner: User, actor: User) -> None:
+def check_fields(fields: dict, owner: User, actor: User, stored_group: str | None = None) -> None:
     for name, value in fields.items():
         if value is None and name not in NULLABLE:
             raise ValidationError({name: "must not be null"})
@@ -103,6 +113,22 @@ def check_fields(fields: dict, owner: User, actor: User) -> None:
     # The group sets prices and reachable channels, so users may only pick their own.
     if group is not None and group != owner.group and not actor.is_staff:
         raise PermissionDenied(f"group: you may only use your own group ({owner.group}) or null")
+    key_group = (group if "group" in fields else stored_group) or owner.group
+    check_rate_limits(fields, key_group, actor)
+
+
+def check_rate_limits(fields: dict, key_group: str, actor: User) -> None:
+    """Rate limits are the operator's control: a user may lower their key's limit, not lift or remove it."""
+    group_limits = ratelimit.limits_for(key_group)
+    for name, group_field in RATE_LIMIT_FIELDS.items():
+        value = fields.get(name)
+        if value is None:
+            continue
+        if not 0 <= value <= MAX_RATE_LIMIT:
+            raise ValidationError({name: f"must be between 0 (no limit) and {MAX_RATE_LIMIT}, or null"})
+        ceiling = getattr(group_limits, group_field)
+        if ceiling and not 0 < value <= ceiling and not actor.is_staff:
+            raise PermissionDenied(f"{name}: you may only lower your key's limit (group {key_group}: {ceiling})")
 
 
 def _apply(token: Token, fields: dict) -> None:

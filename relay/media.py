@@ -1,7 +1,8 @@
 """Image input tokens for chat (GET_MEDIA_TOKEN): low detail = 85; high/auto = the resize-and-tile rule.
 
 The image's real size is read with Pillow from a data URL, or from the first bytes of a fetched URL
-(bounded in size and time). An image that cannot be read is the client's error: 400.
+(bounded in size and time; public hosts only, see relay.safe_fetch). An image that cannot be read is the
+client's error: 400.
 """
 
 import asyncio
@@ -13,7 +14,7 @@ import math
 import httpx
 from PIL import Image, UnidentifiedImageError
 
-from relay import upstream
+from relay import safe_fetch
 from relay.errors import RelayError
 
 LOW_DETAIL_TOKENS = 85
@@ -84,18 +85,22 @@ def decode_data_url(url: str) -> bytes:
 
 
 async def fetch(url: str) -> bytes:
-    if not url.startswith(("http://", "https://")):
-        raise RelayError(400, "image_url.url must be a data URL or an http(s) URL", "invalid_image", param="messages")
+    """The image at a client's URL, through relay.safe_fetch (no private addresses, every redirect checked)."""
     try:
-        async with asyncio.timeout(FETCH_TIMEOUT_SECONDS):
-            async with upstream.client().stream("GET", url) as response:
-                if response.status_code != 200:
-                    raise RelayError(400, f"image URL answered {response.status_code}", "invalid_image")
-                data = b""
-                async for chunk in response.aiter_bytes():
-                    data += chunk
-                    if len(data) > MAX_IMAGE_BYTES:
-                        raise RelayError(400, "an image in the request is too large", "invalid_image")
-                return data
+        async with asyncio.timeout(FETCH_TIMEOUT_SECONDS), safe_fetch.get(url) as response:
+            if response.status_code != 200:
+                raise RelayError(400, f"image URL answered {response.status_code}", "invalid_image")
+            return await read_bounded(response)
+    except safe_fetch.Refused as refused:
+        raise RelayError(400, str(refused), "invalid_image", param="messages") from None
     except (TimeoutError, httpx.HTTPError):
         raise RelayError(400, "an image URL in the request could not be fetched", "invalid_image") from None
+
+
+async def read_bounded(response: httpx.Response) -> bytes:
+    data = b""
+    async for chunk in response.aiter_bytes():
+        data += chunk
+        if len(data) > MAX_IMAGE_BYTES:
+            raise RelayError(400, "an image in the request is too large", "invalid_image")
+    return data

@@ -79,7 +79,7 @@ async def relay(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
         key, pinned = await keys.authenticate(request.headers.get("Authorization", ""), client_ip(request))
         relay_request = endpoint.parse(read_body(request), request)
         key.check_model(relay_request.model)
-        if ratelimit.limits_for(key.group).any:
+        if ratelimit.limits_for_key(key).any:
             await run_db(ratelimit.admit, key)
         prices = await pricing.acurrent()
         quote = prices.quote(relay_request.model, key.group)

@@ -1,8 +1,11 @@
 """Client-facing relay endpoints: parse, call the relay service, shape the answer."""
 
+import functools
+import logging
 import time
 
 import orjson
+from django.db import Error as DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -14,6 +17,8 @@ from gateway_project.db import run_db
 from relay import endpoints, service
 from relay.endpoints import Endpoint
 from relay.errors import RelayError, error_response
+
+log = logging.getLogger(__name__)
 
 MODEL_CREATED = int(time.mktime((2024, 1, 1, 0, 0, 0, 0, 0, 0)))
 
@@ -42,6 +47,22 @@ def json_response(body: dict, status: int = 200) -> HttpResponse:
     return HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
 
 
+def openai_errors(view):
+    """A rejected key and an unreachable database answered in the OpenAI error shape, as the relay does."""
+
+    @functools.wraps(view)
+    async def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            return await view(request, *args, **kwargs)
+        except keys.KeyRejected as rejected:
+            return error_response(RelayError(rejected.status, str(rejected), rejected.code))
+        except DatabaseError:
+            log.exception("%s: the database is unavailable", request.path)
+            return error_response(RelayError(503, "the gateway's database is unavailable; retry shortly", "db_down"))
+
+    return wrapped
+
+
 async def authenticated(request: HttpRequest) -> keys.KeyInfo:
     key, _ = await keys.authenticate(request.headers.get("Authorization", ""), service.client_ip(request))
     return key
@@ -57,20 +78,16 @@ def model_object(name: str) -> dict:
 
 
 @require_GET
+@openai_errors
 async def list_models(request: HttpRequest) -> HttpResponse:
-    try:
-        key = await authenticated(request)
-    except keys.KeyRejected as rejected:
-        return error_response(RelayError(rejected.status, str(rejected), rejected.code))
+    key = await authenticated(request)
     return json_response({"object": "list", "data": [model_object(name) for name in await usable_models(key)]})
 
 
 @require_GET
+@openai_errors
 async def retrieve_model(request: HttpRequest, model: str) -> HttpResponse:
-    try:
-        key = await authenticated(request)
-    except keys.KeyRejected as rejected:
-        return error_response(RelayError(rejected.status, str(rejected), rejected.code))
+    key = await authenticated(request)
     index = await routing.aget_index()
     if not (key.allows(model) and index.candidates(key.group, model)):
         error = RelayError(404, f"The model '{model}' does not exist", "model_not_found", param="model")
@@ -79,11 +96,9 @@ async def retrieve_model(request: HttpRequest, model: str) -> HttpResponse:
 
 
 @require_GET
+@openai_errors
 async def billing_subscription(request: HttpRequest) -> HttpResponse:
-    try:
-        balance = await run_db(key_balance, await authenticated(request))
-    except keys.KeyRejected as rejected:
-        return error_response(RelayError(rejected.status, str(rejected), rejected.code))
+    balance = await run_db(key_balance, await authenticated(request))
     return json_response(
         {
             "object": "billing_subscription",
@@ -97,11 +112,9 @@ async def billing_subscription(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@openai_errors
 async def billing_usage(request: HttpRequest) -> HttpResponse:
-    try:
-        balance = await run_db(key_balance, await authenticated(request))
-    except keys.KeyRejected as rejected:
-        return error_response(RelayError(rejected.status, str(rejected), rejected.code))
+    balance = await run_db(key_balance, await authenticated(request))
     return json_response({"object": "list", "total_usage": round(balance.used_usd * 100, 4), "daily_costs": []})
 
 

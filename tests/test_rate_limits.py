@@ -1,15 +1,20 @@
 """Per-key and per-user request and token limits per minute: 429 with Retry-After, nothing charged."""
 
 import asyncio
+import pickle
 import time
+from collections import Counter
 
 import httpx
 import orjson
 import pytest
 from django.conf import settings
-from django.test import AsyncClient, override_settings
+from django.http import HttpResponse
+from django.test import AsyncClient, Client, override_settings
 
-from billing.models import Log
+from billing.keys import KeyInfo
+from billing.models import AccessToken, Log, Token, User
+from billing.ratelimit import Limits, limits_for_key
 from tests.conftest import make_key
 from tests.live_server import LiveGateway
 
@@ -65,29 +70,175 @@ async def test_user_limits_span_keys_and_follow_the_group(alice, openai_channel)
     assert (await post(other_group)).status_code == 200  # "default" has no limit here
 
 
+BURST = 200
+BURST_RPM = 50
+
+
+async def burst(urls: list[str], key: str, count: int) -> Counter:
+    """`count` requests at once, spread evenly over `urls`; how many got each status (or which error)."""
+    limits = httpx.Limits(max_connections=count)  # all in flight together, none queued in the client
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        calls = [
+            client.post(
+                f"{urls[n % len(urls)]}/v1/chat/completions", json=HELLO, headers={"Authorization": f"Bearer {key}"}
+            )
+            for n in range(count)
+        ]
+        answers = await asyncio.gather(*calls, return_exceptions=True)
+    return Counter(a.status_code if isinstance(a, httpx.Response) else type(a).__name__ for a in answers)
+
+
 @pytest.mark.backend
-def test_a_limit_holds_across_two_processes_through_redis(alice, openai_channel):
+def test_a_limit_holds_exactly_across_two_processes_under_a_burst(alice, openai_channel):
     if not settings.REDIS_CONN_STRING:
         pytest.skip("a limit is shared across processes only through Redis (this leg has none)")
     _, key = make_key(alice)
-    limits = '{"default": {"key_rpm": 10}}'
+    limits = orjson.dumps({"default": {"key_rpm": BURST_RPM}}).decode()
     first, second = LiveGateway({"RATE_LIMITS": limits}), LiveGateway({"RATE_LIMITS": limits})
     try:
-        wait_for_a_fresh_minute(30)
-
-        async def burst() -> list[int]:
-            async with httpx.AsyncClient(timeout=30) as client:
-                calls = [
-                    client.post(
-                        f"{server.url}/v1/chat/completions", json=HELLO, headers={"Authorization": f"Bearer {key}"}
-                    )
-                    for server in (first, second)
-                    for _ in range(15)
-                ]
-                return [response.status_code for response in await asyncio.gather(*calls)]
-
-        statuses = asyncio.run(burst())
+        wait_for_a_fresh_minute(40)
+        statuses = asyncio.run(burst([first.url, second.url], key, BURST))
     finally:
         first.stop()
         second.stop()
-    assert statuses.count(200) == 10 and statuses.count(429) == 20
+    assert statuses == {200: BURST_RPM, 429: BURST - BURST_RPM}
+    assert Log.objects.filter(type="consume").count() == BURST_RPM  # refused requests charge nothing
+
+
+# Per-key and per-user overrides: None = the group's limit, 0 = no limit, N = N per minute.
+
+
+def key_info(**overrides) -> KeyInfo:
+    fields = dict(token_id=1, token_name="app", user_id=1, group="default", unlimited=False, enabled=True)
+    fields.update(user_active=True, is_staff=False, expires_at=None, models=None, allow_ips=None)
+    return KeyInfo(**{**fields, **overrides})
+
+
+@override_settings(RATE_LIMITS={"default": {"key_rpm": 60, "key_tpm": 1000, "user_rpm": 100, "user_tpm": 5000}})
+def test_key_and_user_overrides_replace_the_groups_limits_where_set():
+    assert limits_for_key(key_info()) == Limits(key_rpm=60, key_tpm=1000, user_rpm=100, user_tpm=5000)
+    tightened = key_info(rpm_limit=5, tpm_limit=0, user_rpm_limit=0, user_tpm_limit=50)
+    assert limits_for_key(tightened) == Limits(key_rpm=5, key_tpm=0, user_rpm=0, user_tpm=50)
+
+
+@override_settings(RATE_LIMITS={})
+def test_a_key_override_applies_even_when_its_group_has_no_limits():
+    assert limits_for_key(key_info(rpm_limit=3)) == Limits(key_rpm=3)
+    assert limits_for_key(key_info(rpm_limit=3)).any
+
+
+def test_a_key_cached_by_an_older_version_loads_with_the_group_defaults():
+    info = key_info(rpm_limit=3)
+    for name in ("rpm_limit", "tpm_limit", "user_rpm_limit", "user_tpm_limit"):
+        object.__delattr__(info, name)  # what an entry pickled before these fields existed carries
+    assert pickle.loads(pickle.dumps(info)).rpm_limit is None
+
+
+@override_settings(RATE_LIMITS={"default": {"key_rpm": 5}})
+async def test_a_key_with_a_lower_rpm_limit_is_refused_before_its_group_limit(alice, openai_channel):
+    await asyncio.to_thread(wait_for_a_fresh_minute)
+    _, key = await asyncio.to_thread(make_key, alice, rpm_limit=1)
+    assert [(await post(key)).status_code for _ in range(2)] == [200, 429]
+
+
+@override_settings(RATE_LIMITS={"default": {"key_rpm": 1}})
+async def test_a_key_with_rpm_limit_0_is_not_limited(alice, openai_channel):
+    await asyncio.to_thread(wait_for_a_fresh_minute)
+    _, key = await asyncio.to_thread(make_key, alice, rpm_limit=0)
+    assert [(await post(key)).status_code for _ in range(3)] == [200, 200, 200]
+
+
+@override_settings(RATE_LIMITS={"default": {"key_rpm": 100}})
+async def test_a_key_with_its_own_tpm_limit_is_refused_once_it_is_used(alice, openai_channel):
+    await asyncio.to_thread(wait_for_a_fresh_minute)
+    _, key = await asyncio.to_thread(make_key, alice, tpm_limit=10)
+    assert (await post(key)).status_code == 200  # 12 + 6 tokens: over this key's limit from now on
+    refused = await post(key)
+    assert refused.status_code == 429 and "token limit of 10" in orjson.loads(refused.content)["error"]["message"]
+
+
+@override_settings(RATE_LIMITS={"default": {"key_rpm": 100}})
+async def test_a_users_rpm_limit_spans_all_their_keys(alice, openai_channel):
+    await asyncio.to_thread(wait_for_a_fresh_minute)
+    await User.objects.filter(pk=alice.pk).aupdate(rpm_limit=1)
+    _, first = await asyncio.to_thread(make_key, alice)
+    _, second = await asyncio.to_thread(make_key, alice)
+    assert (await post(first)).status_code == 200
+    assert (await post(second)).status_code == 429
+
+
+@override_settings(RATE_LIMITS={})
+async def test_a_key_limit_holds_when_its_group_has_no_limits(alice, openai_channel):
+    await asyncio.to_thread(wait_for_a_fresh_minute)
+    _, key = await asyncio.to_thread(make_key, alice, rpm_limit=1)
+    assert [(await post(key)).status_code for _ in range(2)] == [200, 429]
+
+
+@pytest.mark.backend
+@override_settings(RATE_LIMITS={"default": {"key_rpm": 100}})
+def test_a_limit_changed_through_the_api_applies_at_once_although_the_key_is_cached(
+    alice, access_token, openai_channel
+):
+    wait_for_a_fresh_minute()
+    token, key = make_key(alice)
+    api = Client(headers={"Authorization": f"Bearer {access_token}"})
+
+    def chat() -> HttpResponse:
+        headers = {"Authorization": f"Bearer {key}"}
+        return Client().post("/v1/chat/completions", HELLO, content_type="application/json", headers=headers)
+
+    assert chat().status_code == 200  # the key is in the cache now, with no limit of its own
+    changed = api.patch(f"/api/tokens/{token.pk}", {"rpm_limit": 1}, content_type="application/json")
+    assert changed.status_code == 200 and changed.json()["rpm_limit"] == 1
+    assert chat().status_code == 429  # 2 requests this minute, limit 1
+
+
+def test_staff_set_and_clear_a_keys_limits_through_the_api(alice, access_token):
+    api = Client(headers={"Authorization": f"Bearer {access_token}"})
+    created = api.post(
+        "/api/tokens", {"user_id": alice.pk, "rpm_limit": 0, "tpm_limit": 5000}, content_type="application/json"
+    )
+    assert created.status_code == 201
+    assert (created.json()["rpm_limit"], created.json()["tpm_limit"]) == (0, 5000)
+    cleared = api.patch(f"/api/tokens/{created.json()['id']}", {"rpm_limit": None}, content_type="application/json")
+    assert (cleared.json()["rpm_limit"], cleared.json()["tpm_limit"]) == (None, 5000)
+    assert Token.objects.get(pk=created.json()["id"]).rpm_limit is None
+
+
+@pytest.mark.parametrize("value", [-1, 2**31, "many"])
+def test_an_invalid_limit_is_422(access_token, value):
+    api = Client(headers={"Authorization": f"Bearer {access_token}"})
+    response = api.post("/api/tokens", {"rpm_limit": value}, content_type="application/json")
+    assert response.status_code == 422 and "rpm_limit" in response.json()["detail"]
+
+
+@override_settings(RATE_LIMITS={"default": {"key_rpm": 60}})
+@pytest.mark.parametrize(("value", "status"), [(30, 201), (60, 201), (61, 403), (0, 403)])
+def test_users_may_only_lower_their_keys_limit_below_the_group(alice, value, status):
+    api = Client(headers={"Authorization": f"Bearer {AccessToken.issue(alice)[1]}"})
+    response = api.post("/api/tokens", {"rpm_limit": value}, content_type="application/json")
+    assert response.status_code == status
+    assert Token.objects.filter(user=alice).count() == (1 if status == 201 else 0)
+
+
+@override_settings(RATE_LIMITS={})
+def test_users_may_set_any_limit_when_their_group_has_none(alice):
+    api = Client(headers={"Authorization": f"Bearer {AccessToken.issue(alice)[1]}"})
+    token, _ = make_key(alice)
+    response = api.patch(f"/api/tokens/{token.pk}", {"tpm_limit": 100}, content_type="application/json")
+    assert response.status_code == 200 and response.json()["tpm_limit"] == 100
+
+
+def test_staff_edit_key_and_user_limits_in_admin(root, alice):
+    admin = Client()
+    admin.force_login(root)
+    token, _ = make_key(alice)
+    key_form = {"user": alice.pk, "name": "app", "status": "enabled", "remain_quota": 1, "group": ""}
+    response = admin.post(f"/admin/billing/token/{token.pk}/change/", {**key_form, "rpm_limit": 7, "tpm_limit": ""})
+    assert response.status_code == 302
+    token.refresh_from_db()
+    assert (token.rpm_limit, token.tpm_limit) == (7, None)
+    user_form = {"username": "alice", "group": "default", "is_active": "on", "rpm_limit": 0, "tpm_limit": 900}
+    assert admin.post(f"/admin/billing/user/{alice.pk}/change/", user_form).status_code == 302
+    alice.refresh_from_db()
+    assert (alice.rpm_limit, alice.tpm_limit) == (0, 900)
