@@ -21,7 +21,7 @@ from django.http import StreamingHttpResponse
 from billing import quota, settlement
 from billing.keys import KeyInfo
 from gateway_project.db import run_db
-from relay import metrics, sse
+from relay import metrics, sse, upstream
 from relay.adaptors.base import Adaptor, StreamConverter, UpstreamFailed, UpstreamFailure, Usage
 
 NORMAL = "stream ended normally"
@@ -71,6 +71,7 @@ class StreamRelay:
         self.channel = channel
         self.response = response
         self.converter: StreamConverter = adaptor.stream_converter(call.request)
+        upstream.lift_deadline(response)  # a stream is bounded by STREAMING_TIMEOUT between events instead
         self.payloads = sse.data_payloads(response.aiter_bytes())
         self.first: list[bytes] = []
         self.ended = False
@@ -113,6 +114,8 @@ class StreamRelay:
             except (UpstreamFailed, httpx.HTTPError) as exc:
                 ending = UPSTREAM_ERROR
                 message = exc.failure.message if isinstance(exc, UpstreamFailed) else "upstream connection lost"
+                if isinstance(exc, upstream.AnswerTooLarge):
+                    message = str(exc)
                 tail.append(
                     sse.frame(
                         orjson.dumps(
