@@ -42,7 +42,7 @@ async def start(call, channel, adaptor: Adaptor, response: httpx.Response) -> St
     except httpx.HTTPError:
         await response.aclose()
         raise UpstreamFailed(UpstreamFailure(502, "upstream connection failed before the first chunk")) from None
-    except UpstreamFailed:
+    except (UpstreamFailed, asyncio.CancelledError):  # cancelled: the client hung up while we waited
         await response.aclose()
         raise
     streamed = StreamingHttpResponse(relay.frames(), content_type="text/event-stream")
@@ -85,10 +85,14 @@ class StreamRelay:
         return payload
 
     async def prime(self) -> None:
+        events = 0
         while not self.first and not self.ended:
             payload = await self.next_payload()
             if payload is not None:
+                events += 1
                 self.first = self.converter.feed(payload)
+        if not events:  # an empty body, or one that is no stream at all (an error object over several lines)
+            raise UpstreamFailed(UpstreamFailure(502, "upstream ended the stream without sending any event"))
 
     async def relayed(self) -> AsyncIterator[bytes]:
         for out in self.first:
