@@ -11,15 +11,22 @@ async def data_payloads(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     A line that is a bare JSON object is a payload too: Ollama and Cohere stream newline-delimited JSON
     without SSE framing, and no SSE stream starts a line with `{` (it would be a field name).
     """
-    pending = b""
+    pending: list[bytes] = []  # the start of a line that spans chunks; joined once, when it ends
     async for chunk in chunks:
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
+        if b"\n" not in chunk:
+            pending.append(chunk)  # growing a bytes object instead would copy a long line quadratically
+            continue
+        *lines, rest = chunk.split(b"\n")
+        if pending:
+            lines[0] = b"".join([*pending, lines[0]])
+            pending.clear()
+        if rest:
+            pending.append(rest)
         for line in lines:
             payload = _payload(line)
             if payload is not None:
                 yield payload
-    payload = _payload(pending)
+    payload = _payload(b"".join(pending))
     if payload is not None:
         yield payload
 

@@ -20,7 +20,7 @@ from django.http import StreamingHttpResponse
 
 from billing import quota, settlement
 from billing.keys import KeyInfo
-from relay import metrics, sse
+from relay import metrics, sse, upstream
 from relay.adaptors.base import Adaptor, StreamConverter, UpstreamFailed, UpstreamFailure, Usage
 
 NORMAL = "stream ended normally"
@@ -41,7 +41,7 @@ async def start(call, channel, adaptor: Adaptor, response: httpx.Response) -> St
     except httpx.HTTPError:
         await response.aclose()
         raise UpstreamFailed(UpstreamFailure(502, "upstream connection failed before the first chunk")) from None
-    except UpstreamFailed:
+    except (UpstreamFailed, asyncio.CancelledError):  # cancelled: the client hung up while we waited
         await response.aclose()
         raise
     streamed = StreamingHttpResponse(relay.frames(), content_type="text/event-stream")
@@ -70,6 +70,7 @@ class StreamRelay:
         self.channel = channel
         self.response = response
         self.converter: StreamConverter = adaptor.stream_converter(call.request)
+        upstream.lift_deadline(response)  # a stream is bounded by STREAMING_TIMEOUT between events instead
         self.payloads = sse.data_payloads(response.aiter_bytes())
         self.first: list[bytes] = []
         self.ended = False
@@ -83,10 +84,14 @@ class StreamRelay:
         return payload
 
     async def prime(self) -> None:
+        events = 0
         while not self.first and not self.ended:
             payload = await self.next_payload()
             if payload is not None:
+                events += 1
                 self.first = self.converter.feed(payload)
+        if not events:  # an empty body, or one that is no stream at all (an error object over several lines)
+            raise UpstreamFailed(UpstreamFailure(502, "upstream ended the stream without sending any event"))
 
     async def relayed(self) -> AsyncIterator[bytes]:
         for out in self.first:
@@ -112,6 +117,8 @@ class StreamRelay:
             except (UpstreamFailed, httpx.HTTPError) as exc:
                 ending = UPSTREAM_ERROR
                 message = exc.failure.message if isinstance(exc, UpstreamFailed) else "upstream connection lost"
+                if isinstance(exc, upstream.AnswerTooLarge):
+                    message = str(exc)
                 tail.append(
                     sse.frame(
                         orjson.dumps(

@@ -1,10 +1,72 @@
-"""One shared HTTP client per process (per event loop): httpx's API over aiohttp's connection pool."""
+"""One shared HTTP client per process (per event loop): httpx's API over aiohttp's connection pool.
+
+aiohttp's read timeout restarts with every byte received, so on its own it never stops an upstream that
+trickles its answer (slowloris) or answers without end. The transport bounds every exchange: the headers,
+and a whole answer, must arrive within the request's read timeout (RELAY_TIMEOUT unless the caller sets
+its own), and no answer may be longer than MAX_UPSTREAM_RESPONSE_BYTES. A relayed stream lifts the
+deadline (`lift_deadline`): relay.streaming bounds it by STREAMING_TIMEOUT between events instead.
+"""
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import httpx
 from django.conf import settings
 from httpx_aiohttp import AiohttpTransport
+
+BODY = "gateway_bounded_body"  # the response extension that holds its BoundedBody
+
+
+class AnswerTooLarge(httpx.ReadError):
+    """The upstream's answer went past MAX_UPSTREAM_RESPONSE_BYTES (the message is safe to show)."""
+
+
+class BoundedBody(httpx.AsyncByteStream):
+    def __init__(self, body: httpx.AsyncByteStream, deadline: float | None, limit: int) -> None:
+        self.body = body
+        self.deadline = deadline  # loop time by which the whole answer must be in; None: no limit
+        self.limit = limit
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        received = 0
+        chunks = aiter(self.body)
+        while True:
+            try:
+                async with asyncio.timeout_at(self.deadline):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise httpx.ReadTimeout("upstream did not finish its answer in time") from None
+            received += len(chunk)
+            if received > self.limit:
+                raise AnswerTooLarge(f"upstream answer is larger than MAX_UPSTREAM_RESPONSE_BYTES ({self.limit} bytes)")
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self.body.aclose()
+
+
+class BoundedTransport(AiohttpTransport):
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        read_timeout = request.extensions.get("timeout", {}).get("read")
+        deadline = None if read_timeout is None else asyncio.get_running_loop().time() + read_timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await super().handle_async_request(request)
+        except TimeoutError:
+            raise httpx.ReadTimeout("upstream sent no complete headers in time", request=request) from None
+        body = BoundedBody(response.stream, deadline, settings.MAX_UPSTREAM_RESPONSE_BYTES)
+        response.stream = body
+        response.extensions[BODY] = body
+        return response
+
+
+def lift_deadline(response: httpx.Response) -> None:
+    """Let a stream last as long as events keep coming (the size limit stays)."""
+    body = response.extensions.get(BODY)
+    if body is not None:
+        body.deadline = None
 
 
 class _Shared:
@@ -21,6 +83,6 @@ def client() -> httpx.AsyncClient:
             keepalive_expiry=60,
         )
         timeout = httpx.Timeout(settings.RELAY_TIMEOUT, connect=settings.RELAY_CONNECT_TIMEOUT)
-        _Shared.client = httpx.AsyncClient(transport=AiohttpTransport(limits=limits), timeout=timeout)
+        _Shared.client = httpx.AsyncClient(transport=BoundedTransport(limits=limits), timeout=timeout)
         _Shared.loop = loop
     return _Shared.client

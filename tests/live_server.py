@@ -1,5 +1,6 @@
 """Start the real ASGI server (daphne) on a free port against the test database."""
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -79,3 +80,24 @@ class LiveGateway:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+    def open_fds(self) -> int:
+        """File descriptors the server process holds (Linux)."""
+        return len(os.listdir(f"/proc/{self.process.pid}/fd"))
+
+    def connections_to(self, port: int) -> int:
+        """The server's TCP connections to 127.0.0.1:`port`, in any state but TIME_WAIT (Linux)."""
+        inodes = set()
+        for fd in os.listdir(f"/proc/{self.process.pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{self.process.pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        count = 0
+        with open(f"/proc/{self.process.pid}/net/tcp") as table:
+            for row in list(table)[1:]:
+                fields = row.split()
+                remote_port = int(fields[2].split(":")[1], 16)
+                if remote_port == port and fields[9] in inodes:
+                    count += 1
+        return count

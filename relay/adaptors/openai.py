@@ -13,6 +13,7 @@ from relay.adaptors.base import (
     RelayRequest,
     StreamConverter,
     UpstreamFailed,
+    UpstreamFailure,
     UpstreamRequest,
     Usage,
     load_json,
@@ -90,7 +91,8 @@ class OpenAIStream(StreamConverter):
         try:
             chunk = orjson.loads(payload)
         except orjson.JSONDecodeError:
-            return [payload]
+            failure = UpstreamFailure(502, "upstream sent invalid JSON in its stream", "upstream_error")
+            raise UpstreamFailed(failure) from None
         if not isinstance(chunk, dict):
             return [payload]
         if chunk.get("error"):
