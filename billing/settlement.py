@@ -5,6 +5,8 @@ Concurrent requests share one transaction (gateway_project.db.GroupCommit): each
 only once its own reservation or charge is committed.
 """
 
+import asyncio
+
 from billing import quota, ratelimit
 from billing.keys import KeyInfo
 from gateway_project.db import GroupCommit, run_db
@@ -15,7 +17,23 @@ _settlements = GroupCommit(quota.settle_many)
 
 async def reserve(request_id: str, key: KeyInfo, amount: int) -> None:
     """Hold `amount` for this request on the key and its user; QuotaExceeded if either lacks it."""
-    await _reservations.submit(quota.Hold(request_id, key.token_id, key.user_id, key.unlimited, amount))
+    pending = _reservations.submit(quota.Hold(request_id, key.token_id, key.user_id, key.unlimited, amount))
+    try:
+        await asyncio.shield(pending)
+    except asyncio.CancelledError:
+        # The client hung up while the batch was committing: give the hold back once it is there.
+        pending.add_done_callback(lambda done: _release_if_reserved(done, request_id))
+        raise
+
+
+def _release_if_reserved(reserved: asyncio.Future, request_id: str) -> None:
+    if not reserved.cancelled() and reserved.exception() is None:
+        task = asyncio.ensure_future(run_db(quota.release, request_id))
+        _releasing.add(task)
+        task.add_done_callback(_releasing.discard)
+
+
+_releasing: set[asyncio.Task] = set()
 
 
 async def settle(key: KeyInfo, charge: quota.Charge) -> bool:

@@ -4,6 +4,7 @@ Views call `relay` with their endpoint (relay.endpoints); everything that decide
 billing, everything that decides routing through channels_app.
 """
 
+import asyncio
 import logging
 import time
 import uuid
@@ -104,6 +105,11 @@ async def relay(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
         log.exception("request %s failed inside the gateway", request_id)
         await release_if_held(call)
         response = error_response(RelayError(500, "internal error in the gateway", "internal_error"))
+    except asyncio.CancelledError:
+        # The client hung up before the answer started: give its quota back now rather than after
+        # RESERVATION_STALE_SECONDS (release is idempotent, so a settlement that got there first stands).
+        await release_if_held(call)
+        raise
     response["X-Request-Id"] = request_id
     observe(endpoint, call, response, started)
     return response
@@ -247,6 +253,12 @@ async def read_and_close(call: Call, response: httpx.Response) -> bytes:
     started = time.perf_counter()
     try:
         return await response.aread()
+    except upstream.AnswerTooLarge as too_large:
+        raise UpstreamFailed(UpstreamFailure(502, str(too_large), "upstream_error")) from None
+    except httpx.TimeoutException:
+        raise UpstreamFailed(
+            UpstreamFailure(504, "upstream did not finish its answer in time", "upstream_timeout")
+        ) from None
     except httpx.HTTPError:
         raise UpstreamFailed(UpstreamFailure(502, "upstream connection failed while reading the answer")) from None
     finally:

@@ -74,6 +74,7 @@ class TestBatches:
         assert quota.settle_many([charge("a2", 1_200)]) == [False]
 
 
+@pytest.mark.django_db(transaction=True)  # the database pool tidies its connections before each batch
 async def test_concurrent_submissions_share_batches_and_fail_alone():
     batches = []
 
@@ -90,6 +91,7 @@ async def test_concurrent_submissions_share_batches_and_fail_alone():
     assert len(batches) < 20  # requests that arrive together commit together
 
 
+@pytest.mark.django_db(transaction=True)
 async def test_a_failed_transaction_fails_every_request_of_its_batch():
     def apply(items: list[int]) -> list[int]:
         raise RuntimeError("database is gone")
