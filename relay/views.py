@@ -1,11 +1,11 @@
 """Client-facing relay endpoints: parse, call the relay service, shape the answer."""
 
+import functools
 import time
 
 import orjson
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
 
 from billing import keys
 from billing.usage import key_balance
@@ -18,9 +18,27 @@ from relay.errors import RelayError, error_response
 MODEL_CREATED = int(time.mktime((2024, 1, 1, 0, 0, 0, 0, 0, 0)))
 
 
+def only(method: str):
+    """Django's require_GET/require_POST, with the 405 in the OpenAI error shape."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        async def checked(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if request.method != method:
+                message = f"{request.method} is not allowed on {request.path}; use {method}"
+                response = error_response(RelayError(405, message, "method_not_allowed"))
+                response["Allow"] = method
+                return response
+            return await view(request, *args, **kwargs)
+
+        return checked
+
+    return decorate
+
+
 def relay_view(endpoint: Endpoint):
     @csrf_exempt
-    @require_POST
+    @only("POST")
     async def view(request: HttpRequest, **_path) -> HttpResponse:
         return await service.relay(request, endpoint)
 
@@ -56,7 +74,7 @@ def model_object(name: str) -> dict:
     return {"id": name, "object": "model", "created": MODEL_CREATED, "owned_by": "gateway"}
 
 
-@require_GET
+@only("GET")
 async def list_models(request: HttpRequest) -> HttpResponse:
     try:
         key = await authenticated(request)
@@ -65,7 +83,7 @@ async def list_models(request: HttpRequest) -> HttpResponse:
     return json_response({"object": "list", "data": [model_object(name) for name in await usable_models(key)]})
 
 
-@require_GET
+@only("GET")
 async def retrieve_model(request: HttpRequest, model: str) -> HttpResponse:
     try:
         key = await authenticated(request)
@@ -78,7 +96,7 @@ async def retrieve_model(request: HttpRequest, model: str) -> HttpResponse:
     return json_response(model_object(model))
 
 
-@require_GET
+@only("GET")
 async def billing_subscription(request: HttpRequest) -> HttpResponse:
     try:
         balance = await run_db(key_balance, await authenticated(request))
@@ -96,7 +114,7 @@ async def billing_subscription(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_GET
+@only("GET")
 async def billing_usage(request: HttpRequest) -> HttpResponse:
     try:
         balance = await run_db(key_balance, await authenticated(request))
