@@ -3,7 +3,8 @@
 
 Requests go through the production routing in process (tests.asgi_harness.Gateway) to the fake OpenAI
 upstream, whose channel serves every model (`*`), so a valid request of any model really is relayed and
-billed. After every case: no reservation is held, each key's and user's remaining plus used quota is what
+billed; chat for Claude, Gemini, Cohere, Ollama and GLM models goes through those adaptors' conversions
+to their fakes. After every case: no reservation is held, each key's and user's remaining plus used quota is what
 they started with, the consume logs add up to what was charged, and an answered request has exactly one
 consume log while a refused one has none.
 """
@@ -27,9 +28,16 @@ from hypothesis import strategies as st
 from billing.models import Log, Reservation, Token, User
 from tests.asgi_harness import Answer, Gateway
 from tests.conftest import ALICE_QUOTA, make_channel, make_key, wait_for
+from tests.fakes import anthropic_upstream, cohere_upstream, gemini_upstream, ollama_upstream, zhipu_upstream
+from tests.fakes.recording import served
 from tests.fuzzing import Tally, fuzz_settings, report
 
 pytestmark = pytest.mark.django_db(transaction=True)
+fake_anthropic_server, fake_anthropic = served(anthropic_upstream.FakeAnthropic, "fake_anthropic")
+fake_gemini_server, fake_gemini = served(gemini_upstream.FakeGemini, "fake_gemini")
+fake_cohere_server, fake_cohere = served(cohere_upstream.FakeCohere, "fake_cohere")
+fake_ollama_server, fake_ollama = served(ollama_upstream.FakeOllama, "fake_ollama")
+fake_zhipu_server, fake_zhipu = served(zhipu_upstream.FakeZhipu, "fake_zhipu")
 
 KEY_QUOTA = 5_000_000
 VALID = {
@@ -103,24 +111,44 @@ IMAGE_URLS = st.one_of(
 )
 CONTENT_PARTS = st.one_of(
     st.fixed_dictionaries({"type": st.just("text"), "text": st.text(max_size=40) | JSON_VALUES}),
+    st.fixed_dictionaries({"type": st.just("text"), "text": st.text(max_size=40)}),
     st.fixed_dictionaries(
         {"type": st.just("image_url"), "image_url": st.fixed_dictionaries({"url": IMAGE_URLS}) | IMAGE_URLS},
         optional={"detail": st.sampled_from(["low", "high", "auto"]) | JSON_VALUES},
     ),
     JSON_VALUES,
 )
+
+
+def mostly(good: st.SearchStrategy, bad: st.SearchStrategy) -> st.SearchStrategy:
+    """`good` three times in four: a request that fails on its first field never reaches the rest."""
+    return st.integers(0, 3).flatmap(lambda pick: bad if pick == 0 else good)
+
+
+TOOL_CALLS = st.lists(
+    st.fixed_dictionaries(
+        {
+            "id": st.text(max_size=8),
+            "type": st.just("function"),
+            "function": st.fixed_dictionaries({"name": st.text(max_size=8), "arguments": st.text(max_size=20)}),
+        }
+    ),
+    max_size=2,
+)
 MESSAGES = st.lists(
-    st.one_of(
+    mostly(
         st.fixed_dictionaries(
-            {"role": st.sampled_from(["system", "user", "assistant", "tool"]) | JSON_VALUES},
+            {"role": mostly(st.sampled_from(["system", "user", "assistant", "tool", "developer"]), JSON_VALUES)},
             optional={
-                "content": st.text(max_size=80) | st.lists(CONTENT_PARTS, max_size=3) | JSON_VALUES,
-                "name": st.text(max_size=10) | JSON_VALUES,
-                "tool_calls": JSON_VALUES,
+                "content": mostly(st.text(max_size=80) | st.lists(CONTENT_PARTS, max_size=3), JSON_VALUES),
+                "name": mostly(st.text(max_size=10), JSON_VALUES),
+                "tool_calls": mostly(TOOL_CALLS, JSON_VALUES),
+                "tool_call_id": mostly(st.text(max_size=8), JSON_VALUES),
             },
         ),
         JSON_VALUES,
     ),
+    min_size=1,
     max_size=4,
 )
 VALUES = {  # values that reach deeper than random JSON, per field
@@ -357,6 +385,64 @@ def test_any_chat_messages_are_answered_2xx_or_4xx_and_billed_exactly(world, loo
     check(answer, tally, "chat messages (text, images, tools)")
 
 
+TOOLS = st.lists(
+    mostly(
+        st.fixed_dictionaries(
+            {
+                "type": mostly(st.just("function"), JSON_VALUES),
+                "function": mostly(
+                    st.fixed_dictionaries(
+                        {"name": mostly(st.text(max_size=12), JSON_VALUES)},
+                        optional={"parameters": JSON_VALUES, "description": JSON_VALUES},
+                    ),
+                    JSON_VALUES,
+                ),
+            }
+        ),
+        JSON_VALUES,
+    ),
+    max_size=2,
+)
+CONVERTED_FIELDS = {
+    name: JSON_VALUES
+    for name in ("temperature", "top_p", "stop", "tool_choice", "response_format", "n", "seed", "user")
+}
+
+
+@pytest.fixture
+def converting_channels(world, fake_anthropic, fake_gemini, fake_cohere, fake_ollama, fake_zhipu) -> None:
+    """Models of providers whose adaptors convert the body go to their fakes (tried before the `*` channel)."""
+    for fake, prefix, kind, key in [
+        (fake_anthropic, "claude-*", "anthropic", anthropic_upstream.API_KEY),
+        (fake_gemini, "gemini-*", "gemini", gemini_upstream.API_KEY),
+        (fake_cohere, "command-*", "cohere", cohere_upstream.API_KEY),
+        (fake_ollama, "llama*", "ollama", "unused"),
+        (fake_zhipu, "glm-*", "zhipu", zhipu_upstream.API_KEY),
+    ]:
+        make_channel(fake.url, models=[prefix], key=key, type=kind, name=kind, priority=1)
+
+
+@fuzz_settings(250)
+@given(
+    model=st.sampled_from(["claude-3-5-sonnet-20241022", "gemini-2.0-flash", "command-r-plus", "llama3.2", "glm-4"]),
+    messages=MESSAGES,
+    extra=st.fixed_dictionaries(
+        {},
+        optional={
+            "tools": TOOLS,
+            **CONVERTED_FIELDS,
+            **{name: VALUES[name] for name in ("stream", "stream_options", "max_tokens")},
+        },
+    ),
+)
+def test_chat_converted_for_other_providers_is_answered_2xx_or_4xx(
+    world, converting_channels, loop, tally, model, messages, extra
+):
+    body = {"model": model, "messages": messages, **extra}
+    answer = send(loop, world, "POST", "/v1/chat/completions", encode(body), json_headers(world))
+    check(answer, tally, "chat converted for Anthropic, Gemini, Cohere, Ollama, Zhipu")
+
+
 @fuzz_settings(100)
 @given(path=st.sampled_from([*JSON_PATHS, TRANSCRIPTIONS]), raw=BROKEN_JSON)
 def test_a_body_that_is_not_json_is_a_400(world, loop, tally, path, raw):
@@ -504,3 +590,31 @@ def test_an_image_too_large_to_decode_is_a_400(world, loop):
     image = {"type": "image_url", "image_url": {"url": data_url(png(20_000, 20_000))}}
     answer = post_chat(loop, world, {"model": "gpt-4o", "messages": [{"role": "user", "content": [image]}]})
     assert answer.status == 400
+
+
+CONVERTING_MODELS = ["claude-3-5-sonnet-20241022", "gemini-2.0-flash", "command-r-plus", "llama3.2", "glm-4"]
+
+
+@pytest.mark.parametrize("model", ["claude-3-5-sonnet-20241022", "gemini-2.0-flash", "llama3.2"])
+def test_tool_calls_that_are_not_objects_are_left_out_of_the_conversion(world, converting_channels, loop, model):
+    calls = [1, {"id": ["c0"], "function": "f"}, {"id": "c1", "function": {"name": "f", "arguments": "{}"}}]
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "calling", "tool_calls": calls},
+        {"role": "tool", "tool_call_id": ["c1"], "content": "ok"},
+    ]
+    assert post_chat(loop, world, {"model": model, "messages": messages}).status == 200
+
+
+@pytest.mark.parametrize("model", CONVERTING_MODELS)
+def test_a_text_part_whose_text_is_not_a_string_is_a_400(world, converting_channels, loop, model):
+    content = [{"type": "text", "text": {"not": "a string"}}]
+    answer = post_chat(loop, world, {"model": model, "messages": [{"role": "user", "content": content}]})
+    assert (answer.status, error_of(answer)["code"]) == (400, "invalid_content")
+
+
+def test_a_body_the_conversion_nests_deeper_than_orjson_writes_is_a_400(world, converting_channels, loop):
+    # Gemini takes a tool result's JSON text as an object: 251 levels inside a string become 251 levels of body.
+    messages = [{"role": "user", "content": "hi"}, {"role": "tool", "content": json.dumps(nested(251))}]
+    answer = post_chat(loop, world, {"model": "gemini-2.0-flash", "messages": messages})
+    assert (answer.status, error_of(answer)["code"]) == (400, "invalid_body")
