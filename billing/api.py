@@ -4,15 +4,18 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Status
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
 from billing import pricing, tokens, users
 from billing.logs import LogFilter, log_stats, visible_logs
 from billing.models import User
 from billing.schemas import (
+    Detail,
+    Id,
     LogOut,
     LogQuery,
     LogStats,
+    Pagination,
     Prices,
     PricesPatch,
     QuotaChange,
@@ -36,7 +39,7 @@ pricing_router = Router(tags=["pricing"])
 
 
 @users_router.get("", response=list[UserOut])
-@paginate(LimitOffsetPagination, max_limit=MAX_PAGE)
+@paginate(Pagination, max_limit=MAX_PAGE)
 def list_users(request: HttpRequest, group: str | None = None):
     found = User.objects.order_by("id")
     return found.filter(group=group) if group else found
@@ -48,25 +51,25 @@ def create_user(request: HttpRequest, payload: UserCreate):
 
 
 @users_router.get("/{int:user_id}", response=UserOut)
-def get_user(request: HttpRequest, user_id: int):
+def get_user(request: HttpRequest, user_id: Id):
     return get_object_or_404(User, pk=user_id)
 
 
 @users_router.patch("/{int:user_id}", response=UserOut)
-def update_user(request: HttpRequest, user_id: int, payload: UserPatch):
+def update_user(request: HttpRequest, user_id: Id, payload: UserPatch):
     return users.update_user(get_object_or_404(User, pk=user_id), payload.model_dump(exclude_unset=True))
 
 
 @users_router.delete("/{int:user_id}", response={204: None})
-def delete_user(request: HttpRequest, user_id: int):
+def delete_user(request: HttpRequest, user_id: Id):
     if user_id == request.auth.pk:
         raise PermissionDenied("you cannot delete your own account")
     get_object_or_404(User, pk=user_id).delete()
     return Status(204, None)
 
 
-@users_router.post("/{int:user_id}/quota", response=UserOut)
-def change_quota(request: HttpRequest, user_id: int, payload: QuotaChange):
+@users_router.post("/{int:user_id}/quota", response={200: UserOut, 409: Detail})
+def change_quota(request: HttpRequest, user_id: Id, payload: QuotaChange):
     user = get_object_or_404(User, pk=user_id)
     users.adjust_quota(user, payload.delta, payload.reason, actor=request.auth)
     return user
@@ -78,13 +81,13 @@ def me(request: HttpRequest):
 
 
 @tokens_router.get("", response=list[TokenOut])
-@paginate(LimitOffsetPagination, max_limit=MAX_PAGE)
-def list_tokens(request: HttpRequest, user_id: int | None = None):
+@paginate(Pagination, max_limit=MAX_PAGE)
+def list_tokens(request: HttpRequest, user_id: Id | None = None):
     found = tokens.visible_tokens(request.auth)
     return found.filter(user_id=user_id) if user_id is not None else found
 
 
-@tokens_router.post("", response={201: TokenCreated})
+@tokens_router.post("", response={201: TokenCreated, 404: Detail})
 def create_token(request: HttpRequest, payload: TokenCreate):
     owner = tokens.owner_for(request.auth, payload.user_id)
     token, plain = tokens.create_token(owner, actor=request.auth, **payload.model_dump(exclude={"user_id"}))
@@ -93,24 +96,24 @@ def create_token(request: HttpRequest, payload: TokenCreate):
 
 
 @tokens_router.get("/{int:token_id}", response=TokenOut)
-def get_token(request: HttpRequest, token_id: int):
+def get_token(request: HttpRequest, token_id: Id):
     return get_object_or_404(tokens.visible_tokens(request.auth), pk=token_id)
 
 
 @tokens_router.patch("/{int:token_id}", response=TokenOut)
-def update_token(request: HttpRequest, token_id: int, payload: TokenPatch):
+def update_token(request: HttpRequest, token_id: Id, payload: TokenPatch):
     token = get_object_or_404(tokens.visible_tokens(request.auth).select_related("user"), pk=token_id)
     return tokens.update_token(token, payload.model_dump(exclude_unset=True), actor=request.auth)
 
 
 @tokens_router.delete("/{int:token_id}", response={204: None})
-def delete_token(request: HttpRequest, token_id: int):
+def delete_token(request: HttpRequest, token_id: Id):
     get_object_or_404(tokens.visible_tokens(request.auth), pk=token_id).delete()
     return Status(204, None)
 
 
 @logs_router.get("", response=list[LogOut])
-@paginate(LimitOffsetPagination, max_limit=MAX_PAGE)
+@paginate(Pagination, max_limit=MAX_PAGE)
 def list_logs(request: HttpRequest, filters: Query[LogQuery]):
     return visible_logs(request.auth, LogFilter(**filters.model_dump()))
 

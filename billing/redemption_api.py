@@ -5,7 +5,7 @@ from ninja import Field, Router, Schema, Status
 
 from billing import redemptions
 from billing.models import Redemption
-from billing.schemas import WriteSchema
+from billing.schemas import MAX_QUOTA, Integer, WriteSchema
 from gateway_project.auth import staff_only
 
 redemptions_router = Router(tags=["redemptions"], auth=staff_only)
@@ -14,8 +14,8 @@ redeem_router = Router(tags=["redemptions"])
 
 class BatchCreate(WriteSchema):
     name: str = Field(min_length=1, max_length=64)
-    quota: int = Field(gt=0, description="Quota each code credits")
-    count: int = Field(1, ge=1, le=redemptions.MAX_BATCH)
+    quota: Integer = Field(gt=0, le=MAX_QUOTA, description="Quota each code credits")
+    count: Integer = Field(1, ge=1, le=redemptions.MAX_BATCH)
 
 
 class BatchCreated(Schema):

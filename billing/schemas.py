@@ -1,23 +1,74 @@
-"""Request and response shapes of the billing part of the management API (specs/gateway-api.md)."""
+"""Request and response shapes of the billing part of the management API (specs/gateway-api.md).
+
+The integer types are bounded so that what passes validation fits the database's 64-bit columns (and
+their sums): a larger number is a 422 naming the field, not a 500 from the database driver.
+"""
 
 from datetime import datetime
 from typing import Annotated, Literal
 
 from ninja import Field, Schema
-from pydantic import ConfigDict
+from ninja.conf import settings as ninja_settings
+from ninja.pagination import LimitOffsetPagination
+from pydantic import BeforeValidator, ConfigDict
 
 from billing.models import Token
 
+MAX_ID = 2**63 - 1
+MAX_QUOTA = 10**15  # 2 billion USD at the default 500 000 quota per USD, far from 2**63 even summed
+
+
+def integral(value: object) -> object:
+    """JSON has one number type: `5.0` is the integer 5 (JSON Schema agrees), `5.5` stays an error."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Integer = Annotated[int, BeforeValidator(integral)]
+Id = Annotated[Integer, Field(ge=1, le=MAX_ID)]
+Quota = Annotated[Integer, Field(ge=0, le=MAX_QUOTA)]
 Ratio = Annotated[float, Field(ge=0)]
-RateLimit = Annotated[int, Field(ge=0, le=2_147_483_647)]
+RateLimit = Annotated[Integer, Field(ge=0, le=2_147_483_647)]
 RPM_DOC = "Requests per minute; null = the group's limit (RATE_LIMITS), 0 = no limit"
 TPM_DOC = "Tokens per minute; null = the group's limit (RATE_LIMITS), 0 = no limit"
+ModelName = Annotated[str, Field(pattern=r"\S")]
 LogType = Literal["consume", "topup", "refund", "manage", "error"]
+
+
+def not_a_timestamp(value: object) -> object:
+    """pydantic would also read a number (or a numeric string) as Unix time: `0` would silently mean 1970."""
+    if isinstance(value, int | float) or (isinstance(value, str) and is_number(value)):
+        raise ValueError("must be an ISO-8601 date-time such as 2025-01-31T12:00:00Z")
+    return value
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# Lax even in a strict schema: the ISO-8601 text is what the client sends, pydantic parses it.
+Moment = Annotated[datetime, Field(strict=False), BeforeValidator(not_a_timestamp)]
+
+
+class Pagination(LimitOffsetPagination):
+    """ninja's `?limit=&offset=`, with an offset the database can take."""
+
+    class Input(Schema):
+        limit: int = Field(ninja_settings.PAGINATION_PER_PAGE, ge=1, description="Capped at the list's maximum")
+        offset: int = Field(0, ge=0, le=MAX_ID)
 
 
 class WriteSchema(Schema):
     # Unknown fields are an error, not silently dropped: a typo must not look like a successful change.
-    model_config = ConfigDict(extra="forbid")
+    # Strict: JSON has types, and `"5"` for a number or `1` for `true` is a client bug to report, not guess.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Detail(Schema):
+    detail: str
 
 
 class UserOut(Schema):
@@ -34,12 +85,12 @@ class UserOut(Schema):
 
 
 class UserCreate(WriteSchema):
-    username: str
+    username: str = Field(min_length=1, max_length=150, pattern=r"^[\w.@+-]+$")
     password: str | None = Field(None, description="Write-only; omitted = the user cannot log in to admin")
     is_staff: bool = False
     is_active: bool = True
     group: str = "default"
-    quota: int = Field(0, ge=0, description="Starting quota, written to the ledger as a manage log")
+    quota: Quota = Field(0, description="Starting quota, written to the ledger as a manage log")
 
 
 class UserPatch(WriteSchema):
@@ -53,7 +104,7 @@ class UserPatch(WriteSchema):
 
 
 class QuotaChange(WriteSchema):
-    delta: int = Field(description="Quota to add; negative removes (never below zero)")
+    delta: Integer = Field(ge=-MAX_QUOTA, le=MAX_QUOTA, description="Quota to add; negative removes (never below zero)")
     reason: str = Field("", max_length=500)
 
 
@@ -85,13 +136,13 @@ class TokenCreated(TokenOut):
 
 
 class TokenCreate(WriteSchema):
-    user_id: int | None = Field(None, description="Staff only; default the caller")
+    user_id: Id | None = Field(None, description="Staff only; default the caller")
     name: str = ""
     status: Literal["enabled", "disabled"] = "enabled"
-    remain_quota: int = Field(0, ge=0)
+    remain_quota: Quota = 0
     unlimited_quota: bool = False
-    expires_at: datetime | None = None
-    models: list[str] | None = None
+    expires_at: Moment | None = None
+    models: list[ModelName] | None = None
     allow_ips: list[str] | None = None
     group: str | None = None
     rpm_limit: RateLimit | None = Field(None, description=f"{RPM_DOC}; users may only lower it")
@@ -101,10 +152,10 @@ class TokenCreate(WriteSchema):
 class TokenPatch(WriteSchema):
     name: str | None = None
     status: Literal["enabled", "disabled"] | None = None
-    remain_quota: int | None = Field(None, ge=0)
+    remain_quota: Quota | None = None
     unlimited_quota: bool | None = None
-    expires_at: datetime | None = None
-    models: list[str] | None = None
+    expires_at: Moment | None = None
+    models: list[ModelName] | None = None
     allow_ips: list[str] | None = None
     group: str | None = None
     rpm_limit: RateLimit | None = Field(None, description=f"{RPM_DOC}; users may only lower it")
@@ -129,13 +180,13 @@ class LogOut(Schema):
 
 
 class LogQuery(Schema):
-    user_id: int | None = None
-    token_id: int | None = None
-    channel_id: int | None = None
+    user_id: Id | None = None
+    token_id: Id | None = None
+    channel_id: Id | None = None
     model: str | None = None
     type: LogType | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: Moment | None = None
+    until: Moment | None = None
 
 
 class LogStats(Schema):
@@ -148,7 +199,7 @@ class LogStats(Schema):
 class Prices(WriteSchema):
     """PUT replaces every map with the one given, so all five are required."""
 
-    quota_per_unit: int = Field(ge=1)
+    quota_per_unit: Integer = Field(ge=1, le=MAX_QUOTA)
     model_ratio: dict[str, Ratio]
     completion_ratio: dict[str, Ratio]
     model_price: dict[str, Ratio] = Field(description="USD per call")
@@ -158,7 +209,7 @@ class Prices(WriteSchema):
 class PricesPatch(WriteSchema):
     """PATCH merges each map given into the stored one (a name given replaces that name's value)."""
 
-    quota_per_unit: int | None = Field(None, ge=1)
+    quota_per_unit: Integer | None = Field(None, ge=1, le=MAX_QUOTA)
     model_ratio: dict[str, Ratio] | None = None
     completion_ratio: dict[str, Ratio] | None = None
     model_price: dict[str, Ratio] | None = None

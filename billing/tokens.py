@@ -96,8 +96,10 @@ def check_fields(fields: dict, owner: User, actor: User, stored_group: str | Non
             raise ValidationError({name: "must not be null"})
     for name in ("name", "group"):
         limit = Token._meta.get_field(name).max_length
-        if isinstance(fields.get(name), str) and len(fields[name]) > limit:
-            raise ValidationError({name: f"must be at most {limit} characters"})
+        value = fields.get(name)
+        # PostgreSQL refuses a NUL character where SQLite stores it.
+        if isinstance(value, str) and (len(value) > limit or "\x00" in value):
+            raise ValidationError({name: f"must be at most {limit} characters, none of them NUL"})
     if fields.get("status") not in (None, *Token.Status.values):
         raise ValidationError({"status": f"must be one of {', '.join(Token.Status.values)}"})
     if fields.get("remain_quota") is not None and fields["remain_quota"] < 0:

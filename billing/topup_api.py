@@ -9,7 +9,7 @@ from ninja import Field, Router, Schema, Status
 
 from billing import qr, topup
 from billing.models import TopUpOrder
-from billing.schemas import WriteSchema
+from billing.schemas import Integer, WriteSchema
 from billing.wechatpay import NotificationRejected, PaymentsDisabled, WeChatPayError
 
 logger = logging.getLogger(__name__)
@@ -18,7 +18,7 @@ topup_router = Router(tags=["top-up"])
 
 
 class OrderCreate(WriteSchema):
-    amount: int = Field(gt=0, le=topup.MAX_YUAN, description="Yuan (CNY), whole; at least TOPUP_MIN_YUAN")
+    amount: Integer = Field(gt=0, le=topup.MAX_YUAN, description="Yuan (CNY), whole; at least TOPUP_MIN_YUAN")
 
 
 class OrderCreated(Schema):

@@ -97,8 +97,10 @@ def check_username(username: str) -> None:
 
 
 def check_group(group: str) -> None:
-    if not isinstance(group, str) or not group.strip():
-        raise ValidationError({"group": "must be a non-empty group name"})
+    limit = User._meta.get_field("group").max_length
+    # PostgreSQL refuses a NUL character and an over-long value where SQLite stores them: check here.
+    if not isinstance(group, str) or not group.strip() or len(group) > limit or "\x00" in group:
+        raise ValidationError({"group": f"must be a non-empty group name of at most {limit} characters"})
 
 
 def _set_password(user: User, password: str | None) -> None:

@@ -1,14 +1,15 @@
 """Management API for channels (staff only). Rules live in channels_app.channels and channels_app.probe."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Field, Router, Schema, Status
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 from pydantic import ConfigDict
 
+from billing.schemas import Id, Integer, Pagination
 from channels_app import balance, channels, probe
 from channels_app.models import Channel
 from gateway_project.auth import staff_only
@@ -42,19 +43,24 @@ class ChannelOut(Schema):
     created_at: datetime
 
 
+# The range of the columns on every database (PostgreSQL's integer is 32 bits).
+Priority = Annotated[Integer, Field(ge=-(2**31), le=2**31 - 1, description="Higher is tried first")]
+Weight = Annotated[Integer, Field(ge=0, le=2**31 - 1)]
+
+
 class ChannelCreate(Schema):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field("", description="Default: the type")
     type: ChannelType = "openai"
-    key: str = Field(description="Write-only; stored encrypted")
+    key: str = Field(min_length=1, description="Write-only; stored encrypted")
     base_url: str = Field("", description="Empty = the type's default host")
-    models: list[str] = Field(description="Model names; a `*` suffix matches a prefix")
+    models: list[str] = Field(min_length=1, description="Model names; a `*` suffix matches a prefix")
     model_mapping: dict[str, Any] = Field(default_factory=dict, description="Requested name -> upstream name")
     status_code_mapping: dict[str, Any] = Field(default_factory=dict, description='e.g. {"400": "500"}')
     groups: list[str] = Field(default_factory=lambda: ["default"])
-    priority: int = Field(0, description="Higher is tried first")
-    weight: int = Field(1, ge=0)
+    priority: Priority = 0
+    weight: Weight = 1
     status: ChannelStatus = "enabled"
     auto_ban: bool = True
     test_model: str = ""
@@ -62,18 +68,18 @@ class ChannelCreate(Schema):
 
 
 class ChannelPatch(Schema):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str | None = None
     type: ChannelType | None = None
-    key: str | None = Field(None, description="Write-only; replaces the stored key")
+    key: str | None = Field(None, min_length=1, description="Write-only; replaces the stored key")
     base_url: str | None = None
-    models: list[str] | None = None
+    models: list[str] | None = Field(None, min_length=1)
     model_mapping: dict[str, Any] | None = None
     status_code_mapping: dict[str, Any] | None = None
     groups: list[str] | None = None
-    priority: int | None = None
-    weight: int | None = Field(None, ge=0)
+    priority: Priority | None = None
+    weight: Weight | None = None
     status: ChannelStatus | None = None
     auto_ban: bool | None = None
     test_model: str | None = None
@@ -87,7 +93,7 @@ class ProbeOut(Schema):
 
 
 @router.get("", response=list[ChannelOut])
-@paginate(LimitOffsetPagination, max_limit=500)
+@paginate(Pagination, max_limit=500)
 def list_channels(request: HttpRequest, status: ChannelStatus | None = None, type: ChannelType | None = None):
     found = Channel.objects.order_by("-priority", "id")
     if status:
@@ -101,24 +107,24 @@ def create_channel(request: HttpRequest, payload: ChannelCreate):
 
 
 @router.get("/{int:channel_id}", response=ChannelOut)
-def get_channel(request: HttpRequest, channel_id: int):
+def get_channel(request: HttpRequest, channel_id: Id):
     return get_object_or_404(Channel, pk=channel_id)
 
 
 @router.patch("/{int:channel_id}", response=ChannelOut)
-def update_channel(request: HttpRequest, channel_id: int, payload: ChannelPatch):
+def update_channel(request: HttpRequest, channel_id: Id, payload: ChannelPatch):
     channel = get_object_or_404(Channel, pk=channel_id)
     return channels.update_channel(channel, payload.model_dump(exclude_unset=True))
 
 
 @router.delete("/{int:channel_id}", response={204: None})
-def delete_channel(request: HttpRequest, channel_id: int):
+def delete_channel(request: HttpRequest, channel_id: Id):
     get_object_or_404(Channel, pk=channel_id).delete()
     return Status(204, None)
 
 
 @router.post("/{int:channel_id}/test", response=ProbeOut)
-def test_channel(request: HttpRequest, channel_id: int):
+def test_channel(request: HttpRequest, channel_id: Id):
     return probe.probe_channel(get_object_or_404(Channel, pk=channel_id))
 
 
@@ -127,7 +133,7 @@ class BalanceOut(Schema):
 
 
 @router.post("/{int:channel_id}/balance", response={200: BalanceOut, 502: dict})
-def update_channel_balance(request: HttpRequest, channel_id: int):
+def update_channel_balance(request: HttpRequest, channel_id: Id):
     try:
         return {"balance": balance.update_balance(get_object_or_404(Channel, pk=channel_id))}
     except balance.BalanceUnavailable as unavailable:

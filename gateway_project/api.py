@@ -8,10 +8,12 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
 from django.http import HttpRequest, HttpResponse
-from ninja import NinjaAPI, Schema
+from ninja import NinjaAPI, Router, Schema
 from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as NinjaValidationError
+from ninja.openapi.schema import OpenAPISchema
 
 from billing.api import logs_router, me_router, pricing_router, tokens_router, users_router
 from billing.quota import QuotaExceeded
@@ -23,9 +25,50 @@ from gateway_project.errors import describe
 from tasks.api import router as tasks_router
 
 REQUEST_PARTS = {"body", "query", "path", "header", "cookie", "form"}
+ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "properties": {"detail": {"type": "string"}, "errors": {"type": "array", "items": {"type": "object"}}},
+    "required": ["detail"],
+}
 
 
-api = NinjaAPI(
+class GatewayAPI(NinjaAPI):
+    """NinjaAPI whose OpenAPI document also lists the error answers every operation can give."""
+
+    def get_openapi_schema(self, *, path_prefix: str | None = None, path_params: dict | None = None) -> OpenAPISchema:
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        schema["components"].setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+        for operation in (op for ops in schema["paths"].values() for op in ops.values()):
+            for status, description in error_statuses(operation).items():
+                operation["responses"].setdefault(
+                    status,
+                    {
+                        "description": description,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                    },
+                )
+        return schema
+
+
+def error_statuses(operation: dict) -> dict[int, str]:
+    """The errors any operation can answer, from what it takes: a token, a body, parameters, an id in the path.
+    Errors of one operation only (409 when quota runs short, ...) are in its own `response=`."""
+    statuses = {}
+    parameters = operation.get("parameters", [])
+    if "requestBody" in operation:
+        statuses[400] = "The body is not valid JSON"
+    if operation.get("security"):
+        statuses[401] = "No or an invalid access token"
+        statuses[403] = "The caller may not do this (staff only, another user's data)"
+    if any(parameter["in"] == "path" for parameter in parameters):
+        statuses[404] = "No such object (or one the caller may not see)"
+    if parameters or "requestBody" in operation:
+        statuses[422] = "A parameter or field is invalid; `detail` names it"
+    return statuses
+
+
+api = GatewayAPI(
     title="LLM gateway management API",
     version=settings.VERSION,
     description="See specs/gateway-api.md. Authenticate with `Authorization: Bearer <access token>`.",
@@ -42,6 +85,17 @@ api.add_router("/redemptions", redemptions_router)
 api.add_router("/redeem", redeem_router)
 api.add_router("/topup", topup_router)
 api.add_router("/tasks", tasks_router)
+
+# Registered last, so it only gets what no operation matched: an id that is not a number, a typo in a path.
+unmatched_router = Router(auth=None)
+
+
+@unmatched_router.api_operation(["GET", "POST", "PUT", "PATCH", "DELETE"], "/{path:rest}", include_in_schema=False)
+def no_such_path(request: HttpRequest, rest: str) -> HttpResponse:
+    return _detail(request, 404, "Not Found")
+
+
+api.add_router("", unmatched_router)
 
 
 class ServerStatus(Schema):
@@ -101,6 +155,12 @@ def forbidden(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
 @api.exception_handler(ObjectDoesNotExist)
 def not_found(request: HttpRequest, exc: ObjectDoesNotExist) -> HttpResponse:
     return _detail(request, 404, "Not Found")
+
+
+@api.exception_handler(DataError)
+def unstorable(request: HttpRequest, exc: DataError) -> HttpResponse:
+    # What SQLite stores and PostgreSQL or MySQL refuse: a NUL character, an over-long text, a number out of range.
+    return _detail(request, 422, "a value is out of range, too long, or has characters the database cannot store")
 
 
 @api.exception_handler(QuotaExceeded)

@@ -18,6 +18,10 @@ from relay.adaptors.convert import rerank_prompt_tokens
 from relay.errors import RelayError
 from relay.tokenizer import count_messages, count_text
 
+MAX_MODEL_NAME = 128  # billing.models.Log.model
+# orjson reads 1024 levels of nesting but writes only this many, and adaptors write the body they change.
+MAX_DEPTH = 254
+
 
 def load_body(raw: bytes) -> dict:
     if not raw:
@@ -28,6 +32,12 @@ def load_body(raw: bytes) -> dict:
         raise RelayError(400, f"request body is not valid JSON: {exc}", "invalid_json") from None
     if not isinstance(body, dict):
         raise RelayError(400, "request body must be a JSON object", "invalid_body")
+    # Counting brackets is cheap; only a body with that many is written once to see whether orjson can.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
+        try:
+            orjson.dumps(body)
+        except orjson.JSONEncodeError:
+            raise RelayError(400, f"request body is nested deeper than {MAX_DEPTH} levels", "invalid_body") from None
     return body
 
 
@@ -35,6 +45,10 @@ def require_model(body: dict, default: str | None = None) -> str:
     model = body.get("model", default)
     if not isinstance(model, str) or not model.strip():
         raise RelayError(400, "you must provide a model parameter", "missing_model", param="model")
+    # The name goes into the consume log, whose column PostgreSQL and MySQL hold to its length, without NUL.
+    if len(model) > MAX_MODEL_NAME or "\x00" in model:
+        message = f"model must be a name of at most {MAX_MODEL_NAME} characters"
+        raise RelayError(400, message, "invalid_model", param="model")
     return model
 
 
@@ -208,6 +222,8 @@ class Images(Endpoint):
         size = body.get("size", "1024x1024")
         if not isinstance(size, str) or image_multiplier(model, size, "standard") is None:
             raise RelayError(400, f"size {size!r} is not supported for {model}", "invalid_value", param="size")
+        if not isinstance(body.get("quality", "standard"), str):
+            raise RelayError(400, "quality must be a string", "invalid_value", param="quality")
         return RelayRequest(self.name, model, {**body, "model": model}, raw, False, False, request.path)
 
     async def prompt_tokens(self, request: RelayRequest) -> int:

@@ -38,3 +38,7 @@ def error_response(error: RelayError, request_id: str | None = None) -> HttpResp
     if request_id:
         response["X-Request-Id"] = request_id
     return response
+
+
+def database_down() -> RelayError:
+    return RelayError(503, "the gateway's database is unavailable; retry shortly", "db_down")

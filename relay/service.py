@@ -26,7 +26,7 @@ from relay import metrics, streaming, upstream
 from relay.adaptors.base import RelayRequest, UpstreamFailed, UpstreamFailure, Usage
 from relay.adaptors.registry import adaptor_for
 from relay.endpoints import Endpoint
-from relay.errors import RelayError, error_response
+from relay.errors import RelayError, database_down, error_response
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ async def relay(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
     except DatabaseError:
         log.exception("request %s: the database is unavailable", request_id)
         await release_if_held(call)
-        response = error_response(RelayError(503, "the gateway's database is unavailable; retry shortly", "db_down"))
+        response = error_response(database_down())
     except Exception:
         # A bug must not leak a stack trace, nor keep the client's quota until the reconciler runs.
         log.exception("request %s failed inside the gateway", request_id)

@@ -8,7 +8,6 @@ import orjson
 from django.db import Error as DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
 
 from billing import keys
 from billing.usage import key_balance
@@ -16,16 +15,34 @@ from channels_app import routing
 from gateway_project.db import run_db
 from relay import endpoints, service
 from relay.endpoints import Endpoint
-from relay.errors import RelayError, error_response
+from relay.errors import RelayError, database_down, error_response
 
 log = logging.getLogger(__name__)
 
 MODEL_CREATED = int(time.mktime((2024, 1, 1, 0, 0, 0, 0, 0, 0)))
 
 
+def only(method: str):
+    """Django's require_GET/require_POST, with the 405 in the OpenAI error shape."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        async def checked(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if request.method != method:
+                message = f"{request.method} is not allowed on {request.path}; use {method}"
+                response = error_response(RelayError(405, message, "method_not_allowed"))
+                response["Allow"] = method
+                return response
+            return await view(request, *args, **kwargs)
+
+        return checked
+
+    return decorate
+
+
 def relay_view(endpoint: Endpoint):
     @csrf_exempt
-    @require_POST
+    @only("POST")
     async def view(request: HttpRequest, **_path) -> HttpResponse:
         return await service.relay(request, endpoint)
 
@@ -58,7 +75,7 @@ def openai_errors(view):
             return error_response(RelayError(rejected.status, str(rejected), rejected.code))
         except DatabaseError:
             log.exception("%s: the database is unavailable", request.path)
-            return error_response(RelayError(503, "the gateway's database is unavailable; retry shortly", "db_down"))
+            return error_response(database_down())
 
     return wrapped
 
@@ -77,14 +94,14 @@ def model_object(name: str) -> dict:
     return {"id": name, "object": "model", "created": MODEL_CREATED, "owned_by": "gateway"}
 
 
-@require_GET
+@only("GET")
 @openai_errors
 async def list_models(request: HttpRequest) -> HttpResponse:
     key = await authenticated(request)
     return json_response({"object": "list", "data": [model_object(name) for name in await usable_models(key)]})
 
 
-@require_GET
+@only("GET")
 @openai_errors
 async def retrieve_model(request: HttpRequest, model: str) -> HttpResponse:
     key = await authenticated(request)
@@ -95,7 +112,7 @@ async def retrieve_model(request: HttpRequest, model: str) -> HttpResponse:
     return json_response(model_object(model))
 
 
-@require_GET
+@only("GET")
 @openai_errors
 async def billing_subscription(request: HttpRequest) -> HttpResponse:
     balance = await run_db(key_balance, await authenticated(request))
@@ -111,7 +128,7 @@ async def billing_subscription(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_GET
+@only("GET")
 @openai_errors
 async def billing_usage(request: HttpRequest) -> HttpResponse:
     balance = await run_db(key_balance, await authenticated(request))

@@ -4,8 +4,9 @@ from datetime import datetime
 
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
+from billing.schemas import Id, Pagination
 from tasks.models import Task
 from tasks.records import visible_tasks
 
@@ -36,10 +37,10 @@ class TaskOut(Schema):
 class TaskQuery(Schema):
     platform: Task.Platform | None = None
     status: Task.Status | None = None
-    user_id: int | None = Field(None, description="Staff only (others may give their own id)")
+    user_id: Id | None = Field(None, description="Staff only (others may give their own id)")
 
 
 @router.get("", response=list[TaskOut])
-@paginate(LimitOffsetPagination, max_limit=MAX_PAGE)
+@paginate(Pagination, max_limit=MAX_PAGE)
 def list_tasks(request: HttpRequest, filters: Query[TaskQuery]):
     return visible_tasks(request.auth, filters.platform, filters.status, filters.user_id)

@@ -12,8 +12,6 @@ Decisions worth knowing:
   is billed by local counting of what was delivered rather than by the input count alone.
 """
 
-import orjson
-
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import (
     Adaptor,
@@ -31,6 +29,7 @@ from relay.adaptors.convert import (
     DataUrl,
     append_turn,
     assistant_message,
+    client_tool_calls,
     completion_body,
     content_parts,
     content_text,
@@ -41,11 +40,11 @@ from relay.adaptors.convert import (
     nonzero,
     openai_tool_call,
     parse_data_url,
+    request_json,
     require_chat,
     spoken_text,
     stop_sequences,
     stream_event,
-    tool_arguments,
     tool_functions,
     unsupported,
     usage_object,
@@ -119,19 +118,11 @@ def content_blocks(content: object) -> list[dict]:
     return blocks
 
 
-def tool_use_blocks(tool_calls: object) -> list[dict]:
-    blocks = []
-    for call in tool_calls if isinstance(tool_calls, list) else ():
-        function = call.get("function") or {}
-        blocks.append(
-            {
-                "type": "tool_use",
-                "id": call.get("id") or "",
-                "name": function.get("name") or "",
-                "input": tool_arguments(function.get("arguments")),
-            }
-        )
-    return blocks
+def tool_use_blocks(message: dict) -> list[dict]:
+    return [
+        {"type": "tool_use", "id": call_id, "name": name, "input": arguments}
+        for call_id, name, arguments in client_tool_calls(message)
+    ]
 
 
 def tool_result_block(message: dict) -> dict:
@@ -148,7 +139,7 @@ def turn_of(message: dict) -> tuple[str, list[dict]]:
     if role == "user":
         return "user", content_blocks(message.get("content"))
     if role == "assistant":
-        return "assistant", content_blocks(message.get("content")) + tool_use_blocks(message.get("tool_calls"))
+        return "assistant", content_blocks(message.get("content")) + tool_use_blocks(message)
     if role == "tool":
         # Tool results travel in a user turn; merging puts parallel results and any following user text together.
         return "user", [tool_result_block(message)]
@@ -278,7 +269,7 @@ class AnthropicAdaptor(Adaptor):
     def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:
         require_chat(request, SLUG)
         body = messages_body(request, channel.upstream_model(request.model))
-        return UpstreamRequest(url=self.url(channel), headers=self.headers(channel), content=orjson.dumps(body))
+        return UpstreamRequest(url=self.url(channel), headers=self.headers(channel), content=request_json(body))
 
     def url(self, channel: ChannelInfo) -> str:
         base = self.base_url(channel)

@@ -15,7 +15,6 @@ Decisions worth knowing:
   is billed by the local token count unless Cohere reports input tokens.
 """
 
-import orjson
 from django.conf import settings
 
 from channels_app.routing import ChannelInfo
@@ -38,6 +37,7 @@ from relay.adaptors.convert import (
     last_user_index,
     new_completion_id,
     nonzero,
+    request_json,
     require_endpoint,
     rerank_answer,
     rerank_body,
@@ -135,7 +135,7 @@ class CohereAdaptor(Adaptor):
         else:
             url, body = f"{base}/v1/chat", chat_body(request, model)
         headers = {"Authorization": f"Bearer {channel.key}", "Content-Type": "application/json"}
-        return UpstreamRequest(url=url, headers=headers, content=orjson.dumps(body))
+        return UpstreamRequest(url=url, headers=headers, content=request_json(body))
 
     def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
         body = load_json(content)

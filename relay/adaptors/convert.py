@@ -55,9 +55,13 @@ def content_parts(content: object) -> list[dict]:
     """A message's content as a list of part objects: a plain string becomes one text part."""
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
-    if isinstance(content, list):
-        return [part for part in content if isinstance(part, dict)]
-    return []
+    if not isinstance(content, list):
+        return []
+    parts = [part for part in content if isinstance(part, dict)]
+    # Every adaptor joins or copies the text of text parts: anything but a string there is the client's error.
+    if any(part.get("type") == "text" and not isinstance(part.get("text") or "", str) for part in parts):
+        raise RelayError(400, "the text of a text part must be a string", "invalid_content", param="messages")
+    return parts
 
 
 def content_text(content: object) -> str:
@@ -135,6 +139,37 @@ def tool_functions(tools: object) -> list[dict]:
         if isinstance(function, dict) and tool.get("type", "function") == "function":
             functions.append(function)
     return functions
+
+
+def client_tool_calls(message: dict) -> list[tuple[str, str, dict]]:
+    """An assistant message's tool calls as (id, function name, arguments object). Calls that are not an
+    object with a `function` object are left out, as content parts that are not objects are."""
+    found = []
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            found.append(
+                (
+                    text_or_empty(call.get("id")),
+                    text_or_empty(function.get("name")),
+                    tool_arguments(function.get("arguments")),
+                )
+            )
+    return found
+
+
+def text_or_empty(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def request_json(body: dict) -> bytes:
+    """A provider request built from the client's body, as JSON. Converting nests the client's values deeper
+    than they came, and orjson writes at most 254 levels: past that it is the client's 400, not a 500."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        raise RelayError(400, "request body is nested too deeply for this channel", "invalid_body") from None
 
 
 def tool_arguments(arguments: object) -> dict:

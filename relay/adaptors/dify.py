@@ -19,7 +19,6 @@ Decisions worth knowing:
   DIFY_DEBUG they are skipped. A stream that closes before message_end was cut short.
 """
 
-import orjson
 from django.conf import settings
 
 from channels_app.routing import ChannelInfo
@@ -45,6 +44,7 @@ from relay.adaptors.convert import (
     json_or_none,
     last_user_index,
     new_completion_id,
+    request_json,
     require_chat,
     stream_event,
     unsupported,
@@ -131,7 +131,7 @@ class DifyAdaptor(Adaptor):
         return UpstreamRequest(
             url=f"{self.base_url(channel).removesuffix('/v1')}/v1/chat-messages",
             headers={"Authorization": f"Bearer {channel.key}", "Content-Type": "application/json"},
-            content=orjson.dumps(chat_messages_body(request)),
+            content=request_json(chat_messages_body(request)),
         )
 
     def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:

@@ -40,6 +40,7 @@ from relay.adaptors.convert import (
     DataUrl,
     append_turn,
     assistant_message,
+    client_tool_calls,
     completion_body,
     content_parts,
     content_text,
@@ -51,11 +52,12 @@ from relay.adaptors.convert import (
     nonzero,
     openai_tool_call,
     parse_data_url,
+    request_json,
     require_chat,
     spoken_text,
     stop_sequences,
     stream_event,
-    tool_arguments,
+    text_or_empty,
     tool_functions,
     unsupported,
     usage_object,
@@ -197,18 +199,16 @@ def content_to_parts(content: object) -> list[dict]:
     return parts
 
 
-def function_call_parts(tool_calls: object, names: dict[str, str]) -> list[dict]:
+def function_call_parts(message: dict, names: dict[str, str]) -> list[dict]:
     parts = []
-    for call in tool_calls if isinstance(tool_calls, list) else ():
-        function = call.get("function") or {}
-        name = function.get("name") or ""
-        names[call.get("id") or ""] = name
-        parts.append({"functionCall": {"name": name, "args": tool_arguments(function.get("arguments"))}})
+    for call_id, name, arguments in client_tool_calls(message):
+        names[call_id] = name
+        parts.append({"functionCall": {"name": name, "args": arguments}})
     return parts
 
 
 def function_response_part(message: dict, names: dict[str, str]) -> dict:
-    name = names.get(message.get("tool_call_id") or "") or message.get("name") or ""
+    name = names.get(text_or_empty(message.get("tool_call_id"))) or message.get("name") or ""
     text = message.get("content") if isinstance(message.get("content"), str) else content_text(message.get("content"))
     try:
         response = orjson.loads(text)
@@ -224,7 +224,7 @@ def turn_of(message: dict, names: dict[str, str]) -> tuple[str, list[dict]]:
     if role == "user":
         return "user", content_to_parts(message.get("content"))
     if role == "assistant":
-        return "model", content_to_parts(message.get("content")) + function_call_parts(message.get("tool_calls"), names)
+        return "model", content_to_parts(message.get("content")) + function_call_parts(message, names)
     if role == "tool":
         return "user", [function_response_part(message, names)]
     raise unsupported(f"message role {role!r}", SLUG)
@@ -385,7 +385,7 @@ class GeminiAdaptor(Adaptor):
         return UpstreamRequest(
             url=self.url(channel, model, version, request.stream),
             headers={"Content-Type": "application/json"},
-            content=orjson.dumps(generate_body(request, version)),
+            content=request_json(generate_body(request, version)),
         )
 
     def url(self, channel: ChannelInfo, model: str, version: str, stream: bool) -> str:

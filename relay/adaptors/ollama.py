@@ -33,6 +33,7 @@ from relay.adaptors.base import (
 from relay.adaptors.convert import (
     ChunkWriter,
     assistant_message,
+    client_tool_calls,
     completion_body,
     content_parts,
     copied_fields,
@@ -42,11 +43,11 @@ from relay.adaptors.convert import (
     nonzero,
     openai_tool_call,
     parse_data_url,
+    request_json,
     require_endpoint,
     spoken_text,
     stop_sequences,
     stream_event,
-    tool_arguments,
     unsupported,
     usage_object,
 )
@@ -78,13 +79,9 @@ def native_message(message: dict) -> dict:
     out: dict = {"role": "system" if role == "developer" else role, "content": "\n".join(texts)}
     if images:
         out["images"] = images
-    calls = [call.get("function") or {} for call in message.get("tool_calls") or () if isinstance(call, dict)]
+    calls = client_tool_calls(message)  # Ollama wants arguments as an object, where OpenAI sends a JSON string
     if calls:
-        # Ollama wants arguments as an object, where OpenAI sends a JSON string.
-        out["tool_calls"] = [
-            {"function": {"name": call.get("name") or "", "arguments": tool_arguments(call.get("arguments"))}}
-            for call in calls
-        ]
+        out["tool_calls"] = [{"function": {"name": name, "arguments": arguments}} for _, name, arguments in calls]
     return out
 
 
@@ -186,7 +183,7 @@ class OllamaAdaptor(Adaptor):
         headers = {"Content-Type": "application/json"}
         if channel.key:
             headers["Authorization"] = f"Bearer {channel.key}"
-        return UpstreamRequest(url=url, headers=headers, content=orjson.dumps(body))
+        return UpstreamRequest(url=url, headers=headers, content=request_json(body))
 
     def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
         body = load_json(content)

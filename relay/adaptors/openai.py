@@ -19,7 +19,7 @@ from relay.adaptors.base import (
     load_json,
     openai_style_error,
 )
-from relay.adaptors.convert import rerank_answer, rerank_body
+from relay.adaptors.convert import request_json, rerank_answer, rerank_body
 
 
 class OpenAIAdaptor(Adaptor):
@@ -50,7 +50,7 @@ class OpenAIAdaptor(Adaptor):
             return request.raw  # multipart uploads go through byte for byte
         upstream_model = channel.upstream_model(request.model)
         if request.endpoint == "rerank":
-            return orjson.dumps(rerank_body(request, upstream_model))
+            return request_json(rerank_body(request, upstream_model))
         changes = {}
         if upstream_model != request.model:
             changes["model"] = upstream_model
@@ -59,7 +59,7 @@ class OpenAIAdaptor(Adaptor):
             changes["stream_options"] = {**(request.body.get("stream_options") or {}), "include_usage": True}
         if not changes:
             return request.raw
-        return orjson.dumps({**request.body, **changes})
+        return request_json({**request.body, **changes})
 
     def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
         if request.passthrough:

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import quote
 
-import orjson
-
 from channels_app.routing import ChannelInfo
 from relay.adaptors import anthropic, gemini, google_auth
 from relay.adaptors.base import (
@@ -34,7 +32,7 @@ from relay.adaptors.base import (
     UpstreamRequest,
     Usage,
 )
-from relay.adaptors.convert import json_or_none, require_chat
+from relay.adaptors.convert import json_or_none, request_json, require_chat
 from relay.adaptors.openai import OpenAIAdaptor
 
 SLUG = "vertex"
@@ -170,7 +168,7 @@ class VertexAdaptor(Adaptor):
         if token is None:
             raise UpstreamFailed(UpstreamFailure(500, "no vertex access token: prepare() was not awaited"))
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        return UpstreamRequest(url=url, headers=headers, content=orjson.dumps(body))
+        return UpstreamRequest(url=url, headers=headers, content=request_json(body))
 
     def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
         return self.converter_for(content).convert_response(request, content)

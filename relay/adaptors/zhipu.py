@@ -22,7 +22,14 @@ import orjson
 
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import RelayRequest, UpstreamRequest
-from relay.adaptors.convert import content_parts, image_url_of, parse_data_url, require_endpoint, stop_sequences
+from relay.adaptors.convert import (
+    content_parts,
+    image_url_of,
+    parse_data_url,
+    request_json,
+    require_endpoint,
+    stop_sequences,
+)
 from relay.adaptors.openai import OpenAIAdaptor
 
 SLUG = "zhipu"
@@ -125,4 +132,4 @@ class ZhipuAdaptor(OpenAIAdaptor):
     def body(self, request: RelayRequest, channel: ChannelInfo) -> bytes:
         if request.endpoint != "chat":
             return super().body(request, channel)
-        return orjson.dumps(chat_body(request.body, channel.upstream_model(request.model)))
+        return request_json(chat_body(request.body, channel.upstream_model(request.model)))
