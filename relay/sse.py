@@ -5,8 +5,10 @@ from collections.abc import AsyncIterator
 DONE = b"[DONE]"
 
 
-async def data_payloads(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Yield the payload of each `data:` line; skip comments, event/id/retry lines and blank lines.
+async def data_payloads(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    """Yield, for each read of the upstream that completes lines, the payloads of its `data:` lines (never an
+    empty list); skip comments, event/id/retry lines and blank lines. Payloads that arrived together stay
+    together, so the relay can pass them on in one write.
 
     A line that is a bare JSON object is a payload too: Ollama and Cohere stream newline-delimited JSON
     without SSE framing, and no SSE stream starts a line with `{` (it would be a field name).
@@ -22,13 +24,12 @@ async def data_payloads(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             pending.clear()
         if rest:
             pending.append(rest)
-        for line in lines:
-            payload = _payload(line)
-            if payload is not None:
-                yield payload
+        payloads = [payload for payload in map(_payload, lines) if payload is not None]
+        if payloads:
+            yield payloads
     payload = _payload(b"".join(pending))
     if payload is not None:
-        yield payload
+        yield [payload]
 
 
 def _payload(line: bytes) -> bytes | None:
@@ -43,6 +44,10 @@ def _payload(line: bytes) -> bytes | None:
 
 def frame(payload: bytes) -> bytes:
     return b"data: " + payload + b"\n\n"
+
+
+def frames(payloads: list[bytes]) -> bytes:
+    return b"".join(map(frame, payloads))
 
 
 DONE_FRAME = frame(DONE)

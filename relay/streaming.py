@@ -73,36 +73,59 @@ class StreamRelay:
         upstream.lift_deadline(response)  # a stream is bounded by STREAMING_TIMEOUT between events instead
         self.payloads = sse.data_payloads(response.aiter_bytes())
         self.first: list[bytes] = []
+        self.backlog: list[bytes] = []  # payloads read with the first event, not converted yet
         self.ended = False
 
-    async def next_payload(self) -> bytes | None:
+    async def next_payloads(self) -> list[bytes]:
+        """The payloads of the next upstream read, up to `[DONE]`; [] once the stream has ended."""
         async with asyncio.timeout(settings.STREAMING_TIMEOUT):
-            payload = await anext(self.payloads, None)
-        if payload is None or payload == sse.DONE:
+            payloads = await anext(self.payloads, None)
+        if payloads is None:
             self.ended = True
-            return None
-        return payload
+            return []
+        if sse.DONE in payloads:
+            self.ended = True
+            return payloads[: payloads.index(sse.DONE)]
+        return payloads
+
+    def converted(self, payloads: list[bytes]) -> tuple[list[bytes], UpstreamFailed | None]:
+        """Our events for these payloads, and the failure that stopped them (the events before it still go)."""
+        out: list[bytes] = []
+        for payload in payloads:
+            try:
+                out.extend(self.converter.feed(payload))
+            except UpstreamFailed as failed:
+                return out, failed
+        return out, None
 
     async def prime(self) -> None:
+        """Read up to the first payload that gives the client an event; the rest of that read waits."""
         events = 0
         while not self.first and not self.ended:
-            payload = await self.next_payload()
-            if payload is not None:
-                events += 1
-                self.first = self.converter.feed(payload)
+            self.backlog = await self.next_payloads()
+            events += len(self.backlog)
+            while self.backlog and not self.first:
+                self.first = self.converter.feed(self.backlog.pop(0))
         if not events:  # an empty body, or one that is no stream at all (an error object over several lines)
             raise UpstreamFailed(UpstreamFailure(502, "upstream ended the stream without sending any event"))
 
     async def relayed(self) -> AsyncIterator[bytes]:
-        for out in self.first:
-            yield sse.frame(out)
-        while not self.ended:
-            payload = await self.next_payload()
-            if payload is not None:
-                for out in self.converter.feed(payload):
-                    yield sse.frame(out)
-        for out in self.converter.finish():
-            yield sse.frame(out)
+        """Our events, one write per upstream read (the events that arrived together leave together)."""
+        if self.first:
+            yield sse.frames(self.first)
+        payloads = self.backlog
+        while True:
+            out, failed = self.converted(payloads)
+            if out:
+                yield sse.frames(out)
+            if failed is not None:
+                raise failed
+            if self.ended:
+                break
+            payloads = await self.next_payloads()
+        tail = self.converter.finish()
+        if tail:
+            yield sse.frames(tail)
 
     async def frames(self) -> AsyncIterator[bytes]:
         ending = CLIENT_GONE  # unless the loop below gets to an end of its own

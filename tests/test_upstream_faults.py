@@ -279,6 +279,6 @@ async def test_an_event_trickled_byte_by_byte_is_parsed_without_copying_it_over_
             yield line[start : start + 1]
 
     async def parse() -> list[bytes]:
-        return [payload async for payload in sse.data_payloads(trickled())]
+        return [payload async for payloads in sse.data_payloads(trickled()) for payload in payloads]
 
     assert await asyncio.wait_for(parse(), BOUND) == [line[6:-2]]
