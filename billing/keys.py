@@ -91,7 +91,7 @@ def parse_key(header_value: str) -> tuple[str, int | None]:
     if not body:
         raise KeyRejected(401, "no API key provided: send Authorization: Bearer sk-...", "missing_api_key")
     if pin:
-        if not pin.isdigit():
+        if not (pin.isascii() and pin.isdigit()):
             raise KeyRejected(401, "invalid API key", "invalid_api_key")
         return body, int(pin)
     return body, None

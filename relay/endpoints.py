@@ -3,6 +3,7 @@
 Every endpoint goes through the same request path (relay.service); only these rules differ.
 """
 
+import asyncio
 import io
 import math
 
@@ -21,6 +22,7 @@ from relay.tokenizer import count_messages, count_text
 MAX_MODEL_NAME = 128  # billing.models.Log.model
 # orjson reads 1024 levels of nesting but writes only this many, and adaptors write the body they change.
 MAX_DEPTH = 254
+LARGE_BODY_BYTES = 64 * 1024
 
 
 def load_body(raw: bytes) -> dict:
@@ -86,6 +88,15 @@ def text_of(value: object) -> str:
     return ""
 
 
+async def counted(request: RelayRequest, count, *args) -> int:
+    """`count(*args)`, on a worker thread when the body is large: tiktoken lets go of the GIL, so the event
+    loop goes on serving everyone else while a huge prompt is counted (a megabyte of one repeated letter
+    takes about half a second)."""
+    if len(request.raw) < LARGE_BODY_BYTES:
+        return count(*args)
+    return await asyncio.to_thread(count, *args)
+
+
 def token_arrays(value: object) -> int:
     """Prompts given as token ids: [1, 2] or [[1, 2], [3]] count one token per id."""
     if isinstance(value, list) and value and all(isinstance(i, int) for i in value):
@@ -114,7 +125,7 @@ class Endpoint:
 
     async def prompt_tokens(self, request: RelayRequest) -> int:
         messages = request.body["messages"]
-        tokens = count_messages(request.model, messages)
+        tokens = await counted(request, count_messages, request.model, messages)
         if settings.GET_MEDIA_TOKEN and (request.stream or settings.GET_MEDIA_TOKEN_NOT_STREAM):
             tokens += await media.image_tokens(messages, request.model)
         return tokens
@@ -147,7 +158,7 @@ class Completions(Endpoint):
 
     async def prompt_tokens(self, request: RelayRequest) -> int:
         prompt = request.body["prompt"]
-        return count_text(request.model, text_of(prompt)) + token_arrays(prompt)
+        return await counted(request, count_text, request.model, text_of(prompt)) + token_arrays(prompt)
 
     def reservation(self, quote: Quote, request: RelayRequest, prompt_tokens: int) -> int:
         return quote.cost(prompt_tokens, positive_int(request.body, "max_tokens") or 16)
@@ -168,7 +179,7 @@ class Embeddings(Completions):
 
     async def prompt_tokens(self, request: RelayRequest) -> int:
         value = request.body[self.field]
-        return count_text(request.model, text_of(value)) + token_arrays(value)
+        return await counted(request, count_text, request.model, text_of(value)) + token_arrays(value)
 
     def reservation(self, quote: Quote, request: RelayRequest, prompt_tokens: int) -> int:
         return quote.cost(prompt_tokens, 0)
@@ -200,7 +211,7 @@ class Rerank(Embeddings):
         return RelayRequest(self.name, model, body, raw, False, False, request.path)
 
     async def prompt_tokens(self, request: RelayRequest) -> int:
-        return rerank_prompt_tokens(request)
+        return await counted(request, rerank_prompt_tokens, request)
 
 
 class Moderations(Embeddings):

@@ -70,6 +70,9 @@ async def image_size(url: object) -> tuple[int, int]:
     try:
         with Image.open(io.BytesIO(data)) as image:
             return image.size
+    except Image.DecompressionBombError:
+        message = "an image in the request is too large to read"
+        raise RelayError(400, message, "invalid_image", param="messages") from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise RelayError(400, "an image in the request could not be read", "invalid_image", param="messages") from None
 

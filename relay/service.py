@@ -149,6 +149,8 @@ def read_body(request: HttpRequest) -> bytes:
         raise RelayError(
             413, f"request body is larger than {settings.RELAY_MAX_BODY_BYTES} bytes", "body_too_large"
         ) from None
+    except ValueError:  # a Content-Length that is no number (daphne refuses those itself; other servers may not)
+        raise RelayError(400, "invalid Content-Length", "invalid_body") from None
     except OSError:  # the client went away mid-body
         raise RelayError(400, "could not read the request body", "invalid_body") from None
 
@@ -270,7 +272,8 @@ async def finish_whole(call: Call, channel: ChannelInfo, adaptor, content: bytes
     body, usage, text = adaptor.convert_response(call.request, content)
     rule = "usage reported by upstream"
     if usage is None:
-        usage = call.endpoint.local_usage(call.request, call.prompt_tokens, text)
+        # Off the event loop: an answer may be megabytes (see relay.endpoints.counted).
+        usage = await asyncio.to_thread(call.endpoint.local_usage, call.request, call.prompt_tokens, text)
         rule = "usage counted locally (upstream reported none)"
     charge = call.charge(channel, usage, rule)
     await settlement.settle(call.key, charge)
