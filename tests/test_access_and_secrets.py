@@ -1,5 +1,6 @@
 """No one reaches another user's data through any endpoint; secrets never sit in the database in clear."""
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from django.utils import timezone
 from billing.models import AccessToken, Log, TopUpOrder
 from tasks.models import Task
 from tests.conftest import make_channel, make_key
+from tests.fakes.openai_upstream import Behaviour
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -95,3 +97,27 @@ def database_dump() -> str:
             cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
             chunks.extend(str(value) for row in cursor.fetchall() for value in row)
     return "\n".join(chunks)
+
+
+# What OpenAI answers; after a 401 the gateway disables the channel and writes a manage log.
+UPSTREAM_ERROR = {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "bad"}}
+
+
+@pytest.mark.parametrize("status", [200, 401, 500])
+def test_no_key_or_channel_secret_reaches_a_log_line_or_an_answer(alice, fake_openai, caplog, status):
+    """Through a success, a dead credential (auto-disable, manage log) and a failure: every log record the
+    gateway writes, every answer and every log row stay free of the client's key and the channel's key."""
+    _, plain_key = make_key(alice)
+    make_channel(fake_openai.url, key="sk-upstream-very-secret-123", auto_ban=True)
+    fake_openai.script.append(Behaviour(status=status, body=None if status == 200 else UPSTREAM_ERROR))
+    caplog.set_level(logging.DEBUG)
+    answer = Client().post(
+        "/v1/chat/completions",
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {plain_key}"},
+    )
+    assert answer.status_code == status
+    written = caplog.text + answer.content.decode() + str(list(Log.objects.values()))
+    for secret in (plain_key[3:], "sk-upstream-very-secret-123"):
+        assert secret not in written
