@@ -3,7 +3,8 @@
 # virtualenv on PATH (`PATH=.venv/bin:$PATH deploy/entrypoint.sh check`).
 #
 #   web      migrate + create the first admin (unless RUN_MIGRATIONS=false), collect static files into
-#            DATA_DIR/static, then serve with daphne on 0.0.0.0:$PORT (3000). Extra arguments go to daphne.
+#            DATA_DIR/static, then serve on 0.0.0.0:$PORT (3000) with $SERVER (uvicorn; or daphne,
+#            granian: scripts/serve.sh) in $WEB_WORKERS processes (1). Extra arguments go to the server.
 #   worker   celery -A gateway_project worker (extra arguments go to celery)
 #   beat     celery -A gateway_project beat, schedule file in DATA_DIR
 #   migrate  migrate + create the first admin, then exit
@@ -25,10 +26,7 @@ case "$role" in
   web)
     if [ "${RUN_MIGRATIONS:-true}" = true ]; then prepare; fi
     python manage.py collectstatic --noinput -v0
-    proxy=()
-    # Only behind a proxy that overwrites X-Forwarded-For: the client address decides key IP allow-lists.
-    if [ "${PROXY_HEADERS:-false}" = true ]; then proxy=(--proxy-headers); fi
-    exec daphne -b 0.0.0.0 -p "${PORT:-3000}" "${proxy[@]}" "$@" gateway_project.asgi:application
+    exec scripts/serve.sh "${SERVER:-uvicorn}" 0.0.0.0 "${PORT:-3000}" "$@"
     ;;
   worker)
     exec celery -A gateway_project worker --loglevel "${LOG_LEVEL:-INFO}" "$@"

@@ -155,9 +155,10 @@ def test_entrypoint_migrates_and_checks_outside_docker(tmp_path):
     assert passthrough.returncode == 0 and "--dry-run" in passthrough.stdout
 
 
-def test_web_role_serves_and_passes_the_image_health_check(tmp_path):
+@pytest.mark.parametrize("server", ["uvicorn", "daphne", "granian"])
+def test_web_role_serves_and_passes_the_image_health_check(tmp_path, server):
     port = free_port()
-    env = entrypoint_env(tmp_path, PORT=str(port))
+    env = entrypoint_env(tmp_path, PORT=str(port), SERVER=server)
     web = subprocess.Popen(
         ["bash", str(DEPLOY / "entrypoint.sh"), "web"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -170,7 +171,7 @@ def test_web_role_serves_and_passes_the_image_health_check(tmp_path):
         assert probe.returncode == 0, probe.stderr
         assert (tmp_path / "static" / "admin").is_dir()  # collected for nginx
     finally:
-        web.send_signal(signal.SIGTERM)  # the entrypoint exec'd daphne: this is daphne's pid
+        web.send_signal(signal.SIGTERM)  # the entrypoint exec'd the server: this is the server's pid
         web.wait(20)
     refused = subprocess.run(["sh", "-c", command], env=env, capture_output=True, timeout=30)
     assert refused.returncode != 0  # the probe does fail when nothing answers
