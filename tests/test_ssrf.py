@@ -11,7 +11,6 @@ import ipaddress
 import orjson
 import pytest
 from aiohttp import web
-from django.test import AsyncClient
 from PIL import Image
 
 from billing.models import Log
@@ -20,6 +19,7 @@ from relay.errors import RelayError
 from relay.media import fetch
 from relay.tokenizer import count_messages
 from tests.fakes.openai_upstream import Behaviour
+from tests.relay_client import post_chat
 
 PUBLIC_FAKE = ipaddress.ip_address("127.0.0.2")
 
@@ -227,20 +227,11 @@ def vision_chat(url: str) -> dict:
     return {"model": "gpt-4o", "messages": [{"role": "user", "content": content}]}
 
 
-def post(key: str, body: dict):
-    return AsyncClient().post(
-        "/v1/chat/completions",
-        orjson.dumps(body),
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {key}"},
-    )
-
-
 @pytest.mark.django_db(transaction=True)
 async def test_the_relay_answers_400_for_a_private_image_url_and_calls_no_upstream(
     alice_key, openai_channel, fake_openai, loopback_host
 ):
-    response = await post(alice_key, vision_chat(f"http://127.0.0.1:{loopback_host.port}/cat.png"))
+    response = await post_chat(alice_key, vision_chat(f"http://127.0.0.1:{loopback_host.port}/cat.png"))
     assert response.status_code == 400
     error = orjson.loads(response.content)["error"]
     assert error["code"] == "invalid_image" and error["type"] == "invalid_request_error"
@@ -255,7 +246,7 @@ async def test_the_relay_counts_a_private_image_when_the_operator_allows_it(
     settings.IMAGE_FETCH_ALLOW_PRIVATE = True
     fake_openai.script.append(Behaviour(usage=False))
     body = vision_chat(f"http://127.0.0.1:{loopback_host.port}/cat.png")
-    response = await post(alice_key, body)
+    response = await post_chat(alice_key, body)
     assert response.status_code == 200
     log = await Log.objects.aget(request_id=response["X-Request-Id"])
     assert log.prompt_tokens == count_messages("gpt-4o", body["messages"]) + 765
