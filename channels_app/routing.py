@@ -129,6 +129,7 @@ def get_index() -> Index:
     index = _State.index
     if index is None or not _is_fresh(index):
         index = _State.index = build_index()
+        _State.checked_at = index.built_at  # it read the version key just now
     return index
 
 
