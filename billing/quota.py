@@ -261,12 +261,14 @@ def release_stale() -> int:
     return sum(release(request_id) for request_id in stale.values_list("request_id", flat=True))
 
 
-def _take_all_held(request_ids: list[str], new_state: str) -> dict[str, Reservation]:
-    """Lock the held reservations among `request_ids` and move them to `new_state`."""
+def _take_all_held(
+    request_ids: list[str], new_state: str, current: str = Reservation.State.HELD
+) -> dict[str, Reservation]:
+    """Lock the reservations among `request_ids` that are in state `current` and move them to `new_state`."""
     held = {
         reservation.request_id: reservation
         for reservation in Reservation.objects.select_for_update()
-        .filter(request_id__in=request_ids, state=Reservation.State.HELD)
+        .filter(request_id__in=request_ids, state=current)
         .order_by("pk")
     }
     if held:
@@ -275,10 +277,7 @@ def _take_all_held(request_ids: list[str], new_state: str) -> dict[str, Reservat
 
 
 def _take_held(request_id: str, new_state: str, current: str = Reservation.State.HELD) -> Reservation | None:
-    held = Reservation.objects.select_for_update().filter(request_id=request_id, state=current).first()
-    if held is not None:
-        Reservation.objects.filter(pk=held.pk).update(state=new_state)
-    return held
+    return _take_all_held([request_id], new_state, current).get(request_id)
 
 
 def record_failure(request_id: str, key, channel_ids: list[int], model: str, message: str) -> None:
