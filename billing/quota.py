@@ -10,13 +10,13 @@ see billing.usage_rollup, which relies on the user's lock being held already).
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
-from billing import usage_rollup
+from billing import rows, usage_rollup
 from billing.models import Log, Reservation, Token, User
 
 
@@ -71,17 +71,20 @@ def reserve_many(holds: list[Hold]) -> list[QuotaExceeded | None]:
         user_short = _take_from_rows(User, "quota", keyed, lambda hold: hold.user_id)
         for hold in user_short:
             if not hold.unlimited:
-                Token.objects.filter(pk=hold.token_id).update(remain_quota=F("remain_quota") + hold.amount)
-        Reservation.objects.bulk_create(
-            Reservation(
-                request_id=hold.request_id,
-                token_id=hold.token_id,
-                user_id=hold.user_id,
-                amount=hold.amount,
-                unlimited=hold.unlimited,
-            )
-            for hold in keyed
-            if hold not in user_short
+                rows.add(Token, {"id": hold.token_id}, {"remain_quota": hold.amount})
+        rows.insert(
+            Reservation,
+            [
+                Reservation(
+                    request_id=hold.request_id,
+                    token_id=hold.token_id,
+                    user_id=hold.user_id,
+                    amount=hold.amount,
+                    unlimited=hold.unlimited,
+                )
+                for hold in keyed
+                if hold not in user_short
+            ],
         )
     return [
         QuotaExceeded("this API key's quota is exhausted")
@@ -95,11 +98,8 @@ def reserve_many(holds: list[Hold]) -> list[QuotaExceeded | None]:
 
 def _not_reserved_yet(holds: list[Hold]) -> list[Hold]:
     """The holds whose request id has no reservation yet (the first of any repeated within the batch)."""
-    seen = set(
-        Reservation.objects.filter(request_id__in=[hold.request_id for hold in holds]).values_list(
-            "request_id", flat=True
-        )
-    )
+    request_ids = [hold.request_id for hold in holds]
+    seen = {request_id for (request_id,) in rows.select(Reservation, ["request_id"], {}, ("request_id", request_ids))}
     fresh = []
     for hold in holds:
         if hold.request_id not in seen:
@@ -117,15 +117,10 @@ def _take_from_rows(model, field: str, holds: list[Hold], row_of) -> set[Hold]:
     short: set[Hold] = set()
     for row_id in sorted(by_row):
         group = by_row[row_id]
-        if _take(model, field, row_id, sum(hold.amount for hold in group)):
+        if rows.take(model, field, row_id, sum(hold.amount for hold in group)):
             continue
-        short.update(hold for hold in group if not _take(model, field, row_id, hold.amount))
+        short.update(hold for hold in group if not rows.take(model, field, row_id, hold.amount))
     return short
-
-
-def _take(model, field: str, row_id: int, amount: int) -> bool:
-    rows = model.objects.filter(pk=row_id, **{f"{field}__gte": amount})
-    return bool(rows.update(**{field: F(field) - amount}))
 
 
 def settle(charge: Charge) -> bool:
@@ -160,7 +155,7 @@ def settle_many(charges: list[Charge]) -> list[bool]:
         users.apply(User)
         channels.apply(Channel)
         logs = [_consume_log(charge, reservation, now) for charge, reservation in settled]
-        Log.objects.bulk_create(logs)
+        rows.insert(Log, logs)
         usage_rollup.record_consumed(logs)
     return flags
 
@@ -180,12 +175,12 @@ class Counters:
 
     def apply(self, model, **also) -> None:
         for row_id in sorted(self.rows):
-            changes = {name: F(name) + value for name, value in self.rows[row_id].items() if value}
+            changes = {name: value for name, value in self.rows[row_id].items() if value}
             if changes or also:
-                model.objects.filter(pk=row_id).update(**changes, **also)
+                rows.add(model, {"id": row_id}, changes, **also)
 
 
-def _consume_log(charge: Charge, reservation: Reservation, now) -> Log:
+def _consume_log(charge: Charge, reservation: "Held", now) -> Log:
     return Log(
         type=Log.Type.CONSUME,
         created_at=now,
@@ -211,8 +206,8 @@ def release(request_id: str) -> bool:
         if held is None:
             return False
         if not held.unlimited:
-            Token.objects.filter(pk=held.token_id).update(remain_quota=F("remain_quota") + held.amount)
-        User.objects.filter(pk=held.user_id).update(quota=F("quota") + held.amount)
+            rows.add(Token, {"id": held.token_id}, {"remain_quota": held.amount})
+        rows.add(User, {"id": held.user_id}, {"quota": held.amount})
     return True
 
 
@@ -231,15 +226,13 @@ def refund(charge: Charge) -> bool:
         held = _take_held(charge.request_id, Reservation.State.RELEASED, current=Reservation.State.SETTLED)
         if held is None:
             return False
-        token_updates = {"used_quota": F("used_quota") - charge.quota}
+        key_refund = {"used_quota": -charge.quota}
         if not held.unlimited:
-            token_updates["remain_quota"] = F("remain_quota") + charge.quota
-        Token.objects.filter(pk=held.token_id).update(**token_updates)
-        User.objects.filter(pk=held.user_id).update(
-            quota=F("quota") + charge.quota, used_quota=F("used_quota") - charge.quota
-        )
+            key_refund["remain_quota"] = charge.quota
+        rows.add(Token, {"id": held.token_id}, key_refund)
+        rows.add(User, {"id": held.user_id}, {"quota": charge.quota, "used_quota": -charge.quota})
         if charge.channel_id is not None:
-            Channel.objects.filter(pk=charge.channel_id).update(used_quota=F("used_quota") - charge.quota)
+            rows.add(Channel, {"id": charge.channel_id}, {"used_quota": -charge.quota})
         Log.objects.create(
             type=Log.Type.REFUND,
             user_id=held.user_id,
@@ -261,22 +254,27 @@ def release_stale() -> int:
     return sum(release(request_id) for request_id in stale.values_list("request_id", flat=True))
 
 
-def _take_all_held(
-    request_ids: list[str], new_state: str, current: str = Reservation.State.HELD
-) -> dict[str, Reservation]:
+class Held(NamedTuple):
+    """A reservation as settling, releasing and refunding need it."""
+
+    id: int
+    request_id: str
+    token_id: int
+    user_id: int
+    amount: int
+    unlimited: bool
+
+
+def _take_all_held(request_ids: list[str], new_state: str, current: str = Reservation.State.HELD) -> dict[str, Held]:
     """Lock the reservations among `request_ids` that are in state `current` and move them to `new_state`."""
-    held = {
-        reservation.request_id: reservation
-        for reservation in Reservation.objects.select_for_update()
-        .filter(request_id__in=request_ids, state=current)
-        .order_by("pk")
-    }
+    found = rows.select(Reservation, Held._fields, {"state": current}, ("request_id", request_ids), lock=True)
+    held = {request_id: Held(pk, request_id, *rest[:3], bool(rest[3])) for pk, request_id, *rest in found}
     if held:
-        Reservation.objects.filter(pk__in=[reservation.pk for reservation in held.values()]).update(state=new_state)
+        rows.set_in(Reservation, [reservation.id for reservation in held.values()], state=new_state)
     return held
 
 
-def _take_held(request_id: str, new_state: str, current: str = Reservation.State.HELD) -> Reservation | None:
+def _take_held(request_id: str, new_state: str, current: str = Reservation.State.HELD) -> Held | None:
     return _take_all_held([request_id], new_state, current).get(request_id)
 
 

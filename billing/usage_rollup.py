@@ -19,6 +19,7 @@ from django.db.models import Count, F, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
+from billing import rows
 from billing.models import DailyUsage, Log
 
 COUNTERS = ("requests", "prompt_tokens", "completion_tokens", "quota")
@@ -64,15 +65,13 @@ def row_key(log: Any) -> dict[str, Any]:
 
 def add(key: dict[str, Any], **deltas: int) -> None:
     """Add `deltas` (negative to take away) to the counters of the row `key`, creating it if needed."""
-    rows = DailyUsage.objects.filter(**key)
-    increments = {name: F(name) + value for name, value in deltas.items()}
-    if rows.update(**increments):
+    if rows.add(DailyUsage, key, deltas):
         return
     try:
         with transaction.atomic():
             DailyUsage.objects.create(**key, **deltas)
     except IntegrityError:  # inserted meanwhile by a writer that holds none of our locks: now it is there
-        rows.update(**increments)
+        rows.add(DailyUsage, key, deltas)
 
 
 def usage_rows(

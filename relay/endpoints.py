@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParser, MultiPartParserError
 
 from billing.pricing import Quote, image_multiplier
-from relay import media
+from relay import media, tokenizer
 from relay.adaptors.base import RelayRequest, Usage
 from relay.adaptors.convert import rerank_prompt_tokens
 from relay.errors import RelayError
@@ -89,10 +89,10 @@ def text_of(value: object) -> str:
 
 
 async def counted(request: RelayRequest, count, *args) -> int:
-    """`count(*args)`, on a worker thread when the body is large: tiktoken lets go of the GIL, so the event
-    loop goes on serving everyone else while a huge prompt is counted (a megabyte of one repeated letter
-    takes about half a second)."""
-    if len(request.raw) < LARGE_BODY_BYTES:
+    """`count(*args)`, on a worker thread when the body is large or the model's encoding is not built yet:
+    tiktoken lets go of the GIL, so the event loop goes on serving everyone else while a huge prompt is
+    counted (a megabyte of one repeated letter takes about half a second) or a BPE table is loaded."""
+    if len(request.raw) < LARGE_BODY_BYTES and tokenizer.is_ready(request.model):
         return count(*args)
     return await asyncio.to_thread(count, *args)
 

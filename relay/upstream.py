@@ -69,6 +69,14 @@ def lift_deadline(response: httpx.Response) -> None:
         body.deadline = None
 
 
+class _NoCookies(httpx.Cookies):
+    """The client is shared by every request of the process, so an upstream's Set-Cookie must not ride along
+    with other users' requests (and keeping it costs a cookie-jar walk per answer)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass
+
+
 class _Shared:
     client: httpx.AsyncClient | None = None
     loop: asyncio.AbstractEventLoop | None = None
@@ -84,5 +92,6 @@ def client() -> httpx.AsyncClient:
         )
         timeout = httpx.Timeout(settings.RELAY_TIMEOUT, connect=settings.RELAY_CONNECT_TIMEOUT)
         _Shared.client = httpx.AsyncClient(transport=BoundedTransport(limits=limits), timeout=timeout)
+        _Shared.client._cookies = _NoCookies()  # httpx has no switch; its `cookies` setter copies into a plain jar
         _Shared.loop = loop
     return _Shared.client

@@ -54,6 +54,16 @@ def poll_once() -> PollReport:
             report.orphaned += records.fail(pk, "the task's channel was deleted, or it never got an upstream id")
         else:
             groups[(channel_id, platform)][upstream_id].append(pk)
+    if groups:  # no HTTP client (nor its imports) for a round with nothing to fetch
+        _poll_groups(groups, report)
+    # After the fetch, so a task that finished just in time keeps its result.
+    cutoff = timezone.now() - timedelta(seconds=settings.TASK_TIMEOUT_SECONDS)
+    reason = f"the upstream did not finish the task within {settings.TASK_TIMEOUT_SECONDS} seconds"
+    report.timed_out = sum(records.fail(row[0], reason) for row in rows if row[4] < cutoff)
+    return report
+
+
+def _poll_groups(groups: dict[tuple[int, str], dict[str, list[int]]], report: PollReport) -> None:
     index = routing.get_index()
     with httpx.Client(timeout=settings.TASK_FETCH_TIMEOUT) as client:
         for (channel_id, platform), by_upstream in groups.items():
@@ -62,11 +72,6 @@ def poll_once() -> PollReport:
                 log.warning("tasks of channel %s not polled: its key cannot be read", channel_id)
                 continue
             _poll_channel(client, task_adaptor(platform), channel, by_upstream, report)
-    # After the fetch, so a task that finished just in time keeps its result.
-    cutoff = timezone.now() - timedelta(seconds=settings.TASK_TIMEOUT_SECONDS)
-    reason = f"the upstream did not finish the task within {settings.TASK_TIMEOUT_SECONDS} seconds"
-    report.timed_out = sum(records.fail(row[0], reason) for row in rows if row[4] < cutoff)
-    return report
 
 
 def _poll_channel(

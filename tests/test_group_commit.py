@@ -4,9 +4,11 @@ exactly what it would have got alone."""
 import asyncio
 
 import pytest
+from django.conf import settings
 
 from billing import quota
 from billing.models import DailyUsage, Log, Reservation, Token, User
+from gateway_project import db
 from gateway_project.db import GroupCommit
 from tests.conftest import ALICE_QUOTA, make_key
 
@@ -100,3 +102,25 @@ async def test_a_failed_transaction_fails_every_request_of_its_batch():
     results = await asyncio.gather(*(group.submit(item) for item in range(3)), return_exceptions=True)
     assert [str(result) for result in results] == ["database is gone"] * 3
     assert await asyncio.gather(GroupCommit(lambda items: items).submit(7)) == [7]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_sqlite_checkpoints_run_beside_the_batches_at_most_once_a_second(monkeypatch):
+    checkpoints = []
+    monkeypatch.setattr(db, "_checkpoint", lambda: checkpoints.append("copied"))
+    monkeypatch.setattr(settings, "DATABASE_VENDOR", "sqlite")
+    group = GroupCommit(lambda items: items)
+    for item in range(3):
+        assert await group.submit(item) == item
+    await asyncio.sleep(0.1)
+    assert checkpoints == ["copied"]  # after the first batch; the next ones came within the second
+
+    monkeypatch.setattr(db.Checkpoints, "EVERY_SECONDS", 0)
+    await group.submit(3)
+    await asyncio.sleep(0.1)
+    assert checkpoints == ["copied"] * 2
+
+    monkeypatch.setattr(settings, "DATABASE_VENDOR", "postgresql")
+    await group.submit(4)
+    await asyncio.sleep(0.1)
+    assert checkpoints == ["copied"] * 2  # other databases checkpoint on their own

@@ -178,6 +178,14 @@ async def _only_request_id() -> str:
     raise AssertionError("no request reached the reservation step")
 
 
+async def test_an_upstream_cookie_does_not_follow_later_requests(alice_key, openai_channel, fake_openai):
+    """Every request of the process shares one HTTP client: one answer's Set-Cookie stays out of the rest."""
+    fake_openai.script.append(Behaviour(headers={"Set-Cookie": "session=first-callers-only; Path=/"}))
+    for _ in range(2):
+        assert (await post(alice_key, HELLO)).status_code == 200
+    assert "Cookie" not in fake_openai.requests[1].headers
+
+
 async def test_failure_before_the_first_byte_charges_nothing(alice_key, openai_channel, fake_openai):
     fake_openai.script.append(Behaviour(status=500, body={"error": {"message": "boom", "type": "server_error"}}))
     response = await post(alice_key, {**HELLO, "stream": True})

@@ -27,6 +27,7 @@ class Behaviour:
     stall_after: int | None = None  # stream: stop sending (but keep the connection) after N chunks
     delay: float = 0.0  # seconds before answering
     chunk_delay: float = 0.0  # seconds between stream chunks
+    headers: dict = field(default_factory=dict)  # more response headers (a whole chat answer)
 
 
 @dataclass
@@ -75,7 +76,7 @@ class FakeOpenAI:
             return web.json_response({"created": 1, "data": [{"url": "https://img.example/1.png"}] * body.get("n", 1)})
         if body.get("stream"):
             return await self.stream(request, body, behaviour)
-        return web.json_response(completion(body, behaviour))
+        return web.json_response(completion(body, behaviour), headers=behaviour.headers)
 
     async def stream(self, request: web.Request, body: dict, behaviour: Behaviour) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
