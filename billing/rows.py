@@ -59,6 +59,8 @@ def select(
     """Rows (tuples of `columns`) matching `where` whose `within[0]` is one of `within[1]`, in primary key
     order; with `lock`, locked for update where the database can."""
     column, choices = within
+    if not choices:
+        return []
     sql = _select_sql(model, tuple(columns), tuple(where), column, len(choices), lock)
     with connection.cursor() as cursor:
         cursor.execute(sql, [*_prepared(model, where), *choices])

@@ -25,19 +25,19 @@ leg() {  # name, env assignments..., -- pytest args...
 
 leg "sqlite, memory cache (whole suite)" SQL_DSN= REDIS_CONN_STRING= -- -q
 if reachable 127.0.0.1 6379; then
-  leg "sqlite + redis" SQL_DSN= REDIS_CONN_STRING="$REDIS_URL" -- -q -m backend
+  leg "sqlite + redis" SQL_DSN= REDIS_CONN_STRING="$REDIS_URL" -- -q -m cache
 else
   echo "=== SKIPPED redis legs: nothing answers on 127.0.0.1:6379"
 fi
 if reachable 127.0.0.1 5432; then
   leg "postgresql, memory cache" SQL_DSN="$PG_DSN" REDIS_CONN_STRING= -- -q -m backend
-  reachable 127.0.0.1 6379 && leg "postgresql + redis" SQL_DSN="$PG_DSN" REDIS_CONN_STRING="$REDIS_URL" -- -q -m backend
+  reachable 127.0.0.1 6379 && leg "postgresql + redis" SQL_DSN="$PG_DSN" REDIS_CONN_STRING="$REDIS_URL" -- -q -m cache
 else
   echo "=== SKIPPED postgresql legs: nothing answers on 127.0.0.1:5432"
 fi
 if reachable 127.0.0.1 3306; then
   leg "mariadb, memory cache" SQL_DSN="$MARIADB_DSN" REDIS_CONN_STRING= -- -q -m backend
-  reachable 127.0.0.1 6379 && leg "mariadb + redis" SQL_DSN="$MARIADB_DSN" REDIS_CONN_STRING="$REDIS_URL" -- -q -m backend
+  reachable 127.0.0.1 6379 && leg "mariadb + redis" SQL_DSN="$MARIADB_DSN" REDIS_CONN_STRING="$REDIS_URL" -- -q -m cache
 else
   echo "=== SKIPPED mariadb legs: nothing answers on 127.0.0.1:3306"
 fi

@@ -19,7 +19,8 @@ ALICE_QUOTA = 10_000_000
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "backend: database/cache sensitive; runs on every backend of the matrix")
+    config.addinivalue_line("markers", "backend: database sensitive; runs on SQLite, PostgreSQL and MariaDB")
+    config.addinivalue_line("markers", "cache: cache sensitive as well; also runs on each database with Redis")
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ from tasks.jobs import periodic_jobs
 from tests.conftest import make_channel
 from tests.fakes.openai_upstream import Behaviour
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend, pytest.mark.cache]
 
 DEAD_KEY = Behaviour(status=401, body={"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}})
 

@@ -12,7 +12,7 @@ from billing.models import Log, User
 from tests.fakes.openai_upstream import PROMPT_TOKENS, REPLY
 from tests.live_server import LiveGateway
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend, pytest.mark.cache]
 
 COST = math.ceil((PROMPT_TOKENS + 6 * 4) * 1.25)  # gpt-4o: ratio 1.25, completion ratio 4
 MESSAGES = [{"role": "user", "content": "Say hello"}]

@@ -14,7 +14,7 @@ from relay import streaming
 from relay.sse import DONE
 from tests.relay_client import post_chat, sse_payloads
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend, pytest.mark.cache]
 
 HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 RESERVE_QUERIES = 4  # which reservations exist, the key's and the user's conditional decrement, the insert

@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import make_key
 from tests.live_server import LiveGateway
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend, pytest.mark.cache]
 
 HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 SYNC_FREQUENCY = 1

@@ -89,6 +89,7 @@ async def burst(urls: list[str], key: str, count: int) -> Counter:
 
 
 @pytest.mark.backend
+@pytest.mark.cache
 def test_a_limit_holds_exactly_across_two_processes_under_a_burst(alice, openai_channel):
     if not settings.REDIS_CONN_STRING:
         pytest.skip("a limit is shared across processes only through Redis (this leg has none)")
@@ -175,6 +176,7 @@ async def test_a_key_limit_holds_when_its_group_has_no_limits(alice, openai_chan
 
 
 @pytest.mark.backend
+@pytest.mark.cache
 @override_settings(RATE_LIMITS={"default": {"key_rpm": 100}})
 def test_a_limit_changed_through_the_api_applies_at_once_although_the_key_is_cached(
     alice, access_token, openai_channel

@@ -14,7 +14,7 @@ from relay.tokenizer import count_messages, count_text
 from tests.conftest import ALICE_QUOTA, make_channel, make_key
 from tests.fakes.openai_upstream import PROMPT_TOKENS, REPLY, Behaviour
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend, pytest.mark.cache]
 
 HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 GPT4O_COST = math.ceil((PROMPT_TOKENS + 6 * 4) * 1.25)  # ratio 1.25, completion ratio 4, 6 completion tokens

@@ -14,7 +14,7 @@ from channels_app.routing import ChannelInfo
 from tests.conftest import ALICE_QUOTA, make_channel, make_key
 from tests.fakes.openai_upstream import Behaviour
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend, pytest.mark.cache]
 
 HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 BOOM = {"error": {"message": "boom", "type": "server_error"}}

@@ -16,7 +16,7 @@ from tests.conftest import ALICE_QUOTA, make_key
 from tests.fakes.openai_upstream import Behaviour, FakeOpenAI
 from tests.live_server import LiveGateway
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend, pytest.mark.cache]
 
 HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100}
 # What each request holds while in flight: (prompt + max_tokens x completion ratio 4) x model ratio 1.25.
