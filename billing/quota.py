@@ -51,6 +51,17 @@ class Hold:
     amount: int
 
 
+class Held(NamedTuple):
+    """A reservation as settling, releasing and refunding need it."""
+
+    id: int
+    request_id: str
+    token_id: int
+    user_id: int
+    amount: int
+    unlimited: bool
+
+
 def reserve(request_id: str, token_id: int, user_id: int, unlimited: bool, amount: int) -> None:
     """Hold `amount` on the key (unless unlimited) and on the user; QuotaExceeded if either lacks it."""
     refused = reserve_many([Hold(request_id, token_id, user_id, unlimited, amount)])[0]
@@ -180,7 +191,7 @@ class Counters:
                 rows.add(model, {"id": row_id}, changes, **also)
 
 
-def _consume_log(charge: Charge, reservation: "Held", now) -> Log:
+def _consume_log(charge: Charge, reservation: Held, now) -> Log:
     return Log(
         type=Log.Type.CONSUME,
         created_at=now,
@@ -254,21 +265,10 @@ def release_stale() -> int:
     return sum(release(request_id) for request_id in stale.values_list("request_id", flat=True))
 
 
-class Held(NamedTuple):
-    """A reservation as settling, releasing and refunding need it."""
-
-    id: int
-    request_id: str
-    token_id: int
-    user_id: int
-    amount: int
-    unlimited: bool
-
-
 def _take_all_held(request_ids: list[str], new_state: str, current: str = Reservation.State.HELD) -> dict[str, Held]:
     """Lock the reservations among `request_ids` that are in state `current` and move them to `new_state`."""
     found = rows.select(Reservation, Held._fields, {"state": current}, ("request_id", request_ids), lock=True)
-    held = {request_id: Held(pk, request_id, *rest[:3], bool(rest[3])) for pk, request_id, *rest in found}
+    held = {row[1]: Held(*row[:-1], unlimited=bool(row[-1])) for row in found}  # MySQL and SQLite give 0/1
     if held:
         rows.set_in(Reservation, [reservation.id for reservation in held.values()], state=new_state)
     return held

@@ -105,12 +105,12 @@ class Checkpoints:
 
     @classmethod
     def after_commit(cls) -> None:
+        if settings.DATABASE_VENDOR != "sqlite":
+            return
         loop = asyncio.get_running_loop()
         if cls.loop is not loop:  # a new event loop (tests start many): a task of the old one never finishes
             cls.loop, cls.running, cls.last = loop, None, 0.0
-        if settings.DATABASE_VENDOR != "sqlite" or cls.running is not None:
-            return
-        if loop.time() - cls.last < cls.EVERY_SECONDS:
+        if cls.running is not None or loop.time() - cls.last < cls.EVERY_SECONDS:
             return
         cls.last = loop.time()
         cls.running = loop.create_task(run_db(_checkpoint))
