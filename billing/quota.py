@@ -139,15 +139,21 @@ def settle(charge: Charge) -> bool:
     return settle_many([charge])[0]
 
 
-def settle_many(charges: list[Charge]) -> list[bool]:
+def settle_many(charges: list[Charge], also_released: bool = False) -> list[bool]:
     """Settle many requests in one transaction: each charge moves its reservation, key, user and channel
     and writes its consume log (and the daily usage aggregate). Counters of one key, user or channel move
     once for the whole batch, in id order. One flag per charge: False if it was settled before (or its
-    request id came twice in the batch)."""
+    request id came twice in the batch).
+
+    `also_released`: a charge whose reservation was given back without a consume log (the reconciler
+    released it while the charge waited in billing.journal) is charged in full."""
     from channels_app.models import Channel
 
     with transaction.atomic():
-        held = _take_all_held([charge.request_id for charge in charges], Reservation.State.SETTLED)
+        request_ids = [charge.request_id for charge in charges]
+        held = _take_all_held(request_ids, Reservation.State.SETTLED)
+        if also_released and len(held) < len(set(request_ids)):
+            held.update(_released_unbilled([request_id for request_id in request_ids if request_id not in held]))
         flags, settled = [], []
         for charge in charges:
             reservation = held.pop(charge.request_id, None)
@@ -272,6 +278,23 @@ def _take_all_held(request_ids: list[str], new_state: str, current: str = Reserv
     if held:
         rows.set_in(Reservation, [reservation.id for reservation in held.values()], state=new_state)
     return held
+
+
+def _released_unbilled(request_ids: list[str]) -> dict[str, Held]:
+    """Lock the released reservations among `request_ids` that have no consume log and move them to settled,
+    with amount 0: what they held is back on the key and the user already."""
+    found = rows.select(
+        Reservation, Held._fields, {"state": Reservation.State.RELEASED}, ("request_id", request_ids), lock=True
+    )
+    billed = set(
+        Log.objects.filter(type=Log.Type.CONSUME, request_id__in=[row[1] for row in found]).values_list(
+            "request_id", flat=True
+        )
+    )
+    unbilled = {row[1]: Held(*row[:-2], amount=0, unlimited=bool(row[-1])) for row in found if row[1] not in billed}
+    if unbilled:
+        rows.set_in(Reservation, [held.id for held in unbilled.values()], state=Reservation.State.SETTLED)
+    return unbilled
 
 
 def _take_held(request_id: str, new_state: str, current: str = Reservation.State.HELD) -> Held | None:

@@ -10,7 +10,6 @@ import django  # noqa: E402
 django.setup(set_prefix=False)
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
-from django.conf import settings  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
 from gateway_project.routing import PathRouter, RelayHandler  # noqa: E402
@@ -22,5 +21,4 @@ application = ProtocolTypeRouter({"http": PathRouter(relay=RelayHandler(), site=
 # (a full collection took 160 ms with it, 27 ms without).
 gc.collect()
 gc.freeze()
-if settings.TASK_RUNNER == "embedded":
-    embedded.start()
+embedded.start()

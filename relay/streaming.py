@@ -53,15 +53,10 @@ async def start(call, channel, adaptor: Adaptor, response: httpx.Response) -> St
     return streamed
 
 
-_pending: set[asyncio.Task] = set()
-
-
 def settle_later(key: KeyInfo, charge: quota.Charge) -> None:
     """Settle in a task of its own, so a stream cancelled by a client disconnect is still billed."""
     metrics.QUOTA.labels(charge.model).inc(charge.quota)
-    task = asyncio.create_task(settlement.settle(key, charge))
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
+    settlement.settle_soon(key, charge)
 
 
 class StreamRelay:

@@ -1,4 +1,4 @@
-"""Runs the periodic jobs in a daemon thread of the web process when no Celery broker is configured."""
+"""Runs the web process's jobs (tasks.jobs.web_process_jobs) in a daemon thread."""
 
 import logging
 import threading
@@ -6,7 +6,7 @@ import time
 
 from django.db import close_old_connections
 
-from tasks.jobs import Job, periodic_jobs
+from tasks.jobs import Job, web_process_jobs
 
 log = logging.getLogger(__name__)
 
@@ -17,12 +17,15 @@ class _Runner:
 
 def start() -> None:
     if _Runner.thread is None:
-        _Runner.thread = threading.Thread(target=_loop, args=(periodic_jobs(),), name="embedded-jobs", daemon=True)
+        _Runner.thread = threading.Thread(target=_loop, args=(web_process_jobs(),), name="embedded-jobs", daemon=True)
         _Runner.thread.start()
 
 
 def _loop(jobs: list[Job]) -> None:
-    due = {job.name: time.monotonic() + job.every_seconds for job in jobs}
+    due = {
+        job.name: time.monotonic() + (job.every_seconds if job.first_after_seconds is None else job.first_after_seconds)
+        for job in jobs
+    }
     while True:
         time.sleep(1)
         for job in jobs:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from billing import log_cleanup, quota, topup
+from billing import journal, log_cleanup, quota, topup
 from channels_app import probe
 from tasks import polling
 
@@ -18,6 +18,17 @@ class Job:
     name: str
     every_seconds: float
     run: Callable[[], object]
+    first_after_seconds: float | None = None  # default: every_seconds
+
+
+def web_process_jobs() -> list[Job]:
+    """What every web process runs in its embedded runner: the settlement journals of processes of this
+    host that ended (they are on this host's disk, so Celery cannot), and the periodic jobs when no Celery
+    broker is configured."""
+    jobs = [Job("settle_orphan_journals", settings.RECONCILE_INTERVAL, journal.replay_orphans, first_after_seconds=1)]
+    if settings.TASK_RUNNER == "embedded":
+        jobs.extend(periodic_jobs())
+    return jobs
 
 
 def periodic_jobs() -> list[Job]:

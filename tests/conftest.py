@@ -5,8 +5,10 @@ in scripts/test-matrix.sh runs them on SQLite, PostgreSQL and MariaDB, with and 
 """
 
 import asyncio
+import tempfile
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 
 from billing import keys, pricing
@@ -21,6 +23,11 @@ ALICE_QUOTA = 10_000_000
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "backend: database sensitive; runs on SQLite, PostgreSQL and MariaDB")
     config.addinivalue_line("markers", "cache: cache sensitive as well; also runs on each database with Redis")
+    # In process, a charge commits before its answer, so a test can read the ledger as soon as it has the
+    # answer. Settling after the answer (the default) is tested where a test asks for it (LiveGateway).
+    settings.SETTLE_AFTER_ANSWER = False
+    # This run's settlement journals, its own servers' included, stay out of DATA_DIR's.
+    settings.SETTLEMENT_JOURNAL_DIR = tempfile.mkdtemp(prefix="gateway-journal-")
 
 
 @pytest.fixture(autouse=True)

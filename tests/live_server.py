@@ -1,4 +1,8 @@
-"""Start the real ASGI server (daphne) on a free port against the test database."""
+"""Start the real ASGI server (daphne) on a free port against the test database.
+
+A server settles its charges the way the test process does (tests/conftest.py: before the answer) unless a
+test passes SETTLE_AFTER_ANSWER=true, the production default; such a test waits for the ledger with
+`wait_until`."""
 
 import contextlib
 import os
@@ -32,6 +36,14 @@ def database_env() -> dict[str, str]:
     return {"SQL_DSN": f"{scheme}://{auth}@{db['HOST']}:{db['PORT'] or default_port}/{db['NAME']}"}
 
 
+def wait_until(predicate, timeout: float = 20) -> None:
+    """Poll a predicate (it may query the database) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
 class LiveGateway:
     def __init__(self, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
@@ -42,6 +54,8 @@ class LiveGateway:
             "REDIS_CONN_STRING": settings.REDIS_CONN_STRING,
             "SESSION_SECRET": settings.SECRET_KEY,
             "SYNC_FREQUENCY": "1",
+            "SETTLE_AFTER_ANSWER": str(settings.SETTLE_AFTER_ANSWER).lower(),
+            "SETTLEMENT_JOURNAL_DIR": str(settings.SETTLEMENT_JOURNAL_DIR),
             **(extra_env or {}),
         }
         self.process = subprocess.Popen(

@@ -20,7 +20,7 @@ MESSAGES = [{"role": "user", "content": "Say hello"}]
 
 @pytest.fixture
 def gateway(transactional_db):
-    server = LiveGateway()
+    server = LiveGateway({"SETTLE_AFTER_ANSWER": "true"})  # as in production: the ledger follows the answer
     yield server
     server.stop()
 

@@ -7,10 +7,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from billing import keys, pricing
+from billing import keys, pricing, settlement
 from channels_app import routing
 from gateway_project import db
-from relay import streaming
 from relay.sse import DONE
 from tests.relay_client import post_chat, sse_payloads
 
@@ -51,10 +50,12 @@ def is_data_statement(sql: str) -> bool:
     return re.sub(r"^\d+ times: ", "", sql.lstrip()).upper().startswith(DATA_STATEMENTS)
 
 
+@pytest.mark.parametrize("after_answer", [False, True], ids=["settled-first", "settled-after"])
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 async def test_a_warm_request_only_reserves_and_settles(
-    alice_key, openai_channel, fake_openai, warm_caches, database_work, stream
+    alice_key, openai_channel, fake_openai, warm_caches, database_work, stream, after_answer, settings
 ):
+    settings.SETTLE_AFTER_ANSWER = after_answer
     body = {**HELLO, "stream": stream}
     await answered(alice_key, body)  # fills the caches and creates the day's usage row
     database_work.clear()
@@ -64,11 +65,10 @@ async def test_a_warm_request_only_reserves_and_settles(
 
 
 async def answered(key: str, body: dict) -> None:
-    """Send one request and read the whole answer; a stream settles in a task of its own after its last
-    chunk, so wait for that task too."""
+    """Send one request, read the whole answer and wait for its settlement (after the answer, see
+    billing.journal)."""
     response = await post_chat(key, body)
     assert response.status_code == 200
     if body["stream"]:
         assert (await sse_payloads(response))[-1] == DONE
-        for task in list(streaming._pending):
-            await task
+    await settlement.drain()

@@ -14,7 +14,7 @@ from billing.models import DailyUsage, Log, Reservation, Token, User
 from relay.tokenizer import count_messages
 from tests.conftest import ALICE_QUOTA, make_key
 from tests.fakes.openai_upstream import Behaviour, FakeOpenAI
-from tests.live_server import LiveGateway
+from tests.live_server import LiveGateway, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend, pytest.mark.cache]
 
@@ -26,7 +26,8 @@ REQUESTS, COVERED = 100, 20
 
 @pytest.fixture
 def two_gateways(openai_channel, transactional_db):
-    first, second = LiveGateway(), LiveGateway()
+    production = {"SETTLE_AFTER_ANSWER": "true"}
+    first, second = LiveGateway(production), LiveGateway(production)
     yield first, second
     first.stop()
     second.stop()
@@ -78,12 +79,12 @@ def test_a_hundred_requests_on_two_instances_never_overspend_and_bill_each_succe
     assert {r.status_code for r in refused} <= {403}
     assert {r.json()["error"]["code"] for r in refused} <= {"insufficient_quota"}
 
+    wait_until(lambda: not Reservation.objects.filter(state=Reservation.State.HELD).exists())  # settled after
     logs = Log.objects.filter(type=Log.Type.CONSUME)
     assert sorted(logs.values_list("request_id", flat=True)) == sorted(succeeded)
     spent = sum(logs.values_list("quota", flat=True))
     token.refresh_from_db()
     assert token.remain_quota >= 0 and (token.remain_quota, token.used_quota) == (RESERVATION * COVERED - spent, spent)
     assert User.objects.get(pk=alice.pk).quota == ALICE_QUOTA - spent
-    assert not Reservation.objects.filter(state=Reservation.State.HELD).exists()
     usage = DailyUsage.objects.get(token_id=token.pk)
     assert (usage.requests, usage.quota) == (len(succeeded), spent)
