@@ -8,7 +8,6 @@ SETTLE_AFTER_ANSWER written to the settlement journal (billing.journal) and comm
 
 import asyncio
 import atexit
-import functools
 import itertools
 import logging
 
@@ -22,11 +21,21 @@ from gateway_project.db import GroupCommit, run_db
 log = logging.getLogger(__name__)
 
 RETRY_CAP_SECONDS = 30
+JOURNALED_GATHER_SECONDS = 0.05
 
 _reservations = GroupCommit(quota.reserve_many)
+
+
+def _settle_many_owed(charges: list[quota.Charge]) -> list[bool]:
+    """Journaled charges: by the time one commits, the reconciler may have released its reservation (the
+    database was down for long); it still owes the charge."""
+    return quota.settle_many(charges, also_released=True)
+
+
 _settlements = GroupCommit(quota.settle_many)
-# A retry may find its reservation released by the reconciler meanwhile; it still owes the charge.
-_late_settlements = GroupCommit(functools.partial(quota.settle_many, also_released=True))
+# A journaled charge is safe already, so its commit may wait a little for others: one request at a time
+# then still shares a settlement's transaction with its neighbours.
+_journaled_settlements = GroupCommit(_settle_many_owed, gather_seconds=JOURNALED_GATHER_SECONDS)
 
 
 async def reserve(request_id: str, key: KeyInfo, amount: int) -> None:
@@ -51,24 +60,26 @@ _releasing: set[asyncio.Task] = set()
 
 
 async def settle(key: KeyInfo, charge: quota.Charge) -> None:
-    """Return once the charge is safe: journaled (SETTLE_AFTER_ANSWER) or committed."""
-    settling = settle_soon(key, charge)
-    if not settings.SETTLE_AFTER_ANSWER:
+    """Return once the charge is safe: written to the settlement journal (SETTLE_AFTER_ANSWER), so the
+    caller may answer at once, or else committed. A charge the process dies before committing is settled
+    by `journal.replay_orphans`."""
+    settling, journaled = _start(key, charge)
+    if not journaled:
         await settling
 
 
-def settle_soon(key: KeyInfo, charge: quota.Charge) -> asyncio.Task:
-    """Settle the charge in a task of its own (so a client that hangs up cannot stop it); the task's result
-    is False if this request id was settled before.
+def settle_soon(key: KeyInfo, charge: quota.Charge) -> None:
+    """Settle without waiting (a stream's charge, after its last chunk), journaled first like `settle`."""
+    _start(key, charge)
 
-    With SETTLE_AFTER_ANSWER the charge is first written to the settlement journal, and the caller may
-    answer at once: a charge the process dies before committing is settled by `journal.replay_orphans`.
-    Otherwise the caller awaits the task before answering."""
+
+def _start(key: KeyInfo, charge: quota.Charge) -> tuple[asyncio.Task, bool]:
+    """Settle in a task of its own, so that a client that hangs up cannot stop it; whether it is journaled."""
     entry = _journal_entry(charge) if settings.SETTLE_AFTER_ANSWER else None
     task = asyncio.create_task(_settle(key, charge) if entry is None else _settle_journaled(key, charge, entry))
     _settling.add(task)
     task.add_done_callback(_settling.discard)
-    return task
+    return task, entry is not None
 
 
 async def drain() -> None:
@@ -92,26 +103,26 @@ def _journal_entry(charge: quota.Charge) -> journal.Segment | None:
         return None
 
 
-async def _settle(key: KeyInfo, charge: quota.Charge, also_released: bool = False) -> bool:
-    settled = await (_late_settlements if also_released else _settlements).submit(charge)
+async def _settle(key: KeyInfo, charge: quota.Charge, commits: GroupCommit = _settlements) -> bool:
+    settled = await commits.submit(charge)
     tokens = charge.prompt_tokens + charge.completion_tokens
     if settled and tokens > 0 and ratelimit.counts_tokens(key):
         await run_db(ratelimit.count_tokens, key, tokens)
     return settled
 
 
-async def _settle_journaled(key: KeyInfo, charge: quota.Charge, entry: journal.Segment) -> bool:
+async def _settle_journaled(key: KeyInfo, charge: quota.Charge, entry: journal.Segment) -> None:
     """Settle until the database takes it, then mark its journal entry done. While the database is down
     the charge waits here (and in the journal, should the process stop meanwhile)."""
     for attempt in itertools.count():
         try:
-            settled = await _settle(key, charge, also_released=attempt > 0)
+            await _settle(key, charge, _journaled_settlements)
         except DatabaseError as error:
             log.warning("request %s: settlement failed (%s), retrying", charge.request_id, error)
             await asyncio.sleep(min(2**attempt, RETRY_CAP_SECONDS))
             continue
         except Exception:  # a bug: the entry stays in the journal, replayed when this process is gone
             log.exception("request %s: settlement failed", charge.request_id)
-            return False
-        _journal.done(entry)
-        return settled
+        else:
+            _journal.done(entry)
+        return

@@ -52,8 +52,9 @@ class GroupCommit(Generic[T, R]):
     cancelled.
     """
 
-    def __init__(self, apply: Callable[[list[T]], list[R | Exception]]) -> None:
+    def __init__(self, apply: Callable[[list[T]], list[R | Exception]], gather_seconds: float = 0.0) -> None:
         self.apply = apply
+        self.gather_seconds = gather_seconds
         self.loop: asyncio.AbstractEventLoop | None = None
         self.waiting: list[tuple[T, asyncio.Future]] = []
         self.drainer: asyncio.Task | None = None
@@ -69,7 +70,8 @@ class GroupCommit(Generic[T, R]):
         return future
 
     async def _drain(self) -> None:
-        await asyncio.sleep(0)  # let the requests that are ready in this loop iteration join the batch
+        # Let the requests that are ready in this loop iteration (or within `gather_seconds`) join the batch.
+        await asyncio.sleep(self.gather_seconds)
         try:
             while self.waiting:
                 batch, self.waiting = self.waiting, []

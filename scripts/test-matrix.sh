@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The whole suite on SQLite without Redis, then the database- and cache-sensitive tests (marker
-# `backend`) on SQLite+Redis, PostgreSQL and MariaDB, each with and without Redis.
-# A backend whose server does not answer is skipped with a message; in CI they all answer.
+# The whole suite on SQLite without Redis, the database-sensitive tests (marker `backend`) on PostgreSQL
+# and MariaDB, and the cache-sensitive ones (marker `cache`) on each database with Redis.
+# Two lanes run at once, one per core: SQLite's legs, and the PostgreSQL and MariaDB legs. Each lane has its
+# own Redis databases (TEST_REDIS_DB_OFFSET, tests/redis_dbs.py); each leg's output is printed when its
+# lane ends. A backend whose server does not answer is skipped with a message; in CI they all answer.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTEST=".venv/bin/pytest"
 PG_DSN="${TEST_PG_DSN:-postgres://postgres@127.0.0.1:5432/test}"
 MARIADB_DSN="${TEST_MARIADB_DSN:-mysql://root@127.0.0.1:3306/test}"
-REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
-failed=()
+REDIS="${TEST_REDIS:-redis://127.0.0.1:6379}"
+LOGS="$(mktemp -d /tmp/gateway-test-matrix.XXXXXX)"
 
 reachable() {  # host port
   timeout 2 bash -c ">/dev/tcp/$1/$2" 2>/dev/null
@@ -19,31 +21,49 @@ leg() {  # name, env assignments..., -- pytest args...
   local envs=()
   while [ "$1" != "--" ]; do envs+=("$1"); shift; done
   shift
+  local started=$SECONDS
   echo "=== $name"
-  if ! env "${envs[@]}" "$PYTEST" "$@"; then failed+=("$name"); fi
+  if ! env "${envs[@]}" "$PYTEST" "$@"; then echo "$name" >>"$LOGS/failed"; fi
+  echo "=== $name: $((SECONDS - started)) s"
 }
 
-leg "sqlite, memory cache (whole suite)" SQL_DSN= REDIS_CONN_STRING= -- -q
-if reachable 127.0.0.1 6379; then
-  leg "sqlite + redis" SQL_DSN= REDIS_CONN_STRING="$REDIS_URL" -- -q -m cache
-else
-  echo "=== SKIPPED redis legs: nothing answers on 127.0.0.1:6379"
-fi
-if reachable 127.0.0.1 5432; then
-  leg "postgresql, memory cache" SQL_DSN="$PG_DSN" REDIS_CONN_STRING= -- -q -m backend
-  reachable 127.0.0.1 6379 && leg "postgresql + redis" SQL_DSN="$PG_DSN" REDIS_CONN_STRING="$REDIS_URL" -- -q -m cache
-else
-  echo "=== SKIPPED postgresql legs: nothing answers on 127.0.0.1:5432"
-fi
-if reachable 127.0.0.1 3306; then
-  leg "mariadb, memory cache" SQL_DSN="$MARIADB_DSN" REDIS_CONN_STRING= -- -q -m backend
-  reachable 127.0.0.1 6379 && leg "mariadb + redis" SQL_DSN="$MARIADB_DSN" REDIS_CONN_STRING="$REDIS_URL" -- -q -m cache
-else
-  echo "=== SKIPPED mariadb legs: nothing answers on 127.0.0.1:3306"
-fi
+sqlite_lane() {  # Redis databases 15 (cache), 14, 12 (Celery tests)
+  leg "sqlite, memory cache (whole suite)" SQL_DSN= REDIS_CONN_STRING= -- -q
+  if reachable 127.0.0.1 6379; then
+    leg "sqlite + redis" SQL_DSN= REDIS_CONN_STRING="$REDIS/15" -- -q -m cache
+  else
+    echo "=== SKIPPED sqlite + redis: nothing answers on 127.0.0.1:6379"
+  fi
+}
 
-if [ ${#failed[@]} -gt 0 ]; then
-  printf 'FAILED legs: %s\n' "${failed[*]}"
+server_lane() {  # Redis databases 10 (cache), 9, 7 (Celery tests); half the fuzz examples of SQLite's leg
+  export TEST_REDIS_DB_OFFSET=5 FUZZ_SCALE=0.5
+  local backend name dsn port
+  for backend in "postgresql $PG_DSN 5432" "mariadb $MARIADB_DSN 3306"; do
+    read -r name dsn port <<<"$backend"
+    if ! reachable 127.0.0.1 "$port"; then
+      echo "=== SKIPPED $name legs: nothing answers on 127.0.0.1:$port"
+      continue
+    fi
+    leg "$name, memory cache" SQL_DSN="$dsn" REDIS_CONN_STRING= -- -q -m backend
+    if reachable 127.0.0.1 6379; then
+      leg "$name + redis" SQL_DSN="$dsn" REDIS_CONN_STRING="$REDIS/10" -- -q -m cache
+    else
+      echo "=== SKIPPED $name + redis: nothing answers on 127.0.0.1:6379"
+    fi
+  done
+}
+
+started=$SECONDS
+sqlite_lane >"$LOGS/sqlite.log" 2>&1 &
+sqlite=$!
+server_lane >"$LOGS/servers.log" 2>&1 &
+servers=$!
+wait "$sqlite" "$servers"
+cat "$LOGS/sqlite.log" "$LOGS/servers.log"
+echo "=== matrix: $((SECONDS - started)) s"
+if [ -s "$LOGS/failed" ]; then
+  printf 'FAILED legs: %s\n' "$(paste -sd, "$LOGS/failed")"
   exit 1
 fi
 echo "all matrix legs passed"

@@ -1,7 +1,8 @@
 """What the fuzz tests share: how many examples to try, and the tally of cases they print at the end.
 
 `FUZZ_MAX_EXAMPLES=500 .venv/bin/pytest tests/test_fuzz_management.py tests/test_fuzz_relay.py` explores
-further than the defaults, which keep each file well under 90 s on two cores.
+further than the defaults, which keep each file well under 90 s on two cores. FUZZ_SCALE multiplies the
+defaults: scripts/test-matrix.sh runs half of them on PostgreSQL and MariaDB (all of them on SQLite).
 """
 
 from collections import Counter
@@ -9,12 +10,12 @@ from collections import Counter
 import pytest
 from hypothesis import HealthCheck, settings
 
-from gateway_project.env import envint
+from gateway_project.env import envfloat, envint
 
 
 def examples(default: int) -> int:
-    """`default`, or FUZZ_MAX_EXAMPLES when set: the examples one fuzz test tries."""
-    return envint("FUZZ_MAX_EXAMPLES", default)
+    """`default` x FUZZ_SCALE, or FUZZ_MAX_EXAMPLES when set: the examples one fuzz test tries."""
+    return envint("FUZZ_MAX_EXAMPLES", max(1, round(default * envfloat("FUZZ_SCALE", 1.0))))
 
 
 def fuzz_settings(default_examples: int) -> settings:

@@ -19,11 +19,12 @@ from billing import quota
 from billing.models import DailyUsage, Log, Reservation, Token
 from tests.conftest import make_key
 from tests.live_server import ROOT, database_env
+from tests.redis_dbs import redis_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend]
 
-BROKER = "redis://127.0.0.1:6379/12"
-QUEUE = "celery"  # beat's default queue; database 12 of the local Redis is this test's own
+BROKER = redis_url(12)
+QUEUE = "celery"  # beat's default queue; this Redis database is this test's own
 JOB_ENV = {
     "RECONCILE_INTERVAL": "1",
     "TASK_POLL_INTERVAL": "1",

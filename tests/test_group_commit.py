@@ -94,6 +94,21 @@ async def test_concurrent_submissions_share_batches_and_fail_alone():
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_work_submitted_within_the_gathering_time_commits_in_one_batch():
+    batches = []
+
+    def apply(items: list[int]) -> list[int]:
+        batches.append(items)
+        return items
+
+    group = GroupCommit(apply, gather_seconds=0.2)
+    first = group.submit(1)
+    await asyncio.sleep(0.05)  # a later loop iteration, as the next request's settlement would come
+    assert await asyncio.gather(first, group.submit(2)) == [1, 2]
+    assert batches == [[1, 2]]
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_a_failed_transaction_fails_every_request_of_its_batch():
     def apply(items: list[int]) -> list[int]:
         raise RuntimeError("database is gone")

@@ -56,12 +56,13 @@ async def test_a_warm_request_only_reserves_and_settles(
     alice_key, openai_channel, fake_openai, warm_caches, database_work, stream, after_answer, settings
 ):
     settings.SETTLE_AFTER_ANSWER = after_answer
+    settle = "_settle_many_owed" if after_answer else "settle_many"  # billing.settlement
     body = {**HELLO, "stream": stream}
     await answered(alice_key, body)  # fills the caches and creates the day's usage row
     database_work.clear()
 
     await answered(alice_key, body)
-    assert database_work == [("reserve_many", RESERVE_QUERIES), ("settle_many", SETTLE_QUERIES)]
+    assert database_work == [("reserve_many", RESERVE_QUERIES), (settle, SETTLE_QUERIES)]
 
 
 async def answered(key: str, body: dict) -> None:

@@ -9,11 +9,12 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.db.models import F
 
-from billing import journal, quota
+from billing import journal, keys, quota, settlement
 from billing.models import Log, Reservation, Token, User
 from channels_app.models import Channel
 from tests.conftest import ALICE_QUOTA, make_key
@@ -142,3 +143,43 @@ def test_an_answer_whose_settlement_never_committed_is_charged_by_the_next_proce
     assert cost > 0
     assert Reservation.objects.get(request_id=request_id).state == "settled"
     assert balances(alice, token) == (ALICE_QUOTA - cost, cost, KEY_QUOTA - cost, cost)
+
+
+async def test_a_charge_the_database_refused_waits_in_the_journal_and_is_retried(
+    alice, journal_dir, monkeypatch, settings
+):
+    settings.SETTLE_AFTER_ANSWER = True
+    monkeypatch.setattr(settlement, "RETRY_CAP_SECONDS", 0)
+    monkeypatch.setattr(settlement, "_journal", journal.Journal())  # one that writes into journal_dir
+    token, _ = await sync_to_async(make_key)(alice, remain_quota=KEY_QUOTA)
+    key = await sync_to_async(keys._load)(token.key_hash)
+    await settlement.reserve("retried", key, 1000)
+    refusals = []
+
+    def database_down_once(charges):
+        if not refusals:
+            refusals.append(charges)
+            raise OperationalError("the database went away")
+        return quota.settle_many(charges)
+
+    monkeypatch.setattr(settlement._journaled_settlements, "apply", database_down_once)
+    await settlement.settle(key, charge("retried", 700))  # returns once journaled
+    assert len(list(journal_dir.glob("*.jsonl"))) == 1
+
+    await settlement.drain()
+    assert len(refusals) == 1
+    assert await sync_to_async(balances)(alice, token) == (ALICE_QUOTA - 700, 700, KEY_QUOTA - 700, 700)
+    assert settlement._journal.current.pending == 0  # its entry is done: nothing left for a successor
+
+
+async def test_without_a_writable_journal_a_charge_commits_before_the_answer(alice, tmp_path, monkeypatch, settings):
+    settings.SETTLE_AFTER_ANSWER = True
+    settings.SETTLEMENT_JOURNAL_DIR = tmp_path / "not-a-directory"
+    settings.SETTLEMENT_JOURNAL_DIR.write_text("")
+    monkeypatch.setattr(settlement, "_journal", journal.Journal())
+    token, _ = await sync_to_async(make_key)(alice, remain_quota=KEY_QUOTA)
+    key = await sync_to_async(keys._load)(token.key_hash)
+    await settlement.reserve("unjournaled", key, 1000)
+
+    await settlement.settle(key, charge("unjournaled", 700))
+    assert await sync_to_async(balances)(alice, token) == (ALICE_QUOTA - 700, 700, KEY_QUOTA - 700, 700)

@@ -22,11 +22,12 @@ from tasks.models import Task
 from tests.conftest import make_key
 from tests.fakes.midjourney_upstream import FakeMidjourney
 from tests.live_server import ROOT, database_env
+from tests.redis_dbs import redis_url
 from tests.task_world import charged_task, fresh, midjourney_server, mj_channel, post, refund_logs
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend]
 
-BROKER = "redis://127.0.0.1:6379/14"
+BROKER = redis_url(14)
 
 
 @pytest.fixture
