@@ -46,7 +46,9 @@ class Segment:
         self.pending = 0
 
     def append(self, line: bytes) -> None:
-        os.write(self.fd, line)
+        if os.write(self.fd, line) < len(line):  # a full disk: this segment takes nothing more
+            self.written = SEGMENT_ENTRIES
+            raise OSError("short write to the settlement journal")
         self.written += 1
         self.pending += 1
 
