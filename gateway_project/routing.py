@@ -6,6 +6,7 @@ messages middleware add nothing there, yet each costs a thread hop per request u
 
 import asyncio
 import contextlib
+import uuid
 
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
@@ -38,7 +39,7 @@ class RelayHandler(ASGIHandler):
         with body_file:
             request, refused = self.create_request(scope, body_file)
             if request is None:
-                await self.send_response(refused, send)
+                await self.send_response(with_request_id(refused), send)
                 return
             await self.serve_until_disconnect(request, receive, send)
 
@@ -54,11 +55,18 @@ class RelayHandler(ASGIHandler):
                 await task
 
     async def serve(self, request, send) -> None:
-        response = await self.run_get_response(request)
+        response = with_request_id(await self.run_get_response(request))
         try:
             await self.send_response(response, send)
         finally:
             response.close()
+
+
+def with_request_id(response):
+    """Every relay answer carries X-Request-Id; relay.service sets the one its logs use, the rest get one here."""
+    if "X-Request-Id" not in response:
+        response["X-Request-Id"] = uuid.uuid4().hex
+    return response
 
 
 class PathRouter:

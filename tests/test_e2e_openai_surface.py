@@ -133,6 +133,19 @@ def test_key_usage_endpoints_report_dollars(world):
     assert subscription["access_until"] == 0
 
 
+def test_every_relay_answer_carries_a_request_id(world):
+    _, _, _, _, server = world
+    answers = [
+        httpx.get(f"{server.url}/v1/models"),  # no key: 401
+        httpx.get(f"{server.url}/v1/no-such-endpoint"),
+        httpx.get(f"{server.url}/v1/chat/completions"),  # 405
+        httpx.get(f"{server.url}/v1/files"),  # 501
+    ]
+    assert [answer.status_code for answer in answers] == [401, 404, 405, 501]
+    ids = [answer.headers.get("X-Request-Id", "") for answer in answers]
+    assert all(len(request_id) == 32 for request_id in ids) and len(set(ids)) == 4
+
+
 def test_unimplemented_endpoints_answer_501(world):
     client, _, _, _, _ = world
     with pytest.raises(openai.APIStatusError) as raised:
