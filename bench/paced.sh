@@ -4,21 +4,8 @@
 # to core 0. Needs ../shared/bench/setup.sh and the bare floor's venv (bench/run.sh makes /tmp/bare-venv).
 #   bench/paced.sh            # PACED_ARGS="--requests 5000 --pause-ms 20" bench/paced.sh
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-HARNESS="${BENCH_HARNESS:-$ROOT/../shared/bench}"
+source "$(dirname "${BASH_SOURCE[0]}")/scratch.sh"
 PORT=3000
-WORK="$(mktemp -d /tmp/gateway-paced.XXXXXX)"
-chmod 755 "$WORK"  # nginx workers read the mock bodies from here
-export DATA_DIR="$WORK/data" SESSION_SECRET="bench-session-secret"
-mkdir -p "$DATA_DIR"
-pids=()
-stop() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
-trap stop EXIT
-
-KEY="$("$ROOT/.venv/bin/python" "$ROOT/bench/provision.py")"
-/tmp/bench-venv/bin/python -c "import sys; sys.path.insert(0, '$HARNESS/mock'); import nginx_conf; \
-open('$WORK/nginx.conf', 'w').write(nginx_conf.render('$WORK', 18080, 50))"
-taskset -c 1 nginx -c "$WORK/nginx.conf" -p "$WORK" & pids+=($!)  # the harness's conf runs nginx in the foreground
 
 paced() {  # name url
   echo "$1: $(taskset -c 1 "$ROOT/.venv/bin/python" "$ROOT/bench/paced.py" "$2" "$KEY" ${PACED_ARGS:-})"

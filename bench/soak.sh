@@ -4,22 +4,9 @@
 # every 30 s, then both wrk summaries. Needs ../shared/bench/setup.sh once (nginx, wrk, /tmp/bench-venv).
 #   bench/soak.sh            # SOAK_SECONDS=60 bench/soak.sh for a short check
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-HARNESS="${BENCH_HARNESS:-$ROOT/../shared/bench}"
+source "$(dirname "${BASH_SOURCE[0]}")/scratch.sh"
 SECONDS_TOTAL="${SOAK_SECONDS:-600}"
 PORT=3000
-WORK="$(mktemp -d /tmp/gateway-soak.XXXXXX)"
-chmod 755 "$WORK"  # nginx workers read the mock bodies from here
-export DATA_DIR="$WORK/data" SESSION_SECRET="bench-session-secret"
-mkdir -p "$DATA_DIR"
-pids=()
-stop() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
-trap stop EXIT
-
-KEY="$("$ROOT/.venv/bin/python" "$ROOT/bench/provision.py")"
-/tmp/bench-venv/bin/python -c "import sys; sys.path.insert(0, '$HARNESS/mock'); import nginx_conf; \
-open('$WORK/nginx.conf', 'w').write(nginx_conf.render('$WORK', 18080, 50))"
-taskset -c 1 nginx -c "$WORK/nginx.conf" -p "$WORK" & pids+=($!)  # the harness's conf runs nginx in the foreground
 (cd "$ROOT" && exec taskset -c 0 scripts/serve.sh uvicorn 127.0.0.1 "$PORT") & pids+=($!)
 
 printf '{"model":"bench-fast","messages":[{"role":"user","content":"Say hello."}]}' >"$WORK/whole.json"
