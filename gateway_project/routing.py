@@ -12,7 +12,10 @@ from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 
+from billing import settlement
+
 RELAY_PREFIXES = ("/v1/", "/dashboard/", "/mj/", "/mj-", "/suno/")
+SHUTDOWN_SETTLE_SECONDS = 10
 
 
 class RelayHandler(ASGIHandler):
@@ -77,3 +80,20 @@ class PathRouter:
     async def __call__(self, scope, receive, send) -> None:
         handler = self.relay if scope["path"].startswith(RELAY_PREFIXES) else self.site
         await handler(scope, receive, send)
+
+
+class Lifespan:
+    """ASGI lifespan (uvicorn and granian send it; daphne does not): at shutdown, commit the charges still
+    gathering or retrying (billing.settlement), for at most SHUTDOWN_SETTLE_SECONDS; what is left waits in
+    the settlement journal for the next process."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(settlement.drain(), SHUTDOWN_SETTLE_SECONDS)
+                await send({"type": "lifespan.shutdown.complete"})
+                return

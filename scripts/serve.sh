@@ -22,7 +22,7 @@ case "$server" in
   uvicorn)
     flags=(--no-proxy-headers); [ "$proxy" = true ] && flags=(--proxy-headers --forwarded-allow-ips '*')
     exec "$BIN/uvicorn" "$app" --host "$host" --port "$port" --workers "$workers" --loop uvloop --http httptools \
-      --lifespan off --no-access-log --log-level warning "${flags[@]}" "$@" ;;
+      --lifespan on --no-access-log --log-level warning "${flags[@]}" "$@" ;;
   granian)
     exec "$BIN/granian" --interface asgi --host "$host" --port "$port" --workers "$workers" --loop uvloop \
       --no-ws --log-level warning "$@" "$app" ;;

@@ -17,6 +17,7 @@ from django.db.models import F
 from billing import journal, keys, quota, settlement
 from billing.models import Log, Reservation, Token, User
 from channels_app.models import Channel
+from gateway_project.routing import Lifespan
 from tests.conftest import ALICE_QUOTA, make_key
 from tests.fakes.openai_upstream import Behaviour
 from tests.live_server import LiveGateway, wait_until
@@ -182,4 +183,25 @@ async def test_without_a_writable_journal_a_charge_commits_before_the_answer(ali
     await settlement.reserve("unjournaled", key, 1000)
 
     await settlement.settle(key, charge("unjournaled", 700))
+    assert await sync_to_async(balances)(alice, token) == (ALICE_QUOTA - 700, 700, KEY_QUOTA - 700, 700)
+
+
+async def test_a_server_shutting_down_commits_the_charges_still_gathering(alice, journal_dir, monkeypatch, settings):
+    settings.SETTLE_AFTER_ANSWER = True
+    monkeypatch.setattr(settlement, "_journal", journal.Journal())
+    token, _ = await sync_to_async(make_key)(alice, remain_quota=KEY_QUOTA)
+    key = await sync_to_async(keys._load)(token.key_hash)
+    await settlement.reserve("stopping", key, 1000)
+    await settlement.settle(key, charge("stopping", 700))  # journaled; its batch gathers for a while
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent = []
+
+    async def receive() -> dict:
+        return next(messages)
+
+    async def send(message: dict) -> None:
+        sent.append(message["type"])
+
+    await Lifespan()({"type": "lifespan"}, receive, send)
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert await sync_to_async(balances)(alice, token) == (ALICE_QUOTA - 700, 700, KEY_QUOTA - 700, 700)
