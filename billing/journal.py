@@ -77,6 +77,10 @@ class Journal:
 
     def done(self, segment: Segment) -> None:
         segment.pending -= 1
+        self._remove_if_finished(segment)
+
+    def _remove_if_finished(self, segment: Segment) -> None:
+        """A segment goes once it is no longer written to and everything in it is committed."""
         if segment is not self.current and segment.pending == 0:
             segment.remove()
 
@@ -89,8 +93,8 @@ class Journal:
             directory.mkdir(parents=True, exist_ok=True)
             self.serial += 1
             self.current = Segment(directory, self.serial)
-            if current is not None and current.pending == 0:
-                current.remove()
+            if current is not None:
+                self._remove_if_finished(current)
         return self.current
 
 

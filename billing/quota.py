@@ -273,28 +273,32 @@ def release_stale() -> int:
 
 def _take_all_held(request_ids: list[str], new_state: str, current: str = Reservation.State.HELD) -> dict[str, Held]:
     """Lock the reservations among `request_ids` that are in state `current` and move them to `new_state`."""
-    found = rows.select(Reservation, Held._fields, {"state": current}, ("request_id", request_ids), lock=True)
-    held = {row[1]: Held(*row[:-1], unlimited=bool(row[-1])) for row in found}  # MySQL and SQLite give 0/1
-    if held:
-        rows.set_in(Reservation, [reservation.id for reservation in held.values()], state=new_state)
+    held = _locked(request_ids, current)
+    _move(held, new_state)
     return held
 
 
 def _released_unbilled(request_ids: list[str]) -> dict[str, Held]:
     """Lock the released reservations among `request_ids` that have no consume log and move them to settled,
     with amount 0: what they held is back on the key and the user already."""
-    found = rows.select(
-        Reservation, Held._fields, {"state": Reservation.State.RELEASED}, ("request_id", request_ids), lock=True
-    )
+    released = _locked(request_ids, Reservation.State.RELEASED)
     billed = set(
-        Log.objects.filter(type=Log.Type.CONSUME, request_id__in=[row[1] for row in found]).values_list(
-            "request_id", flat=True
-        )
+        Log.objects.filter(type=Log.Type.CONSUME, request_id__in=list(released)).values_list("request_id", flat=True)
     )
-    unbilled = {row[1]: Held(*row[:-2], amount=0, unlimited=bool(row[-1])) for row in found if row[1] not in billed}
-    if unbilled:
-        rows.set_in(Reservation, [held.id for held in unbilled.values()], state=Reservation.State.SETTLED)
+    unbilled = {rid: held._replace(amount=0) for rid, held in released.items() if rid not in billed}
+    _move(unbilled, Reservation.State.SETTLED)
     return unbilled
+
+
+def _locked(request_ids: list[str], state: str) -> dict[str, Held]:
+    """The reservations among `request_ids` in `state`, locked, by request id."""
+    found = rows.select(Reservation, Held._fields, {"state": state}, ("request_id", request_ids), lock=True)
+    return {row[1]: Held(*row[:-1], unlimited=bool(row[-1])) for row in found}  # MySQL and SQLite give 0/1
+
+
+def _move(held: dict[str, Held], new_state: str) -> None:
+    if held:
+        rows.set_in(Reservation, [reservation.id for reservation in held.values()], state=new_state)
 
 
 def _take_held(request_id: str, new_state: str, current: str = Reservation.State.HELD) -> Held | None:

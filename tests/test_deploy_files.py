@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.live_server import free_port
+from tests.redis_dbs import redis_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -208,7 +209,7 @@ def redis_reachable() -> bool:
     ],
 )
 def test_celery_roles_start_outside_docker(tmp_path, role, args, started):
-    env = entrypoint_env(tmp_path, CELERY_BROKER_URL="redis://127.0.0.1:6379/11")
+    env = entrypoint_env(tmp_path, CELERY_BROKER_URL=redis_url(11))
     process = subprocess.Popen(
         ["bash", str(DEPLOY / "entrypoint.sh"), role, *args],
         env=env,

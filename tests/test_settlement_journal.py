@@ -152,9 +152,7 @@ async def test_a_charge_the_database_refused_waits_in_the_journal_and_is_retried
     settings.SETTLE_AFTER_ANSWER = True
     monkeypatch.setattr(settlement, "RETRY_CAP_SECONDS", 0)
     monkeypatch.setattr(settlement, "_journal", journal.Journal())  # one that writes into journal_dir
-    token, _ = await sync_to_async(make_key)(alice, remain_quota=KEY_QUOTA)
-    key = await sync_to_async(keys._load)(token.key_hash)
-    await settlement.reserve("retried", key, 1000)
+    token, key = await reserved(alice, "retried")
     refusals = []
 
     def database_down_once(charges):
@@ -178,9 +176,7 @@ async def test_without_a_writable_journal_a_charge_commits_before_the_answer(ali
     settings.SETTLEMENT_JOURNAL_DIR = tmp_path / "not-a-directory"
     settings.SETTLEMENT_JOURNAL_DIR.write_text("")
     monkeypatch.setattr(settlement, "_journal", journal.Journal())
-    token, _ = await sync_to_async(make_key)(alice, remain_quota=KEY_QUOTA)
-    key = await sync_to_async(keys._load)(token.key_hash)
-    await settlement.reserve("unjournaled", key, 1000)
+    token, key = await reserved(alice, "unjournaled")
 
     await settlement.settle(key, charge("unjournaled", 700))
     assert await sync_to_async(balances)(alice, token) == (ALICE_QUOTA - 700, 700, KEY_QUOTA - 700, 700)
@@ -189,9 +185,7 @@ async def test_without_a_writable_journal_a_charge_commits_before_the_answer(ali
 async def test_a_server_shutting_down_commits_the_charges_still_gathering(alice, journal_dir, monkeypatch, settings):
     settings.SETTLE_AFTER_ANSWER = True
     monkeypatch.setattr(settlement, "_journal", journal.Journal())
-    token, _ = await sync_to_async(make_key)(alice, remain_quota=KEY_QUOTA)
-    key = await sync_to_async(keys._load)(token.key_hash)
-    await settlement.reserve("stopping", key, 1000)
+    token, key = await reserved(alice, "stopping")
     await settlement.settle(key, charge("stopping", 700))  # journaled; its batch gathers for a while
     messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
     sent = []
@@ -205,3 +199,11 @@ async def test_a_server_shutting_down_commits_the_charges_still_gathering(alice,
     await Lifespan()({"type": "lifespan"}, receive, send)
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert await sync_to_async(balances)(alice, token) == (ALICE_QUOTA - 700, 700, KEY_QUOTA - 700, 700)
+
+
+async def reserved(alice: User, request_id: str) -> tuple[Token, keys.KeyInfo]:
+    """A key of alice's with 1,000 held on it for `request_id`, as the relay reserves before answering."""
+    token, _ = await sync_to_async(make_key)(alice, remain_quota=KEY_QUOTA)
+    key = await sync_to_async(keys._load)(token.key_hash)
+    await settlement.reserve(request_id, key, 1000)
+    return token, key
