@@ -17,7 +17,7 @@ from relay import media, tokenizer
 from relay.adaptors.base import RelayRequest, Usage
 from relay.adaptors.convert import rerank_prompt_tokens
 from relay.errors import RelayError
-from relay.tokenizer import count_messages, count_text
+from relay.tokenizer import Measure, count_messages, count_text
 
 MAX_MODEL_NAME = 128  # billing.models.Log.model
 # orjson reads 1024 levels of nesting but writes only this many, and adaptors write the body they change.
@@ -88,13 +88,14 @@ def text_of(value: object) -> str:
     return ""
 
 
-async def counted(request: RelayRequest, count, *args) -> int:
-    """`count(*args)`, on a worker thread when the body is large or the model's encoding is not built yet:
-    tiktoken lets go of the GIL, so the event loop goes on serving everyone else while a huge prompt is
-    counted (a megabyte of one repeated letter takes about half a second) or a BPE table is loaded."""
+async def count_prompt(endpoint: "Endpoint", request: RelayRequest) -> int:
+    """The prompt's exact tokens, on a worker thread when the body is large or the model's encoding is not
+    built yet: tiktoken lets go of the GIL, so the event loop goes on serving everyone else while a huge
+    prompt is counted (a megabyte of one repeated letter takes about half a second) or a BPE table is loaded."""
+    exact = tokenizer.Tokens(request.model)
     if len(request.raw) < LARGE_BODY_BYTES and tokenizer.is_ready(request.model):
-        return count(*args)
-    return await asyncio.to_thread(count, *args)
+        return endpoint.prompt_tokens(request, exact)
+    return await asyncio.to_thread(endpoint.prompt_tokens, request, exact)
 
 
 def token_arrays(value: object) -> int:
@@ -123,12 +124,15 @@ class Endpoint:
         stream, wants_usage = stream_flags(body)
         return RelayRequest(self.name, model, body, raw, stream, wants_usage, request.path)
 
-    async def prompt_tokens(self, request: RelayRequest) -> int:
-        messages = request.body["messages"]
-        tokens = await counted(request, count_messages, request.model, messages)
-        if settings.GET_MEDIA_TOKEN and (request.stream or settings.GET_MEDIA_TOKEN_NOT_STREAM):
-            tokens += await media.image_tokens(messages, request.model)
-        return tokens
+    def prompt_tokens(self, request: RelayRequest, measure: Measure) -> int:
+        """The prompt's text in tokens (tokenizer.Tokens) or their upper bound (tokenizer.utf8_bytes)."""
+        return count_messages(request.body["messages"], measure)
+
+    async def media_tokens(self, request: RelayRequest) -> int:
+        """The prompt's images, by the tile rule (GET_MEDIA_TOKEN); of all endpoints only chat takes images."""
+        if self.name == "chat" and settings.GET_MEDIA_TOKEN and (request.stream or settings.GET_MEDIA_TOKEN_NOT_STREAM):
+            return await media.image_tokens(request.body["messages"], request.model)
+        return 0
 
     def reservation(self, quote: Quote, request: RelayRequest, prompt_tokens: int) -> int:
         return quote.cost(prompt_tokens, completion_budget(request.body))
@@ -156,9 +160,9 @@ class Completions(Endpoint):
         stream, wants_usage = stream_flags(body)
         return RelayRequest(self.name, model, body, raw, stream, wants_usage, request.path)
 
-    async def prompt_tokens(self, request: RelayRequest) -> int:
+    def prompt_tokens(self, request: RelayRequest, measure: Measure) -> int:
         prompt = request.body["prompt"]
-        return await counted(request, count_text, request.model, text_of(prompt)) + token_arrays(prompt)
+        return measure(text_of(prompt)) + token_arrays(prompt)
 
     def reservation(self, quote: Quote, request: RelayRequest, prompt_tokens: int) -> int:
         return quote.cost(prompt_tokens, positive_int(request.body, "max_tokens") or 16)
@@ -177,9 +181,9 @@ class Embeddings(Completions):
             raise RelayError(400, f"you must provide {self.field}", f"missing_{self.field}", param=self.field)
         return RelayRequest(self.name, model, body, raw, False, False, request.path)
 
-    async def prompt_tokens(self, request: RelayRequest) -> int:
+    def prompt_tokens(self, request: RelayRequest, measure: Measure) -> int:
         value = request.body[self.field]
-        return await counted(request, count_text, request.model, text_of(value)) + token_arrays(value)
+        return measure(text_of(value)) + token_arrays(value)
 
     def reservation(self, quote: Quote, request: RelayRequest, prompt_tokens: int) -> int:
         return quote.cost(prompt_tokens, 0)
@@ -210,8 +214,8 @@ class Rerank(Embeddings):
             raise RelayError(400, "return_documents must be a boolean", "invalid_value", param="return_documents")
         return RelayRequest(self.name, model, body, raw, False, False, request.path)
 
-    async def prompt_tokens(self, request: RelayRequest) -> int:
-        return await counted(request, rerank_prompt_tokens, request)
+    def prompt_tokens(self, request: RelayRequest, measure: Measure) -> int:
+        return rerank_prompt_tokens(request, measure)
 
 
 class Moderations(Embeddings):
@@ -237,7 +241,7 @@ class Images(Endpoint):
             raise RelayError(400, "quality must be a string", "invalid_value", param="quality")
         return RelayRequest(self.name, model, {**body, "model": model}, raw, False, False, request.path)
 
-    async def prompt_tokens(self, request: RelayRequest) -> int:
+    def prompt_tokens(self, request: RelayRequest, measure: Measure) -> int:
         return 0
 
     def reservation(self, quote: Quote, request: RelayRequest, prompt_tokens: int) -> int:
@@ -269,7 +273,7 @@ class Speech(Endpoint):
         relay_request.passthrough = True
         return relay_request
 
-    async def prompt_tokens(self, request: RelayRequest) -> int:
+    def prompt_tokens(self, request: RelayRequest, measure: Measure) -> int:
         return len(request.body["input"])
 
     def reservation(self, quote: Quote, request: RelayRequest, prompt_tokens: int) -> int:
@@ -305,7 +309,7 @@ class Transcriptions(Endpoint):
         relay_request.passthrough = True
         return relay_request
 
-    async def prompt_tokens(self, request: RelayRequest) -> int:
+    def prompt_tokens(self, request: RelayRequest, measure: Measure) -> int:
         return 0
 
     def local_usage(self, request: RelayRequest, prompt_tokens: int, text: str) -> Usage:

@@ -22,10 +22,10 @@ from billing.pricing import Quote
 from channels_app import healing, routing
 from channels_app.routing import ChannelInfo
 from gateway_project.db import run_db
-from relay import metrics, streaming, upstream
+from relay import metrics, streaming, tokenizer, upstream
 from relay.adaptors.base import RelayRequest, UpstreamFailed, UpstreamFailure, Usage
 from relay.adaptors.registry import adaptor_for
-from relay.endpoints import Endpoint
+from relay.endpoints import Endpoint, count_prompt
 from relay.errors import RelayError, database_down, error_response
 
 log = logging.getLogger(__name__)
@@ -44,10 +44,22 @@ class Call:
     endpoint: Endpoint
     request: RelayRequest
     quote: Quote
-    prompt_tokens: int
+    media_tokens: int = 0
+    prompt_tokens: int = 0  # the byte bound (tokenizer.utf8_bytes) until count_prompt replaces it
+    prompt_counted: bool = False
     reserved: bool = False
     upstream_seconds: float = 0.0
     tried: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.prompt_tokens = self.endpoint.prompt_tokens(self.request, tokenizer.utf8_bytes) + self.media_tokens
+
+    async def count_prompt(self) -> int:
+        """The prompt's exact tokens, counted the first time they are needed."""
+        if not self.prompt_counted:
+            self.prompt_tokens = await count_prompt(self.endpoint, self.request) + self.media_tokens
+            self.prompt_counted = True
+        return self.prompt_tokens
 
     def gateway_ms(self) -> float:
         return (time.perf_counter() - self.started - self.upstream_seconds) * 1000
@@ -84,8 +96,8 @@ async def relay(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
             await run_db(ratelimit.admit, key)
         prices = await pricing.acurrent()
         quote = prices.quote(relay_request.model, key.group)
-        prompt_tokens = await endpoint.prompt_tokens(relay_request)
-        call = Call(request_id, started, key, pinned, endpoint, relay_request, quote, prompt_tokens)
+        media_tokens = await endpoint.media_tokens(relay_request)
+        call = Call(request_id, started, key, pinned, endpoint, relay_request, quote, media_tokens)
         await reserve(call)
         response = await dispatch(call)
     except keys.KeyRejected as rejected:
@@ -156,12 +168,24 @@ def read_body(request: HttpRequest) -> bytes:
 
 
 async def reserve(call: Call) -> None:
-    amount = call.endpoint.reservation(call.quote, call.request, call.prompt_tokens)
+    """Hold the cost with the prompt's byte bound, which needs no tokenizer; only when that does not fit is
+    the prompt counted exactly and the smaller hold tried, so the bound never refuses a request."""
     try:
-        await settlement.reserve(call.request_id, call.key, amount)
+        try:
+            await hold(call)
+        except quota.QuotaExceeded:
+            bound = call.prompt_tokens
+            if call.prompt_counted or await call.count_prompt() == bound:
+                raise
+            await hold(call)
     except quota.QuotaExceeded as exceeded:
         raise RelayError(403, str(exceeded), "insufficient_quota", type="insufficient_quota") from None
     call.reserved = True
+
+
+async def hold(call: Call) -> None:
+    amount = call.endpoint.reservation(call.quote, call.request, call.prompt_tokens)
+    await settlement.reserve(call.request_id, call.key, amount)
 
 
 async def dispatch(call: Call) -> HttpResponse:
@@ -273,7 +297,8 @@ async def finish_whole(call: Call, channel: ChannelInfo, adaptor, content: bytes
     rule = "usage reported by upstream"
     if usage is None:
         # Off the event loop: an answer may be megabytes (see relay.endpoints.counted).
-        usage = await asyncio.to_thread(call.endpoint.local_usage, call.request, call.prompt_tokens, text)
+        prompt_tokens = await call.count_prompt()
+        usage = await asyncio.to_thread(call.endpoint.local_usage, call.request, prompt_tokens, text)
         rule = "usage counted locally (upstream reported none)"
     charge = call.charge(channel, usage, rule)
     await settlement.settle(call.key, charge)

@@ -152,28 +152,30 @@ class StreamRelay:
                     )
                 )
             if self.call.request.wants_usage and not self.converter.state.usage_sent:
-                tail.append(sse.frame(self.usage_chunk()))
+                tail.append(sse.frame(await self.usage_chunk()))
             tail.append(sse.DONE_FRAME)
             for framed in tail:
                 yield framed
         finally:
             await self.response.aclose()
-            usage, counted = self.final_usage()
+            usage, counted = await self.final_usage()
             rule = ending if not counted or ending != NORMAL else f"{NORMAL}, no usage from upstream: counted locally"
             settle_later(self.call.key, self.call.charge(self.channel, usage, rule))
             metrics.LATENCY.labels(self.call.request.endpoint, "true").observe(time.perf_counter() - self.call.started)
 
-    def final_usage(self) -> tuple[Usage, bool]:
-        """(usage, counted locally?) -- the upstream's figures when it sent them."""
+    async def final_usage(self) -> tuple[Usage, bool]:
+        """(usage, counted locally?) -- the upstream's figures when it sent them. Counting the prompt waits
+        for a worker thread only when it is large or its encoding not built yet (Call.count_prompt)."""
         state = self.converter.state
         if state.usage is not None:
             return state.usage, False
-        usage = self.call.endpoint.local_usage(self.call.request, self.call.prompt_tokens, state.text)
+        prompt_tokens = await self.call.count_prompt()
+        usage = self.call.endpoint.local_usage(self.call.request, prompt_tokens, state.text)
         usage.completion_tokens += TOOL_CALL_OVERHEAD_TOKENS * state.max_tool_calls
         return usage, True
 
-    def usage_chunk(self) -> bytes:
-        usage, _ = self.final_usage()
+    async def usage_chunk(self) -> bytes:
+        usage, _ = await self.final_usage()
         state = self.converter.state
         return orjson.dumps(
             {

@@ -4,9 +4,11 @@ tiktoken would download its BPE files at first use; the `bpe-openai` wheel ships
 (`bpe_openai/data/cl100k_base.tiktoken.gz` and `o200k_base.tiktoken.gz`), so we build the encodings
 from those: same ranks, same regexes, no network.
 
-An encoding is built when a request first needs it (0.5-1.5 s; relay.endpoints.counted does that on a
-worker thread), so a worker holds only the tables of the model families it serves: about 40 MB for
-o200k_base and 50 MB for cl100k_base.
+An encoding is built when a request first needs an exact count (0.5-1.5 s; relay.endpoints.count_prompt
+does that on a worker thread): an upstream that reported no usage, or a reservation too close to the quota
+for the prompt's byte bound (`utf8_bytes`). A worker whose upstreams report usage never loads one, and
+the others hold only the tables of the model families they count: about 100 MB for o200k_base and 80 MB
+for cl100k_base.
 """
 
 import base64
@@ -15,6 +17,7 @@ import ctypes
 import gc
 import gzip
 import threading
+from collections.abc import Callable
 from importlib import resources
 
 import tiktoken
@@ -100,9 +103,27 @@ def count_text(model: str, text: str) -> int:
     return len(encoding_for(model).encode(text, disallowed_special=()))
 
 
-def count_messages(model: str, messages: list) -> int:
-    """Prompt tokens of a chat request: 3 per message, +1 for a name, +3 for the reply primer."""
-    enc = encoding_for(model)
+Measure = Callable[[str], int]
+
+
+class Tokens:
+    """The exact measure of a text: its tokens in `model`'s encoding (built at the first count)."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def __call__(self, text: str) -> int:
+        return count_text(self.model, text)
+
+
+def utf8_bytes(text: str) -> int:
+    """An upper bound of the exact measure, with no tokenizer: a byte-level BPE token covers at least one byte."""
+    return len(text.encode())
+
+
+def count_messages(messages: list, measure: Measure) -> int:
+    """Prompt tokens of a chat request: 3 per message, +1 for a name, +3 for the reply primer;
+    `measure` gives a text's tokens (Tokens) or their bound (utf8_bytes)."""
     total = 3
     for message in messages:
         if not isinstance(message, dict):
@@ -110,20 +131,20 @@ def count_messages(model: str, messages: list) -> int:
         total += 3
         for key, value in message.items():
             if isinstance(value, str):
-                total += len(enc.encode(value, disallowed_special=()))
+                total += measure(value)
                 if key == "name":
                     total += 1
             elif key == "content" and isinstance(value, list):
-                total += _count_parts(enc, value)
+                total += _count_parts(measure, value)
             elif key == "tool_calls" and isinstance(value, list):
-                total += len(enc.encode(str(value), disallowed_special=()))
+                total += measure(str(value))
     return total
 
 
-def _count_parts(enc: tiktoken.Encoding, parts: list) -> int:
+def _count_parts(measure: Measure, parts: list) -> int:
     """Text parts only: image parts are counted by relay.media (GET_MEDIA_TOKEN)."""
     return sum(
-        len(enc.encode(part["text"], disallowed_special=()))
+        measure(part["text"])
         for part in parts
         if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
     )

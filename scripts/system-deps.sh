@@ -7,8 +7,8 @@ if pkg-config --exists libmariadb 2>/dev/null || pkg-config --exists mysqlclient
 fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "installing libmariadb-dev and pkg-config (needed to build mysqlclient)"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmariadb-dev pkg-config >/dev/null
+  apt-get -o DPkg::Lock::Timeout=300 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq libmariadb-dev pkg-config >/dev/null
 else
   echo "mysqlclient needs the MariaDB/MySQL client headers and pkg-config:" >&2
   echo "  Debian/Ubuntu: sudo apt-get install libmariadb-dev pkg-config" >&2

@@ -11,7 +11,7 @@ from PIL import Image
 
 from billing.models import Log
 from relay.media import tile_tokens
-from relay.tokenizer import count_messages
+from relay.tokenizer import Tokens, count_messages
 from tests.conftest import make_channel
 from tests.fakes.openai_upstream import Behaviour
 
@@ -69,7 +69,7 @@ def post(key: str, body: dict):
 
 
 def text_tokens(body: dict) -> int:
-    return count_messages("gpt-4o", body["messages"])
+    return count_messages(body["messages"], Tokens("gpt-4o"))
 
 
 @pytest.mark.parametrize(("detail", "image_tokens"), [("high", 765), ("auto", 765), ("low", 85)])

@@ -10,7 +10,7 @@ from django.test import AsyncClient, override_settings
 from django.utils import timezone
 
 from billing.models import Log, Reservation, Token, User
-from relay.tokenizer import count_messages, count_text
+from relay.tokenizer import Tokens, count_messages, count_text, utf8_bytes
 from tests.conftest import ALICE_QUOTA, make_channel, make_key
 from tests.fakes.openai_upstream import PROMPT_TOKENS, REPLY, Behaviour
 
@@ -54,7 +54,7 @@ async def test_missing_or_zero_usage_is_counted_locally(alice_key, openai_channe
     response = await post(alice_key, HELLO)
     assert response.status_code == 200
     log = await Log.objects.aget(request_id=response["X-Request-Id"])
-    prompt = count_messages("gpt-4o", HELLO["messages"])
+    prompt = count_messages(HELLO["messages"], Tokens("gpt-4o"))
     assert (log.prompt_tokens, log.completion_tokens) == (prompt, count_text("gpt-4o", REPLY))
     assert "counted locally" in log.content
 
@@ -276,7 +276,7 @@ async def test_unknown_routes_answer_404_in_openai_shape(alice_key):
 @pytest.mark.backend
 async def test_fifty_parallel_requests_never_overspend_a_key(alice, openai_channel, fake_openai):
     body = {**HELLO, "max_tokens": 100}
-    reservation = math.ceil((count_messages("gpt-4o", HELLO["messages"]) + 100 * 4) * 1.25)
+    reservation = math.ceil((count_messages(HELLO["messages"], utf8_bytes) + 100 * 4) * 1.25)
     token, key = await asyncio.to_thread(make_key, alice, remain_quota=10 * reservation)
     responses = await asyncio.gather(*(post(key, body) for _ in range(50)))
     statuses = [r.status_code for r in responses]

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 
 from billing.models import DailyUsage, Log, Reservation, Token, User
-from relay.tokenizer import count_messages
+from relay.tokenizer import count_messages, utf8_bytes
 from tests.conftest import ALICE_QUOTA, make_key
 from tests.fakes.openai_upstream import Behaviour, FakeOpenAI
 from tests.live_server import LiveGateway, wait_until
@@ -19,8 +19,8 @@ from tests.live_server import LiveGateway, wait_until
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend, pytest.mark.cache]
 
 HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100}
-# What each request holds while in flight: (prompt + max_tokens x completion ratio 4) x model ratio 1.25.
-RESERVATION = math.ceil((count_messages("gpt-4o", HELLO["messages"]) + 100 * 4) * 1.25)
+# What each request holds while in flight: (prompt bound + max_tokens x completion ratio 4) x model ratio 1.25.
+RESERVATION = math.ceil((count_messages(HELLO["messages"], utf8_bytes) + 100 * 4) * 1.25)
 REQUESTS, COVERED = 100, 20
 
 

@@ -17,7 +17,7 @@ from billing.models import Log
 from relay import safe_fetch, upstream
 from relay.errors import RelayError
 from relay.media import fetch
-from relay.tokenizer import count_messages
+from relay.tokenizer import Tokens, count_messages
 from tests.fakes.openai_upstream import Behaviour
 from tests.relay_client import post_chat
 
@@ -249,4 +249,4 @@ async def test_the_relay_counts_a_private_image_when_the_operator_allows_it(
     response = await post_chat(alice_key, body)
     assert response.status_code == 200
     log = await Log.objects.aget(request_id=response["X-Request-Id"])
-    assert log.prompt_tokens == count_messages("gpt-4o", body["messages"]) + 765
+    assert log.prompt_tokens == count_messages(body["messages"], Tokens("gpt-4o")) + 765

@@ -3,7 +3,7 @@
 import bpe_openai
 import pytest
 
-from relay.tokenizer import count_messages, count_text, encoding, encoding_for
+from relay.tokenizer import Tokens, count_messages, count_text, encoding, encoding_for, utf8_bytes
 
 SAMPLES = [
     "hello world",
@@ -44,4 +44,10 @@ def test_chat_overhead_is_three_per_message_one_per_name_and_three_for_the_reply
 
     first = 3 + t("system") + t("hello world")
     second = 3 + t("user") + t("bob") + 1 + t("hi")
-    assert count_messages("gpt-4o", messages) == 3 + first + second
+    assert count_messages(messages, Tokens("gpt-4o")) == 3 + first + second
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "gpt-4"])
+@pytest.mark.parametrize("text", [*SAMPLES, "<|endoftext|>", "\U0001f642" * 50, " " * 1000, "\x00\xff", ""])
+def test_the_byte_bound_is_never_below_the_exact_count(model, text):
+    assert utf8_bytes(text) >= Tokens(model)(text)

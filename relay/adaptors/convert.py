@@ -13,7 +13,7 @@ import orjson
 
 from relay.adaptors.base import RelayRequest, StreamState, UpstreamFailed, UpstreamFailure, Usage
 from relay.errors import RelayError
-from relay.tokenizer import count_text
+from relay.tokenizer import Measure, Tokens
 
 # --- requests: reading the client's OpenAI chat request ---
 
@@ -328,10 +328,10 @@ def rerank_document_text(document: object) -> str:
     return orjson.dumps(document).decode()
 
 
-def rerank_prompt_tokens(request: RelayRequest) -> int:
-    """The local count: the query plus every document, each counted on its own."""
+def rerank_prompt_tokens(request: RelayRequest, measure: Measure) -> int:
+    """The query plus every document, each measured on its own."""
     texts = [request.body["query"], *(rerank_document_text(item) for item in request.body["documents"])]
-    return sum(count_text(request.model, text) for text in texts)
+    return sum(measure(text) for text in texts)
 
 
 def wants_documents(body: dict) -> bool:
@@ -372,6 +372,6 @@ def rerank_answer(request: RelayRequest, results: object, reported_tokens: int) 
     kept.sort(key=lambda item: -item["relevance_score"])
     if request.body.get("top_n"):
         kept = kept[: request.body["top_n"]]
-    shown = Usage(reported_tokens or rerank_prompt_tokens(request), 0)
+    shown = Usage(reported_tokens or rerank_prompt_tokens(request, Tokens(request.model)), 0)
     answer = {"model": request.model, "results": kept, "usage": usage_object(shown)}
     return orjson.dumps(answer), Usage(reported_tokens, 0) if reported_tokens else None, ""
