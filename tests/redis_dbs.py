@@ -4,7 +4,8 @@ its own range of databases (TEST_REDIS_DB_OFFSET), so their Celery queues never 
 import os
 
 OFFSET = int(os.environ.get("TEST_REDIS_DB_OFFSET", "0"))
+SERVER = os.environ.get("TEST_REDIS", "redis://127.0.0.1:6379")  # as scripts/test-matrix.sh reads it
 
 
 def redis_url(db: int) -> str:
-    return f"redis://127.0.0.1:6379/{db - OFFSET}"
+    return f"{SERVER}/{db - OFFSET}"
