@@ -51,11 +51,15 @@ class RelayHandler(ASGIHandler):
         serving = asyncio.create_task(self.serve(request, send))
         watching = asyncio.create_task(self.listen_for_disconnect(receive))
         await asyncio.wait((serving, watching), return_when=asyncio.FIRST_COMPLETED)
+        watching.cancel()
+        serving.cancel()
+        await asyncio.wait((serving, watching))
+        # Read the outcomes without raising them here: a raised exception's traceback would hold this frame,
+        # which holds the task, which holds the exception -- a cycle per request for the collector to find.
         for task in (watching, serving):
-            if not task.done():
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RequestAborted):
-                await task
+            failure = None if task.cancelled() else task.exception()
+            if failure is not None and not isinstance(failure, RequestAborted):
+                raise failure
 
     async def serve(self, request, send) -> None:
         response = with_request_id(await self.run_get_response(request))

@@ -120,5 +120,5 @@ async def get(url: str) -> AsyncIterator[httpx.Response]:
                 return
             target = parse(str(target.join(response.headers["Location"])))
         finally:
-            await response.aclose()
+            await upstream.close(response)
     raise Refused(f"an image URL in the request redirects more than {MAX_REDIRECTS} times")

@@ -288,7 +288,7 @@ async def read_and_close(call: Call, response: httpx.Response) -> bytes:
     except httpx.HTTPError:
         raise UpstreamFailed(UpstreamFailure(502, "upstream connection failed while reading the answer")) from None
     finally:
-        await response.aclose()
+        await upstream.close(response)
         call.upstream_seconds += time.perf_counter() - started
 
 

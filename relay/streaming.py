@@ -36,13 +36,13 @@ async def start(call, channel, adaptor: Adaptor, response: httpx.Response) -> St
     try:
         await relay.prime()
     except TimeoutError:
-        await response.aclose()
+        await upstream.close(response)
         raise UpstreamFailed(UpstreamFailure(504, "upstream sent no data within STREAMING_TIMEOUT")) from None
     except httpx.HTTPError:
-        await response.aclose()
+        await upstream.close(response)
         raise UpstreamFailed(UpstreamFailure(502, "upstream connection failed before the first chunk")) from None
     except (UpstreamFailed, asyncio.CancelledError):  # cancelled: the client hung up while we waited
-        await response.aclose()
+        await upstream.close(response)
         raise
     streamed = StreamingHttpResponse(relay.frames(), content_type="text/event-stream")
     streamed["Cache-Control"] = "no-cache"
@@ -157,7 +157,7 @@ class StreamRelay:
             for framed in tail:
                 yield framed
         finally:
-            await self.response.aclose()
+            await upstream.close(self.response)
             usage, counted = await self.final_usage()
             rule = ending if not counted or ending != NORMAL else f"{NORMAL}, no usage from upstream: counted locally"
             settle_later(self.call.key, self.call.charge(self.channel, usage, rule))

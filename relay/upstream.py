@@ -32,8 +32,7 @@ class BoundedBody(httpx.AsyncByteStream):
         chunks = aiter(self.body)
         while True:
             try:
-                async with asyncio.timeout_at(self.deadline):
-                    chunk = await anext(chunks)
+                chunk = await self.next_chunk(chunks)
             except StopAsyncIteration:
                 return
             except TimeoutError:
@@ -42,6 +41,12 @@ class BoundedBody(httpx.AsyncByteStream):
             if received > self.limit:
                 raise AnswerTooLarge(f"upstream answer is larger than MAX_UPSTREAM_RESPONSE_BYTES ({self.limit} bytes)")
             yield chunk
+
+    async def next_chunk(self, chunks: AsyncIterator[bytes]) -> bytes:
+        if self.deadline is None:  # a relayed stream: no timer to arm and disarm for every chunk
+            return await anext(chunks)
+        async with asyncio.timeout_at(self.deadline):
+            return await anext(chunks)
 
     async def aclose(self) -> None:
         await self.body.aclose()
@@ -60,6 +65,17 @@ class BoundedTransport(AiohttpTransport):
         response.stream = body
         response.extensions[BODY] = body
         return response
+
+
+async def close(response: httpx.Response) -> None:
+    """Close an upstream answer and cut httpx's reference cycle between a response and its stream, so the
+    answer (aiohttp's objects with it) is freed at once rather than by the cyclic collector's full pass,
+    which stopped the process for 80-130 ms every few seconds at 200 concurrent streams."""
+    await response.aclose()
+    response.stream = CLOSED
+
+
+CLOSED = httpx.ByteStream(b"")
 
 
 def lift_deadline(response: httpx.Response) -> None:

@@ -2,7 +2,7 @@
 
 A server settles its charges the way the test process does (tests/conftest.py: before the answer) unless a
 test passes SETTLE_AFTER_ANSWER=true, the production default; such a test waits for the ledger with
-`wait_until`."""
+`wait_until` or `consume_logs`."""
 
 import contextlib
 import os
@@ -16,6 +16,8 @@ from urllib.parse import quote
 import httpx
 from django.conf import settings
 from django.db import connection
+
+from billing.models import Log
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,12 +38,23 @@ def database_env() -> dict[str, str]:
     return {"SQL_DSN": f"{scheme}://{auth}@{db['HOST']}:{db['PORT'] or default_port}/{db['NAME']}"}
 
 
-def wait_until(predicate, timeout: float = 20) -> None:
-    """Poll a predicate (it may query the database) until it holds."""
+def wait_until(predicate, timeout: float = 20):
+    """Poll a predicate (it may query the database) until it gives a true value, and return that value."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not (value := predicate()):
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.05)
+    return value
+
+
+def consume_logs(count: int, **filters) -> list[Log]:
+    """The consume logs matching `filters`, oldest first, once a server has written at least `count`."""
+
+    def enough() -> list[Log] | None:
+        logs = list(Log.objects.filter(type="consume", **filters).order_by("id"))
+        return logs if len(logs) >= count else None
+
+    return wait_until(enough)
 
 
 class LiveGateway:

@@ -1,18 +1,15 @@
 """Zhipu, Cohere and Dify end to end with the official SDK, and /v1/rerank on Jina and Cohere with plain
 httpx: the real server against fakes that speak each provider's wire format."""
 
-import time
-
 import httpx
 import openai
 import pytest
 
-from billing.models import Log
 from tests.conftest import make_channel, make_key
 from tests.fakes import cohere_upstream, dify_upstream, jina_upstream, zhipu_upstream
 from tests.fakes.openai_upstream import start
 from tests.fakes.recording import Behaviour
-from tests.live_server import LiveGateway
+from tests.live_server import LiveGateway, consume_logs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -57,16 +54,6 @@ def gateway(alice, fakes):
     server.stop()
 
 
-def logs_for(model: str, count: int) -> list[Log]:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        logs = list(Log.objects.filter(type="consume", model=model))
-        if len(logs) >= count:
-            return logs
-        time.sleep(0.05)
-    raise AssertionError(f"expected {count} logs for {model}")
-
-
 @pytest.mark.parametrize("model", list(REPLIES))
 def test_chat_and_streams_through_the_sdk(gateway, fakes, model):
     server, key = gateway
@@ -87,7 +74,7 @@ def test_chat_and_streams_through_the_sdk(gateway, fakes, model):
         client.chat.completions.create(model=model, messages=MESSAGES)
     assert "upstream exploded" in raised.value.message
     assert CHANNELS[model][2] not in raised.value.message
-    assert all(log.quota > 0 for log in logs_for(model, 2))
+    assert all(log.quota > 0 for log in consume_logs(2, model=model))
 
 
 @pytest.mark.parametrize("model", ["jina-reranker-v2-base-multilingual", "rerank-multilingual-v3.0"])
@@ -103,4 +90,4 @@ def test_rerank_with_plain_httpx(gateway, model):
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert results[0]["index"] == 0 and len(results) == 2
-    assert len(logs_for(model, 1)) == 1
+    assert len(consume_logs(1, model=model)) == 1

@@ -2,15 +2,14 @@
 
 import asyncio
 import math
-import time
 
 import httpx
 import openai
 import pytest
 
-from billing.models import Log, User
+from billing.models import User
 from tests.fakes.openai_upstream import PROMPT_TOKENS, REPLY
-from tests.live_server import LiveGateway
+from tests.live_server import LiveGateway, consume_logs
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend, pytest.mark.cache]
 
@@ -48,16 +47,6 @@ def provision(gateway: LiveGateway, access_token: str, upstream_url: str) -> tup
     return key.json()["key"], user_id
 
 
-def wait_for_logs(count: int) -> list[Log]:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        logs = list(Log.objects.filter(type="consume"))
-        if len(logs) >= count:
-            return logs
-        time.sleep(0.05)
-    raise AssertionError(f"expected {count} consume logs")
-
-
 def test_the_sdk_gets_answers_and_quota_drops_by_the_formula(gateway, access_token, fake_openai):
     key, user_id = provision(gateway, access_token, fake_openai.url)
     client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
@@ -85,7 +74,7 @@ def test_the_sdk_gets_answers_and_quota_drops_by_the_formula(gateway, access_tok
 
     asyncio.run(async_calls())
 
-    logs = wait_for_logs(4)
+    logs = consume_logs(4)
     assert len(logs) == 4
     assert {(log.prompt_tokens, log.completion_tokens, log.quota) for log in logs} == {(PROMPT_TOKENS, 6, COST)}
     assert len({log.request_id for log in logs}) == 4

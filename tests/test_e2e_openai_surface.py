@@ -1,7 +1,6 @@
 """Every OpenAI endpoint end to end: the real server, the official SDK, a fake upstream, exact billing."""
 
 import math
-import time
 
 import httpx
 import openai
@@ -11,7 +10,7 @@ from billing.models import Log
 from relay.tokenizer import count_text
 from tests.conftest import make_channel, make_key
 from tests.fakes.openai_upstream import EMBEDDING, PROMPT_TOKENS, REPLY, SPEECH_BYTES, TRANSCRIPT
-from tests.live_server import LiveGateway
+from tests.live_server import LiveGateway, consume_logs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,13 +38,7 @@ def world(alice, fake_openai):
 
 
 def last_log(model: str) -> Log:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        log = Log.objects.filter(type="consume", model=model).order_by("-id").first()
-        if log is not None:
-            return log
-        time.sleep(0.05)
-    raise AssertionError(f"no consume log for {model}")
+    return consume_logs(1, model=model)[-1]
 
 
 def test_legacy_completions(world):

@@ -1,17 +1,15 @@
 """Claude and Gemini channels end to end: the real server, the official SDK, fakes of each wire format."""
 
 import json
-import time
 
 import openai
 import pytest
 
-from billing.models import Log
 from tests.conftest import make_channel, make_key
 from tests.fakes import anthropic_upstream as claude
 from tests.fakes import gemini_upstream as gemini
 from tests.fakes.openai_upstream import start
-from tests.live_server import LiveGateway
+from tests.live_server import LiveGateway, consume_logs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -64,16 +62,6 @@ def sdk(alice, fakes):
     server.stop()
 
 
-def consume_logs(model: str, count: int) -> list[Log]:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        logs = list(Log.objects.filter(type="consume", model=model).order_by("id"))
-        if len(logs) >= count:
-            return logs
-        time.sleep(0.05)
-    raise AssertionError(f"expected {count} logs for {model}")
-
-
 def tool_round_trip(client: openai.OpenAI, model: str) -> openai.types.chat.ChatCompletion:
     """Ask, get a tool call, answer it, get the final text."""
     ask = [{"role": "user", "content": "Weather in Lisbon?"}]
@@ -122,7 +110,7 @@ def test_claude_through_the_sdk(sdk):
         client.chat.completions.create(model=CLAUDE, messages=CONVERSATION)
     assert "roles must alternate" in raised.value.message and claude.API_KEY not in raised.value.message
 
-    logs = consume_logs(CLAUDE, 4)
+    logs = consume_logs(4, model=CLAUDE)
     assert (logs[0].prompt_tokens, logs[0].completion_tokens) == (claude.PROMPT_TOKENS, claude.OUTPUT_TOKENS)
 
 
@@ -153,5 +141,5 @@ def test_gemini_through_the_sdk(sdk):
         client.chat.completions.create(model=GEMINI, messages=CONVERSATION)
     assert gemini.OVERLOADED_MESSAGE in raised.value.message and gemini.API_KEY not in raised.value.message
 
-    logs = consume_logs(GEMINI, 4)
+    logs = consume_logs(4, model=GEMINI)
     assert (logs[0].prompt_tokens, logs[0].completion_tokens) == (gemini.PROMPT_TOKENS, gemini.COMPLETION_TOKENS)
