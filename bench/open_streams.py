@@ -1,9 +1,10 @@
 """Streams arriving at random (open loop), as many independent apps would send them.
 
 The harness's S3 runs each user's streams back to back, so streams that start together end together and
-start again together (see RESULTS.md, "Stream convoys"). Here streams start at exponentially distributed
-intervals whatever the others do, at the rate that keeps CONCURRENCY of them in flight on average (Little's
-law with the mock's stream length), on keep-alive connections taken from a pool. It reuses the harness's
+start again together (RESULTS.md, "The collector: what held the first byte back at 200 streams"). Here
+streams start at exponentially distributed intervals whatever the others do, at the rate that keeps
+CONCURRENCY of them in flight on average (Little's law with the mock's stream length), on keep-alive
+connections taken from a pool. It reuses the harness's
 HTTP client (load/client.py), so TTFB is measured the same way. Prints one JSON object.
     python bench/open_streams.py URL KEY [--concurrency 200] [--duration 20] [--stream-seconds 1.1]
 """

@@ -296,7 +296,7 @@ async def finish_whole(call: Call, channel: ChannelInfo, adaptor, content: bytes
     body, usage, text = adaptor.convert_response(call.request, content)
     rule = "usage reported by upstream"
     if usage is None:
-        # Off the event loop: an answer may be megabytes (see relay.endpoints.counted).
+        # Off the event loop: an answer may be megabytes (see relay.endpoints.count_prompt).
         prompt_tokens = await call.count_prompt()
         usage = await asyncio.to_thread(call.endpoint.local_usage, call.request, prompt_tokens, text)
         rule = "usage counted locally (upstream reported none)"
