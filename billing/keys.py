@@ -2,8 +2,8 @@
 
 The cached entry holds only what rarely changes (status, limits, owner); quota is never cached, it is
 reserved at the database. Saving or deleting a key or its user deletes the entry, which on Redis takes
-effect on every instance at once (after at most a second, see Recent); the local-memory cache expires it
-within SYNC_FREQUENCY.
+effect on every instance within a second (see Recent); each instance's local-memory cache forgets it within
+SYNC_FREQUENCY.
 """
 
 import ipaddress
@@ -138,8 +138,10 @@ def lookup(key_body: str) -> KeyInfo | None:
     if cached is not None:
         return cached
     info = _load(key_hash)
-    # Unknown keys are remembered briefly so a flood of bad keys does not reach the database.
-    cache.set(cache_key(key_hash), info or MISSING, timeout=settings.SYNC_FREQUENCY if info else 5)
+    # Unknown keys are remembered briefly so a flood of bad keys does not reach the database. A known key's
+    # entry lives a second less than SYNC_FREQUENCY because Recent may hold it a second longer in each process.
+    timeout = max(settings.SYNC_FREQUENCY - Recent.SECONDS, 0) if info else 5
+    cache.set(cache_key(key_hash), info or MISSING, timeout=timeout)
     return info
 
 

@@ -334,10 +334,15 @@ def _load() -> Prices:
     )
 
 
+def _known_fresh(now: float) -> bool:
+    """Loaded within SYNC_FREQUENCY and checked against the shared version within the last second."""
+    return now - _State.checked_at < VERSION_CHECK_SECONDS and now - _State.loaded_at <= settings.SYNC_FREQUENCY
+
+
 def current() -> Prices:
     now = time.monotonic()
     prices = _State.prices
-    if prices is not None and now - _State.checked_at < VERSION_CHECK_SECONDS:
+    if prices is not None and _known_fresh(now):
         return prices
     _State.checked_at = now
     version = cache.get(VERSION_KEY)
@@ -351,7 +356,7 @@ def current() -> Prices:
 async def acurrent() -> Prices:
     """Prices without leaving the event loop while they were checked within the last second."""
     prices = _State.prices
-    if prices is not None and time.monotonic() - _State.checked_at < VERSION_CHECK_SECONDS:
+    if prices is not None and _known_fresh(time.monotonic()):
         return prices
     return await run_db(current)
 

@@ -24,6 +24,10 @@ class QuotaExceeded(Exception):
     pass
 
 
+class KeyGone(QuotaExceeded):
+    """The key was deleted after this process cached it: nothing to hold on."""
+
+
 @dataclass
 class Charge:
     """What a finished request costs and what its log row says."""
@@ -97,14 +101,22 @@ def reserve_many(holds: list[Hold]) -> list[QuotaExceeded | None]:
                 if hold not in user_short
             ],
         )
+        gone = _deleted_keys(key_short)
     return [
-        QuotaExceeded("this API key's quota is exhausted")
+        KeyGone("invalid API key")
+        if hold.token_id in gone
+        else QuotaExceeded("this API key's quota is exhausted")
         if hold in key_short
         else QuotaExceeded("your account's quota is exhausted; top up to continue")
         if hold in user_short
         else None
         for hold in holds
     ]
+
+
+def _deleted_keys(refused: set[Hold]) -> set[int]:
+    token_ids = {hold.token_id for hold in refused}
+    return token_ids - {token_id for (token_id,) in rows.select(Token, ["id"], {}, ("id", sorted(token_ids)))}
 
 
 def _not_reserved_yet(holds: list[Hold]) -> list[Hold]:

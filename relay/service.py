@@ -173,19 +173,33 @@ async def reserve(call: Call) -> None:
     try:
         try:
             await hold(call)
+        except quota.KeyGone:
+            raise
         except quota.QuotaExceeded:
-            bound = call.prompt_tokens
-            if call.prompt_counted or await call.count_prompt() == bound:
+            if not await exact_count_lowers_hold(call):
                 raise
             await hold(call)
+    except quota.KeyGone:
+        raise RelayError(401, "invalid API key", "invalid_api_key") from None
     except quota.QuotaExceeded as exceeded:
         raise RelayError(403, str(exceeded), "insufficient_quota", type="insufficient_quota") from None
     call.reserved = True
 
 
+async def exact_count_lowers_hold(call: Call) -> bool:
+    """Counts the prompt exactly unless it was, or the price does not depend on it (a fixed price)."""
+    bound = call.prompt_tokens
+    if call.prompt_counted or hold_amount(call, 0) == hold_amount(call, bound):
+        return False
+    return await call.count_prompt() < bound
+
+
+def hold_amount(call: Call, prompt_tokens: int) -> int:
+    return call.endpoint.reservation(call.quote, call.request, prompt_tokens)
+
+
 async def hold(call: Call) -> None:
-    amount = call.endpoint.reservation(call.quote, call.request, call.prompt_tokens)
-    await settlement.reserve(call.request_id, call.key, amount)
+    await settlement.reserve(call.request_id, call.key, hold_amount(call, call.prompt_tokens))
 
 
 async def dispatch(call: Call) -> HttpResponse:

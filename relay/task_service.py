@@ -142,6 +142,8 @@ async def hold(job: Submission) -> None:
     key = job.key
     try:
         await run_db(quota.reserve, job.public_id, key.token_id, key.user_id, key.unlimited, job.amount)
+    except quota.KeyGone:
+        raise TaskError(401, "invalid API key", "invalid_api_key") from None
     except quota.QuotaExceeded as exceeded:
         raise TaskError(403, str(exceeded), "quota_not_enough") from None
 

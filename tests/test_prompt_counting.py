@@ -8,6 +8,7 @@ import threading
 import orjson
 import pytest
 
+from billing import pricing
 from billing.models import Log, Reservation
 from relay import endpoints, tokenizer
 from relay.adaptors.base import RelayRequest
@@ -78,3 +79,12 @@ async def test_a_key_short_of_the_exact_count_is_refused(alice, openai_channel, 
     assert response.status_code == 403
     assert orjson.loads(response.content)["error"]["code"] == "insufficient_quota"
     assert not fake_openai.requests
+
+
+async def test_a_fixed_price_refusal_counts_nothing(alice, openai_channel, fake_openai, monkeypatch):
+    await asyncio.to_thread(pricing.save, {"model_price": {"gpt-4o": 1.0}}, merge=True)
+    _, key = await asyncio.to_thread(make_key, alice, remain_quota=pricing.current().quota_per_unit - 1)
+    monkeypatch.setattr(tokenizer, "_built", {})
+    response = await post_chat(key, PROMPT)
+    assert response.status_code == 403
+    assert tokenizer._built == {}  # the prompt is no part of a fixed price, so no encoding was built to count it

@@ -9,6 +9,7 @@ import pytest
 from django.test import AsyncClient, override_settings
 from django.utils import timezone
 
+from billing import keys
 from billing.models import Log, Reservation, Token, User
 from relay.tokenizer import Tokens, count_messages, count_text, utf8_bytes
 from tests.conftest import ALICE_QUOTA, make_channel, make_key
@@ -253,6 +254,17 @@ async def test_key_errors(alice, openai_channel, transactional_db):
     assert (await post(local, HELLO)).status_code == 200
     _, empty = await asyncio.to_thread(make_key, alice, remain_quota=0)
     assert await error_of(await post(empty, HELLO)) == (403, "insufficient_quota")
+
+
+async def test_a_key_deleted_behind_a_cached_copy_gets_401_and_reaches_no_upstream(alice, openai_channel, fake_openai):
+    token, key = await asyncio.to_thread(make_key, alice)
+    assert (await post(key, HELLO)).status_code == 200
+    body, _ = keys.parse_key(key)
+    cached = keys.Recent.found[body]
+    await token.adelete()
+    keys.Recent.found[body] = cached  # as another instance still holds it until SYNC_FREQUENCY
+    assert await error_of(await post(key, HELLO)) == (401, "invalid_api_key")
+    assert len(fake_openai.requests) == 1
 
 
 async def test_unknown_model_gets_503_no_channel(alice_key, openai_channel):
