@@ -80,8 +80,8 @@ class UserOut(Schema):
     quota: int
     used_quota: int
     request_count: int
-    rpm_limit: int | None = Field(description=f"{RPM_DOC}; over all the user's keys (set in Django admin)")
-    tpm_limit: int | None = Field(description=f"{TPM_DOC}; over all the user's keys (set in Django admin)")
+    rpm_limit: int | None = Field(description=f"{RPM_DOC}; over all the user's keys")
+    tpm_limit: int | None = Field(description=f"{TPM_DOC}; over all the user's keys")
 
 
 class UserCreate(WriteSchema):
@@ -91,6 +91,8 @@ class UserCreate(WriteSchema):
     is_active: bool = True
     group: str = "default"
     quota: Quota = Field(0, description="Starting quota, written to the ledger as a manage log")
+    rpm_limit: RateLimit | None = Field(None, description=f"{RPM_DOC}; over all the user's keys")
+    tpm_limit: RateLimit | None = Field(None, description=f"{TPM_DOC}; over all the user's keys")
 
 
 class UserPatch(WriteSchema):
@@ -101,6 +103,8 @@ class UserPatch(WriteSchema):
     is_staff: bool | None = None
     is_active: bool | None = None
     group: str | None = None
+    rpm_limit: RateLimit | None = Field(None, description=f"{RPM_DOC}; over all the user's keys")
+    tpm_limit: RateLimit | None = Field(None, description=f"{TPM_DOC}; over all the user's keys")
 
 
 class QuotaChange(WriteSchema):

@@ -7,7 +7,8 @@ from django.db.models import F
 from billing.models import Log, User
 from billing.quota import QuotaExceeded
 
-EDITABLE = {"username", "password", "is_staff", "is_active", "group"}
+EDITABLE = {"username", "password", "is_staff", "is_active", "group", "rpm_limit", "tpm_limit"}
+NULLABLE = {"rpm_limit", "tpm_limit"}  # null = the group's limit
 
 
 def create_user(
@@ -18,13 +19,22 @@ def create_user(
     is_active: bool = True,
     group: str = "default",
     quota: int = 0,
+    rpm_limit: int | None = None,
+    tpm_limit: int | None = None,
     actor: User | None = None,
 ) -> User:
     """A new user; a starting quota goes through adjust_quota so the ledger shows where it came from."""
     check_username(username)
     check_group(group)
     with transaction.atomic():
-        user = User(username=username, is_staff=is_staff, is_active=is_active, group=group)
+        user = User(
+            username=username,
+            is_staff=is_staff,
+            is_active=is_active,
+            group=group,
+            rpm_limit=rpm_limit,
+            tpm_limit=tpm_limit,
+        )
         _set_password(user, password)
         user.save()
         if quota:
@@ -41,7 +51,7 @@ def update_user(user: User, changes: dict) -> User:
         check_username(changes["username"])
     if "group" in changes:
         check_group(changes["group"])
-    nulls = [name for name, value in changes.items() if value is None]
+    nulls = [name for name, value in changes.items() if value is None and name not in NULLABLE]
     if nulls:
         raise ValidationError({name: "must not be null" for name in nulls})
     if "password" in changes and not changes["password"]:

@@ -207,6 +207,41 @@ def test_staff_set_and_clear_a_keys_limits_through_the_api(alice, access_token):
     assert Token.objects.get(pk=created.json()["id"]).rpm_limit is None
 
 
+def test_staff_set_and_clear_a_users_limits_through_the_api(access_token):
+    api = Client(headers={"Authorization": f"Bearer {access_token}"})
+    created = api.post("/api/users", {"username": "carol", "rpm_limit": 30}, content_type="application/json")
+    assert created.status_code == 201 and (created.json()["rpm_limit"], created.json()["tpm_limit"]) == (30, None)
+    user_id = created.json()["id"]
+    changed = api.patch(f"/api/users/{user_id}", {"tpm_limit": 0}, content_type="application/json")
+    assert (changed.json()["rpm_limit"], changed.json()["tpm_limit"]) == (30, 0)
+    cleared = api.patch(f"/api/users/{user_id}", {"rpm_limit": None}, content_type="application/json")
+    assert (cleared.json()["rpm_limit"], cleared.json()["tpm_limit"]) == (None, 0)
+    assert User.objects.values_list("rpm_limit", "tpm_limit").get(pk=user_id) == (None, 0)
+    refused = api.patch(f"/api/users/{user_id}", {"rpm_limit": -1}, content_type="application/json")
+    assert refused.status_code == 422 and "rpm_limit" in refused.json()["detail"]
+
+
+@pytest.mark.backend
+@pytest.mark.cache
+@override_settings(RATE_LIMITS={"default": {"key_rpm": 100}})
+def test_a_users_limit_changed_through_the_api_applies_at_once_although_the_key_is_cached(
+    alice, access_token, openai_channel
+):
+    wait_for_a_fresh_minute()
+    _, key = make_key(alice)
+
+    def chat() -> int:
+        headers = {"Authorization": f"Bearer {key}"}
+        return (
+            Client().post("/v1/chat/completions", HELLO, content_type="application/json", headers=headers).status_code
+        )
+
+    assert chat() == 200  # the key is in the cache now, its user with no limit of its own
+    api = Client(headers={"Authorization": f"Bearer {access_token}"})
+    assert api.patch(f"/api/users/{alice.pk}", {"rpm_limit": 1}, content_type="application/json").status_code == 200
+    assert [chat(), chat()] == [200, 429]  # the user's requests are counted from when a limit applies
+
+
 @pytest.mark.parametrize("value", [-1, 2**31, "many"])
 def test_an_invalid_limit_is_422(access_token, value):
     api = Client(headers={"Authorization": f"Bearer {access_token}"})
