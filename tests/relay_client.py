@@ -9,13 +9,13 @@ from relay import sse
 from relay.adaptors.base import RelayRequest
 from tests.conftest import wait_for
 
+HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 
-def post_chat(key: str, body: dict):
+
+def post_chat(key: str, body: dict | bytes = HELLO, path: str = "/v1/chat/completions", **headers):
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
     return AsyncClient().post(
-        "/v1/chat/completions",
-        orjson.dumps(body),
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {key}"},
+        path, data, content_type="application/json", headers={"Authorization": f"Bearer {key}", **headers}
     )
 
 

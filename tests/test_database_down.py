@@ -4,10 +4,10 @@ import httpx
 import pytest
 
 from tests.live_server import LiveGateway
+from tests.relay_client import HELLO
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 SOME_KEY = {"Authorization": "Bearer sk-" + "a" * 48}
 
 

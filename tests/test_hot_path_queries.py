@@ -11,11 +11,10 @@ from billing import keys, pricing, settlement
 from channels_app import routing
 from gateway_project import db
 from relay.sse import DONE
-from tests.relay_client import post_chat, sse_payloads
+from tests.relay_client import HELLO, post_chat, sse_payloads
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend, pytest.mark.cache]
 
-HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 RESERVE_QUERIES = 4  # which reservations exist, the key's and the user's conditional decrement, the insert
 SETTLE_QUERIES = 7  # lock the reservation, mark it, key, user, channel, the log, the daily usage row
 DATA_STATEMENTS = ("SELECT", "INSERT", "UPDATE", "DELETE")  # not BEGIN/COMMIT, which only SQLite logs

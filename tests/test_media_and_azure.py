@@ -6,7 +6,7 @@ import io
 
 import orjson
 import pytest
-from django.test import AsyncClient, override_settings
+from django.test import override_settings
 from PIL import Image
 
 from billing.models import Log
@@ -14,6 +14,7 @@ from relay.media import tile_tokens
 from relay.tokenizer import Tokens, count_messages
 from tests.conftest import make_channel
 from tests.fakes.openai_upstream import Behaviour
+from tests.relay_client import post_chat
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,15 +60,6 @@ def vision_request(detail: str, url: str, stream: bool = False) -> dict:
     }
 
 
-def post(key: str, body: dict):
-    return AsyncClient().post(
-        "/v1/chat/completions",
-        orjson.dumps(body),
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {key}"},
-    )
-
-
 def text_tokens(body: dict) -> int:
     return count_messages(body["messages"], Tokens("gpt-4o"))
 
@@ -78,7 +70,7 @@ async def test_images_in_chat_are_counted_when_the_upstream_reports_no_usage(
 ):
     fake_openai.script.append(Behaviour(usage=False))
     body = vision_request(detail, png_data_url(1024, 1024))
-    response = await post(alice_key, body)
+    response = await post_chat(alice_key, body)
     assert response.status_code == 200
     log = await Log.objects.aget(request_id=response["X-Request-Id"])
     assert log.prompt_tokens == text_tokens(body) + image_tokens
@@ -88,12 +80,12 @@ async def test_images_in_chat_are_counted_when_the_upstream_reports_no_usage(
 async def test_not_stream_switch_skips_counting_for_non_stream_requests(alice_key, openai_channel, fake_openai):
     fake_openai.script.append(Behaviour(usage=False))
     body = vision_request("high", png_data_url(1024, 1024))
-    response = await post(alice_key, body)
+    response = await post_chat(alice_key, body)
     assert (await Log.objects.aget(request_id=response["X-Request-Id"])).prompt_tokens == text_tokens(body)
 
 
 async def test_an_unreadable_image_is_a_clear_400(alice_key, openai_channel, fake_openai):
-    response = await post(alice_key, vision_request("high", "data:image/png;base64,bm90IGFuIGltYWdl"))
+    response = await post_chat(alice_key, vision_request("high", "data:image/png;base64,bm90IGFuIGltYWdl"))
     assert response.status_code == 400
     assert orjson.loads(response.content)["error"]["code"] == "invalid_image"
     assert not fake_openai.requests
@@ -108,7 +100,7 @@ async def test_azure_uses_the_deployment_url_api_version_and_api_key(alice_key, 
         key="azure-secret",
         config={"api_version": "2024-06-01"},
     )
-    response = await post(alice_key, {"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "hi"}]})
+    response = await post_chat(alice_key, {"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "hi"}]})
     assert response.status_code == 200
     upstream = fake_openai.requests[0]
     assert upstream.path == "/openai/deployments/gpt-35-turbo/chat/completions"
@@ -118,6 +110,6 @@ async def test_azure_uses_the_deployment_url_api_version_and_api_key(alice_key, 
 
 async def test_custom_channels_call_the_full_url(alice_key, fake_openai, transactional_db):
     await asyncio.to_thread(make_channel, f"{fake_openai.url}/proxy/{{model}}/chat", type="custom")
-    response = await post(alice_key, {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
+    response = await post_chat(alice_key, {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
     assert response.status_code == 200
     assert fake_openai.requests[0].path == "/proxy/gpt-4o/chat"

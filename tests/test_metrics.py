@@ -5,10 +5,9 @@ import pytest
 from django.test import AsyncClient, Client, override_settings
 
 from tests.fakes.openai_upstream import Behaviour
+from tests.relay_client import HELLO
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def sample(text: str, name: str, **labels: str) -> float:

@@ -8,10 +8,10 @@ import pytest
 
 from tests.conftest import make_key
 from tests.live_server import LiveGateway
+from tests.relay_client import HELLO
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend, pytest.mark.cache]
 
-HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 SYNC_FREQUENCY = 1
 
 

@@ -10,26 +10,16 @@ import orjson
 import pytest
 from django.conf import settings
 from django.http import HttpResponse
-from django.test import AsyncClient, Client, override_settings
+from django.test import Client, override_settings
 
 from billing.keys import KeyInfo
 from billing.models import AccessToken, Log, Token, User
 from billing.ratelimit import Limits, limits_for_key
 from tests.conftest import make_key
 from tests.live_server import LiveGateway
+from tests.relay_client import HELLO, post_chat
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
-
-
-def post(key: str):
-    return AsyncClient().post(
-        "/v1/chat/completions",
-        orjson.dumps(HELLO),
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {key}"},
-    )
 
 
 def wait_for_a_fresh_minute(needed_seconds: int = 20) -> None:
@@ -42,8 +32,8 @@ def wait_for_a_fresh_minute(needed_seconds: int = 20) -> None:
 @override_settings(RATE_LIMITS={"default": {"key_rpm": 2}})
 async def test_the_third_request_of_a_minute_gets_429_with_retry_after(alice_key, openai_channel):
     await asyncio.to_thread(wait_for_a_fresh_minute)
-    assert [(await post(alice_key)).status_code for _ in range(2)] == [200, 200]
-    limited = await post(alice_key)
+    assert [(await post_chat(alice_key)).status_code for _ in range(2)] == [200, 200]
+    limited = await post_chat(alice_key)
     assert limited.status_code == 429
     assert 0 < int(limited["Retry-After"]) <= 60
     assert orjson.loads(limited.content)["error"]["code"] == "rate_limit_exceeded"
@@ -53,8 +43,8 @@ async def test_the_third_request_of_a_minute_gets_429_with_retry_after(alice_key
 @override_settings(RATE_LIMITS={"default": {"key_tpm": 10}})
 async def test_a_key_over_its_tokens_per_minute_is_refused(alice_key, openai_channel):
     await asyncio.to_thread(wait_for_a_fresh_minute)
-    assert (await post(alice_key)).status_code == 200  # 12 + 6 tokens: over the limit from now on
-    assert (await post(alice_key)).status_code == 429
+    assert (await post_chat(alice_key)).status_code == 200  # 12 + 6 tokens: over the limit from now on
+    assert (await post_chat(alice_key)).status_code == 429
 
 
 @override_settings(RATE_LIMITS={"vip": {"user_rpm": 1}})
@@ -65,9 +55,9 @@ async def test_user_limits_span_keys_and_follow_the_group(alice, openai_channel)
     _, first = await asyncio.to_thread(make_key, alice, group="vip")
     _, second = await asyncio.to_thread(make_key, alice, group="vip")
     _, other_group = await asyncio.to_thread(make_key, alice)
-    assert (await post(first)).status_code == 200
-    assert (await post(second)).status_code == 429
-    assert (await post(other_group)).status_code == 200  # "default" has no limit here
+    assert (await post_chat(first)).status_code == 200
+    assert (await post_chat(second)).status_code == 429
+    assert (await post_chat(other_group)).status_code == 200  # "default" has no limit here
 
 
 BURST = 200
@@ -139,22 +129,22 @@ def test_a_key_cached_by_an_older_version_loads_with_the_group_defaults():
 async def test_a_key_with_a_lower_rpm_limit_is_refused_before_its_group_limit(alice, openai_channel):
     await asyncio.to_thread(wait_for_a_fresh_minute)
     _, key = await asyncio.to_thread(make_key, alice, rpm_limit=1)
-    assert [(await post(key)).status_code for _ in range(2)] == [200, 429]
+    assert [(await post_chat(key)).status_code for _ in range(2)] == [200, 429]
 
 
 @override_settings(RATE_LIMITS={"default": {"key_rpm": 1}})
 async def test_a_key_with_rpm_limit_0_is_not_limited(alice, openai_channel):
     await asyncio.to_thread(wait_for_a_fresh_minute)
     _, key = await asyncio.to_thread(make_key, alice, rpm_limit=0)
-    assert [(await post(key)).status_code for _ in range(3)] == [200, 200, 200]
+    assert [(await post_chat(key)).status_code for _ in range(3)] == [200, 200, 200]
 
 
 @override_settings(RATE_LIMITS={"default": {"key_rpm": 100}})
 async def test_a_key_with_its_own_tpm_limit_is_refused_once_it_is_used(alice, openai_channel):
     await asyncio.to_thread(wait_for_a_fresh_minute)
     _, key = await asyncio.to_thread(make_key, alice, tpm_limit=10)
-    assert (await post(key)).status_code == 200  # 12 + 6 tokens: over this key's limit from now on
-    refused = await post(key)
+    assert (await post_chat(key)).status_code == 200  # 12 + 6 tokens: over this key's limit from now on
+    refused = await post_chat(key)
     assert refused.status_code == 429 and "token limit of 10" in orjson.loads(refused.content)["error"]["message"]
 
 
@@ -164,15 +154,15 @@ async def test_a_users_rpm_limit_spans_all_their_keys(alice, openai_channel):
     await User.objects.filter(pk=alice.pk).aupdate(rpm_limit=1)
     _, first = await asyncio.to_thread(make_key, alice)
     _, second = await asyncio.to_thread(make_key, alice)
-    assert (await post(first)).status_code == 200
-    assert (await post(second)).status_code == 429
+    assert (await post_chat(first)).status_code == 200
+    assert (await post_chat(second)).status_code == 429
 
 
 @override_settings(RATE_LIMITS={})
 async def test_a_key_limit_holds_when_its_group_has_no_limits(alice, openai_channel):
     await asyncio.to_thread(wait_for_a_fresh_minute)
     _, key = await asyncio.to_thread(make_key, alice, rpm_limit=1)
-    assert [(await post(key)).status_code for _ in range(2)] == [200, 429]
+    assert [(await post_chat(key)).status_code for _ in range(2)] == [200, 429]
 
 
 @pytest.mark.backend

@@ -12,10 +12,9 @@ import pytest
 from django.http import HttpRequest
 
 from tests.asgi_harness import Gateway
+from tests.relay_client import HELLO
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def of_the_relay(item: object) -> bool:

@@ -14,18 +14,11 @@ from billing.models import Log, Reservation, Token, User
 from relay.tokenizer import Tokens, count_messages, count_text, utf8_bytes
 from tests.conftest import ALICE_QUOTA, make_channel, make_key
 from tests.fakes.openai_upstream import PROMPT_TOKENS, REPLY, Behaviour
+from tests.relay_client import HELLO, post_chat
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend, pytest.mark.cache]
 
-HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 GPT4O_COST = math.ceil((PROMPT_TOKENS + 6 * 4) * 1.25)  # ratio 1.25, completion ratio 4, 6 completion tokens
-
-
-def post(key: str, body: dict | bytes, path: str = "/v1/chat/completions", **headers):
-    data = body if isinstance(body, bytes) else orjson.dumps(body)
-    return AsyncClient().post(
-        path, data, content_type="application/json", headers={"Authorization": f"Bearer {key}", **headers}
-    )
 
 
 async def quota_of(username: str) -> int:
@@ -33,7 +26,7 @@ async def quota_of(username: str) -> int:
 
 
 async def test_it_relays_a_chat_answer_and_bills_upstream_usage(alice_key, openai_channel, fake_openai):
-    response = await post(alice_key, HELLO)
+    response = await post_chat(alice_key, HELLO)
     assert response.status_code == 200
     body = orjson.loads(response.content)
     assert body["choices"][0]["message"]["content"] == REPLY
@@ -52,7 +45,7 @@ async def test_it_relays_a_chat_answer_and_bills_upstream_usage(alice_key, opena
 @pytest.mark.parametrize("behaviour", [Behaviour(usage=False), Behaviour(zero_usage=True)], ids=["absent", "zero"])
 async def test_missing_or_zero_usage_is_counted_locally(alice_key, openai_channel, fake_openai, behaviour):
     fake_openai.script.append(behaviour)
-    response = await post(alice_key, HELLO)
+    response = await post_chat(alice_key, HELLO)
     assert response.status_code == 200
     log = await Log.objects.aget(request_id=response["X-Request-Id"])
     prompt = count_messages(HELLO["messages"], Tokens("gpt-4o"))
@@ -62,7 +55,7 @@ async def test_missing_or_zero_usage_is_counted_locally(alice_key, openai_channe
 
 async def test_model_mapping_changes_only_the_upstream_body(alice_key, fake_openai, transactional_db):
     await asyncio.to_thread(make_channel, fake_openai.url, model_mapping={"gpt-4o": "gpt-4o-2024-08-06"})
-    response = await post(alice_key, HELLO)
+    response = await post_chat(alice_key, HELLO)
     assert fake_openai.requests[0].body["model"] == "gpt-4o-2024-08-06"
     assert orjson.loads(response.content)["model"] == "gpt-4o"
     assert (await Log.objects.aget()).model == "gpt-4o"
@@ -92,7 +85,7 @@ async def settled_log(request_id: str) -> Log:
 
 async def test_stream_with_usage_requested_gets_the_usage_chunk(alice_key, openai_channel, fake_openai):
     body = {**HELLO, "stream": True, "stream_options": {"include_usage": True}}
-    response = await post(alice_key, body)
+    response = await post_chat(alice_key, body)
     events = sse_events(await read_stream(response))
     assert events[-1] == b"[DONE]"
     usage_chunk = orjson.loads(events[-2])
@@ -103,7 +96,7 @@ async def test_stream_with_usage_requested_gets_the_usage_chunk(alice_key, opena
 
 
 async def test_forced_usage_is_not_shown_to_a_client_that_did_not_ask(alice_key, openai_channel, fake_openai):
-    response = await post(alice_key, {**HELLO, "stream": True})
+    response = await post_chat(alice_key, {**HELLO, "stream": True})
     events = sse_events(await read_stream(response))
     assert fake_openai.requests[0].body["stream_options"] == {"include_usage": True}
     assert all(orjson.loads(e).get("usage") is None for e in events[:-1])
@@ -114,7 +107,7 @@ async def test_forced_usage_is_not_shown_to_a_client_that_did_not_ask(alice_key,
 
 async def test_stream_without_usage_is_counted_locally(alice_key, openai_channel, fake_openai):
     fake_openai.script.append(Behaviour(usage=False))
-    response = await post(alice_key, {**HELLO, "stream": True, "stream_options": {"include_usage": True}})
+    response = await post_chat(alice_key, {**HELLO, "stream": True, "stream_options": {"include_usage": True}})
     events = sse_events(await read_stream(response))
     synthetic = orjson.loads(events[-2])
     assert synthetic["usage"]["completion_tokens"] == count_text("gpt-4o", REPLY)
@@ -125,7 +118,7 @@ async def test_stream_without_usage_is_counted_locally(alice_key, openai_channel
 
 async def test_stream_cut_by_upstream_is_billed_for_what_was_delivered(alice_key, openai_channel, fake_openai):
     fake_openai.script.append(Behaviour(die_after=3, chunk_delay=0.05))  # each chunk read before the cut
-    response = await post(alice_key, {**HELLO, "stream": True})
+    response = await post_chat(alice_key, {**HELLO, "stream": True})
     events = sse_events(await read_stream(response))
     assert events[-1] == b"[DONE]"
     assert orjson.loads(events[-2])["error"]["code"] == "stream_interrupted"
@@ -138,7 +131,7 @@ async def test_stream_cut_by_upstream_is_billed_for_what_was_delivered(alice_key
 @override_settings(STREAMING_TIMEOUT=0.5)
 async def test_idle_upstream_ends_the_stream_and_bills_what_was_delivered(alice_key, openai_channel, fake_openai):
     fake_openai.script.append(Behaviour(stall_after=2))
-    response = await post(alice_key, {**HELLO, "stream": True})
+    response = await post_chat(alice_key, {**HELLO, "stream": True})
     events = sse_events(await read_stream(response))
     assert events[-1] == b"[DONE]"
     log = await settled_log(response["X-Request-Id"])
@@ -183,13 +176,13 @@ async def test_an_upstream_cookie_does_not_follow_later_requests(alice_key, open
     """Every request of the process shares one HTTP client: one answer's Set-Cookie stays out of the rest."""
     fake_openai.script.append(Behaviour(headers={"Set-Cookie": "session=first-callers-only; Path=/"}))
     for _ in range(2):
-        assert (await post(alice_key, HELLO)).status_code == 200
+        assert (await post_chat(alice_key, HELLO)).status_code == 200
     assert "Cookie" not in fake_openai.requests[1].headers
 
 
 async def test_failure_before_the_first_byte_charges_nothing(alice_key, openai_channel, fake_openai):
     fake_openai.script.append(Behaviour(status=500, body={"error": {"message": "boom", "type": "server_error"}}))
-    response = await post(alice_key, {**HELLO, "stream": True})
+    response = await post_chat(alice_key, {**HELLO, "stream": True})
     assert response.status_code == 500
     assert orjson.loads(response.content)["error"]["message"] == "boom"
     assert await quota_of("alice") == ALICE_QUOTA
@@ -201,7 +194,7 @@ async def test_a_500_is_retried_on_another_channel_and_billed_once(alice_key, fa
     await asyncio.to_thread(make_channel, fake_openai.url, name="a")
     await asyncio.to_thread(make_channel, fake_openai.url, name="b")
     fake_openai.script.append(Behaviour(status=500, body={"error": {"message": "boom"}}))
-    response = await post(alice_key, HELLO)
+    response = await post_chat(alice_key, HELLO)
     assert response.status_code == 200
     assert len(fake_openai.requests) == 2
     assert await Log.objects.filter(type="consume").acount() == 1
@@ -225,7 +218,7 @@ async def error_of(response) -> tuple[int, str]:
     ],
 )
 async def test_bad_bodies_get_a_400_and_charge_nothing(alice_key, openai_channel, fake_openai, raw, code):
-    assert await error_of(await post(alice_key, raw)) == (400, code)
+    assert await error_of(await post_chat(alice_key, raw)) == (400, code)
     assert await quota_of("alice") == ALICE_QUOTA
     assert not fake_openai.requests
 
@@ -233,7 +226,7 @@ async def test_bad_bodies_get_a_400_and_charge_nothing(alice_key, openai_channel
 @override_settings(RELAY_MAX_BODY_BYTES=1000, DATA_UPLOAD_MAX_MEMORY_SIZE=1000)
 async def test_a_body_over_the_limit_gets_413(alice_key, openai_channel):
     big = {**HELLO, "messages": [{"role": "user", "content": "x" * 2000}]}
-    assert await error_of(await post(alice_key, big)) == (413, "body_too_large")
+    assert await error_of(await post_chat(alice_key, big)) == (413, "body_too_large")
 
 
 async def test_key_errors(alice, openai_channel, transactional_db):
@@ -241,34 +234,34 @@ async def test_key_errors(alice, openai_channel, transactional_db):
         401,
         "missing_api_key",
     )
-    assert await error_of(await post("sk-" + "x" * 48, HELLO)) == (401, "invalid_api_key")
+    assert await error_of(await post_chat("sk-" + "x" * 48, HELLO)) == (401, "invalid_api_key")
     _, disabled = await asyncio.to_thread(make_key, alice, status="disabled")
-    assert await error_of(await post(disabled, HELLO)) == (403, "key_disabled")
+    assert await error_of(await post_chat(disabled, HELLO)) == (403, "key_disabled")
     _, expired = await asyncio.to_thread(make_key, alice, expires_at=timezone.now() - timedelta(minutes=1))
-    assert await error_of(await post(expired, HELLO)) == (403, "key_expired")
+    assert await error_of(await post_chat(expired, HELLO)) == (403, "key_expired")
     _, limited = await asyncio.to_thread(make_key, alice, model_limits=["gpt-4o-mini"])
-    assert await error_of(await post(limited, HELLO)) == (403, "model_not_allowed")
+    assert await error_of(await post_chat(limited, HELLO)) == (403, "model_not_allowed")
     _, fenced = await asyncio.to_thread(make_key, alice, allow_ips=["10.0.0.0/8"])
-    assert await error_of(await post(fenced, HELLO)) == (403, "ip_not_allowed")
+    assert await error_of(await post_chat(fenced, HELLO)) == (403, "ip_not_allowed")
     _, local = await asyncio.to_thread(make_key, alice, allow_ips=["127.0.0.0/8"])
-    assert (await post(local, HELLO)).status_code == 200
+    assert (await post_chat(local, HELLO)).status_code == 200
     _, empty = await asyncio.to_thread(make_key, alice, remain_quota=0)
-    assert await error_of(await post(empty, HELLO)) == (403, "insufficient_quota")
+    assert await error_of(await post_chat(empty, HELLO)) == (403, "insufficient_quota")
 
 
 async def test_a_key_deleted_behind_a_cached_copy_gets_401_and_reaches_no_upstream(alice, openai_channel, fake_openai):
     token, key = await asyncio.to_thread(make_key, alice)
-    assert (await post(key, HELLO)).status_code == 200
+    assert (await post_chat(key, HELLO)).status_code == 200
     body, _ = keys.parse_key(key)
     cached = keys.Recent.found[body]
     await token.adelete()
     keys.Recent.found[body] = cached  # as another instance still holds it until SYNC_FREQUENCY
-    assert await error_of(await post(key, HELLO)) == (401, "invalid_api_key")
+    assert await error_of(await post_chat(key, HELLO)) == (401, "invalid_api_key")
     assert len(fake_openai.requests) == 1
 
 
 async def test_unknown_model_gets_503_no_channel(alice_key, openai_channel):
-    status, code = await error_of(await post(alice_key, {**HELLO, "model": "nobody-serves-this"}))
+    status, code = await error_of(await post_chat(alice_key, {**HELLO, "model": "nobody-serves-this"}))
     assert (status, code) == (503, "no_channel")
     assert await quota_of("alice") == ALICE_QUOTA
 
@@ -290,7 +283,7 @@ async def test_fifty_parallel_requests_never_overspend_a_key(alice, openai_chann
     body = {**HELLO, "max_tokens": 100}
     reservation = math.ceil((count_messages(HELLO["messages"], utf8_bytes) + 100 * 4) * 1.25)
     token, key = await asyncio.to_thread(make_key, alice, remain_quota=10 * reservation)
-    responses = await asyncio.gather(*(post(key, body) for _ in range(50)))
+    responses = await asyncio.gather(*(post_chat(key, body) for _ in range(50)))
     statuses = [r.status_code for r in responses]
     assert set(statuses) <= {200, 403} and statuses.count(200) >= 10
     await token.arefresh_from_db()
@@ -309,7 +302,7 @@ async def test_a_bug_inside_the_gateway_answers_500_in_openai_shape_and_releases
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(OpenAIAdaptor, "convert_response", broken)
-    response = await post(alice_key, HELLO)
+    response = await post_chat(alice_key, HELLO)
     assert response.status_code == 500
     assert orjson.loads(response.content)["error"]["code"] == "internal_error"
     assert b"a bug" not in response.content

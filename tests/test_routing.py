@@ -5,7 +5,7 @@ import random
 
 import orjson
 import pytest
-from django.test import AsyncClient, override_settings
+from django.test import override_settings
 
 from billing.models import Log, User
 from channels_app import routing
@@ -13,10 +13,10 @@ from channels_app.models import Channel
 from channels_app.routing import ChannelInfo
 from tests.conftest import ALICE_QUOTA, make_channel, make_key
 from tests.fakes.openai_upstream import Behaviour
+from tests.relay_client import post_chat
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend, pytest.mark.cache]
 
-HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 BOOM = {"error": {"message": "boom", "type": "server_error"}}
 
 
@@ -47,15 +47,6 @@ def test_zero_weight_serves_only_when_nothing_else_in_the_tier_is_left():
     assert routing.choose(tier, {2}, rng).id == 1
 
 
-def post(key: str, body: dict = HELLO):
-    return AsyncClient().post(
-        "/v1/chat/completions",
-        orjson.dumps(body),
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {key}"},
-    )
-
-
 def channel(fake, name: str, **fields) -> Channel:
     return make_channel(fake.url, name=name, key=f"sk-{name}", **fields)
 
@@ -68,7 +59,7 @@ async def test_retries_stay_in_the_tier_then_fall_to_the_next(alice_key, fake_op
     for name, priority in (("a", 10), ("b", 10), ("c", 0)):
         await asyncio.to_thread(channel, fake_openai, name, priority=priority)
     fake_openai.script += [Behaviour(status=500, body=BOOM), Behaviour(status=502, body=BOOM)]
-    response = await post(alice_key)
+    response = await post_chat(alice_key)
     assert response.status_code == 200
     assert sorted(keys_hit(fake_openai)[:2]) == ["a", "b"] and keys_hit(fake_openai)[2] == "c"
     assert await Log.objects.filter(type="consume", channel_id__isnull=False).acount() == 1
@@ -79,7 +70,7 @@ async def test_these_statuses_are_never_retried(alice_key, fake_openai, status):
     for name in ("a", "b"):
         await asyncio.to_thread(channel, fake_openai, name)
     fake_openai.script.append(Behaviour(status=status, body={"error": {"message": "no", "type": "x"}}))
-    response = await post(alice_key)
+    response = await post_chat(alice_key)
     assert response.status_code == status
     assert len(fake_openai.requests) == 1
     assert (await User.objects.aget(username="alice")).quota == ALICE_QUOTA
@@ -89,7 +80,7 @@ async def test_status_code_mapping_makes_a_400_retryable(alice_key, fake_openai)
     await asyncio.to_thread(channel, fake_openai, "a", status_code_mapping={"400": "500"}, priority=1)
     await asyncio.to_thread(channel, fake_openai, "b")
     fake_openai.script.append(Behaviour(status=400, body={"error": {"message": "bad", "type": "x"}}))
-    response = await post(alice_key)
+    response = await post_chat(alice_key)
     assert response.status_code == 200
     assert keys_hit(fake_openai) == ["a", "b"]
 
@@ -97,7 +88,7 @@ async def test_status_code_mapping_makes_a_400_retryable(alice_key, fake_openai)
 async def test_the_client_sees_the_last_error_with_the_mapped_status_and_pays_nothing(alice_key, fake_openai):
     await asyncio.to_thread(channel, fake_openai, "a", status_code_mapping={"429": "503"})
     fake_openai.script.append(Behaviour(status=429, body={"error": {"message": "slow down", "type": "rate"}}))
-    response = await post(alice_key)
+    response = await post_chat(alice_key)
     assert response.status_code == 503
     assert orjson.loads(response.content)["error"]["message"] == "slow down"
     assert (await User.objects.aget(username="alice")).quota == ALICE_QUOTA
@@ -109,15 +100,15 @@ async def test_an_admin_key_may_pin_a_channel(root, fake_openai):
     pinned = await asyncio.to_thread(channel, fake_openai, "b")
     _, key = await asyncio.to_thread(make_key, root)
     fake_openai.script.append(Behaviour(status=500, body=BOOM))
-    response = await post(f"{key}-{pinned.pk}")
+    response = await post_chat(f"{key}-{pinned.pk}")
     assert response.status_code == 500  # pinned: no retry elsewhere
     assert keys_hit(fake_openai) == ["b"]
-    assert (await post(f"{key}-{pinned.pk}")).status_code == 200
+    assert (await post_chat(f"{key}-{pinned.pk}")).status_code == 200
 
 
 async def test_a_normal_user_may_not_pin(alice_key, fake_openai):
     pinned = await asyncio.to_thread(channel, fake_openai, "a")
-    response = await post(f"{alice_key}-{pinned.pk}")
+    response = await post_chat(f"{alice_key}-{pinned.pk}")
     assert response.status_code == 403
     assert orjson.loads(response.content)["error"]["code"] == "channel_pin_forbidden"
 
@@ -128,11 +119,11 @@ async def test_a_revoked_upstream_key_disables_the_channel_and_the_call_moves_on
     fake_openai.script.append(
         Behaviour(status=401, body={"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}})
     )
-    assert (await post(alice_key)).status_code == 200
+    assert (await post_chat(alice_key)).status_code == 200
     await bad.arefresh_from_db()
     assert bad.status == "auto_disabled" and "Incorrect API key" in bad.status_reason
     assert await Log.objects.filter(type="manage", channel_id=bad.pk).aexists()
-    assert (await post(alice_key)).status_code == 200
+    assert (await post_chat(alice_key)).status_code == 200
     assert keys_hit(fake_openai) == ["a", "b", "b"]  # out of rotation at once on this instance
 
 
@@ -148,7 +139,7 @@ async def test_a_revoked_upstream_key_disables_the_channel_and_the_call_moves_on
 async def test_provider_flavours_of_dead_credentials_disable(alice_key, fake_openai, error):
     bad = await asyncio.to_thread(channel, fake_openai, "a")
     fake_openai.script.append(Behaviour(status=403 if "type" not in error else 401, body=error))
-    await post(alice_key)
+    await post_chat(alice_key)
     await bad.arefresh_from_db()
     assert bad.status == "auto_disabled"
 
@@ -156,7 +147,7 @@ async def test_provider_flavours_of_dead_credentials_disable(alice_key, fake_ope
 async def test_auto_ban_off_is_never_disabled(alice_key, fake_openai):
     kept = await asyncio.to_thread(channel, fake_openai, "a", auto_ban=False)
     fake_openai.script.append(Behaviour(status=401, body={"error": {"message": "bad key", "code": "invalid_api_key"}}))
-    assert (await post(alice_key)).status_code == 401
+    assert (await post_chat(alice_key)).status_code == 401
     await kept.arefresh_from_db()
     assert kept.status == "enabled"
 
@@ -167,9 +158,9 @@ async def test_transient_failures_rest_a_channel_without_disabling_it(alice_key,
     await asyncio.to_thread(channel, fake_openai, "b")
     for _ in range(2):
         fake_openai.script.append(Behaviour(status=500, body=BOOM))
-        assert (await post(alice_key)).status_code == 200
+        assert (await post_chat(alice_key)).status_code == 200
     assert keys_hit(fake_openai) == ["a", "b", "a", "b"]
-    await post(alice_key)
+    await post_chat(alice_key)
     assert keys_hit(fake_openai)[-1] == "b"  # "a" rests
     await flaky.arefresh_from_db()
     assert flaky.status == "enabled"

@@ -21,11 +21,11 @@ from gateway_project.routing import Lifespan
 from tests.conftest import ALICE_QUOTA, make_key
 from tests.fakes.openai_upstream import Behaviour
 from tests.live_server import LiveGateway, wait_until
+from tests.relay_client import HELLO
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend]
 
 KEY_QUOTA = 5_000_000
-HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from tests.conftest import ALICE_QUOTA, make_channel, make_key
 from tests.fakes import faulty_upstream as fake
 from tests.fakes.faulty_upstream import FaultyUpstream
 from tests.live_server import LiveGateway
+from tests.relay_client import HELLO
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,7 +35,6 @@ GATEWAY_ENV = {
 }
 BOUND = 30  # seconds: a call or clean-up that takes longer than this has hung
 FD_SLACK = 4  # descriptors the gateway may open meanwhile for reasons of its own (a database thread)
-HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.fixture(scope="module")
