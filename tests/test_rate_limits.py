@@ -9,7 +9,6 @@ import httpx
 import orjson
 import pytest
 from django.conf import settings
-from django.http import HttpResponse
 from django.test import Client, override_settings
 
 from billing.keys import KeyInfo
@@ -168,21 +167,26 @@ async def test_a_key_limit_holds_when_its_group_has_no_limits(alice, openai_chan
 @pytest.mark.backend
 @pytest.mark.cache
 @override_settings(RATE_LIMITS={"default": {"key_rpm": 100}})
+@pytest.mark.parametrize("owner, then", [("tokens", [429]), ("users", [200, 429])])
 def test_a_limit_changed_through_the_api_applies_at_once_although_the_key_is_cached(
-    alice, access_token, openai_channel
+    alice, access_token, openai_channel, owner, then
 ):
+    """The key's requests are counted already (its group limits keys); the user's only once a limit applies."""
     wait_for_a_fresh_minute()
     token, key = make_key(alice)
     api = Client(headers={"Authorization": f"Bearer {access_token}"})
 
-    def chat() -> HttpResponse:
+    def chat() -> int:
         headers = {"Authorization": f"Bearer {key}"}
-        return Client().post("/v1/chat/completions", HELLO, content_type="application/json", headers=headers)
+        return (
+            Client().post("/v1/chat/completions", HELLO, content_type="application/json", headers=headers).status_code
+        )
 
-    assert chat().status_code == 200  # the key is in the cache now, with no limit of its own
-    changed = api.patch(f"/api/tokens/{token.pk}", {"rpm_limit": 1}, content_type="application/json")
+    assert chat() == 200  # the key is in the cache now, with no limit of its own or its user's
+    row = token.pk if owner == "tokens" else alice.pk
+    changed = api.patch(f"/api/{owner}/{row}", {"rpm_limit": 1}, content_type="application/json")
     assert changed.status_code == 200 and changed.json()["rpm_limit"] == 1
-    assert chat().status_code == 429  # 2 requests this minute, limit 1
+    assert [chat() for _ in then] == then
 
 
 def test_staff_set_and_clear_a_keys_limits_through_the_api(alice, access_token):
@@ -209,27 +213,6 @@ def test_staff_set_and_clear_a_users_limits_through_the_api(access_token):
     assert User.objects.values_list("rpm_limit", "tpm_limit").get(pk=user_id) == (None, 0)
     refused = api.patch(f"/api/users/{user_id}", {"rpm_limit": -1}, content_type="application/json")
     assert refused.status_code == 422 and "rpm_limit" in refused.json()["detail"]
-
-
-@pytest.mark.backend
-@pytest.mark.cache
-@override_settings(RATE_LIMITS={"default": {"key_rpm": 100}})
-def test_a_users_limit_changed_through_the_api_applies_at_once_although_the_key_is_cached(
-    alice, access_token, openai_channel
-):
-    wait_for_a_fresh_minute()
-    _, key = make_key(alice)
-
-    def chat() -> int:
-        headers = {"Authorization": f"Bearer {key}"}
-        return (
-            Client().post("/v1/chat/completions", HELLO, content_type="application/json", headers=headers).status_code
-        )
-
-    assert chat() == 200  # the key is in the cache now, its user with no limit of its own
-    api = Client(headers={"Authorization": f"Bearer {access_token}"})
-    assert api.patch(f"/api/users/{alice.pk}", {"rpm_limit": 1}, content_type="application/json").status_code == 200
-    assert [chat(), chat()] == [200, 429]  # the user's requests are counted from when a limit applies
 
 
 @pytest.mark.parametrize("value", [-1, 2**31, "many"])
