@@ -38,11 +38,11 @@ def database_env() -> dict[str, str]:
     return {"SQL_DSN": f"{scheme}://{auth}@{db['HOST']}:{db['PORT'] or default_port}/{db['NAME']}"}
 
 
-def wait_until(predicate, timeout: float = 20):
+def wait_until(predicate, timeout: float = 20, what: str = "condition not reached in time"):
     """Poll a predicate (it may query the database) until it gives a true value, and return that value."""
     deadline = time.monotonic() + timeout
     while not (value := predicate()):
-        assert time.monotonic() < deadline, "condition not reached in time"
+        assert time.monotonic() < deadline, what
         time.sleep(0.05)
     return value
 

@@ -21,7 +21,7 @@ from relay.tokenizer import count_text
 from tests.conftest import ALICE_QUOTA, make_channel, make_key
 from tests.fakes import faulty_upstream as fake
 from tests.fakes.faulty_upstream import FaultyUpstream
-from tests.live_server import LiveGateway
+from tests.live_server import LiveGateway, wait_until
 from tests.relay_client import HELLO
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -63,16 +63,18 @@ def world(gateway: LiveGateway, upstream: FaultyUpstream, alice) -> World:
     make_channel(upstream.url)  # until the gateway reloads its channels it may pick the last test's: the same fake
     _, key = make_key(alice)
     headers = {"Authorization": f"Bearer {key}"}
-    deadline = time.monotonic() + BOUND
-    while "gpt-4o" not in httpx.get(f"{gateway.url}/v1/models", headers=headers).text:
-        assert time.monotonic() < deadline, "the gateway never saw the channel"
-        time.sleep(0.1)
+
+    def channel_seen() -> bool:
+        return "gpt-4o" in httpx.get(f"{gateway.url}/v1/models", headers=headers).text
+
+    def warm_up_closed() -> bool:
+        return not (upstream.open_connections or gateway.connections_to(upstream.port))
+
+    wait_until(channel_seen, BOUND, "the gateway never saw the channel")
     for stream in (False, True):  # open what a normal call opens (database connections, the client pool)
         answer = httpx.post(f"{gateway.url}/v1/chat/completions", json={**HELLO, "stream": stream}, headers=headers)
         assert answer.status_code == 200, answer.text
-    while upstream.open_connections or gateway.connections_to(upstream.port):
-        assert time.monotonic() < deadline, "warm-up connections were never closed"
-        time.sleep(0.05)
+    wait_until(warm_up_closed, BOUND, "warm-up connections were never closed")
     return World(gateway, upstream, key, gateway.open_fds())
 
 
@@ -97,8 +99,8 @@ async def quota_left() -> int:
     return (await User.objects.aget(username="alice")).quota
 
 
-async def poll(predicate, what: str) -> None:
-    deadline = time.monotonic() + BOUND
+async def poll(predicate, what: str, timeout: float = BOUND) -> None:
+    deadline = time.monotonic() + timeout
     while not await predicate():
         assert time.monotonic() < deadline, what
         await asyncio.sleep(0.05)
@@ -262,10 +264,12 @@ async def test_a_client_hanging_up_before_the_first_byte_gets_its_reservation_ba
     world.upstream.reset(fake.HANG_BEFORE_HEADERS)
     request_id = await hang_up_before_the_answer(world, stream=False)
     await let_go(world)
-    deadline = time.monotonic() + 5  # the reconciler would only release it after RESERVATION_STALE_SECONDS
-    while await Reservation.objects.filter(request_id=request_id, state="held").aexists():
-        assert time.monotonic() < deadline, "the reservation is still held"
-        await asyncio.sleep(0.05)
+
+    async def released() -> bool:
+        return not await Reservation.objects.filter(request_id=request_id, state="held").aexists()
+
+    # 5 s: the reconciler would only release it after RESERVATION_STALE_SECONDS
+    await poll(released, "the reservation is still held", timeout=5)
     assert (await Reservation.objects.aget(request_id=request_id)).state == "released"
 
 
