@@ -17,53 +17,15 @@ from relay.metrics import AUTO_DISABLED
 
 log = logging.getLogger(__name__)
 
-# Error codes and types that mean "this credential cannot serve": OpenAI, Azure, Anthropic, Gemini/Vertex,
-# Zhipu, Cohere and Jina phrase it differently.
-PERMANENT_CODES = {
-    "invalid_api_key",
-    "account_deactivated",
-    "billing_not_active",
-    "insufficient_quota",
-    "api_key_invalid",
-    "permission_denied",
-    "unauthenticated",
-    "1000",  # Zhipu: authentication failed
-    "1001",
-    "1002",
-    "1003",
-    "1113",  # Zhipu: account in arrears
-}
-PERMANENT_TYPES = {
-    "insufficient_quota",
-    "authentication_error",
-    "permission_error",
-    "billing_error",
-    "forbidden",
-    "invalid_api_key",
-}
-PERMANENT_PHRASES = (
-    "your credit balance is too low",
-    "this organization has been disabled",
-    "you exceeded your current quota",
-    "api key not valid",
-    "api key expired",
-    "invalid api key",
-    "incorrect api key",
-    "the security token included in the request is invalid",
-    "your account is not authorized",
-    "account has been deactivated",
-    "permission denied",
-)
 
+def is_permanent(status: int, flagged: bool) -> bool:
+    """Does a failure show that the channel's credential or account cannot serve anyone?
 
-def is_permanent(status: int, message: str, code: object, error_type: object) -> bool:
-    """Does this failure mean the channel's credential or account cannot serve any request?"""
-    if status == 401:
-        return True
-    if str(code or "").lower() in PERMANENT_CODES or str(error_type or "").lower() in PERMANENT_TYPES:
-        return True
-    text = message.lower()
-    return any(phrase in text for phrase in PERMANENT_PHRASES)
+    Decided only from what no client can steer: the status (401), and the adaptor's reading of the
+    provider's structured error fields (`flagged`, UpstreamFailure.permanent), which a 403 needs as well.
+    Never from the message, which may quote the client's input; and never on a 400, which judges the request.
+    """
+    return status != 400 and (status == 401 or flagged)
 
 
 def auto_disable(channel: ChannelInfo, reason: str) -> bool:

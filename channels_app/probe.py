@@ -6,7 +6,7 @@ as configured (base URL, key, model mapping, provider extras).
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 import orjson
@@ -16,7 +16,7 @@ from channels_app import healing
 from channels_app.models import Channel
 from channels_app.routing import ChannelInfo, channel_info
 from relay import upstream
-from relay.adaptors.base import RelayRequest, UpstreamFailed
+from relay.adaptors.base import Adaptor, RelayRequest, UpstreamFailed, UpstreamRequest, scrub
 from relay.adaptors.registry import adaptor_for
 
 PROBE_TIMEOUT_SECONDS = 30.0
@@ -83,19 +83,27 @@ async def _probe_all(plans: list[tuple[ChannelInfo, str] | ProbeResult]) -> list
 
 
 async def probe(info: ChannelInfo, model: str) -> ProbeResult:
-    """Send `hi` with max_tokens 1 to `model` on the channel and judge the answer as the relay would."""
+    """Send `hi` with max_tokens 1 to `model` on the channel and judge the answer as the relay would. The
+    verdict's message holds no secret of the channel: it reaches the status_reason and the manage log."""
     adaptor = adaptor_for(info.type)
     if adaptor is None:
         return ProbeResult(False, 0, f"channel type {info.type} is not supported yet")
     body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
     request = RelayRequest("chat", model, body, orjson.dumps(body), stream=False, wants_usage=False)
+    outgoing = None
     try:
         await adaptor.prepare(info)
         outgoing = adaptor.build_request(request, info)
+        result = await _judge(adaptor, request, outgoing)
     except UpstreamFailed as refused:  # a rerank-only type (Jina) refuses chat; Vertex's token request failed
         failure = refused.failure
-        permanent = healing.is_permanent(failure.status, failure.message, failure.code, failure.type)
-        return ProbeResult(False, 0, f"{model}: {failure.message}", permanent)
+        permanent = healing.is_permanent(failure.status, failure.permanent)
+        result = ProbeResult(False, 0, f"{model}: {failure.message}", permanent)
+    return replace(result, message=scrub(result.message, info.key, outgoing))
+
+
+async def _judge(adaptor: Adaptor, request: RelayRequest, outgoing: UpstreamRequest) -> ProbeResult:
+    model = request.model
     client = upstream.client()
     started = time.perf_counter()
     try:
@@ -103,28 +111,21 @@ async def probe(info: ChannelInfo, model: str) -> ProbeResult:
             response = await client.request(
                 outgoing.method, outgoing.url, headers=outgoing.headers, content=outgoing.content
             )
-    except (TimeoutError, httpx.TimeoutException):
+    except TimeoutError:
         return ProbeResult(False, _ms(started), f"{model}: no answer within {PROBE_TIMEOUT_SECONDS:g} seconds")
     except httpx.HTTPError as exc:
-        # The exception text can carry the URL, which for some providers holds the key: name the type only.
-        return ProbeResult(False, _ms(started), f"{model}: connection failed: {type(exc).__name__}")
+        return ProbeResult(False, _ms(started), f"{model}: {upstream.failure_of(exc).message}")
     elapsed = _ms(started)
     if response.status_code >= 400:
         failure = adaptor.parse_error(response.status_code, response.content)
-        message = f"{model}: upstream answered {failure.status}: {failure.message}"
-        permanent = healing.is_permanent(failure.status, failure.message, failure.code, failure.type)
-        return ProbeResult(False, elapsed, _scrub(message, info), permanent)
+        permanent = healing.is_permanent(failure.status, failure.permanent)
+        return ProbeResult(False, elapsed, f"{model}: upstream answered {failure.status}: {failure.message}", permanent)
     try:
         adaptor.convert_response(request, response.content)
     except UpstreamFailed as failed:
-        return ProbeResult(False, elapsed, _scrub(f"{model}: unusable answer: {failed.failure.message}", info))
+        return ProbeResult(False, elapsed, f"{model}: unusable answer: {failed.failure.message}")
     return ProbeResult(True, elapsed, f"{model} answered in {elapsed} ms")
 
 
 def _ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
-
-
-def _scrub(message: str, info: ChannelInfo) -> str:
-    """Upstream errors sometimes quote the key they were sent; never pass it on."""
-    return message.replace(info.key, "***") if info.key else message

@@ -23,7 +23,7 @@ from channels_app import healing, routing
 from channels_app.routing import ChannelInfo
 from gateway_project.db import run_db
 from relay import metrics, streaming, tokenizer, upstream
-from relay.adaptors.base import RelayRequest, UpstreamFailed, UpstreamFailure, Usage
+from relay.adaptors.base import Adaptor, RelayRequest, UpstreamFailed, UpstreamFailure, UpstreamRequest, Usage, scrub
 from relay.adaptors.registry import adaptor_for
 from relay.endpoints import Endpoint, count_prompt
 from relay.errors import RelayError, database_down, error_response
@@ -241,7 +241,7 @@ async def dispatch(call: Call) -> HttpResponse:
 
 
 async def note_failure(channel: ChannelInfo, failure: UpstreamFailure) -> None:
-    if healing.is_permanent(failure.status, failure.message, failure.code, failure.type):
+    if healing.is_permanent(failure.status, failure.permanent):
         if channel.auto_ban:
             await run_db(healing.auto_disable, channel, f"upstream status {failure.status}: {failure.message}")
     elif retryable(failure.status):
@@ -260,11 +260,22 @@ def retryable(status: int) -> bool:
 
 
 async def attempt(call: Call, channel: ChannelInfo) -> HttpResponse:
+    """One try on one channel. A failure leaves with the channel's secrets scrubbed from its message, before
+    the client's answer, the error log, auto-disable or the server log can use it."""
     adaptor = adaptor_for(channel.type)
     if adaptor is None:
         raise UpstreamFailed(UpstreamFailure(500, f"channel type {channel.type} is not supported yet"))
-    await adaptor.prepare(channel)
-    outgoing = adaptor.build_request(call.request, channel)
+    outgoing = None
+    try:
+        await adaptor.prepare(channel)
+        outgoing = adaptor.build_request(call.request, channel)
+        return await exchange(call, channel, adaptor, outgoing)
+    except UpstreamFailed as failed:
+        failed.failure.message = scrub(failed.failure.message, channel.key, outgoing)
+        raise
+
+
+async def exchange(call: Call, channel: ChannelInfo, adaptor: Adaptor, outgoing: UpstreamRequest) -> HttpResponse:
     client = upstream.client()
     sent = time.perf_counter()
     try:
@@ -272,10 +283,8 @@ async def attempt(call: Call, channel: ChannelInfo) -> HttpResponse:
             client.build_request(outgoing.method, outgoing.url, headers=outgoing.headers, content=outgoing.content),
             stream=True,
         )
-    except httpx.TimeoutException:
-        raise UpstreamFailed(UpstreamFailure(504, "upstream did not answer in time", "upstream_timeout")) from None
     except httpx.HTTPError as exc:
-        raise UpstreamFailed(UpstreamFailure(502, f"upstream connection failed: {type(exc).__name__}")) from None
+        raise UpstreamFailed(upstream.failure_of(exc)) from None
     finally:
         call.upstream_seconds += time.perf_counter() - sent
     if response.status_code >= 400:

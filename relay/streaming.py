@@ -21,7 +21,7 @@ from django.http import StreamingHttpResponse
 from billing import quota, settlement
 from billing.keys import KeyInfo
 from relay import metrics, sse, upstream
-from relay.adaptors.base import Adaptor, StreamConverter, UpstreamFailed, UpstreamFailure, Usage
+from relay.adaptors.base import Adaptor, StreamConverter, UpstreamFailed, UpstreamFailure, Usage, scrub
 
 NORMAL = "stream ended normally"
 CLIENT_GONE = "client disconnected: billed what was delivered"
@@ -134,7 +134,9 @@ class StreamRelay:
                 ending = IDLE_TIMEOUT
             except (UpstreamFailed, httpx.HTTPError) as exc:
                 ending = UPSTREAM_ERROR
-                message = exc.failure.message if isinstance(exc, UpstreamFailed) else "upstream connection lost"
+                message = "upstream connection lost"
+                if isinstance(exc, UpstreamFailed):
+                    message = scrub(exc.failure.message, self.channel.key, self.response.request)
                 if isinstance(exc, upstream.AnswerTooLarge):
                     message = str(exc)
                 tail.append(

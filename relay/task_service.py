@@ -24,7 +24,7 @@ from channels_app import healing, routing
 from channels_app.routing import ChannelInfo
 from gateway_project.db import run_db
 from relay import service, upstream
-from relay.adaptors.base import UpstreamRequest, openai_style_error
+from relay.adaptors.base import UpstreamRequest, openai_style_error, scrub
 from relay.adaptors.midjourney import MidjourneyAdaptor
 from relay.adaptors.task_base import SubmitSpec, TaskAdaptor, TaskError, Verdict, load
 from relay.endpoints import load_body
@@ -234,7 +234,14 @@ async def call(outgoing: UpstreamRequest, timeout: float | None = None) -> tuple
     except httpx.HTTPError:
         message = "the connection to the upstream broke before it answered; not retried and not charged"
         raise TaskError(502, message, "upstream_error") from None
-    return response.status_code, response.content
+    return response.status_code, scrubbed(response.content, outgoing)
+
+
+def scrubbed(content: bytes, outgoing: UpstreamRequest) -> bytes:
+    """The answer without the credential it was sent: refusals go back to the client as the upstream gave
+    them, and feed auto-disable's reason. surrogateescape keeps any other byte as it was."""
+    text = content.decode("utf-8", "surrogateescape")
+    return scrub(text, "", outgoing).encode("utf-8", "surrogateescape")
 
 
 def passthrough(status: int, content: bytes) -> HttpResponse:

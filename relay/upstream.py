@@ -5,14 +5,23 @@ trickles its answer (slowloris) or answers without end. The transport bounds eve
 and a whole answer, must arrive within the request's read timeout (RELAY_TIMEOUT unless the caller sets
 its own), and no answer may be longer than MAX_UPSTREAM_RESPONSE_BYTES. A relayed stream lifts the
 deadline (`lift_deadline`): relay.streaming bounds it by STREAMING_TIMEOUT between events instead.
+
+httpx-aiohttp turns every aiohttp connection error into httpx.ConnectTimeout, so a refused connection looked
+like a timeout. The transport tells apart an upstream it could not reach (`Unreachable`: nothing was sent,
+another channel may take the request) from one that broke the connection before answering, and both from
+a real timeout.
 """
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 
+import aiohttp
 import httpx
 from django.conf import settings
 from httpx_aiohttp import AiohttpTransport
+
+from relay.adaptors.base import UpstreamFailure
 
 BODY = "gateway_bounded_body"  # the response extension that holds its BoundedBody
 
@@ -52,6 +61,50 @@ class BoundedBody(httpx.AsyncByteStream):
         await self.body.aclose()
 
 
+class Unreachable(httpx.ConnectError):
+    """No connection to the upstream could be opened, so it never got the request. The message says why
+    without naming the host, which may be internal (or, in a URL, carry a key)."""
+
+
+def unreachable_reason(cause: BaseException | None) -> str | None:
+    """Why no connection was made, read from the aiohttp error; None if one was."""
+    if isinstance(cause, aiohttp.ClientConnectorDNSError):
+        return "name not resolved"
+    if isinstance(cause, aiohttp.ClientConnectorCertificateError):
+        return "TLS certificate not accepted"
+    if isinstance(cause, aiohttp.ClientSSLError):
+        return "TLS handshake failed"
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        # The system's words for the errno ("connection refused", "no route to host"): the error's own
+        # text names the address.
+        code = cause.os_error.errno
+        return os.strerror(code).lower() if code else "connection failed"
+    if isinstance(cause, aiohttp.ConnectionTimeoutError):
+        return "connect timed out"
+    return None
+
+
+def connection_error(mapped: httpx.ConnectTimeout, request: httpx.Request) -> httpx.TransportError:
+    """What httpx-aiohttp's ConnectTimeout really was (see the module docstring)."""
+    reason = unreachable_reason(mapped.__cause__)
+    if reason is not None:
+        return Unreachable(f"upstream unreachable: {reason}", request=request)
+    if isinstance(mapped.__cause__, aiohttp.ServerTimeoutError):
+        return mapped
+    # Connected, then the connection closed or broke (a stale pooled connection, an upstream that died).
+    return httpx.RemoteProtocolError("the upstream closed the connection before it answered", request=request)
+
+
+def failure_of(exc: httpx.HTTPError) -> UpstreamFailure:
+    """What the client, or the channel test, is told when a request got no answer. Only an unreachable
+    upstream never saw the request; one that did not answer in time may still be working (and charging)."""
+    if isinstance(exc, Unreachable):
+        return UpstreamFailure(502, str(exc), "upstream_error", "upstream_unreachable")
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamFailure(504, "upstream did not answer in time", "upstream_timeout", "upstream_timeout")
+    return UpstreamFailure(502, f"upstream connection failed: {type(exc).__name__}", "upstream_error")
+
+
 class BoundedTransport(AiohttpTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         read_timeout = request.extensions.get("timeout", {}).get("read")
@@ -61,6 +114,8 @@ class BoundedTransport(AiohttpTransport):
                 response = await super().handle_async_request(request)
         except TimeoutError:
             raise httpx.ReadTimeout("upstream sent no complete headers in time", request=request) from None
+        except httpx.ConnectTimeout as mapped:
+            raise connection_error(mapped, request) from mapped.__cause__
         body = BoundedBody(response.stream, deadline, settings.MAX_UPSTREAM_RESPONSE_BYTES)
         response.stream = body
         response.extensions[BODY] = body

@@ -4,6 +4,7 @@ import orjson
 import pytest
 
 from billing.models import Log
+from channels_app.models import Channel
 from channels_app.routing import ChannelInfo
 from relay import sse
 from relay.adaptors.base import UpstreamFailed, Usage
@@ -401,17 +402,21 @@ async def test_it_streams_a_tool_call(alice_key, gemini_channel, fake_gemini):
     assert finish_reasons(chunks) == ["tool_calls"]
 
 
-async def test_it_returns_a_gemini_error_in_openai_shape_without_leaking_the_key(
+async def test_a_dead_key_is_a_401_in_openai_shape_that_disables_the_channel_without_leaking_the_key(
     alice_key, gemini_channel_with_bad_key, fake_gemini
 ):
+    """Google refuses a dead key with 400 INVALID_ARGUMENT and the reason API_KEY_INVALID: the key, not the
+    request, is at fault."""
     response = await post_chat(alice_key, chat())
-    assert response.status_code == 400
+    assert response.status_code == 401
     error = orjson.loads(response.content)["error"]
     assert error["message"] == fake.BAD_KEY_MESSAGE
     assert error["code"] == "INVALID_ARGUMENT"
     assert b"AIza-wrong-secret" not in response.content
     failure = await Log.objects.aget(request_id=response["X-Request-Id"], type=Log.Type.ERROR)
     assert "AIza-wrong-secret" not in failure.content
+    channel = await Channel.objects.aget(pk=gemini_channel_with_bad_key.pk)
+    assert channel.status == Channel.Status.AUTO_DISABLED
 
 
 async def test_it_ends_a_stream_with_an_error_event_when_gemini_fails_mid_stream(

@@ -56,6 +56,15 @@ def test_a_transient_failure_does_not_disable(fake_openai):
     assert channel.status == "auto_disabled"
 
 
+def test_a_test_answered_400_never_disables_whatever_it_says(fake_openai):
+    channel = make_channel(fake_openai.url)
+    error = {"message": "'permission denied' is not a valid role", "code": "invalid_api_key"}
+    fake_openai.script.append(Behaviour(status=400, body={"error": error}))
+    assert probe_all_channels() == 0
+    channel.refresh_from_db()
+    assert channel.status == Channel.Status.ENABLED
+
+
 def test_the_channel_test_job_runs_only_when_configured():
     assert "test_channels" not in {job.name for job in periodic_jobs()}
     with override_settings(CHANNEL_TEST_FREQUENCY=5):

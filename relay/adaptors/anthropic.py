@@ -77,6 +77,7 @@ ERROR_STATUS = {
     "overloaded_error": 503,
 }
 OVERLOADED = 529  # Anthropic's own status; remapped to 503 for clients that do not know it
+DEAD_ACCOUNT_TYPES = {"authentication_error", "permission_error", "billing_error"}  # the key cannot serve
 
 
 def finish_reason(stop_reason: object) -> str:
@@ -246,7 +247,7 @@ def failure_of(status: int, error: object) -> UpstreamFailure:
     error = error if isinstance(error, dict) else {}
     kind = error.get("type") if isinstance(error.get("type"), str) else None
     message = error.get("message") or f"anthropic answered with {kind or f'status {status}'}"
-    return UpstreamFailure(status, str(message), kind, kind)
+    return UpstreamFailure(status, str(message), kind, kind, permanent=kind in DEAD_ACCOUNT_TYPES)
 
 
 def message_of(body: dict) -> dict:

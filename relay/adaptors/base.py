@@ -4,7 +4,10 @@ An adaptor turns the client's OpenAI request into the provider's HTTP request, a
 (whole, or event by event) back into OpenAI's format, reporting usage when the provider gives it.
 """
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
@@ -54,13 +57,18 @@ class UpstreamRequest:
 
 @dataclass
 class UpstreamFailure:
-    """A provider error normalised to OpenAI's error fields."""
+    """A provider error normalised to OpenAI's error fields.
+
+    `permanent`: the adaptor read, from the provider's structured fields (never from the message, which
+    may quote the client's input), that the channel's credential or account cannot serve anyone.
+    """
 
     status: int
     message: str
     type: str | None = None
     code: str | int | None = None
     param: str | None = None
+    permanent: bool = False
 
 
 @dataclass
@@ -119,6 +127,13 @@ class Adaptor:
         return channel.base_url or self.default_base_url
 
 
+# OpenAI's codes and types (kept by Azure and the OpenAI-compatible providers) for a key or account that
+# cannot serve anyone. Not `permission_error`: gateways upstream (this one included) answer a model their
+# key may not use with it, and the client picks the model.
+DEAD_ACCOUNT_CODES = {"invalid_api_key", "account_deactivated", "billing_not_active", "insufficient_quota"}
+DEAD_ACCOUNT_TYPES = {"insufficient_quota", "authentication_error"}
+
+
 def openai_style_error(status: int, content: bytes) -> UpstreamFailure:
     """Read `{"error": {...}}` and the other shapes providers use; fall back to the status line."""
     try:
@@ -128,9 +143,9 @@ def openai_style_error(status: int, content: bytes) -> UpstreamFailure:
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and error.get("message"):
-            return UpstreamFailure(
-                status, str(error["message"]), error.get("type"), error.get("code"), error.get("param")
-            )
+            kind, code = error.get("type"), error.get("code")
+            dead = str(kind) in DEAD_ACCOUNT_TYPES or str(code) in DEAD_ACCOUNT_CODES
+            return UpstreamFailure(status, str(error["message"]), kind, code, error.get("param"), dead)
         if isinstance(error, str) and error:
             return UpstreamFailure(status, error)
         for name in ("message", "msg", "err", "error_msg", "detail"):
@@ -158,3 +173,57 @@ def load_json(content: bytes) -> dict:
         failure = openai_style_error(502, content)
         raise UpstreamFailed(failure)
     return body
+
+
+MASK = "***"
+MIN_SECRET_LENGTH = 8  # shorter values (Ollama's placeholder key "x") are ordinary words, not secrets
+CREDENTIAL_HEADERS = {"authorization", "x-api-key", "api-key", "x-goog-api-key", "mj-api-secret"}
+SERVICE_ACCOUNT_SECRETS = ("private_key", "private_key_id")
+
+
+class SentRequest(Protocol):
+    """An UpstreamRequest, or the httpx.Request that carried it."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def url(self) -> object: ...
+
+
+def scrub(message: str, key: str, sent: SentRequest | None = None) -> str:
+    """The message without any secret of the channel. Upstreams quote what they were sent ("Incorrect API
+    key provided: sk-..."), and a failure's message reaches the client, the error log, the channel's
+    status_reason, the manage log and the server log."""
+    for secret in sorted(channel_secrets(key, sent), key=len, reverse=True):  # a whole before its parts
+        message = message.replace(secret, MASK)
+    return message
+
+
+def channel_secrets(key: str, sent: SentRequest | None) -> set[str]:
+    """The key, its parts, and every credential the request carried: the Authorization value and the token
+    in it (a Zhipu JWT, Vertex's OAuth access token), x-api-key / api-key / x-goog-api-key /
+    mj-api-secret, a `key=` query parameter."""
+    found = {key, *key_parts(key)}
+    if sent is not None:
+        for name, value in sent.headers.items():
+            if name.lower() in CREDENTIAL_HEADERS:
+                found |= {value, value.partition(" ")[2]}
+        found.update(parse_qs(urlsplit(str(sent.url)).query).get("key", ()))
+    return {secret for secret in found if len(secret) >= MIN_SECRET_LENGTH}
+
+
+def key_parts(key: str) -> Iterable[str]:
+    """Zhipu's `id.secret` halves; a Vertex service account's private key (as parsed and as JSON escapes
+    it) and its id."""
+    if key.count(".") == 1:
+        return key.split(".")
+    try:
+        account = orjson.loads(key) if key.lstrip().startswith("{") else None
+    except orjson.JSONDecodeError:
+        return ()
+    if not isinstance(account, dict):
+        return ()
+    values = [account.get(name) for name in SERVICE_ACCOUNT_SECRETS]
+    strings = [value for value in values if isinstance(value, str)]
+    return strings + [value.replace("\n", "\\n") for value in strings]

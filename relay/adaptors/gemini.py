@@ -76,6 +76,15 @@ SAFETY_CATEGORIES = (
     CIVIC_INTEGRITY,
 )
 MAX_STOP_SEQUENCES = 5
+# A key or project that cannot serve: google.rpc statuses, and ErrorInfo reasons in `error.details`.
+DEAD_KEY_STATUSES = {"UNAUTHENTICATED", "PERMISSION_DENIED"}
+DEAD_KEY_REASONS = {
+    "API_KEY_INVALID",
+    "API_KEY_SERVICE_BLOCKED",
+    "CONSUMER_SUSPENDED",
+    "SERVICE_DISABLED",
+    "BILLING_DISABLED",
+}
 AUDIO_MIME_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
 
 FINISH_REASONS = {
@@ -365,13 +374,22 @@ def blocked_choice() -> dict:
 
 
 def failure_of(status: int, body: object) -> UpstreamFailure | None:
-    """Google's `{"error": {code, message, status}}`, also inside the one-element list some endpoints send."""
+    """Google's `{"error": {code, message, status, details}}`, also inside the one-element list some
+    endpoints send. Google answers a dead key with 400 INVALID_ARGUMENT and the reason API_KEY_INVALID:
+    that refuses the key, not the request, so it becomes a 401 (another channel is tried, and the
+    channel's auto-disable rule applies)."""
     if isinstance(body, list) and body:
         body = body[0]
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict) or not error.get("message"):
         return None
-    return UpstreamFailure(status, str(error["message"]), None, error.get("status") or error.get("code"))
+    details = error.get("details") if isinstance(error.get("details"), list) else []
+    reasons = {str(detail.get("reason")) for detail in details if isinstance(detail, dict)}
+    dead = str(error.get("status")) in DEAD_KEY_STATUSES or bool(reasons & DEAD_KEY_REASONS)
+    if dead and status == 400:
+        status = 401
+    code = error.get("status") or error.get("code")
+    return UpstreamFailure(status, str(error["message"]), None, code, permanent=dead)
 
 
 class GeminiAdaptor(Adaptor):

@@ -4,6 +4,8 @@ Rerank (`/v1/rerank`) speaks Jina's format, which OpenAI-compatible rerank backe
 SiliconFlow, TEI proxies) share: sent with an explicit `return_documents`, answered in the gateway's shape.
 """
 
+from collections.abc import Callable
+
 import orjson
 from django.conf import settings
 
@@ -76,16 +78,22 @@ class OpenAIAdaptor(Adaptor):
         return orjson.dumps(body) if changed else content, usage, text
 
     def stream_converter(self, request: RelayRequest) -> StreamConverter:
-        return OpenAIStream(request, self.finish_reasons)
+        return OpenAIStream(request, self.finish_reasons, self.parse_error)
 
 
 class OpenAIStream(StreamConverter):
     """Forwards chunks byte for byte unless the model was mapped, a usage chunk must be hidden or a finish
-    reason renamed."""
+    reason renamed. An error event is read by the adaptor's `parse_error` (a provider's own codes)."""
 
-    def __init__(self, request: RelayRequest, finish_reasons: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        request: RelayRequest,
+        finish_reasons: dict[str, str] | None = None,
+        parse_error: Callable[[int, bytes], UpstreamFailure] = openai_style_error,
+    ) -> None:
         super().__init__(request)
         self.finish_reasons = finish_reasons or {}
+        self.parse_error = parse_error
 
     def feed(self, payload: bytes) -> list[bytes]:
         try:
@@ -96,7 +104,7 @@ class OpenAIStream(StreamConverter):
         if not isinstance(chunk, dict):
             return [payload]
         if chunk.get("error"):
-            raise UpstreamFailed(openai_style_error(502, payload))
+            raise UpstreamFailed(self.parse_error(502, payload))
         self._remember(chunk)
         changed = remap_finish_reasons(chunk.get("choices"), self.finish_reasons)
         if chunk.get("usage") is not None:

@@ -21,7 +21,7 @@ import time
 import orjson
 
 from channels_app.routing import ChannelInfo
-from relay.adaptors.base import RelayRequest, UpstreamRequest
+from relay.adaptors.base import RelayRequest, UpstreamFailure, UpstreamRequest
 from relay.adaptors.convert import (
     content_parts,
     image_url_of,
@@ -37,6 +37,9 @@ API_PATH = "/api/paas/v4"
 TOKEN_TTL_SECONDS = 3600
 RENEW_BEFORE_SECONDS = 300
 TOP_P_RANGE = (0.01, 0.99)
+# Zhipu's codes for a key or account that cannot serve: 1000-1003 authentication failed (no, invalid or
+# expired token), 1113 account in arrears.
+DEAD_ACCOUNT_CODES = {"1000", "1001", "1002", "1003", "1113"}
 
 
 def b64url(data: bytes) -> str:
@@ -128,6 +131,11 @@ class ZhipuAdaptor(OpenAIAdaptor):
 
     def headers(self, channel: ChannelInfo) -> dict[str, str]:
         return {"Authorization": f"Bearer {Tokens.bearer(channel.key)}"}
+
+    def parse_error(self, status: int, content: bytes) -> UpstreamFailure:
+        failure = super().parse_error(status, content)
+        failure.permanent = failure.permanent or str(failure.code) in DEAD_ACCOUNT_CODES
+        return failure
 
     def body(self, request: RelayRequest, channel: ChannelInfo) -> bytes:
         if request.endpoint != "chat":

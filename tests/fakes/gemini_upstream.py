@@ -1,9 +1,10 @@
 """A fake Gemini API on 127.0.0.1 (random port) that speaks the real wire format.
 
 It serves `POST /{version}/models/{model}:generateContent` and `:streamGenerateContent?alt=sse`, checks
-the `key` query parameter like Google does (400 INVALID_ARGUMENT "API key not valid"), and answers with
-`REPLY` or a function call. Streams carry only the new text in each event, cumulative usageMetadata on
-every event, and finishReason on the last; they end by closing the connection (no sentinel).
+the `key` query parameter like Google does (400 INVALID_ARGUMENT "API key not valid", reason
+API_KEY_INVALID), and answers with `REPLY` or a function call. Streams carry only the new text in each
+event, cumulative usageMetadata on every event, and finishReason on the last; they end by closing the
+connection (no sentinel).
 """
 
 import json
@@ -22,6 +23,21 @@ FUNCTION_NAME = "lookup_weather"
 BAD_KEY_MESSAGE = "API key not valid. Please pass a valid API key."
 OVERLOADED_MESSAGE = "The model is overloaded. Please try again later."
 UNAVAILABLE = {"error": {"code": 503, "message": OVERLOADED_MESSAGE, "status": "UNAVAILABLE"}}
+BAD_KEY = {
+    "error": {
+        "code": 400,
+        "message": BAD_KEY_MESSAGE,
+        "status": "INVALID_ARGUMENT",
+        "details": [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+                "metadata": {"service": "generativelanguage.googleapis.com"},
+            }
+        ],
+    }
+}
 
 
 @dataclass
@@ -60,8 +76,7 @@ class FakeGemini:
         self.requests.append(Recorded(request.path, dict(request.query), dict(request.headers), body))
         behaviour = self.script.pop(0) if self.script else Behaviour()
         if request.query.get("key") != API_KEY:
-            error = {"code": 400, "message": BAD_KEY_MESSAGE, "status": "INVALID_ARGUMENT"}
-            return web.json_response({"error": error}, status=400)
+            return web.json_response(BAD_KEY, status=400)
         if behaviour.status != 200 or behaviour.body is not None:
             return web.json_response(behaviour.body or {}, status=behaviour.status)
         if request.path.endswith(":streamGenerateContent") and request.query.get("alt") == "sse":

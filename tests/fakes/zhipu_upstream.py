@@ -21,6 +21,7 @@ PROMPT_TOKENS = 15
 COMPLETION_TOKENS = 3
 EMBEDDING = [0.5, -0.25]
 AUTH_FAILED = {"error": {"code": "1000", "message": "身份验证失败。"}}
+IN_ARREARS = {"error": {"code": "1113", "message": "您的账户已欠费，请充值后重试。"}}  # answered with 429
 
 
 def unb64(text: str) -> bytes:
