@@ -15,6 +15,7 @@ from relay.tokenizer import Tokens, count_messages, count_text
 from tests.conftest import ALICE_QUOTA, make_channel, make_key
 from tests.fakes.openai_upstream import Behaviour
 from tests.relay_client import HELLO, post_chat
+from tests.task_world import MJ_IMAGINE_COST, fresh, midjourney_server, mj_channel, post
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend]
 
@@ -135,6 +136,17 @@ async def test_best_of_completions_that_do_not_fit_are_refused_before_any_upstre
     response = await post_chat(key, body, path="/v1/completions")
     assert await refusal(response) == (hold, "this API key", hold - 1)
     assert not fake_openai.requests
+
+
+async def test_a_task_the_key_cannot_pay_for_is_told_its_price_and_what_is_left(alice):
+    mj = fresh(midjourney_server("a"))
+    await asyncio.to_thread(mj_channel, mj)
+    _, key = await asyncio.to_thread(make_key, alice, remain_quota=MJ_IMAGINE_COST - 1)
+    response = await post("/mj/submit/imagine", key, {"prompt": "a lighthouse"})
+    assert response.status_code == 403 and mj.submits == []
+    assert orjson.loads(response.content)["description"] == (
+        f"this request may cost up to {MJ_IMAGINE_COST} quota; this API key has {MJ_IMAGINE_COST - 1} left"
+    )
 
 
 async def test_a_worst_case_past_any_balance_is_refused_as_such(alice_key, openai_channel, fake_openai):
