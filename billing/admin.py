@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 
-from billing import pricing, redemptions, topup, users
+from billing import pricing, redemptions, tokens, topup, users
 from billing.models import AccessToken, Log, PriceTable, Redemption, Reservation, Token, TopUpOrder, User
 from billing.quota import QuotaExceeded
 from billing.wechatpay import PaymentsDisabled, WeChatPayError
@@ -26,6 +26,14 @@ class UserForm(UserChangeForm):
         required=False, help_text="Quota to add (negative removes); written to the log as a manage entry"
     )
     quota_reason = forms.CharField(required=False, max_length=500)
+
+
+class TokenForm(forms.ModelForm):
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("user") is not None:  # else the form already says the user is missing
+            tokens.check_key_group(data.get("group"), data["user"])
+        return data
 
 
 @admin.register(User)
@@ -55,6 +63,7 @@ class UserAdmin(SaveChangedFieldsMixin, BaseUserAdmin):
 
 @admin.register(Token)
 class TokenAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
+    form = TokenForm
     list_display = (
         "name",
         "user",

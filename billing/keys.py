@@ -45,10 +45,15 @@ class KeyInfo:
     tpm_limit: int | None = None
     user_rpm_limit: int | None = None
     user_tpm_limit: int | None = None
+    # The group the key is pinned to when its user (not staff) is no longer in it (key_group_allowed).
+    revoked_group: str | None = None
 
     def check(self, client_ip: str | None) -> None:
         if not self.enabled or not self.user_active:
             raise KeyRejected(403, "this API key is disabled", "key_disabled")
+        if self.revoked_group is not None:
+            message = f"this API key is pinned to group {self.revoked_group}, which its user no longer belongs to"
+            raise KeyRejected(403, message, "key_group_revoked")
         if self.expires_at is not None and self.expires_at < time.time():
             raise KeyRejected(403, "this API key has expired", "key_expired")
         if self.allow_ips and not ip_allowed(client_ip, self.allow_ips):
@@ -122,7 +127,15 @@ def _load(key_hash: str) -> KeyInfo | None:
         tpm_limit=token.tpm_limit,
         user_rpm_limit=user.rpm_limit,
         user_tpm_limit=user.tpm_limit,
+        revoked_group=None if key_group_allowed(token.group, user) else token.group,
     )
+
+
+def key_group_allowed(group: str | None, owner: User) -> bool:
+    """A key's group sets its prices and channels: it may be pinned to its owner's group only, unless the owner
+    is staff. Checked when a key is saved (billing.tokens) and again at every authentication, as a user
+    moved to another group takes their keys' pins with them."""
+    return not group or group == owner.group or owner.is_staff
 
 
 MISSING = "missing"

@@ -1,15 +1,25 @@
-"""Login throttling for admin and the console: after LOGIN_MAX_FAILURES failed logins for one username or
-from one IP within LOGIN_LOCKOUT_SECONDS, further attempts are refused (even with the right password)
+"""Login throttling for admin and the console: at most LOGIN_MAX_FAILURES attempts per username and per IP
+are checked within LOGIN_LOCKOUT_SECONDS of the first; later ones are refused (even with the right password)
 until the window passes. Counters live in the shared cache, so the limit holds across instances with Redis.
+
+An attempt is counted before its password is checked, so attempts sent at once cannot all be checked before
+any of them counts; a login that succeeds takes its own attempt back, so only failures (and attempts still
+being checked) use up the limit. A refused attempt costs no password hash, and a process checks one password
+at a time: PBKDF2 takes a core for a quarter of a second or more, and logins sent at once would otherwise
+take every core from the relay's event loop.
 """
+
+import contextlib
+import threading
 
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
-from django.contrib.auth.signals import user_login_failed
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
-from django.dispatch import receiver
 from django.http import HttpRequest
+
+HASHING = threading.Lock()  # one password check at a time in this process
 
 
 def _keys(request: HttpRequest | None, username: str | None) -> list[str]:
@@ -19,26 +29,38 @@ def _keys(request: HttpRequest | None, username: str | None) -> list[str]:
     return keys
 
 
-def locked_out(request: HttpRequest | None, username: str | None) -> bool:
-    return any((cache.get(key) or 0) >= settings.LOGIN_MAX_FAILURES for key in _keys(request, username))
+def count_attempt(keys: list[str]) -> bool:
+    """Count one attempt on every key (atomically: cache.add, then cache.incr); whether each is within the limit.
+    Without a reachable cache nothing is counted and the attempt is let through, as rate limits are."""
+    within = True
+    for key in keys:
+        cache.add(key, 0, timeout=settings.LOGIN_LOCKOUT_SECONDS)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # expired between add and incr: a new window
+            cache.set(key, 1, timeout=settings.LOGIN_LOCKOUT_SECONDS)
+            count = 1
+        within = within and (count is None or count <= settings.LOGIN_MAX_FAILURES)
+    return within
+
+
+def take_back(keys: list[str]) -> None:
+    for key in keys:
+        with contextlib.suppress(ValueError):  # the window passed meanwhile
+            cache.decr(key)
 
 
 class ThrottledModelBackend(ModelBackend):
-    """Django's username/password backend, refusing locked-out usernames and IPs before checking."""
+    """Django's username/password backend, counting each attempt before checking it (see the module)."""
 
     def authenticate(
         self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs
-    ):
-        if locked_out(request, username or kwargs.get("username")):
+    ) -> AbstractBaseUser | None:
+        keys = _keys(request, username or kwargs.get("username"))
+        if not count_attempt(keys):
             raise PermissionDenied("too many failed logins: try again later")
-        return super().authenticate(request, username=username, password=password, **kwargs)
-
-
-@receiver(user_login_failed)
-def count_failure(credentials: dict, request: HttpRequest | None = None, **_kwargs) -> None:
-    for key in _keys(request, credentials.get("username")):
-        cache.add(key, 0, timeout=settings.LOGIN_LOCKOUT_SECONDS)
-        try:
-            cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=settings.LOGIN_LOCKOUT_SECONDS)
+        with HASHING:
+            user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is not None:
+            take_back(keys)
+        return user

@@ -21,7 +21,22 @@ from billing.models import Log, Reservation, Token, User
 
 
 class QuotaExceeded(Exception):
-    pass
+    """Not enough quota for a hold (or a removal); the message says why."""
+
+    @classmethod
+    def short(cls, holder: str, amount: int, left: int) -> "QuotaExceeded":
+        """`holder` (the key, the account) has less than the hold: what the hold was and what is left, so that a
+        client whose worst case does not fit is not told its quota is gone while it still has some."""
+        if left <= 0:
+            return cls(EXHAUSTED[holder])
+        return cls(f"this request may cost up to {amount} quota; {holder} has {left} left")
+
+
+# Quota columns are 64-bit: a hold beyond this cannot fit any balance, and must not overflow a statement.
+MAX_AMOUNT = 2**63 - 1
+KEY = "this API key"
+ACCOUNT = "your account"
+EXHAUSTED = {KEY: "this API key's quota is exhausted", ACCOUNT: "your account's quota is exhausted; top up to continue"}
 
 
 class KeyGone(QuotaExceeded):
@@ -101,22 +116,22 @@ def reserve_many(holds: list[Hold]) -> list[QuotaExceeded | None]:
                 if hold not in user_short
             ],
         )
-        gone = _deleted_keys(key_short)
-    return [
-        KeyGone("invalid API key")
-        if hold.token_id in gone
-        else QuotaExceeded("this API key's quota is exhausted")
-        if hold in key_short
-        else QuotaExceeded("your account's quota is exhausted; top up to continue")
-        if hold in user_short
-        else None
-        for hold in holds
-    ]
+        # Only a refusal reads what is left (the hot path is the conditional updates alone).
+        key_left = _left(Token, "remain_quota", {hold.token_id for hold in key_short})
+        user_left = _left(User, "quota", {hold.user_id for hold in user_short})
+    refusals = {hold: _refusal(KEY, hold.amount, key_left.get(hold.token_id)) for hold in key_short}
+    refusals.update((hold, _refusal(ACCOUNT, hold.amount, user_left.get(hold.user_id))) for hold in user_short)
+    return [refusals.get(hold) for hold in holds]
 
 
-def _deleted_keys(refused: set[Hold]) -> set[int]:
-    token_ids = {hold.token_id for hold in refused}
-    return token_ids - {token_id for (token_id,) in rows.select(Token, ["id"], {}, ("id", sorted(token_ids)))}
+def _refusal(holder: str, amount: int, left: int | None) -> QuotaExceeded:
+    """No row left: the key (or its user) was deleted after this process cached it."""
+    return KeyGone("invalid API key") if left is None else QuotaExceeded.short(holder, amount, left)
+
+
+def _left(model, field: str, row_ids: set[int]) -> dict[int, int]:
+    """`field` of each row among `row_ids` that exists, by id."""
+    return dict(rows.select(model, ["id", field], {}, ("id", sorted(row_ids))))
 
 
 def _not_reserved_yet(holds: list[Hold]) -> list[Hold]:
@@ -140,7 +155,8 @@ def _take_from_rows(model, field: str, holds: list[Hold], row_of) -> set[Hold]:
     short: set[Hold] = set()
     for row_id in sorted(by_row):
         group = by_row[row_id]
-        if rows.take(model, field, row_id, sum(hold.amount for hold in group)):
+        total = sum(hold.amount for hold in group)
+        if total <= MAX_AMOUNT and rows.take(model, field, row_id, total):
             continue
         short.update(hold for hold in group if not rows.take(model, field, row_id, hold.amount))
     return short

@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 
 from billing import ratelimit
 from billing.access import require_staff
+from billing.keys import key_group_allowed
 from billing.models import Token, User
 
 # The key's rate-limit fields and the group limit each one overrides.
@@ -115,8 +116,17 @@ def check_fields(fields: dict, owner: User, actor: User, stored_group: str | Non
     # The group sets prices and reachable channels, so users may only pick their own.
     if group is not None and group != owner.group and not actor.is_staff:
         raise PermissionDenied(f"group: you may only use your own group ({owner.group}) or null")
+    check_key_group(group, owner)
     key_group = (group if "group" in fields else stored_group) or owner.group
     check_rate_limits(fields, key_group, actor)
+
+
+def check_key_group(group: str | None, owner: User) -> None:
+    """Staff too may pin a key only to its owner's group (unless the owner is staff): authentication would
+    refuse any other (billing.keys.key_group_allowed)."""
+    if not key_group_allowed(group, owner):
+        message = f"{owner.username} is in group {owner.group}, not {group}: move the user first, or leave it empty"
+        raise ValidationError({"group": message})
 
 
 def check_rate_limits(fields: dict, key_group: str, actor: User) -> None:

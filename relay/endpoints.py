@@ -23,6 +23,8 @@ MAX_MODEL_NAME = 128  # billing.models.Log.model
 # orjson reads 1024 levels of nesting but writes only this many, and adaptors write the body they change.
 MAX_DEPTH = 254
 LARGE_BODY_BYTES = 64 * 1024
+MAX_CHOICES = 128  # OpenAI's bound on `n`
+MAX_BEST_OF = 20  # and on the completions endpoint's `best_of`
 
 
 def load_body(raw: bytes) -> dict:
@@ -79,6 +81,28 @@ def completion_budget(body: dict) -> int:
     )
 
 
+def choices(body: dict) -> int:
+    """How many answers the request asks for (`n`), each of which may use the whole completion budget."""
+    return positive_int(body, "n", limit=MAX_CHOICES) or 1
+
+
+def generations(body: dict) -> int:
+    """How many completions a legacy completions request makes the upstream generate, and bill: `best_of` (at
+    least `n`, which it picks from) for each prompt of a batch."""
+    n = choices(body)
+    best_of = positive_int(body, "best_of", limit=MAX_BEST_OF)
+    if best_of is not None and best_of < n:
+        raise RelayError(400, "best_of must be at least n", "invalid_value", param="best_of")
+    return (best_of or n) * prompt_count(body["prompt"])
+
+
+def prompt_count(prompt: object) -> int:
+    """A list of strings or of token arrays is a batch, one prompt per item; anything else is one prompt."""
+    if isinstance(prompt, list):
+        return sum(isinstance(item, str | list) for item in prompt) or 1
+    return 1
+
+
 def text_of(value: object) -> str:
     """The text of a prompt or input: a string, a list of strings, or token arrays (counted as tokens)."""
     if isinstance(value, str):
@@ -120,7 +144,7 @@ class Endpoint:
             raise RelayError(400, "messages must be a non-empty array", "missing_messages", param="messages")
         if not all(isinstance(message, dict) for message in messages):
             raise RelayError(400, "every message must be an object", "invalid_messages", param="messages")
-        completion_budget(body)
+        self.most_completion_tokens(body)
         stream, wants_usage = stream_flags(body)
         return RelayRequest(self.name, model, body, raw, stream, wants_usage, request.path)
 
@@ -135,7 +159,12 @@ class Endpoint:
         return 0
 
     def reservation(self, quote: Quote, request: RelayRequest, prompt_tokens: int) -> int:
-        return quote.cost(prompt_tokens, completion_budget(request.body))
+        """The most the request can cost: the prompt once, and every answer using its whole budget."""
+        return quote.cost(prompt_tokens, self.most_completion_tokens(request.body))
+
+    def most_completion_tokens(self, body: dict) -> int:
+        """Raises RelayError (400) when the budget or the number of answers is not a valid positive integer."""
+        return completion_budget(body) * choices(body)
 
     def cost(self, quote: Quote, request: RelayRequest, usage: Usage) -> tuple[int, str]:
         """(quota, the formula as the log shows it)."""
@@ -157,6 +186,7 @@ class Completions(Endpoint):
         if "prompt" not in body:
             raise RelayError(400, "you must provide a prompt", "missing_prompt", param="prompt")
         completion_budget(body)
+        self.most_completion_tokens(body)
         stream, wants_usage = stream_flags(body)
         return RelayRequest(self.name, model, body, raw, stream, wants_usage, request.path)
 
@@ -164,8 +194,8 @@ class Completions(Endpoint):
         prompt = request.body["prompt"]
         return measure(text_of(prompt)) + token_arrays(prompt)
 
-    def reservation(self, quote: Quote, request: RelayRequest, prompt_tokens: int) -> int:
-        return quote.cost(prompt_tokens, positive_int(request.body, "max_tokens") or 16)
+    def most_completion_tokens(self, body: dict) -> int:
+        return (positive_int(body, "max_tokens") or 16) * generations(body)
 
 
 class Embeddings(Completions):

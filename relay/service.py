@@ -195,7 +195,9 @@ async def exact_count_lowers_hold(call: Call) -> bool:
 
 
 def hold_amount(call: Call, prompt_tokens: int) -> int:
-    return call.endpoint.reservation(call.quote, call.request, prompt_tokens)
+    """The request's worst case; one past what any balance can hold (a huge batch x best_of x max_tokens) is
+    held as the most there can be, and refused as such."""
+    return min(call.endpoint.reservation(call.quote, call.request, prompt_tokens), quota.MAX_AMOUNT)
 
 
 async def hold(call: Call) -> None:

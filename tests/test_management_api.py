@@ -251,7 +251,9 @@ def test_non_staff_users_may_not_move_a_key_into_another_group(alice, alice_toke
 
 
 def test_staff_create_keys_for_other_users_and_update_them(access_token, alice):
-    created = call("post", "/api/tokens", access_token, {"user_id": alice.pk, "unlimited_quota": True, "group": "vip"})
+    created = call(
+        "post", "/api/tokens", access_token, {"user_id": alice.pk, "unlimited_quota": True, "group": "default"}
+    )
     assert created.status_code == 201 and created.json()["user_id"] == alice.pk
     token_id = created.json()["id"]
     expiry = (timezone.now() + timedelta(days=1)).isoformat()

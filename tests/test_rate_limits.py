@@ -47,13 +47,14 @@ async def test_a_key_over_its_tokens_per_minute_is_refused(alice_key, openai_cha
 
 
 @override_settings(RATE_LIMITS={"vip": {"user_rpm": 1}})
-async def test_user_limits_span_keys_and_follow_the_group(alice, openai_channel):
+async def test_user_limits_span_keys_and_follow_the_group(root, openai_channel):
+    """root, as staff, may pin keys to a group of its own choosing."""
     openai_channel.groups = ["default", "vip"]
     await openai_channel.asave()
     await asyncio.to_thread(wait_for_a_fresh_minute)
-    _, first = await asyncio.to_thread(make_key, alice, group="vip")
-    _, second = await asyncio.to_thread(make_key, alice, group="vip")
-    _, other_group = await asyncio.to_thread(make_key, alice)
+    _, first = await asyncio.to_thread(make_key, root, group="vip")
+    _, second = await asyncio.to_thread(make_key, root, group="vip")
+    _, other_group = await asyncio.to_thread(make_key, root)
     assert (await post_chat(first)).status_code == 200
     assert (await post_chat(second)).status_code == 429
     assert (await post_chat(other_group)).status_code == 200  # "default" has no limit here
