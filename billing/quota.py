@@ -24,6 +24,10 @@ class QuotaExceeded(Exception):
     pass
 
 
+KEY_SHORT = "this API key's quota is exhausted"
+USER_SHORT = "your account's quota is exhausted; top up to continue"
+
+
 class KeyGone(QuotaExceeded):
     """The key was deleted after this process cached it: nothing to hold on."""
 
@@ -73,6 +77,19 @@ def reserve(request_id: str, token_id: int, user_id: int, unlimited: bool, amoun
         raise refused
 
 
+def check_hold(hold: Hold) -> None:
+    """Raise what `reserve` would if the hold did not fit now, without taking anything: one read, for a
+    request that must not start costly work (sizing its images) unless it can pay for its text first."""
+    found = Token.objects.filter(pk=hold.token_id).values_list("remain_quota", "user__quota").first()
+    if found is None:
+        raise KeyGone("invalid API key")
+    key_left, user_left = found
+    if not hold.unlimited and key_left < hold.amount:
+        raise QuotaExceeded(KEY_SHORT)
+    if user_left < hold.amount:
+        raise QuotaExceeded(USER_SHORT)
+
+
 def reserve_many(holds: list[Hold]) -> list[QuotaExceeded | None]:
     """Reserve for many requests in one transaction: None for each hold taken (or taken before under
     its request id), QuotaExceeded for each that did not fit. Holds on one key or user are taken
@@ -105,9 +122,9 @@ def reserve_many(holds: list[Hold]) -> list[QuotaExceeded | None]:
     return [
         KeyGone("invalid API key")
         if hold.token_id in gone
-        else QuotaExceeded("this API key's quota is exhausted")
+        else QuotaExceeded(KEY_SHORT)
         if hold in key_short
-        else QuotaExceeded("your account's quota is exhausted; top up to continue")
+        else QuotaExceeded(USER_SHORT)
         if hold in user_short
         else None
         for hold in holds

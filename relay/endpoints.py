@@ -128,11 +128,12 @@ class Endpoint:
         """The prompt's text in tokens (tokenizer.Tokens) or their upper bound (tokenizer.utf8_bytes)."""
         return count_messages(request.body["messages"], measure)
 
-    async def media_tokens(self, request: RelayRequest) -> int:
-        """The prompt's images, by the tile rule (GET_MEDIA_TOKEN); of all endpoints only chat takes images."""
+    def images(self, request: RelayRequest) -> list[media.ImagePart]:
+        """The prompt's images to count by the tile rule (GET_MEDIA_TOKEN); of all endpoints only chat takes
+        images. Cheap: nothing is read yet (relay.media.image_tokens does that)."""
         if self.name == "chat" and settings.GET_MEDIA_TOKEN and (request.stream or settings.GET_MEDIA_TOKEN_NOT_STREAM):
-            return await media.image_tokens(request.body["messages"], request.model)
-        return 0
+            return media.images_in(request.body["messages"])
+        return []
 
     def reservation(self, quote: Quote, request: RelayRequest, prompt_tokens: int) -> int:
         return quote.cost(prompt_tokens, completion_budget(request.body))
