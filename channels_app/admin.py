@@ -3,6 +3,7 @@ masked hint is ever shown."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -39,6 +40,12 @@ class ChannelForm(forms.ModelForm):
         if self.cleaned_data.get("new_key"):
             self.instance.key = self.cleaned_data["new_key"]
         super()._post_clean()
+
+    def _update_errors(self, errors: ValidationError) -> None:
+        # The model's validation names the key `key`; this form sets it through `new_key`.
+        if hasattr(errors, "error_dict") and "key" in errors.error_dict:
+            errors.error_dict["new_key"] = errors.error_dict.pop("key")
+        super()._update_errors(errors)
 
 
 @admin.register(Channel)
