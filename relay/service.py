@@ -135,7 +135,7 @@ async def relay(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
 def observe(endpoint: Endpoint, call: Call | None, response: HttpResponse, started: float) -> None:
     """Metrics of one request; a stream's overhead, first chunk and duration are recorded by relay.streaming."""
     stream = call is not None and call.request.stream and response.status_code == 200
-    model = call.request.model if call else ""
+    model = metrics.model_label(call.request.model) if call else ""
     channel = str(call.tried[-1]) if call and call.tried else ""
     metrics.REQUESTS.labels(endpoint.name, model, channel, str(response.status_code), str(stream).lower()).inc()
     if not stream:
@@ -341,7 +341,7 @@ async def finish_whole(call: Call, channel: ChannelInfo, adaptor, content: bytes
         rule = "usage counted locally (upstream reported none)"
     charge = call.charge(channel, usage, rule)
     await settlement.settle(call.key, charge)
-    metrics.QUOTA.labels(charge.model).inc(charge.quota)
+    metrics.QUOTA.labels(metrics.model_label(charge.model)).inc(charge.quota)
     call.reserved = False
     if not call.request.passthrough:
         content_type = "application/json"

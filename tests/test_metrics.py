@@ -1,9 +1,12 @@
 """/metrics in Prometheus format: counters move with traffic; protected by token or network."""
 
+import asyncio
+
 import orjson
 import pytest
 from django.test import AsyncClient, Client, override_settings
 
+from tests.conftest import make_channel
 from tests.fakes.openai_upstream import Behaviour
 from tests.relay_client import HELLO
 
@@ -64,3 +67,37 @@ def test_a_token_replaces_the_network_rule():
         Client(REMOTE_ADDR="203.0.113.9").get("/metrics", headers={"Authorization": "Bearer scrape-me"}).status_code
         == 200
     )
+
+
+async def test_a_model_no_channel_serves_is_counted_as_other(alice_key, openai_channel):
+    before = await scrape()
+    made_up = {**HELLO, "model": "made-up-model-7f3a"}
+    response = await AsyncClient().post(
+        "/v1/chat/completions", orjson.dumps(made_up), content_type="application/json", headers=bearer(alice_key)
+    )
+    assert response.status_code == 503
+    after = await scrape()
+    assert "made-up-model-7f3a" not in after
+    other = {"endpoint": "chat", "model": "other", "status": "503"}
+    assert sample(after, "gateway_requests_total", **other) == sample(before, "gateway_requests_total", **other) + 1
+
+
+async def test_a_model_served_by_a_prefix_entry_is_counted_under_that_entry(alice_key, fake_openai, transactional_db):
+    await asyncio.to_thread(make_channel, fake_openai.url, models=["gpt-4o", "tenant-*"])
+    before = await scrape()
+    body = {**HELLO, "model": "tenant-a1b2c3"}
+    response = await AsyncClient().post(
+        "/v1/chat/completions", orjson.dumps(body), content_type="application/json", headers=bearer(alice_key)
+    )
+    assert response.status_code == 200
+    after = await scrape()
+    assert "tenant-a1b2c3" not in after
+    served = {"endpoint": "chat", "model": "tenant-*", "status": "200"}
+    assert sample(after, "gateway_requests_total", **served) == sample(before, "gateway_requests_total", **served) + 1
+    assert sample(after, "gateway_quota_charged_total", model="tenant-*") > sample(
+        before, "gateway_quota_charged_total", model="tenant-*"
+    )
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
