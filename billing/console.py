@@ -14,6 +14,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from billing import charts, pricing, qr, redemptions, tokens, topup, wechatpay
@@ -59,20 +60,23 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "console/home.html", context)
 
 
+@never_cache
 @console_page
 def keys(request: HttpRequest) -> HttpResponse:
     form = KeyForm(request.POST or None)
+    new_key = None
     if request.method == "POST" and form.is_valid():
         try:
-            token, plain = tokens.create_token(request.user, actor=request.user, **form.token_fields())
+            _, new_key = tokens.create_token(request.user, actor=request.user, **form.token_fields())
         except (ValidationError, PermissionDenied) as refused:
             form.add_error(None, describe(refused) if isinstance(refused, ValidationError) else str(refused))
         else:
-            # Carried to the next page once by the messages framework, as Django admin does: a reload loses it.
-            messages.success(request, plain, extra_tags="new-key")
-            return redirect("console:keys")
+            form = KeyForm()
+    # A new key is shown on this answer only: not through a message, which would keep it in a cookie or the
+    # session until shown, and not cached (never_cache).
     own = Token.objects.filter(user=request.user).order_by("-id")
-    return render(request, "console/keys.html", {"form": form, "tokens": own, "now": timezone.now()})
+    context = {"form": form, "tokens": own, "now": timezone.now(), "new_key": new_key}
+    return render(request, "console/keys.html", context)
 
 
 @require_POST
