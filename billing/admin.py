@@ -19,7 +19,7 @@ from billing import pricing, redemptions, topup, users
 from billing.models import AccessToken, Log, PriceTable, Redemption, Reservation, Token, TopUpOrder, User
 from billing.quota import QuotaExceeded
 from billing.wechatpay import PaymentsDisabled, WeChatPayError
-from gateway_project.admin_tools import SaveChangedFieldsMixin
+from gateway_project.admin_tools import STORABLE_JSON, SaveChangedFieldsMixin
 
 
 class UserForm(UserChangeForm):
@@ -27,6 +27,16 @@ class UserForm(UserChangeForm):
         required=False, help_text="Quota to add (negative removes); written to the log as a manage entry"
     )
     quota_reason = forms.CharField(required=False, max_length=500)
+    actor: User | None = None  # who is editing (UserAdmin.get_form)
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        switches = {name: cleaned[name] for name in ("is_active", "is_staff") if name in cleaned}
+        try:
+            users.check_own_account(self.instance, switches, self.actor)
+        except PermissionDenied as refused:
+            raise ValidationError(str(refused)) from None
+        return cleaned
 
 
 @admin.register(User)
@@ -41,6 +51,11 @@ class UserAdmin(SaveChangedFieldsMixin, BaseUserAdmin):
         ("Gateway", {"fields": ("group", "quota", "used_quota", "request_count", "quota_delta", "quota_reason")}),
         ("Rate limits (empty = the group's, 0 = none)", {"fields": ("rpm_limit", "tpm_limit")}),
     )
+
+    def get_form(self, request: HttpRequest, obj: User | None = None, **kwargs) -> type[forms.ModelForm]:
+        form = super().get_form(request, obj, **kwargs)
+        form.actor = request.user  # a class made for this request
+        return form
 
     def save_model(self, request: HttpRequest, obj: User, form: forms.Form, change: bool) -> None:
         super().save_model(request, obj, form, change)
@@ -83,6 +98,7 @@ class ShowsNewSecret:
 @admin.register(Token)
 class TokenAdmin(ShowsNewSecret, SaveChangedFieldsMixin, admin.ModelAdmin):
     secret_name = "key"
+    formfield_overrides = STORABLE_JSON
     list_display = (
         "name",
         "user",
@@ -144,6 +160,7 @@ class PriceTableAdmin(admin.ModelAdmin):
     """The single price row (pk 1); saving it reprices every instance at once."""
 
     list_display = ("__str__", "quota_per_unit", "updated_at")
+    formfield_overrides = STORABLE_JSON
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return not PriceTable.objects.exists() and super().has_add_permission(request)

@@ -11,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -23,6 +23,7 @@ from billing.logs import LogFilter, log_stats, visible_logs
 from billing.models import Redemption, Token, TopUpOrder
 from billing.wechatpay import PaymentsDisabled, WeChatPayError
 from gateway_project.errors import describe
+from gateway_project.existing import delete_or_404
 
 LOGIN_URL = "console:login"
 PAGE_SIZE = 50
@@ -85,7 +86,10 @@ def key_status(request: HttpRequest, token_id: int) -> HttpResponse:
     token = get_object_or_404(Token.objects.select_related("user"), pk=token_id, user=request.user)
     form = KeyStatusForm(request.POST)
     if form.is_valid():
-        tokens.update_token(token, {"status": form.cleaned_data["status"]}, actor=request.user)
+        try:
+            tokens.update_token(token, {"status": form.cleaned_data["status"]}, actor=request.user)
+        except Token.DoesNotExist:  # deleted meanwhile (another tab)
+            raise Http404 from None
         messages.info(request, f"Key {token.name or token.key_hint} is now {token.status}.")
     return redirect("console:keys")
 
@@ -94,7 +98,7 @@ def key_status(request: HttpRequest, token_id: int) -> HttpResponse:
 @console_page
 def key_delete(request: HttpRequest, token_id: int) -> HttpResponse:
     token = get_object_or_404(Token, pk=token_id, user=request.user)
-    token.delete()
+    delete_or_404(Token.objects.filter(user=request.user), token.pk)  # 404 if another tab deleted it first
     messages.info(request, f"Key {token.name or token.key_hint} deleted.")
     return redirect("console:keys")
 

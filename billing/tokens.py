@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from billing import ratelimit
 from billing.access import require_staff
 from billing.models import Token, User
+from gateway_project.existing import save_existing
 
 # The key's rate-limit fields and the group limit each one overrides.
 RATE_LIMIT_FIELDS = {"rpm_limit": "key_rpm", "tpm_limit": "key_tpm"}
@@ -86,7 +87,7 @@ def update_token(token: Token, changes: dict, actor: User) -> Token:
         return token
     _apply(token, changes)
     # Only the changed columns: settlements move used_quota/remain_quota concurrently with F().
-    token.save(update_fields=[("model_limits" if name == "models" else name) for name in changes])
+    save_existing(token, update_fields=[("model_limits" if name == "models" else name) for name in changes])
     return token
 
 

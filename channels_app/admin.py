@@ -9,7 +9,7 @@ from django.http import HttpRequest
 
 from channels_app import balance, channels, probe
 from channels_app.models import Channel
-from gateway_project.admin_tools import SaveChangedFieldsMixin
+from gateway_project.admin_tools import STORABLE_JSON, SaveChangedFieldsMixin
 
 
 class ChannelForm(forms.ModelForm):
@@ -52,6 +52,7 @@ class ChannelForm(forms.ModelForm):
 class ChannelAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     form = ChannelForm
     form_to_model = {"new_key": "key_encrypted"}
+    formfield_overrides = STORABLE_JSON
     list_display = (
         "id",
         "name",

@@ -15,10 +15,18 @@ LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # lone surrogates, and '.' or '..' between slashes (a path segment that climbs).
 NOT_IN_MODEL_NAMES = re.compile("[\x00-\x1f\x7f-\x9f?#\ud800-\udfff]|(?:^|/)\\.{1,2}(?:/|$)")
 MODEL_NAME_RULE = "must not contain control characters, '?', '#', or '.' or '..' between slashes"
+UNSTORABLE = "has a character no database can store (a lone UTF-16 surrogate such as \\ud800)"
 
 
-def has_lone_surrogate(text: str) -> bool:
-    return LONE_SURROGATE.search(text) is not None
+def has_lone_surrogate(value: object) -> bool:
+    """Whether a string, or any string or key inside a JSON value, has a lone surrogate."""
+    if isinstance(value, str):
+        return LONE_SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(has_lone_surrogate(key) or has_lone_surrogate(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(has_lone_surrogate(item) for item in value)
+    return False
 
 
 def is_model_name(name: str) -> bool:
