@@ -1,7 +1,8 @@
 """Django admin for users, keys, access tokens, prices and the (read-only) ledger.
 
 Secrets never appear: keys, access tokens and redemption codes show only their hint or name, and new ones
-are shown once through a message right after they are created. Quota changes go through
+are shown once, on the page that answers their creation (never through a message, which Django keeps in a
+cookie or the session until it is shown). Quota changes go through
 billing.users.adjust_quota so each one leaves a manage log; top-up orders are read-only.
 """
 
@@ -11,14 +12,14 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import UserChangeForm
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 
 from billing import pricing, redemptions, tokens, topup, users
 from billing.models import AccessToken, Log, PriceTable, Redemption, Reservation, Token, TopUpOrder, User
 from billing.quota import QuotaExceeded
 from billing.wechatpay import PaymentsDisabled, WeChatPayError
-from gateway_project.admin_tools import SaveChangedFieldsMixin
+from gateway_project.admin_tools import STORABLE_JSON, SaveChangedFieldsMixin
 
 
 class UserForm(UserChangeForm):
@@ -26,6 +27,16 @@ class UserForm(UserChangeForm):
         required=False, help_text="Quota to add (negative removes); written to the log as a manage entry"
     )
     quota_reason = forms.CharField(required=False, max_length=500)
+    actor: User | None = None  # who is editing (UserAdmin.get_form)
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        switches = {name: cleaned[name] for name in ("is_active", "is_staff") if name in cleaned}
+        try:
+            users.check_own_account(self.instance, switches, self.actor)
+        except PermissionDenied as refused:
+            raise ValidationError(str(refused)) from None
+        return cleaned
 
 
 class TokenForm(forms.ModelForm):
@@ -49,6 +60,11 @@ class UserAdmin(SaveChangedFieldsMixin, BaseUserAdmin):
         ("Rate limits (empty = the group's, 0 = none)", {"fields": ("rpm_limit", "tpm_limit")}),
     )
 
+    def get_form(self, request: HttpRequest, obj: User | None = None, **kwargs) -> type[forms.ModelForm]:
+        form = super().get_form(request, obj, **kwargs)
+        form.actor = request.user  # a class made for this request
+        return form
+
     def save_model(self, request: HttpRequest, obj: User, form: forms.Form, change: bool) -> None:
         super().save_model(request, obj, form, change)
         delta = form.cleaned_data.get("quota_delta")
@@ -61,9 +77,37 @@ class UserAdmin(SaveChangedFieldsMixin, BaseUserAdmin):
                 messages.success(request, f"{obj.username}: quota {delta:+d}, now {now}")
 
 
+def secret_page(
+    request: HttpRequest, model_admin: admin.ModelAdmin, title: str, secrets: list[str], next_url: str, next_label: str
+) -> TemplateResponse:
+    """The answer to the form that created `secrets`: the one time they are shown (admin pages are never cached)."""
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "opts": model_admin.opts,
+        "secrets": secrets,
+        "next_url": next_url,
+        "next_label": next_label,
+    }
+    return TemplateResponse(request, "admin/secret_shown_once.html", context)
+
+
+class ShowsNewSecret:
+    """For rows whose secret is made when they are added: `save_model` keeps it in `obj.new_secret`, and the
+    answer to the add form shows it instead of redirecting."""
+
+    secret_name = ""
+
+    def response_add(self, request: HttpRequest, obj, post_url_continue: str | None = None) -> HttpResponse:
+        change_url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+        return secret_page(request, self, f"The new {self.secret_name}", [obj.new_secret], change_url, f"{obj} ->")
+
+
 @admin.register(Token)
-class TokenAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
+class TokenAdmin(ShowsNewSecret, SaveChangedFieldsMixin, admin.ModelAdmin):
     form = TokenForm
+    secret_name = "key"
+    formfield_overrides = STORABLE_JSON
     list_display = (
         "name",
         "user",
@@ -99,14 +143,14 @@ class TokenAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     )
 
     def save_model(self, request: HttpRequest, obj: Token, form: forms.Form, change: bool) -> None:
-        plain = None if change else obj.set_key()
+        if not change:
+            obj.new_secret = obj.set_key()
         super().save_model(request, obj, form, change)
-        if plain:
-            messages.warning(request, f"The new key is {plain} -- copy it now, it is not shown again.")
 
 
 @admin.register(AccessToken)
-class AccessTokenAdmin(admin.ModelAdmin):
+class AccessTokenAdmin(ShowsNewSecret, admin.ModelAdmin):
+    secret_name = "access token"
     list_display = ("name", "user", "created_at")
     search_fields = ("name", "user__username")
     list_select_related = ("user",)
@@ -115,10 +159,9 @@ class AccessTokenAdmin(admin.ModelAdmin):
     readonly_fields = ("created_at",)
 
     def save_model(self, request: HttpRequest, obj: AccessToken, form: forms.Form, change: bool) -> None:
-        plain = None if change else obj.set_token()
+        if not change:
+            obj.new_secret = obj.set_token()
         super().save_model(request, obj, form, change)
-        if plain:
-            messages.warning(request, f"The new access token is {plain} -- copy it now, it is not shown again.")
 
 
 @admin.register(PriceTable)
@@ -126,6 +169,7 @@ class PriceTableAdmin(admin.ModelAdmin):
     """The single price row (pk 1); saving it reprices every instance at once."""
 
     list_display = ("__str__", "quota_per_unit", "updated_at")
+    formfield_overrides = STORABLE_JSON
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return not PriceTable.objects.exists() and super().has_add_permission(request)
@@ -192,7 +236,7 @@ class RedemptionBatchForm(forms.Form):
 
 @admin.register(Redemption)
 class RedemptionAdmin(admin.ModelAdmin):
-    """Adding creates a batch; its codes are shown once in a message, after that only their hints exist."""
+    """Adding creates a batch; its codes are shown once on the page that answers, then only their hints exist."""
 
     list_display = ("name", "code_hint", "quota", "status", "created_at", "used_by", "used_at")
     list_filter = ("status", "name")
@@ -213,12 +257,9 @@ class RedemptionAdmin(admin.ModelAdmin):
             except ValidationError as refused:
                 form.add_error(None, refused)
             else:
-                messages.warning(
-                    request,
-                    f"{len(codes)} new code(s) of {form.cleaned_data['name']!r} -- copy them now, they are not shown "
-                    f"again: {' '.join(codes)}",
-                )
-                return redirect("admin:billing_redemption_changelist")
+                title = f"{len(codes)} new redemption code(s) of {form.cleaned_data['name']!r}"
+                changelist = reverse("admin:billing_redemption_changelist")
+                return secret_page(request, self, title, codes, changelist, "All redemption codes ->")
         context = {
             **self.admin_site.each_context(request),
             "title": "Create redemption codes",

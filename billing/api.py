@@ -28,6 +28,7 @@ from billing.schemas import (
     UserPatch,
 )
 from gateway_project.auth import staff_only
+from gateway_project.existing import delete_or_404
 
 MAX_PAGE = 500
 
@@ -57,14 +58,15 @@ def get_user(request: HttpRequest, user_id: Id):
 
 @users_router.patch("/{int:user_id}", response=UserOut)
 def update_user(request: HttpRequest, user_id: Id, payload: UserPatch):
-    return users.update_user(get_object_or_404(User, pk=user_id), payload.model_dump(exclude_unset=True))
+    user = get_object_or_404(User, pk=user_id)
+    return users.update_user(user, payload.model_dump(exclude_unset=True), actor=request.auth)
 
 
 @users_router.delete("/{int:user_id}", response={204: None})
 def delete_user(request: HttpRequest, user_id: Id):
     if user_id == request.auth.pk:
         raise PermissionDenied("you cannot delete your own account")
-    get_object_or_404(User, pk=user_id).delete()
+    delete_or_404(User.objects.all(), user_id)
     return Status(204, None)
 
 
@@ -108,7 +110,7 @@ def update_token(request: HttpRequest, token_id: Id, payload: TokenPatch):
 
 @tokens_router.delete("/{int:token_id}", response={204: None})
 def delete_token(request: HttpRequest, token_id: Id):
-    get_object_or_404(tokens.visible_tokens(request.auth), pk=token_id).delete()
+    delete_or_404(tokens.visible_tokens(request.auth), token_id)
     return Status(204, None)
 
 

@@ -11,9 +11,10 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from billing import charts, pricing, qr, redemptions, tokens, topup, wechatpay
@@ -22,6 +23,7 @@ from billing.logs import LogFilter, log_stats, visible_logs
 from billing.models import Redemption, Token, TopUpOrder
 from billing.wechatpay import PaymentsDisabled, WeChatPayError
 from gateway_project.errors import describe
+from gateway_project.existing import delete_or_404
 
 LOGIN_URL = "console:login"
 PAGE_SIZE = 50
@@ -59,20 +61,23 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "console/home.html", context)
 
 
+@never_cache
 @console_page
 def keys(request: HttpRequest) -> HttpResponse:
     form = KeyForm(request.POST or None)
+    new_key = None
     if request.method == "POST" and form.is_valid():
         try:
-            token, plain = tokens.create_token(request.user, actor=request.user, **form.token_fields())
+            _, new_key = tokens.create_token(request.user, actor=request.user, **form.token_fields())
         except (ValidationError, PermissionDenied) as refused:
             form.add_error(None, describe(refused) if isinstance(refused, ValidationError) else str(refused))
         else:
-            # Carried to the next page once by the messages framework, as Django admin does: a reload loses it.
-            messages.success(request, plain, extra_tags="new-key")
-            return redirect("console:keys")
+            form = KeyForm()
+    # A new key is shown on this answer only: not through a message, which would keep it in a cookie or the
+    # session until shown, and not cached (never_cache).
     own = Token.objects.filter(user=request.user).order_by("-id")
-    return render(request, "console/keys.html", {"form": form, "tokens": own, "now": timezone.now()})
+    context = {"form": form, "tokens": own, "now": timezone.now(), "new_key": new_key}
+    return render(request, "console/keys.html", context)
 
 
 @require_POST
@@ -81,7 +86,10 @@ def key_status(request: HttpRequest, token_id: int) -> HttpResponse:
     token = get_object_or_404(Token.objects.select_related("user"), pk=token_id, user=request.user)
     form = KeyStatusForm(request.POST)
     if form.is_valid():
-        tokens.update_token(token, {"status": form.cleaned_data["status"]}, actor=request.user)
+        try:
+            tokens.update_token(token, {"status": form.cleaned_data["status"]}, actor=request.user)
+        except Token.DoesNotExist:  # deleted meanwhile (another tab)
+            raise Http404 from None
         messages.info(request, f"Key {token.name or token.key_hint} is now {token.status}.")
     return redirect("console:keys")
 
@@ -90,7 +98,7 @@ def key_status(request: HttpRequest, token_id: int) -> HttpResponse:
 @console_page
 def key_delete(request: HttpRequest, token_id: int) -> HttpResponse:
     token = get_object_or_404(Token, pk=token_id, user=request.user)
-    token.delete()
+    delete_or_404(Token.objects.filter(user=request.user), token.pk)  # 404 if another tab deleted it first
     messages.info(request, f"Key {token.name or token.key_hint} deleted.")
     return redirect("console:keys")
 

@@ -88,6 +88,19 @@ def reserve(request_id: str, token_id: int, user_id: int, unlimited: bool, amoun
         raise refused
 
 
+def check_hold(hold: Hold) -> None:
+    """Raise what `reserve` would if the hold did not fit now, without taking anything: one read, for a
+    request that must not start costly work (sizing its images) unless it can pay for its text first."""
+    found = Token.objects.filter(pk=hold.token_id).values_list("remain_quota", "user__quota").first()
+    if found is None:
+        raise KeyGone("invalid API key")
+    key_left, user_left = found
+    if not hold.unlimited and key_left < hold.amount:
+        raise QuotaExceeded.short(KEY, hold.amount, key_left)
+    if user_left < hold.amount:
+        raise QuotaExceeded.short(ACCOUNT, hold.amount, user_left)
+
+
 def reserve_many(holds: list[Hold]) -> list[QuotaExceeded | None]:
     """Reserve for many requests in one transaction: None for each hold taken (or taken before under
     its request id), QuotaExceeded for each that did not fit. Holds on one key or user are taken

@@ -10,9 +10,10 @@ from typing import Annotated, Literal
 from ninja import Field, Schema
 from ninja.conf import settings as ninja_settings
 from ninja.pagination import LimitOffsetPagination
-from pydantic import BeforeValidator, ConfigDict
+from pydantic import BeforeValidator, ConfigDict, field_validator
 
 from billing.models import Token
+from gateway_project.safe_text import UNSTORABLE, has_lone_surrogate
 
 MAX_ID = 2**63 - 1
 MAX_QUOTA = 10**15  # 2 billion USD at the default 500 000 quota per USD, far from 2**63 even summed
@@ -65,6 +66,14 @@ class WriteSchema(Schema):
     # Unknown fields are an error, not silently dropped: a typo must not look like a successful change.
     # Strict: JSON has types, and `"5"` for a number or `1` for `true` is a client bug to report, not guess.
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def storable(cls, value: object) -> object:
+        """JSON's "\\ud800" is half a UTF-16 pair, which PostgreSQL and MariaDB refuse: a 422 naming the field."""
+        if has_lone_surrogate(value):
+            raise ValueError(UNSTORABLE)
+        return value
 
 
 class Detail(Schema):

@@ -15,6 +15,7 @@ from billing import ratelimit
 from billing.access import require_staff
 from billing.keys import key_group_allowed
 from billing.models import Token, User
+from gateway_project.existing import save_existing
 
 # The key's rate-limit fields and the group limit each one overrides.
 RATE_LIMIT_FIELDS = {"rpm_limit": "key_rpm", "tpm_limit": "key_tpm"}
@@ -87,7 +88,7 @@ def update_token(token: Token, changes: dict, actor: User) -> Token:
         return token
     _apply(token, changes)
     # Only the changed columns: settlements move used_quota/remain_quota concurrently with F().
-    token.save(update_fields=[("model_limits" if name == "models" else name) for name in changes])
+    save_existing(token, update_fields=[("model_limits" if name == "models" else name) for name in changes])
     return token
 
 

@@ -1,11 +1,12 @@
 """Creating and changing users, and the one way operators move a user's quota."""
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import F
 
 from billing.models import Log, User
 from billing.quota import QuotaExceeded
+from gateway_project.existing import save_existing
 
 EDITABLE = {"username", "password", "is_staff", "is_active", "group", "rpm_limit", "tpm_limit"}
 NULLABLE = {"rpm_limit", "tpm_limit"}  # null = the group's limit
@@ -42,11 +43,13 @@ def create_user(
     return user
 
 
-def update_user(user: User, changes: dict) -> User:
-    """Apply `changes` (fields of EDITABLE). Quota is not among them: it moves only through adjust_quota."""
+def update_user(user: User, changes: dict, actor: User | None = None) -> User:
+    """Apply `changes` (fields of EDITABLE). Quota is not among them: it moves only through adjust_quota.
+    User.DoesNotExist when another request deleted the user meanwhile."""
     unknown = set(changes) - EDITABLE
     if unknown:
         raise ValidationError({name: "this field cannot be changed here" for name in sorted(unknown)})
+    check_own_account(user, changes, actor)
     if "username" in changes and changes["username"] != user.username:
         check_username(changes["username"])
     if "group" in changes:
@@ -64,8 +67,17 @@ def update_user(user: User, changes: dict) -> User:
         else:
             setattr(user, name, value)
     # Only the changed columns: a full save would write a stale quota over concurrent settlements.
-    user.save(update_fields=list(changes))
+    save_existing(user, update_fields=list(changes))
     return user
+
+
+def check_own_account(user: User, changes: dict, actor: User | None) -> None:
+    """Staff cannot lock themselves out by deactivating their own account or dropping their own staff rights
+    (PermissionDenied); another staff user can do either."""
+    if actor is not None and actor.pk == user.pk and False in (changes.get("is_active"), changes.get("is_staff")):
+        raise PermissionDenied(
+            "you cannot deactivate your own account or take away your own staff rights; ask another staff user"
+        )
 
 
 def adjust_quota(user: User, delta: int, reason: str = "", actor: User | None = None) -> int:

@@ -3,12 +3,13 @@ masked hint is ever shown."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from channels_app import balance, channels, probe
 from channels_app.models import Channel
-from gateway_project.admin_tools import SaveChangedFieldsMixin
+from gateway_project.admin_tools import STORABLE_JSON, SaveChangedFieldsMixin
 
 
 class ChannelForm(forms.ModelForm):
@@ -40,11 +41,18 @@ class ChannelForm(forms.ModelForm):
             self.instance.key = self.cleaned_data["new_key"]
         super()._post_clean()
 
+    def _update_errors(self, errors: ValidationError) -> None:
+        # The model's validation names the key `key`; this form sets it through `new_key`.
+        if hasattr(errors, "error_dict") and "key" in errors.error_dict:
+            errors.error_dict["new_key"] = errors.error_dict.pop("key")
+        super()._update_errors(errors)
+
 
 @admin.register(Channel)
 class ChannelAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     form = ChannelForm
     form_to_model = {"new_key": "key_encrypted"}
+    formfield_overrides = STORABLE_JSON
     list_display = (
         "id",
         "name",

@@ -7,12 +7,12 @@ from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Field, Router, Schema, Status
 from ninja.pagination import paginate
-from pydantic import ConfigDict
 
-from billing.schemas import Id, Integer, Pagination
+from billing.schemas import Id, Integer, Pagination, WriteSchema
 from channels_app import balance, channels, probe
 from channels_app.models import Channel
 from gateway_project.auth import staff_only
+from gateway_project.existing import delete_or_404
 
 ChannelType = Literal[channels.TYPE_SLUGS]  # type: ignore[valid-type]
 ChannelStatus = Literal["enabled", "disabled", "auto_disabled"]
@@ -48,9 +48,7 @@ Priority = Annotated[Integer, Field(ge=-(2**31), le=2**31 - 1, description="High
 Weight = Annotated[Integer, Field(ge=0, le=2**31 - 1)]
 
 
-class ChannelCreate(Schema):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class ChannelCreate(WriteSchema):
     name: str = Field("", description="Default: the type")
     type: ChannelType = "openai"
     key: str = Field(min_length=1, description="Write-only; stored encrypted")
@@ -67,9 +65,7 @@ class ChannelCreate(Schema):
     config: dict[str, Any] = Field(default_factory=dict, description="Provider extras: api_version, region, ...")
 
 
-class ChannelPatch(Schema):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class ChannelPatch(WriteSchema):
     name: str | None = None
     type: ChannelType | None = None
     key: str | None = Field(None, min_length=1, description="Write-only; replaces the stored key")
@@ -119,7 +115,7 @@ def update_channel(request: HttpRequest, channel_id: Id, payload: ChannelPatch):
 
 @router.delete("/{int:channel_id}", response={204: None})
 def delete_channel(request: HttpRequest, channel_id: Id):
-    get_object_or_404(Channel, pk=channel_id).delete()
+    delete_or_404(Channel.objects.all(), channel_id)
     return Status(204, None)
 
 

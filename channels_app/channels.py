@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 
 from channels_app import routing
 from channels_app.models import CHANNEL_TYPES, Channel
+from gateway_project.existing import save_existing
 from relay.adaptors import vertex
 
 TYPE_SLUGS = tuple(slug for slug, _ in CHANNEL_TYPES)
@@ -42,8 +43,12 @@ def create_channel(*, key: str, type: str = "openai", name: str = "", **fields) 
 
 
 def update_channel(channel: Channel, changes: dict) -> Channel:
-    """Apply `changes` (fields of EDITABLE; `key` replaces the secret) and save; the save re-routes traffic."""
+    """Apply `changes` (fields of EDITABLE; `key` replaces the secret) and save; the save re-routes traffic.
+    Channel.DoesNotExist when another request deleted the channel meanwhile."""
     _check_known(changes)
+    nulls = sorted(name for name, value in changes.items() if value is None)
+    if nulls:  # no channel field is nullable; some are blank, which Django's validation lets through as None
+        raise ValidationError({name: "must not be null" for name in nulls})
     for field_name, value in changes.items():
         if field_name == "key":
             _set_key(channel, value)
@@ -52,7 +57,7 @@ def update_channel(channel: Channel, changes: dict) -> Channel:
     _validate(channel)
     if changes.get("status") == Channel.Status.ENABLED:
         channel.status_reason = ""
-    channel.save()
+    save_existing(channel)
     return channel
 
 

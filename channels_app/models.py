@@ -5,6 +5,7 @@ from django.db import models
 from django.utils import timezone
 
 from channels_app import crypto
+from gateway_project.safe_text import MODEL_NAME_RULE, is_header_safe, is_model_name
 
 CHANNEL_TYPES = [
     ("openai", "OpenAI-compatible"),
@@ -23,6 +24,10 @@ CHANNEL_TYPES = [
     ("suno", "Suno-API"),
 ]
 
+# Vertex's key is a service account's JSON, from which the gateway signs its own token; every other type's
+# key travels in a header (or, for Gemini, the query string).
+KEY_NOT_IN_HEADERS = {"vertex"}
+
 
 def validate_status_code_mapping(value: object) -> None:
     if not isinstance(value, dict):
@@ -35,6 +40,10 @@ def validate_status_code_mapping(value: object) -> None:
 def validate_string_map(value: object) -> None:
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise ValidationError("model_mapping must be an object of model name to model name")
+    # The upstream name goes into URLs (Azure deployments, Gemini paths, custom `{model}` templates).
+    for source, target in value.items():
+        if not is_model_name(target):
+            raise ValidationError(f"model_mapping {source!r}: the upstream model name {MODEL_NAME_RULE}")
 
 
 def validate_string_list(value: object) -> None:
@@ -86,6 +95,25 @@ class Channel(models.Model):
             return crypto.mask(self.key)
         except ValueError:
             return "(unreadable)"
+
+    def clean(self) -> None:
+        problems = {}
+        if self.test_model and not is_model_name(self.test_model):
+            problems["test_model"] = f"the model name {MODEL_NAME_RULE}"
+        if self.type not in KEY_NOT_IN_HEADERS and not is_header_safe(self.readable_key()):
+            problems["key"] = (
+                "must be printable ASCII: an HTTP header cannot carry a line break, another control character "
+                "or a non-ASCII letter (one key per channel)"
+            )
+        if problems:
+            raise ValidationError(problems)
+
+    def readable_key(self) -> str:
+        """The key, or "" when it cannot be decrypted (SESSION_SECRET changed): there is nothing to check then."""
+        try:
+            return self.key
+        except ValueError:
+            return ""
 
     def save(self, *args, **kwargs) -> None:
         if not self.groups:

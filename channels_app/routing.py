@@ -8,6 +8,7 @@ the version key is per process, so other processes converge within SYNC_FREQUENC
 import random
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from django.conf import settings
 from django.core.cache import cache
@@ -55,6 +56,21 @@ class Index:
             return found
         matches = [channel for prefix, channel in self.wildcard.get(group, ()) if model.startswith(prefix)]
         return sorted(matches, key=lambda c: -c.priority)
+
+    @cached_property
+    def listed_models(self) -> frozenset[str]:
+        return frozenset(model for _, model in self.exact)
+
+    @cached_property
+    def listed_prefixes(self) -> tuple[str, ...]:
+        return tuple({prefix for entries in self.wildcard.values() for prefix, _ in entries})
+
+    def listing_of(self, model: str) -> str | None:
+        """The entry of an enabled channel (in any group) that serves `model`: its own name, or the `prefix*`
+        that covers it; None when no channel does."""
+        if model in self.listed_models:
+            return model
+        return next((f"{prefix}*" for prefix in self.listed_prefixes if model.startswith(prefix)), None)
 
     def models_for_group(self, group: str) -> list[str]:
         names = {model for (g, model) in self.exact if g == group}
@@ -131,6 +147,11 @@ def get_index() -> Index:
         index = _State.index = build_index()
         _State.checked_at = index.built_at  # it read the version key just now
     return index
+
+
+def loaded_index() -> Index | None:
+    """The index as this process last built it, without checking that it is fresh (None before the first)."""
+    return _State.index
 
 
 async def aget_index() -> Index:

@@ -176,6 +176,11 @@ GET_MEDIA_TOKEN = envbool("GET_MEDIA_TOKEN", True)
 GET_MEDIA_TOKEN_NOT_STREAM = envbool("GET_MEDIA_TOKEN_NOT_STREAM", True)
 # Image URLs are fetched (to count their tokens) from public addresses only, unless this is true (SSRF guard).
 IMAGE_FETCH_ALLOW_PRIVATE = envbool("IMAGE_FETCH_ALLOW_PRIVATE", False)
+# Bounds on sizing a request's images (relay.media): how many, their pixels in all, and the URL fetches.
+IMAGE_MAX_COUNT = envint("IMAGE_MAX_COUNT", 500)
+IMAGE_MAX_PIXELS = envint("IMAGE_MAX_PIXELS", 1_000_000_000)
+IMAGE_FETCH_CONCURRENCY = envint("IMAGE_FETCH_CONCURRENCY", 4)
+IMAGE_FETCH_TIMEOUT = envfloat("IMAGE_FETCH_TIMEOUT", 10)
 PRE_CONSUMED_TOKENS = envint("PRE_CONSUMED_TOKENS", 500)
 RATE_LIMITS = envjson("RATE_LIMITS", {})
 RESERVATION_STALE_SECONDS = envint("RESERVATION_STALE_SECONDS", 3600)

@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParser, MultiPartParserError
 
 from billing.pricing import Quote, image_multiplier
+from gateway_project.safe_text import MODEL_NAME_RULE, is_model_name
 from relay import media, tokenizer
 from relay.adaptors.base import RelayRequest, Usage
 from relay.adaptors.convert import rerank_prompt_tokens
@@ -49,10 +50,13 @@ def require_model(body: dict, default: str | None = None) -> str:
     model = body.get("model", default)
     if not isinstance(model, str) or not model.strip():
         raise RelayError(400, "you must provide a model parameter", "missing_model", param="model")
-    # The name goes into the consume log, whose column PostgreSQL and MySQL hold to its length, without NUL.
-    if len(model) > MAX_MODEL_NAME or "\x00" in model:
+    # The name goes into the consume log, whose column PostgreSQL and MySQL hold to its length.
+    if len(model) > MAX_MODEL_NAME:
         message = f"model must be a name of at most {MAX_MODEL_NAME} characters"
         raise RelayError(400, message, "invalid_model", param="model")
+    # And into upstream URLs (percent-encoded, see gateway_project.safe_text), which it must not steer.
+    if not is_model_name(model):
+        raise RelayError(400, f"model {MODEL_NAME_RULE}", "invalid_model", param="model")
     return model
 
 
@@ -152,11 +156,12 @@ class Endpoint:
         """The prompt's text in tokens (tokenizer.Tokens) or their upper bound (tokenizer.utf8_bytes)."""
         return count_messages(request.body["messages"], measure)
 
-    async def media_tokens(self, request: RelayRequest) -> int:
-        """The prompt's images, by the tile rule (GET_MEDIA_TOKEN); of all endpoints only chat takes images."""
+    def images(self, request: RelayRequest) -> list[media.ImagePart]:
+        """The prompt's images to count by the tile rule (GET_MEDIA_TOKEN); of all endpoints only chat takes
+        images. Cheap: nothing is read yet (relay.media.image_tokens does that)."""
         if self.name == "chat" and settings.GET_MEDIA_TOKEN and (request.stream or settings.GET_MEDIA_TOKEN_NOT_STREAM):
-            return await media.image_tokens(request.body["messages"], request.model)
-        return 0
+            return media.images_in(request.body["messages"])
+        return []
 
     def reservation(self, quote: Quote, request: RelayRequest, prompt_tokens: int) -> int:
         """The most the request can cost: the prompt once, and every answer using its whole budget."""

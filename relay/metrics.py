@@ -11,6 +11,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
+from channels_app import routing
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 OVERHEAD_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25)
 
@@ -30,6 +32,14 @@ UPSTREAM_ERRORS = Counter("gateway_upstream_errors_total", "Failed upstream atte
 RETRIES = Counter("gateway_retries_total", "Attempts on another channel after a failure")
 QUOTA = Counter("gateway_quota_charged_total", "Quota charged by settled requests", ["model"])
 AUTO_DISABLED = Counter("gateway_channels_auto_disabled_total", "Channels taken out of rotation automatically")
+OTHER_MODEL = "other"
+
+
+def model_label(model: str) -> str:
+    """The `model` label: the channel entry that serves the model (its name, or the `prefix*` covering it),
+    else `other`. A label per name a client makes up would grow /metrics without bound."""
+    index = routing.loaded_index()
+    return (index.listing_of(model) if index is not None else None) or OTHER_MODEL
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:

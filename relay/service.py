@@ -8,6 +8,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -22,7 +23,7 @@ from billing.pricing import Quote
 from channels_app import healing, routing
 from channels_app.routing import ChannelInfo
 from gateway_project.db import run_db
-from relay import metrics, streaming, tokenizer, upstream
+from relay import media, metrics, streaming, tokenizer, upstream
 from relay.adaptors.base import Adaptor, RelayRequest, UpstreamFailed, UpstreamFailure, UpstreamRequest, Usage, scrub
 from relay.adaptors.registry import adaptor_for
 from relay.endpoints import Endpoint, count_prompt
@@ -53,6 +54,10 @@ class Call:
 
     def __post_init__(self) -> None:
         self.prompt_tokens = self.endpoint.prompt_tokens(self.request, tokenizer.utf8_bytes) + self.media_tokens
+
+    def add_media_tokens(self, tokens: int) -> None:
+        self.media_tokens = tokens
+        self.prompt_tokens += tokens
 
     async def count_prompt(self) -> int:
         """The prompt's exact tokens, counted the first time they are needed."""
@@ -96,8 +101,8 @@ async def relay(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
             await run_db(ratelimit.admit, key)
         prices = await pricing.acurrent()
         quote = prices.quote(relay_request.model, key.group)
-        media_tokens = await endpoint.media_tokens(relay_request)
-        call = Call(request_id, started, key, pinned, endpoint, relay_request, quote, media_tokens)
+        call = Call(request_id, started, key, pinned, endpoint, relay_request, quote)
+        await count_media(call)
         await reserve(call)
         response = await dispatch(call)
     except keys.KeyRejected as rejected:
@@ -130,7 +135,7 @@ async def relay(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
 def observe(endpoint: Endpoint, call: Call | None, response: HttpResponse, started: float) -> None:
     """Metrics of one request; a stream's overhead, first chunk and duration are recorded by relay.streaming."""
     stream = call is not None and call.request.stream and response.status_code == 200
-    model = call.request.model if call else ""
+    model = metrics.model_label(call.request.model) if call else ""
     channel = str(call.tried[-1]) if call and call.tried else ""
     metrics.REQUESTS.labels(endpoint.name, model, channel, str(response.status_code), str(stream).lower()).inc()
     if not stream:
@@ -167,23 +172,37 @@ def read_body(request: HttpRequest) -> bytes:
         raise RelayError(400, "could not read the request body", "invalid_body") from None
 
 
+async def count_media(call: Call) -> None:
+    """Add the prompt's images to its tokens. Sizing them takes work (decoding, fetching), so a request whose
+    quota cannot even hold its text is refused before any of it; requests without images skip this check."""
+    images = call.endpoint.images(call.request)
+    if images:
+        await within_quota(call, check_hold)
+        call.add_media_tokens(await media.image_tokens(images, call.request.model))
+
+
 async def reserve(call: Call) -> None:
-    """Hold the cost with the prompt's byte bound, which needs no tokenizer; only when that does not fit is
-    the prompt counted exactly and the smaller hold tried, so the bound never refuses a request."""
+    await within_quota(call, hold)
+    call.reserved = True
+
+
+async def within_quota(call: Call, take: Callable[[Call], Awaitable[None]]) -> None:
+    """`take` the cost (hold it, or check that it would fit) with the prompt's byte bound, which needs no
+    tokenizer; only when that does not fit is the prompt counted exactly and the smaller amount tried, so
+    the bound never refuses a request."""
     try:
         try:
-            await hold(call)
+            await take(call)
         except quota.KeyGone:
             raise
         except quota.QuotaExceeded:
             if not await exact_count_lowers_hold(call):
                 raise
-            await hold(call)
+            await take(call)
     except quota.KeyGone:
         raise RelayError(401, "invalid API key", "invalid_api_key") from None
     except quota.QuotaExceeded as exceeded:
         raise RelayError(403, str(exceeded), "insufficient_quota", type="insufficient_quota") from None
-    call.reserved = True
 
 
 async def exact_count_lowers_hold(call: Call) -> bool:
@@ -202,6 +221,12 @@ def hold_amount(call: Call, prompt_tokens: int) -> int:
 
 async def hold(call: Call) -> None:
     await settlement.reserve(call.request_id, call.key, hold_amount(call, call.prompt_tokens))
+
+
+async def check_hold(call: Call) -> None:
+    key = call.key
+    amount = hold_amount(call, call.prompt_tokens)
+    await run_db(quota.check_hold, quota.Hold(call.request_id, key.token_id, key.user_id, key.unlimited, amount))
 
 
 async def dispatch(call: Call) -> HttpResponse:
@@ -327,7 +352,7 @@ async def finish_whole(call: Call, channel: ChannelInfo, adaptor, content: bytes
         rule = "usage counted locally (upstream reported none)"
     charge = call.charge(channel, usage, rule)
     await settlement.settle(call.key, charge)
-    metrics.QUOTA.labels(charge.model).inc(charge.quota)
+    metrics.QUOTA.labels(metrics.model_label(charge.model)).inc(charge.quota)
     call.reserved = False
     if not call.request.passthrough:
         content_type = "application/json"

@@ -55,7 +55,7 @@ async def start(call, channel, adaptor: Adaptor, response: httpx.Response) -> St
 
 def settle_later(key: KeyInfo, charge: quota.Charge) -> None:
     """Settle in a task of its own, so a stream cancelled by a client disconnect is still billed."""
-    metrics.QUOTA.labels(charge.model).inc(charge.quota)
+    metrics.QUOTA.labels(metrics.model_label(charge.model)).inc(charge.quota)
     settlement.settle_soon(key, charge)
 
 

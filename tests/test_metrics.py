@@ -1,9 +1,12 @@
 """/metrics in Prometheus format: counters move with traffic; protected by token or network."""
 
+import asyncio
+
 import orjson
 import pytest
 from django.test import AsyncClient, Client, override_settings
 
+from tests.conftest import make_channel
 from tests.fakes.openai_upstream import Behaviour
 from tests.relay_client import HELLO
 
@@ -64,3 +67,28 @@ def test_a_token_replaces_the_network_rule():
         Client(REMOTE_ADDR="203.0.113.9").get("/metrics", headers={"Authorization": "Bearer scrape-me"}).status_code
         == 200
     )
+
+
+@pytest.mark.parametrize(
+    ("model", "status", "label"), [("tenant-a1b2c3", 200, "tenant-*"), ("made-up-model-7f3a", 503, "other")]
+)
+async def test_the_model_label_is_the_channel_entry_that_serves_the_model_else_other(
+    alice_key, fake_openai, transactional_db, model, status, label
+):
+    await asyncio.to_thread(make_channel, fake_openai.url, models=["gpt-4o", "tenant-*"])
+    before = await scrape()
+    response = await AsyncClient().post(
+        "/v1/chat/completions",
+        orjson.dumps({**HELLO, "model": model}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {alice_key}"},
+    )
+    assert response.status_code == status
+    after = await scrape()
+    assert model not in after
+    counted = {"endpoint": "chat", "model": label, "status": str(status)}
+    assert sample(after, "gateway_requests_total", **counted) == sample(before, "gateway_requests_total", **counted) + 1
+    charged = sample(after, "gateway_quota_charged_total", model=label) - sample(
+        before, "gateway_quota_charged_total", model=label
+    )
+    assert (charged > 0) == (status == 200)

@@ -7,7 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test import Client
 from django.utils import timezone
 
@@ -139,79 +139,97 @@ def test_three_concurrent_deliveries_credit_once(fake, alice):
     assert len(topup_logs(alice)) == 1
 
 
-def assert_rejected(response, alice: User, order: TopUpOrder, reason: str) -> None:
-    assert response.status_code == 400 and response.json()["code"] == "FAIL"
-    assert reason in response.json()["message"]
+def assert_rejected(response, alice: User, order: TopUpOrder, reason: str, caplog) -> None:
+    assert response.status_code == 400 and response.json() == {"code": "FAIL", "message": "失败"}
+    assert reason in caplog.text  # why is for the server's log only
     assert quota_of(alice) == ALICE_QUOTA and not topup_logs(alice)
     assert TopUpOrder.objects.get(pk=order.pk).status == "pending"
 
 
-def test_a_forged_signature_is_rejected(fake, alice):
+def test_a_forged_signature_is_rejected(fake, alice, caplog):
     order = place_order(alice)
     body, headers = fake.keys.notification(fake.pay(order.out_trade_no), key=new_key())
-    assert_rejected(deliver(body, headers), alice, order, "signature verification")
+    assert_rejected(deliver(body, headers), alice, order, "signature verification", caplog)
 
 
-def test_wechat_pays_signtest_probe_is_rejected(fake, alice):
+def test_wechat_pays_signtest_probe_is_rejected(fake, alice, caplog):
     order = place_order(alice)
     body, headers = fake.keys.notification(fake.pay(order.out_trade_no))
     headers["Wechatpay-Signature"] = "WECHATPAY/SIGNTEST/" + headers["Wechatpay-Signature"]
-    assert_rejected(deliver(body, headers), alice, order, "signature verification")
+    assert_rejected(deliver(body, headers), alice, order, "signature verification", caplog)
 
 
-def test_a_tampered_body_is_rejected(fake, alice):
+def test_a_tampered_body_is_rejected(fake, alice, caplog):
     order = place_order(alice)
     body, headers = fake.keys.notification(fake.pay(order.out_trade_no))
     tampered = body.replace('"create_time": "2024-06-01T10:00:01', '"create_time": "2024-06-01T10:00:02')
     assert tampered != body
-    assert_rejected(deliver(tampered, headers), alice, order, "signature verification")
+    assert_rejected(deliver(tampered, headers), alice, order, "signature verification", caplog)
 
 
-def test_a_notification_encrypted_with_another_apiv3_key_is_rejected(fake, alice):
+def test_a_notification_encrypted_with_another_apiv3_key_is_rejected(fake, alice, caplog):
     order = place_order(alice)
     body, headers = fake.keys.notification(fake.pay(order.out_trade_no), apiv3_key=APIV3_KEY[::-1])
-    assert_rejected(deliver(body, headers), alice, order, "decryption failed")
+    assert_rejected(deliver(body, headers), alice, order, "decryption failed", caplog)
 
 
-def test_a_replayed_old_notification_is_rejected(fake, alice):
+def test_a_replayed_old_notification_is_rejected(fake, alice, caplog):
     order = place_order(alice)
     body, headers = fake.keys.notification(fake.pay(order.out_trade_no), timestamp=int(time.time()) - 301)
-    assert_rejected(deliver(body, headers), alice, order, "window")
+    assert_rejected(deliver(body, headers), alice, order, "window", caplog)
 
 
 @pytest.mark.parametrize(
     ("header", "value", "reason"),
     [("Wechatpay-Serial", "PUB_KEY_ID_OTHER", "unknown Wechatpay-Serial"), ("Wechatpay-Signature-Type", "", "type")],
 )
-def test_a_wrong_serial_or_signature_type_is_rejected(fake, alice, header, value, reason):
+def test_a_wrong_serial_or_signature_type_is_rejected(fake, alice, header, value, reason, caplog):
     order = place_order(alice)
     body, headers = fake.keys.notification(fake.pay(order.out_trade_no))
-    assert_rejected(deliver(body, {**headers, header: value}), alice, order, reason)
+    assert_rejected(deliver(body, {**headers, header: value}), alice, order, reason, caplog)
 
 
-def test_a_wrong_amount_is_rejected(fake, alice):
+def test_a_wrong_amount_is_rejected(fake, alice, caplog):
     order = place_order(alice)
     body, headers = fake.keys.notification(paid_transaction(order.out_trade_no, 1))
-    assert_rejected(deliver(body, headers), alice, order, "not the order's amount")
+    assert_rejected(deliver(body, headers), alice, order, "not the order's amount", caplog)
 
 
-def test_an_unknown_order_is_rejected(fake, alice):
+def test_an_unknown_order_is_rejected(fake, alice, caplog):
     order = place_order(alice)
     body, headers = fake.keys.notification(paid_transaction("TU20240601NOSUCHORDER00", order.amount_fen))
-    assert_rejected(deliver(body, headers), alice, order, "unknown order")
+    assert_rejected(deliver(body, headers), alice, order, "unknown order", caplog)
 
 
-def test_a_payment_to_another_merchant_is_rejected(fake, alice):
+def test_a_payment_to_another_merchant_is_rejected(fake, alice, caplog):
     order = place_order(alice)
     body, headers = fake.keys.notification(paid_transaction(order.out_trade_no, order.amount_fen, mchid="1999999999"))
-    assert_rejected(deliver(body, headers), alice, order, "merchant 1999999999")
+    assert_rejected(deliver(body, headers), alice, order, "merchant 1999999999", caplog)
 
 
-def test_notifications_are_rejected_while_payments_are_unconfigured(fake, alice, settings):
+def test_notifications_are_rejected_while_payments_are_unconfigured(fake, alice, settings, caplog):
     order = place_order(alice)
     body, headers = fake.keys.notification(fake.pay(order.out_trade_no))
     unconfigure(settings)
-    assert_rejected(deliver(body, headers), alice, order, "not enabled")
+    assert_rejected(deliver(body, headers), alice, order, "not enabled", caplog)
+
+
+def test_a_notification_that_fails_inside_the_gateway_gets_the_generic_failure_and_is_retried_later(
+    fake, alice, caplog, monkeypatch
+):
+    order = place_order(alice)
+    payment = fake.pay(order.out_trade_no)
+
+    def database_gone(*args, **kwargs):
+        raise OperationalError("could not connect to server at db.internal:5432")
+
+    monkeypatch.setattr(topup, "mark_paid", database_gone)
+    response = deliver(*fake.keys.notification(payment))
+    assert response.status_code == 500 and response.json() == {"code": "FAIL", "message": "失败"}
+    assert "db.internal" in caplog.text and quota_of(alice) == ALICE_QUOTA
+    monkeypatch.undo()
+    assert deliver(*fake.keys.notification(payment)).status_code == 200  # WeChat Pay's retry
+    assert quota_of(alice) == ALICE_QUOTA + 10 * RATE
 
 
 def age(order: TopUpOrder, minutes: int) -> None:

@@ -1,6 +1,7 @@
 """Azure OpenAI: the OpenAI wire format on a deployment URL with an api-version and an `api-key` header."""
 
 from channels_app.routing import ChannelInfo
+from gateway_project.safe_text import model_path_segment
 from relay.adaptors.base import RelayRequest
 from relay.adaptors.openai import OpenAIAdaptor
 
@@ -17,7 +18,7 @@ class AzureAdaptor(OpenAIAdaptor):
     default_base_url = ""
 
     def url(self, request: RelayRequest, channel: ChannelInfo) -> str:
-        deployment = deployment_name(channel.upstream_model(request.model))
+        deployment = model_path_segment(deployment_name(channel.upstream_model(request.model)))
         api_version = channel.config.get("api_version") or DEFAULT_API_VERSION
         operation = request.path.removeprefix("/v1/")
         return f"{self.base_url(channel)}/openai/deployments/{deployment}/{operation}?api-version={api_version}"

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from channels_app.routing import ChannelInfo
+from gateway_project.safe_text import is_header_safe
 
 
 @dataclass
@@ -53,6 +54,13 @@ class UpstreamRequest:
     headers: dict[str, str]
     content: bytes
     method: str = "POST"
+
+    def __post_init__(self) -> None:
+        # Keys are checked when a channel is saved (channels_app.models.Channel.clean), but a row saved before
+        # that may hold a line break: such a channel fails like an upstream would, not the gateway.
+        if not all(is_header_safe(value) for value in self.headers.values()):
+            message = "the channel's key or settings cannot be sent in an HTTP header; an operator must replace it"
+            raise UpstreamFailed(UpstreamFailure(500, message, code="invalid_channel_key"))
 
 
 @dataclass

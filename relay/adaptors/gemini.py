@@ -18,12 +18,13 @@ Decisions worth knowing:
 
 import mimetypes
 from functools import cache
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import orjson
 from django.conf import settings
 
 from channels_app.routing import ChannelInfo
+from gateway_project.safe_text import model_path_segment
 from relay.adaptors.base import (
     Adaptor,
     RelayRequest,
@@ -409,7 +410,7 @@ class GeminiAdaptor(Adaptor):
     def url(self, channel: ChannelInfo, model: str, version: str, stream: bool) -> str:
         action, query = ("streamGenerateContent", {"alt": "sse"}) if stream else ("generateContent", {})
         query["key"] = channel.key
-        return f"{self.base_url(channel)}/{version}/models/{quote(model, safe='')}:{action}?{urlencode(query)}"
+        return f"{self.base_url(channel)}/{version}/models/{model_path_segment(model)}:{action}?{urlencode(query)}"
 
     def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
         body = load_json(content)

@@ -22,6 +22,7 @@ from enum import Enum
 from urllib.parse import quote
 
 from channels_app.routing import ChannelInfo
+from gateway_project.safe_text import model_path_segment
 from relay.adaptors import anthropic, gemini, google_auth
 from relay.adaptors.base import (
     Adaptor,
@@ -107,14 +108,14 @@ def location_of(request: RelayRequest, channel: ChannelInfo, account: google_aut
 
 def gemini_call(request: RelayRequest, location: Location, model: str) -> tuple[str, dict]:
     action = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
-    url = f"{location.url('v1')}/publishers/google/models/{quote(model, safe='')}:{action}"
+    url = f"{location.url('v1')}/publishers/google/models/{model_path_segment(model)}:{action}"
     # Vertex's v1 takes systemInstruction, as AI Studio's v1beta does.
     return url, gemini.generate_body(request, gemini.DEFAULT_API_VERSION)
 
 
 def claude_call(request: RelayRequest, location: Location, model: str) -> tuple[str, dict]:
     action = "streamRawPredict" if request.stream else "rawPredict"
-    url = f"{location.url('v1')}/publishers/anthropic/models/{quote(claude_id(model), safe='@')}:{action}"
+    url = f"{location.url('v1')}/publishers/anthropic/models/{model_path_segment(claude_id(model))}:{action}"
     body = anthropic.messages_body(request, model)
     del body["model"]  # Vertex takes the model from the URL only
     return url, {"anthropic_version": ANTHROPIC_VERSION, **body}
