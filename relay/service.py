@@ -32,6 +32,7 @@ from relay.errors import RelayError, database_down, error_response
 log = logging.getLogger(__name__)
 
 NEVER_RETRIED = {400, 404, 413, 422, 504, 524}
+TIMEOUTS = {504, 524}  # reached but silent: not retried (it may still be working), yet a sign to rest
 
 
 @dataclass
@@ -271,7 +272,7 @@ async def note_failure(channel: ChannelInfo, failure: UpstreamFailure) -> None:
     if healing.is_permanent(failure.status, failure.permanent):
         if channel.auto_ban:
             await run_db(healing.auto_disable, channel, f"upstream status {failure.status}: {failure.message}")
-    elif retryable(failure.status):
+    elif retryable(failure.status) or failure.status in TIMEOUTS:
         healing.Rests.failed(channel.id)
 
 

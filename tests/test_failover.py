@@ -170,3 +170,14 @@ def test_the_channel_test_says_what_happened(kind, fake_openai, transactional_db
     result = probe_channel(channel)
     assert not result.success and not result.permanent
     assert result.message == f"gpt-4o: upstream unreachable: {REASONS[kind]}"
+
+
+async def test_an_upstream_that_keeps_timing_out_rests_without_being_retried(alice_key, fake_openai, transactional_db):
+    slow = await run_db(make_channel, fake_openai.url, name="slow")
+    for _ in range(settings.CHANNEL_FAILURE_THRESHOLD):
+        fake_openai.script.append(Behaviour(delay=1.0))
+    with override_settings(RELAY_TIMEOUT=0.3):
+        for _ in range(settings.CHANNEL_FAILURE_THRESHOLD):
+            assert (await post_chat(alice_key)).status_code == 504
+    assert slow.pk in healing.Rests.resting()
+    assert len(fake_openai.requests) == settings.CHANNEL_FAILURE_THRESHOLD
