@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from importlib import resources
 
+import orjson
 import tiktoken
 
 CL100K_PATTERN = (
@@ -139,6 +140,12 @@ def count_messages(messages: list, measure: Measure) -> int:
             elif key == "tool_calls" and isinstance(value, list):
                 total += measure(str(value))
     return total
+
+
+def count_tools(body: dict, measure: Measure) -> int:
+    """The tool definitions of a chat request (`tools`, or the older `functions`) as JSON: the model reads
+    them as part of its prompt."""
+    return sum(measure(orjson.dumps(body[name]).decode()) for name in ("tools", "functions") if body.get(name))
 
 
 def _count_parts(measure: Measure, parts: list) -> int:
