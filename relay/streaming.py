@@ -166,6 +166,7 @@ class StreamRelay:
         self.ended = False
         self.whole: bytes | None = None  # the upstream's answer, when it was one JSON object and no stream
         self.ending: str | None = None  # how the stream ended, once it has
+        self.delivered = 0  # characters of the converter's text in the writes the server has taken
         self.counting: asyncio.Task | None = None
         self.accounted = False
 
@@ -229,6 +230,7 @@ class StreamRelay:
             try:
                 async for framed in self.relayed():
                     yield framed
+                    self.delivered = self.converter.state.text_parts.size
                 self.ending = NORMAL
             except TimeoutError:
                 self.ending = IDLE_TIMEOUT
@@ -268,9 +270,14 @@ class StreamRelay:
         return self.counting
 
     async def final_usage(self) -> tuple[Usage, bool]:
-        """The upstream's figures when it sent them, else counted locally (on a worker thread when large)."""
+        """The upstream's figures when it sent them, else the delivered text counted locally (on a worker thread
+        when large). A write the server had not taken when the stream ended never left: a server like uvicorn
+        waits for room in the socket before it writes."""
         state = self.converter.state
-        usage, counted = await self.call.usage_of(state.usage, state.text if state.usage is None else "")
+        text = state.text if state.usage is None else ""
+        if len(text) > self.delivered:
+            text = text[: self.delivered]
+        usage, counted = await self.call.usage_of(state.usage, text)
         if counted:
             usage.completion_tokens += TOOL_CALL_OVERHEAD_TOKENS * state.max_tool_calls
         return usage, counted

@@ -13,7 +13,7 @@ from django.test import override_settings
 from billing import settlement
 from billing.models import Log, Reservation, Token, User
 from relay import tokenizer
-from tests.asgi_harness import Gateway
+from tests.asgi_harness import RoutedCall
 from tests.conftest import ALICE_QUOTA
 from tests.fakes.openai_upstream import Behaviour
 from tests.relay_client import HELLO
@@ -23,47 +23,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 KEY_QUOTA = 5_000_000  # tests.conftest.make_key's default
 
 
-class Client:
-    """One request whose client hangs up when `hang_up` is set, reading every write until then."""
-
-    def __init__(self, key: str, body: dict) -> None:
-        self.scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/v1/chat/completions",
-            "raw_path": b"/v1/chat/completions",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"authorization", f"Bearer {key}".encode()), (b"content-type", b"application/json")],
-            "client": ("127.0.0.1", 50000),
-            "server": ("testserver", 80),
-        }
-        self.body = orjson.dumps(body)
-        self.hang_up = asyncio.Event()
-        self.received = b""
-        self.start_sent = asyncio.Event()
-        self.on_body: Callable[[bytes], None] = lambda received: None
-        self.body_requested = False
-
-    async def receive(self) -> dict:
-        if not self.body_requested:
-            self.body_requested = True
-            return {"type": "http.request", "body": self.body, "more_body": False}
-        await self.hang_up.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(self, message: dict) -> None:
-        if message["type"] == "http.response.start":
-            self.start_sent.set()
-        elif message["type"] == "http.response.body":
-            self.received += message.get("body", b"")
-            self.on_body(self.received)
-
-    async def run(self) -> None:
-        await asyncio.wait_for(Gateway().app(self.scope, self.receive, self.send), 20)
+def chat(key: str, body: dict) -> RoutedCall:
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    return RoutedCall("/v1/chat/completions", orjson.dumps(body), headers)
 
 
 class ColdTokenizer:
@@ -126,7 +88,7 @@ async def test_a_client_hanging_up_while_the_end_of_its_stream_is_counted_is_bil
 ):
     fake_openai.script.append(behaviour)
     body = {**HELLO, "stream": True, **({"stream_options": {"include_usage": True}} if wants_usage else {})}
-    client = Client(alice_key, body)
+    client = chat(alice_key, body)
     cold_tokenizer.on_build = client.hang_up.set
     await client.run()
     assert client.hang_up.is_set()  # the count had started when the client left
@@ -139,8 +101,13 @@ async def test_a_client_hanging_up_mid_stream_is_billed_for_what_was_delivered(
     alice_key, openai_channel, fake_openai, cold_tokenizer
 ):
     fake_openai.script.append(Behaviour(usage=False, chunk_delay=0.2))
-    client = Client(alice_key, {**HELLO, "stream": True})
-    client.on_body = lambda received: received.count(b"data: ") >= 3 and client.hang_up.set()
+    client = chat(alice_key, {**HELLO, "stream": True})
+
+    async def hang_up_after_three_events(message: dict) -> None:
+        if client.received.count(b"data: ") >= 3:
+            client.hang_up.set()
+
+    client.take = hang_up_after_three_events
     await client.run()
     log = await settled_once("client disconnected")
     assert log.completion_tokens == tokenizer.count_text("gpt-4o", delivered_text(client.received)) > 0
@@ -150,7 +117,7 @@ async def test_a_client_hanging_up_while_a_whole_answer_is_counted_is_billed(
     alice_key, openai_channel, fake_openai, cold_tokenizer
 ):
     fake_openai.script.append(Behaviour(usage=False))
-    client = Client(alice_key, HELLO)
+    client = chat(alice_key, HELLO)
     cold_tokenizer.on_build = client.hang_up.set
     await client.run()
     assert client.received == b""  # the answer never reached the client
@@ -159,20 +126,13 @@ async def test_a_client_hanging_up_while_a_whole_answer_is_counted_is_billed(
 
 
 async def test_a_stream_the_client_left_before_its_first_write_is_billed(alice_key, openai_channel, fake_openai):
-    client = Client(alice_key, {**HELLO, "stream": True})
+    client = chat(alice_key, {**HELLO, "stream": True})
 
-    async def hang_up_once_the_answer_starts() -> dict:
-        if not client.body_requested:
-            client.body_requested = True
-            return {"type": "http.request", "body": client.body, "more_body": False}
-        await client.start_sent.wait()
-        return {"type": "http.disconnect"}
-
-    async def a_socket_that_takes_no_write(message: dict) -> None:
-        client.start_sent.set()
+    async def hang_up_instead_of_taking_it(message: dict) -> None:
+        client.hang_up.set()
         await asyncio.Event().wait()
 
-    client.receive, client.send = hang_up_once_the_answer_starts, a_socket_that_takes_no_write
+    client.take = hang_up_instead_of_taking_it  # the status and headers: the body's iteration never starts
     await client.run()
     log = await settled_once("client disconnected")
     assert log.completion_tokens == 0 < log.prompt_tokens

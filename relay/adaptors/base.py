@@ -73,9 +73,11 @@ class TextParts:
     def __init__(self) -> None:
         self.batches: list[str] = []
         self.recent: list[str] = []
+        self.size = 0  # characters
 
     def append(self, part: str) -> None:
         self.recent.append(part)
+        self.size += len(part)
         if len(self.recent) == self.BATCH:
             self.batches.append("".join(self.recent))
             self.recent = []
