@@ -35,6 +35,7 @@ SILENT_CLIENTS = 5
 # upstream answer, several times over.
 RSS_BOUND = 150 * 1024 * 1024
 STALLED = "client stopped reading for STREAMING_TIMEOUT"
+PLENTY = 10**12  # quota: a stream that is not stopped costs millions
 SERVERS = [
     "uvicorn",
     pytest.param(
@@ -104,7 +105,9 @@ def test_clients_that_stop_reading_hold_bounded_memory_and_are_billed_for_what_w
 ):
     endless_upstream.reset(fake.GIGANTIC)
     make_channel(endless_upstream.url)
-    key = make_key(alice)[1]
+    alice.quota = PLENTY
+    alice.save()
+    key = make_key(alice, remain_quota=PLENTY)[1]
     gateway = LiveGateway({"STREAMING_TIMEOUT": str(STALL_SECONDS), "RETRY_TIMES": "0"}, server=server)
     try:
         # A first stall loads what every later one uses (the tokenizer table counting the delivered text).
