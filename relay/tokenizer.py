@@ -106,7 +106,7 @@ def count_text(model: str, text: str) -> int:
     return sum(len(encoding.encode(segment, disallowed_special=())) for segment in segments(text))
 
 
-SEGMENT_CHARS = 1 << 20
+SEGMENT_CHARS = 1 << 18
 # A space or line break between two letters: both encodings' pre-tokenizers end a piece before it (a run of
 # letters takes no whitespace after it, and the whitespace goes with the word that follows).
 SEGMENT_CUT = re.compile(r"(?<=[^\W\d_])[ \n](?=[^\W\d_])")
