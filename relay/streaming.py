@@ -13,8 +13,8 @@ Rules (the rule's name starts the log row's `content`):
 
 Backpressure: the relay reads the upstream only when the server has taken the previous write (Django awaits
 the server's `send` before asking for the next chunk; uvicorn's `send` waits while the client's socket is
-full), and aiohttp stops reading the upstream's socket once 128 KiB wait unread, so a client that stops
-reading holds a bounded buffer until the stall rule ends its stream.
+full), and aiohttp stops reading the upstream's socket once 512 KiB (twice its read_bufsize) wait unread, so
+a client that stops reading holds a bounded buffer until the stall rule ends its stream.
 
 However a stream ends, its usage is worked out and settled in a task of its own (`StreamRelay.account`), so
 a client that hangs up meanwhile cannot cancel its charge: the first local count of a process builds the
