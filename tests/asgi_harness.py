@@ -28,32 +28,49 @@ def http_scope(method: str, path: str, headers: dict[str, str], query: str = "")
     }
 
 
-class StreamingCall:
-    """One POST whose client hangs up after `disconnect_after` body chunks."""
+class RoutedCall:
+    """One POST through the production routing (RelayHandler, as behind a real server) whose client hangs up
+    when `hang_up` is set, having taken every write until then; `take` decides how its socket takes a write
+    (a test may make it stop taking them)."""
 
-    def __init__(self, path: str, body: bytes, headers: dict[str, str], disconnect_after: int) -> None:
+    def __init__(self, path: str, body: bytes, headers: dict[str, str]) -> None:
         self.scope = http_scope("POST", path, headers)
         self.body = body
-        self.disconnect_after = disconnect_after
-        self.chunks: list[bytes] = []
-        self.status: int | None = None
-        self._hang_up = asyncio.Event()
-        self._body_sent = False
+        self.body_read = False
+        self.hang_up = asyncio.Event()
+        self.received = b""
 
     async def receive(self) -> dict:
-        if not self._body_sent:
-            self._body_sent = True
+        if not self.body_read:
+            self.body_read = True
             return {"type": "http.request", "body": self.body, "more_body": False}
-        await self._hang_up.wait()
+        await self.hang_up.wait()
         return {"type": "http.disconnect"}
 
     async def send(self, message: dict) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-        elif message["type"] == "http.response.body" and message.get("body"):
+        await self.take(message)  # as uvicorn does: wait for room in the socket, then write
+        self.received += message.get("body", b"")
+
+    async def take(self, message: dict) -> None:
+        """Wait until the client has taken the write; one that reads everything takes it at once."""
+
+    async def run(self, timeout: float = 20) -> None:
+        await asyncio.wait_for(Gateway().app(self.scope, self.receive, self.send), timeout)
+
+
+class StreamingCall(RoutedCall):
+    """One POST to Django's own ASGI handler whose client hangs up after `disconnect_after` body chunks."""
+
+    def __init__(self, path: str, body: bytes, headers: dict[str, str], disconnect_after: int) -> None:
+        super().__init__(path, body, headers)
+        self.disconnect_after = disconnect_after
+        self.chunks: list[bytes] = []
+
+    async def take(self, message: dict) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
             self.chunks.append(message["body"])
             if len(self.chunks) >= self.disconnect_after:
-                self._hang_up.set()
+                self.hang_up.set()
 
     async def run(self) -> None:
         await get_asgi_application()(self.scope, self.receive, self.send)
@@ -99,36 +116,3 @@ class Gateway:
         await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in start.get("headers", [])}
         return Answer(start["status"], headers, b"".join(chunks))
-
-
-class RoutedCall:
-    """One POST through the production routing (RelayHandler, as behind a real server) whose client hangs up
-    when `hang_up` is set, having taken every write until then; `take` decides how its socket takes a write
-    (a test may make it stop taking them)."""
-
-    def __init__(self, path: str, body: bytes, headers: dict[str, str]) -> None:
-        self.scope = http_scope("POST", path, headers)
-        self.body = body
-        self.body_read = False
-        self.hang_up = asyncio.Event()
-        self.started = asyncio.Event()  # the answer's status and headers were sent
-        self.received = b""
-
-    async def receive(self) -> dict:
-        if not self.body_read:
-            self.body_read = True
-            return {"type": "http.request", "body": self.body, "more_body": False}
-        await self.hang_up.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(self, message: dict) -> None:
-        if message["type"] == "http.response.start":
-            self.started.set()
-        await self.take(message)  # as uvicorn does: wait for room in the socket, then write
-        self.received += message.get("body", b"")
-
-    async def take(self, message: dict) -> None:
-        """Wait until the client has taken the write; one that reads everything takes it at once."""
-
-    async def run(self, timeout: float = 20) -> None:
-        await asyncio.wait_for(Gateway().app(self.scope, self.receive, self.send), timeout)
