@@ -69,11 +69,6 @@ async def settle(key: KeyInfo, charge: quota.Charge) -> None:
         await settling
 
 
-def settle_soon(key: KeyInfo, charge: quota.Charge) -> None:
-    """Settle without waiting (a stream's charge, after its last chunk), journaled first like `settle`."""
-    _start(key, charge)
-
-
 def settle_when_known(key: KeyInfo, charging: Awaitable[quota.Charge]) -> asyncio.Task:
     """Work the charge out, then `settle` it, all in a task of its own: a charge that takes time to work out
     (counting a long answer locally, building the tokenizer table first) is not lost when the request that
