@@ -133,7 +133,11 @@ def test_clients_that_stop_reading_hold_bounded_memory_and_are_billed_for_what_w
     assert all(log.content.startswith(STALLED) for log in logs), [log.content for log in logs]
     assert all(log.use_time_ms >= STALL_SECONDS * 1000 for log in logs)
     billed = sorted(log.completion_tokens for log in logs)
-    assert billed == sorted(tokenizer.count_text("gpt-4o", delivered_text(dechunked(raw))) for raw in received)
+    got = sorted(tokenizer.count_text("gpt-4o", delivered_text(dechunked(raw))) for raw in received)
+    # uvicorn waits for room in the socket before it writes, so the write it had not taken never left; a
+    # server that writes first and then waits may have let that one write (one upstream read) go unbilled.
+    one_write = 0 if server == "uvicorn" else tokenizer.count_text("gpt-4o", fake.CONTENT_PIECE * 16)
+    assert all(0 <= seen - paid <= one_write for seen, paid in zip(got, billed, strict=True)), (got, billed)
     assert min(billed) > 0
     assert not Reservation.objects.filter(state=Reservation.State.HELD).exists()
     assert endless_upstream.open_connections == 0  # the gateway hung up on the upstream
