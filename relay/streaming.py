@@ -65,6 +65,7 @@ async def start(call, channel, adaptor: Adaptor, response: httpx.Response) -> Ht
 
 
 def stream_response(call, response: HttpResponse) -> HttpResponse:
+    """An answer to a stream request with its headers, its first byte counted in the metrics."""
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     response["X-Gateway-Time-Ms"] = f"{call.gateway_ms():.2f}"
