@@ -10,6 +10,7 @@ import asyncio
 import atexit
 import itertools
 import logging
+from collections.abc import Awaitable
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -68,18 +69,34 @@ async def settle(key: KeyInfo, charge: quota.Charge) -> None:
         await settling
 
 
-def settle_soon(key: KeyInfo, charge: quota.Charge) -> None:
-    """Settle without waiting (a stream's charge, after its last chunk), journaled first like `settle`."""
-    _start(key, charge)
+def settle_when_known(key: KeyInfo, charging: Awaitable[quota.Charge]) -> asyncio.Task:
+    """Work the charge out, then `settle` it, all in a task of its own: a charge that takes time to work out
+    (counting a long answer locally, building the tokenizer table first) is not lost when the request that
+    owes it is cancelled meanwhile (its client hung up). Await it through asyncio.shield, or not at all; the
+    task's result is the charge."""
+    return _keep(_settle_known(key, charging))
+
+
+async def _settle_known(key: KeyInfo, charging: Awaitable[quota.Charge]) -> quota.Charge:
+    charge = await charging
+    await settle(key, charge)
+    return charge
 
 
 def _start(key: KeyInfo, charge: quota.Charge) -> tuple[asyncio.Task, bool]:
     """Settle in a task of its own, so that a client that hangs up cannot stop it; whether it is journaled."""
     entry = _journal_entry(charge) if settings.SETTLE_AFTER_ANSWER else None
-    task = asyncio.create_task(_settle(key, charge) if entry is None else _settle_journaled(key, charge, entry))
+    task = _keep(_settle(key, charge) if entry is None else _settle_journaled(key, charge, entry))
+    return task, entry is not None
+
+
+def _keep(settling: Awaitable) -> asyncio.Task:
+    """Run `settling` as a task referenced until it is done (the loop keeps only weak references), which
+    `drain` waits for."""
+    task = asyncio.ensure_future(settling)
     _settling.add(task)
     task.add_done_callback(_settling.discard)
-    return task, entry is not None
+    return task
 
 
 async def drain() -> None:

@@ -8,11 +8,13 @@ import asyncio
 import contextlib
 import uuid
 
+from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 
 from billing import settlement
+from relay.streaming import RelayedStream
 
 RELAY_PREFIXES = ("/v1/", "/dashboard/", "/mj/", "/mj-", "/suno/")
 SHUTDOWN_SETTLE_SECONDS = 10
@@ -47,7 +49,8 @@ class RelayHandler(ASGIHandler):
             await self.serve_until_disconnect(request, receive, send)
 
     async def serve_until_disconnect(self, request, receive, send) -> None:
-        """Serve the request; a client that hangs up cancels it (a stream then bills what was sent)."""
+        """Serve the request; a client that hangs up cancels it (a stream then bills what was sent), and so
+        does one that stops reading (TimedSend)."""
         serving = asyncio.create_task(self.serve(request, send))
         watching = asyncio.create_task(self.listen_for_disconnect(receive))
         await asyncio.wait((serving, watching), return_when=asyncio.FIRST_COMPLETED)
@@ -63,10 +66,48 @@ class RelayHandler(ASGIHandler):
 
     async def serve(self, request, send) -> None:
         response = with_request_id(await self.run_get_response(request))
+        timed = TimedSend(send, response)
         try:
-            await self.send_response(response, send)
+            await self.send_response(response, timed)
         finally:
+            timed.stop()
             response.close()
+
+
+class TimedSend:
+    """The server's `send` for one response, timed. A write the client has not taken within STREAMING_TIMEOUT
+    (it stopped reading: the server's `send` waits while the socket's buffers are full) ends the response:
+    a relayed stream is told so (and bills what was delivered), and the task serving it is cancelled, as a
+    disconnect would. One timer per STREAMING_TIMEOUT rather than one per write: a write only notes when
+    it started."""
+
+    def __init__(self, send, response) -> None:
+        self.send = send
+        self.response = response
+        self.serving: asyncio.Task | None = asyncio.current_task()
+        self.loop = asyncio.get_running_loop()
+        self.since: float | None = None  # loop time the pending write started
+        self.timer = self.loop.call_later(settings.STREAMING_TIMEOUT, self.check)
+
+    async def __call__(self, message: dict) -> None:
+        self.since = self.loop.time()
+        try:
+            await self.send(message)
+        finally:
+            self.since = None
+
+    def check(self) -> None:
+        now = self.loop.time()
+        if self.since is not None and now - self.since >= settings.STREAMING_TIMEOUT:
+            if isinstance(self.response, RelayedStream):
+                self.response.client_stalled()
+            self.serving.cancel()
+            return
+        self.timer = self.loop.call_at((self.since or now) + settings.STREAMING_TIMEOUT, self.check)
+
+    def stop(self) -> None:
+        self.timer.cancel()
+        self.serving = None  # a cancelled task's exception holds the frames that hold this: no cycle
 
 
 def with_request_id(response):

@@ -18,7 +18,7 @@ from relay import media, tokenizer
 from relay.adaptors.base import RelayRequest, Usage
 from relay.adaptors.convert import rerank_prompt_tokens
 from relay.errors import RelayError
-from relay.tokenizer import Measure, count_messages, count_text
+from relay.tokenizer import Measure, count_messages, count_text, count_tools
 
 MAX_MODEL_NAME = 128  # billing.models.Log.model
 # orjson reads 1024 levels of nesting but writes only this many, and adaptors write the body they change.
@@ -121,9 +121,23 @@ async def count_prompt(endpoint: "Endpoint", request: RelayRequest) -> int:
     built yet: tiktoken lets go of the GIL, so the event loop goes on serving everyone else while a huge
     prompt is counted (a megabyte of one repeated letter takes about half a second) or a BPE table is loaded."""
     exact = tokenizer.Tokens(request.model)
-    if len(request.raw) < LARGE_BODY_BYTES and tokenizer.is_ready(request.model):
+    if counts_at_once(request.model, len(request.raw)):
         return endpoint.prompt_tokens(request, exact)
     return await asyncio.to_thread(endpoint.prompt_tokens, request, exact)
+
+
+async def count_usage(endpoint: "Endpoint", request: RelayRequest, prompt_tokens: int, text: str) -> Usage:
+    """An answer's usage counted locally, on a worker thread as `count_prompt` is: a stream's text may be
+    tens of megabytes (16 MB took 11 s on the event loop, stopping every other request meanwhile)."""
+    if counts_at_once(request.model, len(text)):
+        return endpoint.local_usage(request, prompt_tokens, text)
+    return await asyncio.to_thread(endpoint.local_usage, request, prompt_tokens, text)
+
+
+def counts_at_once(model: str, size: int) -> bool:
+    """Whether `size` bytes or characters of text can be counted on the event loop: a small text whose
+    encoding is built already."""
+    return size < LARGE_BODY_BYTES and tokenizer.is_ready(model)
 
 
 def token_arrays(value: object) -> int:
@@ -154,7 +168,7 @@ class Endpoint:
 
     def prompt_tokens(self, request: RelayRequest, measure: Measure) -> int:
         """The prompt's text in tokens (tokenizer.Tokens) or their upper bound (tokenizer.utf8_bytes)."""
-        return count_messages(request.body["messages"], measure)
+        return count_messages(request.body["messages"], measure) + count_tools(request.body, measure)
 
     def images(self, request: RelayRequest) -> list[media.ImagePart]:
         """The prompt's images to count by the tile rule (GET_MEDIA_TOKEN); of all endpoints only chat takes

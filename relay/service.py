@@ -26,7 +26,7 @@ from gateway_project.db import run_db
 from relay import media, metrics, streaming, tokenizer, upstream
 from relay.adaptors.base import Adaptor, RelayRequest, UpstreamFailed, UpstreamFailure, UpstreamRequest, Usage, scrub
 from relay.adaptors.registry import adaptor_for
-from relay.endpoints import Endpoint, count_prompt
+from relay.endpoints import Endpoint, count_prompt, count_usage
 from relay.errors import RelayError, database_down, error_response
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,33 @@ class Call:
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
 
+    async def usage_of(self, reported: Usage | None, text: str) -> tuple[Usage, bool]:
+        """(usage, counted locally?): the upstream's usage when it reported one, else the prompt and the
+        answer's `text` counted here (off the event loop when large: relay.endpoints.count_usage)."""
+        if reported is not None:
+            return reported, False
+        prompt_tokens = await self.count_prompt()
+        return await count_usage(self.endpoint, self.request, prompt_tokens, text), True
+
+    async def whole_charge(
+        self, channel: ChannelInfo, reported: Usage | None, text: str, ending: str = ""
+    ) -> quota.Charge:
+        """The charge of an answer read whole; `ending` names how a stream request got one."""
+        usage, counted = await self.usage_of(reported, text)
+        rule = "usage counted locally (upstream reported none)" if counted else "usage reported by upstream"
+        return self.charge(channel, usage, f"{ending}: {rule}" if ending else rule)
+
+    def settle_when_known(self, charging: Awaitable[quota.Charge]) -> asyncio.Task:
+        """Work out the charge and settle it in a task that a cancelled request (its client hung up) cannot
+        stop (billing.settlement.settle_when_known). The reservation is the settlement's from now on: relay()
+        must no longer release it, or a settlement that comes second would find nothing to charge."""
+        self.reserved = False
+        return settlement.settle_when_known(self.key, charging)
+
     def charge(self, channel: ChannelInfo, usage: Usage, rule: str) -> quota.Charge:
+        """What this call costs, counted in the metrics: a call's charge is worked out once, then settled."""
         cost, formula = self.endpoint.cost(self.quote, self.request, usage)
+        metrics.QUOTA.labels(metrics.model_label(self.request.model)).inc(cost)
         return quota.Charge(
             request_id=self.request_id,
             quota=cost,
@@ -320,9 +345,11 @@ async def exchange(call: Call, channel: ChannelInfo, adaptor: Adaptor, outgoing:
         failure = adaptor.parse_error(response.status_code, content)
         failure.status = channel.status_code_mapping.get(str(failure.status), failure.status)
         raise UpstreamFailed(failure)
-    if call.request.stream:
+    if call.request.stream and not streaming.answered_whole(response):
         return await streaming.start(call, channel, adaptor, response)
     content = await read_and_close(call, response)
+    if call.request.stream:
+        return await streaming.relay_whole(call, channel, adaptor, content)
     return await finish_whole(call, channel, adaptor, content, response.headers.get("Content-Type"))
 
 
@@ -344,17 +371,10 @@ async def read_and_close(call: Call, response: httpx.Response) -> bytes:
 
 
 async def finish_whole(call: Call, channel: ChannelInfo, adaptor, content: bytes, content_type: str | None):
+    """Bill and answer a whole answer. Once the upstream has answered, the call is billed even if its client
+    hangs up while the charge is worked out (shielded); a call cancelled before that is released by relay()."""
     body, usage, text = adaptor.convert_response(call.request, content)
-    rule = "usage reported by upstream"
-    if usage is None:
-        # Off the event loop: an answer may be megabytes (see relay.endpoints.count_prompt).
-        prompt_tokens = await call.count_prompt()
-        usage = await asyncio.to_thread(call.endpoint.local_usage, call.request, prompt_tokens, text)
-        rule = "usage counted locally (upstream reported none)"
-    charge = call.charge(channel, usage, rule)
-    await settlement.settle(call.key, charge)
-    metrics.QUOTA.labels(metrics.model_label(charge.model)).inc(charge.quota)
-    call.reserved = False
+    await asyncio.shield(call.settle_when_known(call.whole_charge(channel, usage, text)))
     if not call.request.passthrough:
         content_type = "application/json"
     response = HttpResponse(body, content_type=content_type or "application/octet-stream")

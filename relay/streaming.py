@@ -3,10 +3,22 @@
 Rules (the rule's name starts the log row's `content`):
 - normal end: bill the upstream's usage, or count the prompt and the delivered text locally if it sent none;
 - client disconnected: stop reading the upstream, bill what was delivered;
+- client stopped reading: a write to the client waited STREAMING_TIMEOUT (gateway_project.routing times the
+  writes and tells the response, `RelayedStream.client_stalled`): end the stream, bill what was delivered;
 - upstream error or connection loss mid-stream: send an error event, bill what was delivered;
 - idle longer than STREAMING_TIMEOUT: end the stream cleanly, bill what was delivered;
+- one JSON body instead of a stream: relay it as a stream, billed as a whole answer (`relay_whole`);
 - failure before the first byte reached the client: nothing billed, the call may be retried (raised as
   UpstreamFailed from `start`, before any response header is sent).
+
+Backpressure: the relay reads the upstream only when the server has taken the previous write (Django awaits
+the server's `send` before asking for the next chunk; uvicorn's `send` waits while the client's socket is
+full), and aiohttp stops reading the upstream's socket once 512 KiB (twice its read_bufsize) wait unread, so
+a client that stops reading holds a bounded buffer until the stall rule ends its stream.
+
+However a stream ends, its usage is worked out and settled in a task of its own (`StreamRelay.account`), so
+a client that hangs up meanwhile cannot cancel its charge: the first local count of a process builds the
+tokenizer table (about a second), and an SDK closes its connection as soon as it has `[DONE]`.
 """
 
 import asyncio
@@ -16,21 +28,23 @@ from collections.abc import AsyncIterator
 import httpx
 import orjson
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 
-from billing import quota, settlement
-from billing.keys import KeyInfo
+from billing import quota
 from relay import metrics, sse, upstream
 from relay.adaptors.base import Adaptor, StreamConverter, UpstreamFailed, UpstreamFailure, Usage, scrub
+from relay.adaptors.convert import json_or_none
 
 NORMAL = "stream ended normally"
 CLIENT_GONE = "client disconnected: billed what was delivered"
+CLIENT_STALLED = "client stopped reading for STREAMING_TIMEOUT: stream ended, billed what was delivered"
 UPSTREAM_ERROR = "upstream failed mid-stream: billed what was delivered"
 IDLE_TIMEOUT = "upstream idle longer than STREAMING_TIMEOUT: stream ended, billed what was delivered"
+WHOLE_ANSWER = "upstream answered the stream request with one JSON body, relayed as a stream"
 TOOL_CALL_OVERHEAD_TOKENS = 7
 
 
-async def start(call, channel, adaptor: Adaptor, response: httpx.Response) -> StreamingHttpResponse:
+async def start(call, channel, adaptor: Adaptor, response: httpx.Response) -> HttpResponse:
     """Read up to the first chunk the client will get; failures until then are retryable."""
     relay = StreamRelay(call, channel, adaptor, response)
     try:
@@ -44,19 +58,100 @@ async def start(call, channel, adaptor: Adaptor, response: httpx.Response) -> St
     except (UpstreamFailed, asyncio.CancelledError):  # cancelled: the client hung up while we waited
         await upstream.close(response)
         raise
-    streamed = StreamingHttpResponse(relay.frames(), content_type="text/event-stream")
-    streamed["Cache-Control"] = "no-cache"
-    streamed["X-Accel-Buffering"] = "no"
-    streamed["X-Gateway-Time-Ms"] = f"{call.gateway_ms():.2f}"
+    if relay.whole is not None:
+        await upstream.close(response)
+        return await relay_whole(call, channel, adaptor, relay.whole)
+    return stream_response(call, RelayedStream(relay))
+
+
+def stream_response(call, response: HttpResponse) -> HttpResponse:
+    """An answer to a stream request with its headers, its first byte counted in the metrics."""
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    response["X-Gateway-Time-Ms"] = f"{call.gateway_ms():.2f}"
     metrics.OVERHEAD.observe(call.gateway_ms() / 1000)
     metrics.FIRST_TOKEN.observe(time.perf_counter() - call.started)
-    return streamed
+    return response
 
 
-def settle_later(key: KeyInfo, charge: quota.Charge) -> None:
-    """Settle in a task of its own, so a stream cancelled by a client disconnect is still billed."""
-    metrics.QUOTA.labels(metrics.model_label(charge.model)).inc(charge.quota)
-    settlement.settle_soon(key, charge)
+def answered_whole(response: httpx.Response) -> bool:
+    """Whether the upstream answered a stream request with one JSON body (no provider streams as JSON)."""
+    return response.headers.get("Content-Type", "").partition(";")[0].strip().lower() == "application/json"
+
+
+async def relay_whole(call, channel, adaptor: Adaptor, content: bytes) -> HttpResponse:
+    """An upstream that answered a stream request with one JSON body (LiteLLM's proxy does for mocked models):
+    billed as a whole answer, then relayed as the stream the client asked for."""
+    body, reported, text = adaptor.convert_response(call.request, content)
+    charge = await asyncio.shield(call.settle_when_known(call.whole_charge(channel, reported, text, WHOLE_ANSWER)))
+    answer = orjson.loads(body)
+    chunk = ChunkShape(call, answer.get("id") or "", answer.get("created") or int(time.time()))
+    payloads = [chunk.of(choices) for choice in answer.get("choices") or () for choices in choice_chunks(choice)]
+    if call.request.wants_usage:
+        payloads.append(chunk.usage(Usage(charge.prompt_tokens, charge.completion_tokens)))
+    response = stream_response(call, HttpResponse(sse.frames([*payloads, sse.DONE]), content_type="text/event-stream"))
+    metrics.LATENCY.labels(call.request.endpoint, "true").observe(time.perf_counter() - call.started)
+    return response
+
+
+def choice_chunks(choice: object) -> list[list[dict]]:
+    """The `choices` of the chunks that stream one choice of a whole answer: its message as one delta (tool
+    calls numbered, as deltas number them), then its finish reason; legacy completions' text as is."""
+    if not isinstance(choice, dict):
+        return []
+    index, reason = choice.get("index") or 0, choice.get("finish_reason")
+    if "text" in choice:
+        return [[{"index": index, "text": choice["text"], "logprobs": None, "finish_reason": reason}]]
+    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    delta = {name: value for name, value in message.items() if value is not None}
+    if isinstance(delta.get("tool_calls"), list):
+        delta["tool_calls"] = [{"index": number, **call} for number, call in enumerate(delta["tool_calls"])]
+    return [
+        [{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}],
+        [{"index": index, "delta": {}, "logprobs": None, "finish_reason": reason}],
+    ]
+
+
+class ChunkShape:
+    """The envelope of the chunks the relay writes itself: the answer's id and creation time, the model the
+    client asked for, and `"usage": null` in every chunk before a usage chunk, as OpenAI's have."""
+
+    def __init__(self, call, chunk_id: str, created: int) -> None:
+        self.request = call.request
+        self.id = chunk_id or f"chatcmpl-{call.request_id}"
+        self.created = created
+
+    def of(self, choices: list[dict]) -> bytes:
+        chunk = {**self.envelope(), "choices": choices}
+        if self.request.wants_usage:
+            chunk["usage"] = None
+        return orjson.dumps(chunk)
+
+    def usage(self, usage: Usage) -> bytes:
+        total = usage.prompt_tokens + usage.completion_tokens
+        counts = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+        return orjson.dumps({**self.envelope(), "choices": [], "usage": {**counts, "total_tokens": total}})
+
+    def envelope(self) -> dict:
+        kind = "text_completion" if self.request.endpoint == "completions" else "chat.completion.chunk"
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.request.model}
+
+
+class RelayedStream(StreamingHttpResponse):
+    """A relayed stream's response. The server tells it when its client stopped reading; closing it settles
+    a stream whose iteration never started (the client left before the first write)."""
+
+    def __init__(self, relay: "StreamRelay") -> None:
+        super().__init__(relay.frames(), content_type="text/event-stream")
+        self.relay = relay
+
+    def client_stalled(self) -> None:
+        """A write waited STREAMING_TIMEOUT: the server ends the response (its iterator is closed next)."""
+        self.relay.ending = self.relay.ending or CLIENT_STALLED
+
+    def close(self) -> None:
+        self.relay.account()
+        super().close()
 
 
 class StreamRelay:
@@ -70,6 +165,11 @@ class StreamRelay:
         self.first: list[bytes] = []
         self.backlog: list[bytes] = []  # payloads read with the first event, not converted yet
         self.ended = False
+        self.whole: bytes | None = None  # the upstream's answer, when it was one JSON object and no stream
+        self.ending: str | None = None  # how the stream ended, once it has
+        self.delivered = 0  # characters of the converter's text in the writes the server has taken
+        self.counting: asyncio.Task | None = None
+        self.accounted = False
 
     async def next_payloads(self) -> list[bytes]:
         """The payloads of the next upstream read, up to `[DONE]`; [] once the stream has ended."""
@@ -94,15 +194,18 @@ class StreamRelay:
         return out, None
 
     async def prime(self) -> None:
-        """Read up to the first payload that gives the client an event; the rest of that read waits."""
-        events = 0
+        """Read up to the first payload that gives the client an event; the rest of that read waits. An
+        upstream whose whole body was one JSON object that gave no event is an answer, not a stream (`whole`)."""
+        read: list[bytes] = []
         while not self.first and not self.ended:
             self.backlog = await self.next_payloads()
-            events += len(self.backlog)
+            read += self.backlog
             while self.backlog and not self.first:
                 self.first = self.converter.feed(self.backlog.pop(0))
-        if not events:  # an empty body, or one that is no stream at all (an error object over several lines)
+        if not read:  # an empty body, or one that is no stream at all (an error object over several lines)
             raise UpstreamFailed(UpstreamFailure(502, "upstream ended the stream without sending any event"))
+        if not self.first and len(read) == 1 and isinstance(json_or_none(read[0]), dict):
+            self.whole = read[0]
 
     async def relayed(self) -> AsyncIterator[bytes]:
         """Our events, one write per upstream read (the events that arrived together leave together)."""
@@ -123,73 +226,68 @@ class StreamRelay:
             yield sse.frames(tail)
 
     async def frames(self) -> AsyncIterator[bytes]:
-        ending = CLIENT_GONE  # unless the loop below gets to an end of its own
         try:
             tail = []
             try:
                 async for framed in self.relayed():
                     yield framed
-                ending = NORMAL
+                    self.delivered = self.converter.state.text_parts.size
+                self.ending = NORMAL
             except TimeoutError:
-                ending = IDLE_TIMEOUT
+                self.ending = IDLE_TIMEOUT
             except (UpstreamFailed, httpx.HTTPError) as exc:
-                ending = UPSTREAM_ERROR
-                message = "upstream connection lost"
-                if isinstance(exc, UpstreamFailed):
-                    message = scrub(exc.failure.message, self.channel.key, self.response.request)
-                if isinstance(exc, upstream.AnswerTooLarge):
-                    message = str(exc)
-                tail.append(
-                    sse.frame(
-                        orjson.dumps(
-                            {
-                                "error": {
-                                    "message": message,
-                                    "type": "upstream_error",
-                                    "param": None,
-                                    "code": "stream_interrupted",
-                                }
-                            }
-                        )
-                    )
-                )
+                self.ending = UPSTREAM_ERROR
+                tail.append(interruption(exc, self.channel.key, self.response.request))
             if self.call.request.wants_usage and not self.converter.state.usage_sent:
-                tail.append(sse.frame(await self.usage_chunk()))
+                usage, _ = await asyncio.shield(self.usage())
+                state = self.converter.state
+                tail.append(sse.frame(ChunkShape(self.call, state.chunk_id, state.created).usage(usage)))
             tail.append(sse.DONE_FRAME)
             for framed in tail:
                 yield framed
         finally:
-            await upstream.close(self.response)
-            usage, counted = await self.final_usage()
-            rule = ending if not counted or ending != NORMAL else f"{NORMAL}, no usage from upstream: counted locally"
-            settle_later(self.call.key, self.call.charge(self.channel, usage, rule))
-            metrics.LATENCY.labels(self.call.request.endpoint, "true").observe(time.perf_counter() - self.call.started)
+            # Nothing awaited here: a client that hangs up now would cancel it (the charge is a task's).
+            self.account()
+
+    def account(self) -> None:
+        """Settle the stream once, however it ended (a stream not ended by the loop above lost its client)."""
+        if self.accounted:
+            return
+        self.accounted = True
+        self.call.settle_when_known(self.charge(self.ending or CLIENT_GONE))
+        metrics.LATENCY.labels(self.call.request.endpoint, "true").observe(time.perf_counter() - self.call.started)
+
+    async def charge(self, ending: str) -> quota.Charge:
+        await upstream.close(self.response)
+        usage, counted = await self.usage()
+        rule = f"{NORMAL}, no usage from upstream: counted locally" if counted and ending == NORMAL else ending
+        return self.call.charge(self.channel, usage, rule)
+
+    def usage(self) -> asyncio.Task:
+        """(usage, counted locally?), worked out once for the usage chunk and the charge, in a task: a client
+        that hangs up while the usage chunk waits for it must not cancel the charge's count."""
+        if self.counting is None:
+            self.counting = asyncio.ensure_future(self.final_usage())
+        return self.counting
 
     async def final_usage(self) -> tuple[Usage, bool]:
-        """(usage, counted locally?) -- the upstream's figures when it sent them. Counting the prompt waits
-        for a worker thread only when it is large or its encoding not built yet (Call.count_prompt)."""
+        """The upstream's figures when it sent them, else the delivered text counted locally (on a worker thread
+        when large). A write the server had not taken when the stream ended never left: a server like uvicorn
+        waits for room in the socket before it writes."""
         state = self.converter.state
-        if state.usage is not None:
-            return state.usage, False
-        prompt_tokens = await self.call.count_prompt()
-        usage = self.call.endpoint.local_usage(self.call.request, prompt_tokens, state.text)
-        usage.completion_tokens += TOOL_CALL_OVERHEAD_TOKENS * state.max_tool_calls
-        return usage, True
+        text = state.text if state.usage is None else ""
+        if len(text) > self.delivered:
+            text = text[: self.delivered]
+        usage, counted = await self.call.usage_of(state.usage, text)
+        if counted:
+            usage.completion_tokens += TOOL_CALL_OVERHEAD_TOKENS * state.max_tool_calls
+        return usage, counted
 
-    async def usage_chunk(self) -> bytes:
-        usage, _ = await self.final_usage()
-        state = self.converter.state
-        return orjson.dumps(
-            {
-                "id": state.chunk_id or f"chatcmpl-{self.call.request_id}",
-                "object": "text_completion" if self.call.request.endpoint == "completions" else "chat.completion.chunk",
-                "created": state.created,
-                "model": self.call.request.model,
-                "choices": [],
-                "usage": {
-                    "prompt_tokens": usage.prompt_tokens,
-                    "completion_tokens": usage.completion_tokens,
-                    "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-                },
-            }
-        )
+
+def interruption(exc: Exception, key: str, sent: httpx.Request) -> bytes:
+    """The error event that ends a stream the upstream broke off (the channel's secrets scrubbed from it)."""
+    message = scrub(exc.failure.message, key, sent) if isinstance(exc, UpstreamFailed) else "upstream connection lost"
+    if isinstance(exc, upstream.AnswerTooLarge):
+        message = str(exc)
+    error = {"message": message, "type": "upstream_error", "param": None, "code": "stream_interrupted"}
+    return sse.frame(orjson.dumps({"error": error}))

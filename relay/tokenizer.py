@@ -16,10 +16,12 @@ import contextlib
 import ctypes
 import gc
 import gzip
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import resources
 
+import orjson
 import tiktoken
 
 CL100K_PATTERN = (
@@ -100,7 +102,26 @@ def is_ready(model: str) -> bool:
 def count_text(model: str, text: str) -> int:
     if not text:
         return 0
-    return len(encoding_for(model).encode(text, disallowed_special=()))
+    encoding = encoding_for(model)
+    return sum(len(encoding.encode(segment, disallowed_special=())) for segment in segments(text))
+
+
+SEGMENT_CHARS = 1 << 18
+# A space or line break between two letters: both encodings' pre-tokenizers end a piece before it (a run of
+# letters takes no whitespace after it, and the whitespace goes with the word that follows).
+SEGMENT_CUT = re.compile(r"(?<=[^\W\d_])[ \n](?=[^\W\d_])")
+
+
+def segments(text: str) -> Iterator[str]:
+    """`text` in segments of about SEGMENT_CHARS, each counted on its own: tiktoken returns a list of every
+    token (about 36 bytes each), so a 60 MB answer counted at once would take 400 MB. Segments are cut only
+    where the pre-tokenizer cuts anyway (SEGMENT_CUT), so their tokens add up to the text's; a text without
+    such a place is counted whole."""
+    start = 0
+    while len(text) - start > SEGMENT_CHARS and (cut := SEGMENT_CUT.search(text, start + SEGMENT_CHARS)):
+        yield text[start : cut.start()]
+        start = cut.start()
+    yield text[start:]
 
 
 Measure = Callable[[str], int]
@@ -139,6 +160,12 @@ def count_messages(messages: list, measure: Measure) -> int:
             elif key == "tool_calls" and isinstance(value, list):
                 total += measure(str(value))
     return total
+
+
+def count_tools(body: dict, measure: Measure) -> int:
+    """The tool definitions of a chat request (`tools`, or the older `functions`) as JSON: the model reads
+    them as part of its prompt."""
+    return sum(measure(orjson.dumps(body[name]).decode()) for name in ("tools", "functions") if body.get(name))
 
 
 def _count_parts(measure: Measure, parts: list) -> int:

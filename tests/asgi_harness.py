@@ -10,45 +10,67 @@ from django.core.handlers.asgi import ASGIHandler
 from gateway_project.routing import PathRouter, RelayHandler
 
 
-class StreamingCall:
-    """One POST whose client hangs up after `disconnect_after` body chunks."""
+def http_scope(method: str, path: str, headers: dict[str, str], query: str = "") -> dict:
+    """An HTTP request's ASGI scope; header values are sent as latin-1, so a test can put any byte in them."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
 
-    def __init__(self, path: str, body: bytes, headers: dict[str, str], disconnect_after: int) -> None:
-        self.scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-            "client": ("127.0.0.1", 50000),
-            "server": ("testserver", 80),
-        }
+
+class RoutedCall:
+    """One POST through the production routing (RelayHandler, as behind a real server) whose client hangs up
+    when `hang_up` is set, having taken every write until then; `take` decides how its socket takes a write
+    (a test may make it stop taking them)."""
+
+    def __init__(self, path: str, body: bytes, headers: dict[str, str]) -> None:
+        self.scope = http_scope("POST", path, headers)
         self.body = body
-        self.disconnect_after = disconnect_after
-        self.chunks: list[bytes] = []
-        self.status: int | None = None
-        self._hang_up = asyncio.Event()
-        self._body_sent = False
+        self.body_read = False
+        self.hang_up = asyncio.Event()
+        self.received = b""
 
     async def receive(self) -> dict:
-        if not self._body_sent:
-            self._body_sent = True
+        if not self.body_read:
+            self.body_read = True
             return {"type": "http.request", "body": self.body, "more_body": False}
-        await self._hang_up.wait()
+        await self.hang_up.wait()
         return {"type": "http.disconnect"}
 
     async def send(self, message: dict) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-        elif message["type"] == "http.response.body" and message.get("body"):
+        await self.take(message)  # as uvicorn does: wait for room in the socket, then write
+        self.received += message.get("body", b"")
+
+    async def take(self, message: dict) -> None:
+        """Wait until the client has taken the write; one that reads everything takes it at once."""
+
+    async def run(self, timeout: float = 20) -> None:
+        await asyncio.wait_for(Gateway().app(self.scope, self.receive, self.send), timeout)
+
+
+class StreamingCall(RoutedCall):
+    """One POST to Django's own ASGI handler whose client hangs up after `disconnect_after` body chunks."""
+
+    def __init__(self, path: str, body: bytes, headers: dict[str, str], disconnect_after: int) -> None:
+        super().__init__(path, body, headers)
+        self.disconnect_after = disconnect_after
+        self.chunks: list[bytes] = []
+
+    async def take(self, message: dict) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
             self.chunks.append(message["body"])
             if len(self.chunks) >= self.disconnect_after:
-                self._hang_up.set()
+                self.hang_up.set()
 
     async def run(self) -> None:
         await get_asgi_application()(self.scope, self.receive, self.send)
@@ -71,20 +93,7 @@ class Gateway:
 
     async def request(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> Answer:
         path, _, query = path.partition("?")
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": query.encode(),
-            "root_path": "",
-            "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()],
-            "client": ("127.0.0.1", 50000),
-            "server": ("testserver", 80),
-        }
+        scope = http_scope(method, path, headers or {}, query)
         answered = asyncio.Event()
         messages = [{"type": "http.request", "body": body, "more_body": False}]
         start: dict = {}

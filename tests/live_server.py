@@ -1,4 +1,5 @@
-"""Start the real ASGI server (daphne) on a free port against the test database.
+"""Start the real ASGI server (daphne, or another that scripts/serve.sh starts) on a free port against the
+test database.
 
 A server settles its charges the way the test process does (tests/conftest.py: before the answer) unless a
 test passes SETTLE_AFTER_ANSWER=true, the production default; such a test waits for the ledger with
@@ -8,7 +9,6 @@ import contextlib
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -58,7 +58,7 @@ def consume_logs(count: int, **filters) -> list[Log]:
 
 
 class LiveGateway:
-    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, extra_env: dict[str, str] | None = None, server: str = "daphne") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -72,16 +72,7 @@ class LiveGateway:
             **(extra_env or {}),
         }
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "gateway_project.asgi:application",
-            ],
+            [ROOT / "scripts" / "serve.sh", server, "127.0.0.1", str(self.port)],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,

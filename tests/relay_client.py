@@ -21,7 +21,7 @@ def post_chat(key: str, body: dict | bytes = HELLO, path: str = "/v1/chat/comple
 
 async def sse_payloads(response: HttpResponse) -> list[bytes]:
     """Every `data:` payload of a streamed answer, `[DONE]` included, after checking the framing."""
-    raw = b"".join([chunk async for chunk in response.streaming_content])
+    raw = b"".join([chunk async for chunk in response.streaming_content]) if response.streaming else response.content
     assert raw.endswith(b"\n\n"), raw[-200:]
     events = raw[:-2].split(b"\n\n")
     assert all(event.startswith(b"data: ") for event in events), raw
