@@ -1,4 +1,5 @@
-"""Start the real ASGI server (daphne) on a free port against the test database.
+"""Start a real ASGI server (daphne through our launcher, uvicorn or granian) on a free port against the test
+database.
 
 A server settles its charges the way the test process does (tests/conftest.py: before the answer) unless a
 test passes SETTLE_AFTER_ANSWER=true, the production default; such a test waits for the ledger with
@@ -57,8 +58,29 @@ def consume_logs(count: int, **filters) -> list[Log]:
     return wait_until(enough)
 
 
+APP = "gateway_project.asgi:application"
+
+
+def server_arguments(server: str, port: int) -> list[str]:
+    """How scripts/serve.sh starts each server (one process; the access log off)."""
+    if server == "daphne":
+        return ["-m", "gateway_project.daphne_server", "-b", "127.0.0.1", "-p", str(port), APP]
+    if server == "uvicorn":
+        return ["-m", "uvicorn", APP, "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http",
+                "httptools", "--lifespan", "on", "--no-access-log", "--log-level", "warning"]  # fmt: skip
+    if server == "granian":
+        return ["-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port), "--loop",
+                "uvloop", "--no-ws", "--log-level", "warning", APP]  # fmt: skip
+    raise ValueError(f"unknown server {server!r}")
+
+
+def child_pids(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        return [int(child) for child in children.read().split()]
+
+
 class LiveGateway:
-    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, extra_env: dict[str, str] | None = None, server: str = "daphne") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -72,16 +94,7 @@ class LiveGateway:
             **(extra_env or {}),
         }
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "gateway_project.asgi:application",
-            ],
+            [sys.executable, *server_arguments(server, self.port)],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -107,6 +120,14 @@ class LiveGateway:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+    def memory_bytes(self) -> int:
+        """Resident memory of the server and its worker processes (granian serves from a child) (Linux)."""
+        total = 0
+        for pid in [self.process.pid, *child_pids(self.process.pid)]:
+            with open(f"/proc/{pid}/status") as status:
+                total += next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+        return total
 
     def open_fds(self) -> int:
         """File descriptors the server process holds (Linux)."""
