@@ -9,12 +9,14 @@ import contextlib
 import uuid
 
 import orjson
+from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 
 from billing import settlement
+from gateway_project.db import site_executor
 from relay.errors import body_too_large
 
 RELAY_PREFIXES = ("/v1/", "/dashboard/", "/mj/", "/mj-", "/suno/")
@@ -77,6 +79,20 @@ def with_request_id(response):
     if "X-Request-Id" not in response:
         response["X-Request-Id"] = uuid.uuid4().hex
     return response
+
+
+class SiteHandler(ASGIHandler):
+    """Django's handler for admin, console and the management API, its sync work (middleware, views, signal
+    receivers) on gateway_project.db's site threads.
+
+    Django's own gives each request a thread of its own (a ThreadSensitiveContext), whose database
+    connection (persistent: CONN_MAX_AGE None) outlived the thread: connections grew with requests, and
+    concurrent requests opened as many as they were. The site threads keep one each for the process's life.
+    A request's sync calls may run on different site threads: Django opens no transaction across them."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        async with ThreadSensitiveContext(executor=site_executor):
+            await self.handle(scope, receive, send)
 
 
 class PathRouter:
