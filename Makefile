@@ -21,7 +21,7 @@ setup: deps
 	$(PY) manage.py bootstrap_admin
 
 run: setup
-	exec $(VENV)/bin/daphne -b 0.0.0.0 -p $${PORT:-3000} gateway_project.asgi:application
+	exec scripts/serve.sh daphne 0.0.0.0 $${PORT:-3000}
 
 test: deps
 	@scripts/browser-deps.sh

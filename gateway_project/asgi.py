@@ -10,12 +10,13 @@ import django  # noqa: E402
 django.setup(set_prefix=False)
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
-from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
-from gateway_project.routing import Lifespan, PathRouter, RelayHandler  # noqa: E402
+from gateway_project.routing import BodyLimit, Lifespan, PathRouter, RelayHandler, SiteHandler  # noqa: E402
 from tasks import embedded  # noqa: E402
 
-application = ProtocolTypeRouter({"http": PathRouter(relay=RelayHandler(), site=ASGIHandler()), "lifespan": Lifespan()})
+application = ProtocolTypeRouter(
+    {"http": BodyLimit(PathRouter(relay=RelayHandler(), site=SiteHandler())), "lifespan": Lifespan()}
+)
 
 # What start-up built lives as long as the process: keep the collector from walking it again and again
 # (a full collection took 160 ms with it, 27 ms without).

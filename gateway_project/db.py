@@ -1,15 +1,18 @@
-"""Run ORM work from async code on a small pool of long-lived threads.
+"""Run ORM work from async code on small pools of long-lived threads.
 
 Django's default `sync_to_async` under ASGI gives every request a thread of its own, so each request
-would open (and drop) its own database connection. These threads keep one connection each for the life
-of the process; a broken connection is dropped so the next call reconnects.
+would open its own database connection. These threads keep one connection each for the life of the
+process; a broken connection is dropped so the next call reconnects. The relay's work runs on DB_THREADS
+threads (`run_db`); the sync work of admin, console and the management API on SITE_THREADS
+(`site_executor`, gateway_project.routing.SiteHandler). A process therefore holds at most DB_THREADS +
+SITE_THREADS connections, plus one for the embedded periodic jobs when there is no Celery broker.
 """
 
 import asyncio
 import functools
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, ParamSpec, TypeVar
 
 from django.conf import settings
@@ -24,8 +27,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
-_executor = ThreadPoolExecutor(max_workers=envint("DB_THREADS", 4), thread_name_prefix="db")
-
 
 def _call(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     close_old_connections()
@@ -37,9 +38,20 @@ def _call(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         raise
 
 
+class ConnectionThreads(ThreadPoolExecutor):
+    """Threads that each keep one database connection, checked before every call and dropped if it broke."""
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        return super().submit(_call, fn, *args, **kwargs)
+
+
+_executor = ConnectionThreads(max_workers=envint("DB_THREADS", 4), thread_name_prefix="db")
+site_executor = ConnectionThreads(max_workers=envint("SITE_THREADS", 4), thread_name_prefix="site")
+
+
 async def run_db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_executor, functools.partial(_call, fn, *args, **kwargs))
+    return await loop.run_in_executor(_executor, functools.partial(fn, *args, **kwargs))
 
 
 class GroupCommit(Generic[T, R]):

@@ -8,12 +8,16 @@ import asyncio
 import contextlib
 import uuid
 
+import orjson
+from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 
 from billing import settlement
+from gateway_project.db import site_executor
+from relay.errors import body_too_large
 from relay.streaming import RelayedStream
 
 RELAY_PREFIXES = ("/v1/", "/dashboard/", "/mj/", "/mj-", "/suno/")
@@ -117,14 +121,107 @@ def with_request_id(response):
     return response
 
 
+class SiteHandler(ASGIHandler):
+    """Django's handler for admin, console and the management API, its sync work (middleware, views, signal
+    receivers) on gateway_project.db's site threads.
+
+    Django's own gives each request a thread of its own (a ThreadSensitiveContext), whose database
+    connection (persistent: CONN_MAX_AGE None) outlived the thread: connections grew with requests, and
+    concurrent requests opened as many as they were. The site threads keep one each for the process's life.
+    A request's sync calls may run on different site threads: Django opens no transaction across them."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        async with ThreadSensitiveContext(executor=site_executor):
+            await self.handle(scope, receive, send)
+
+
 class PathRouter:
     def __init__(self, relay: ASGIHandler, site: ASGIHandler) -> None:
         self.relay = relay
         self.site = site
 
     async def __call__(self, scope, receive, send) -> None:
-        handler = self.relay if scope["path"].startswith(RELAY_PREFIXES) else self.site
+        handler = self.relay if is_relay_path(scope["path"]) else self.site
         await handler(scope, receive, send)
+
+
+def is_relay_path(path: str) -> bool:
+    return path.startswith(RELAY_PREFIXES)
+
+
+class BodyLimit:
+    """Refuses a body over its path's limit (`body_limit`) with a 413 as soon as that is known: at once from
+    Content-Length, else when the chunks received pass it -- before any authentication work, and without
+    reading the rest. The handlers behind read the whole body before they answer, so no answer has started.
+
+    uvicorn and granian give the body chunk by chunk as it arrives; daphne reads all of it before the
+    application sees any, so gateway_project.daphne_server refuses inside daphne the same way."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        path = scope["path"]
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > body_limit(path):
+            await send_refusal(path, send)
+            return
+        await self.app(scope, CountedReceive(path, receive, send), send)
+
+
+class CountedReceive:
+    """`receive` that counts the body; once it passes the limit it answers the 413 itself and tells the
+    handler the client is gone (Django's handlers then stop without answering)."""
+
+    GONE = {"type": "http.disconnect"}
+
+    def __init__(self, path: str, receive, send) -> None:
+        self.path = path
+        self.limit = body_limit(path)
+        self.receive = receive
+        self.send = send
+        self.received = 0
+        self.refused = False
+
+    async def __call__(self) -> dict:
+        if self.refused:
+            return self.GONE
+        message = await self.receive()
+        self.received += len(message.get("body", b""))
+        if self.received > self.limit:
+            self.refused = True
+            await send_refusal(self.path, self.send)
+            return self.GONE
+        return message
+
+
+def body_limit(path: str) -> int:
+    """The largest body `path` takes: the relay's, or the much smaller one of admin, console and /api/."""
+    return settings.RELAY_MAX_BODY_BYTES if is_relay_path(path) else settings.SITE_MAX_BODY_BYTES
+
+
+def refusal(path: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """Headers and body of the 413 for a body over `path`'s limit, in the shape that path answers errors in
+    (OpenAI's on the relay, `{"detail"}` on the management API, text elsewhere); the connection then closes,
+    since the rest of the body is not read."""
+    limit = body_limit(path)
+    message = f"request body is larger than {limit} bytes"
+    headers = [(b"connection", b"close")]
+    if is_relay_path(path):
+        body, content_type = orjson.dumps(body_too_large(limit).body()), b"application/json"
+        headers.append((b"x-request-id", uuid.uuid4().hex.encode()))
+    elif path.startswith("/api/"):
+        body, content_type = orjson.dumps({"detail": message}), b"application/json"
+    else:
+        body, content_type = message.encode(), b"text/plain; charset=utf-8"
+    headers += [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    return headers, body
+
+
+async def send_refusal(path: str, send) -> None:
+    headers, body = refusal(path)
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class Lifespan:

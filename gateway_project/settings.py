@@ -169,8 +169,12 @@ RELAY_CONNECT_TIMEOUT = envfloat("RELAY_CONNECT_TIMEOUT", 10)
 RELAY_TIMEOUT = envfloat("RELAY_TIMEOUT", 300)
 RELAY_MAX_CONNECTIONS = envint("RELAY_MAX_CONNECTIONS", 4096)
 RELAY_MAX_BODY_BYTES = envint("RELAY_MAX_BODY_BYTES", 32 * 1024 * 1024)
+# Admin, console and the management API take small forms and JSON only.
+SITE_MAX_BODY_BYTES = envint("SITE_MAX_BODY_BYTES", 1024 * 1024)
 MAX_UPSTREAM_RESPONSE_BYTES = envint("MAX_UPSTREAM_RESPONSE_BYTES", 64 * 1024 * 1024)
-DATA_UPLOAD_MAX_MEMORY_SIZE = RELAY_MAX_BODY_BYTES
+# Bodies are refused as they arrive by gateway_project.routing.BodyLimit, at each path's own limit; Django's
+# check behind it must let the largest of them through.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(RELAY_MAX_BODY_BYTES, SITE_MAX_BODY_BYTES)
 FORCE_STREAM_OPTION = envbool("FORCE_STREAM_OPTION", True)
 GET_MEDIA_TOKEN = envbool("GET_MEDIA_TOKEN", True)
 GET_MEDIA_TOKEN_NOT_STREAM = envbool("GET_MEDIA_TOKEN_NOT_STREAM", True)

@@ -42,3 +42,7 @@ def error_response(error: RelayError, request_id: str | None = None) -> HttpResp
 
 def database_down() -> RelayError:
     return RelayError(503, "the gateway's database is unavailable; retry shortly", "db_down")
+
+
+def body_too_large(limit: int) -> RelayError:
+    return RelayError(413, f"request body is larger than {limit} bytes", "body_too_large")

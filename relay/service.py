@@ -27,7 +27,7 @@ from relay import media, metrics, streaming, tokenizer, upstream
 from relay.adaptors.base import Adaptor, RelayRequest, UpstreamFailed, UpstreamFailure, UpstreamRequest, Usage, scrub
 from relay.adaptors.registry import adaptor_for
 from relay.endpoints import Endpoint, count_prompt, count_usage
-from relay.errors import RelayError, database_down, error_response
+from relay.errors import RelayError, body_too_large, database_down, error_response
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +189,7 @@ def read_body(request: HttpRequest) -> bytes:
     try:
         return request.body
     except RequestDataTooBig:
-        raise RelayError(
-            413, f"request body is larger than {settings.RELAY_MAX_BODY_BYTES} bytes", "body_too_large"
-        ) from None
+        raise body_too_large(settings.RELAY_MAX_BODY_BYTES) from None
     except ValueError:  # a Content-Length that is no number (daphne refuses those itself; other servers may not)
         raise RelayError(400, "invalid Content-Length", "invalid_body") from None
     except OSError:  # the client went away mid-body

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Serve the gateway in the foreground with one of the supported ASGI servers:
 #   scripts/serve.sh daphne|uvicorn|granian HOST PORT [more arguments for the server]
-# daphne is what `make run` starts; uvicorn (uvloop + httptools) is the production server of the Docker
+# daphne is what `make run` starts, through gateway_project/daphne_server.py (daphne refusing oversized bodies
+# as they arrive and waiting for slow readers); uvicorn (uvloop + httptools) is the production server of the Docker
 # image: measured faster on the full request path (bench/RESULTS.md).
 # WEB_WORKERS=N (uvicorn, granian): N processes on one port; give each a core of its own.
 # PROXY_HEADERS=true: take the client address from X-Forwarded-For, only behind a proxy that overwrites it
@@ -18,7 +19,7 @@ app=gateway_project.asgi:application
 case "$server" in
   daphne)
     flags=(); [ "$proxy" = true ] && flags=(--proxy-headers)
-    exec "$BIN/daphne" -b "$host" -p "$port" "${flags[@]}" "$@" "$app" ;;
+    exec "$BIN/python" -m gateway_project.daphne_server -b "$host" -p "$port" "${flags[@]}" "$@" "$app" ;;
   uvicorn)
     flags=(--no-proxy-headers); [ "$proxy" = true ] && flags=(--proxy-headers --forwarded-allow-ips '*')
     exec "$BIN/uvicorn" "$app" --host "$host" --port "$port" --workers "$workers" --loop uvloop --http httptools \

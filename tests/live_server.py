@@ -1,5 +1,5 @@
-"""Start the real ASGI server (daphne, or another that scripts/serve.sh starts) on a free port against the
-test database.
+"""Start a real ASGI server (daphne through our launcher, uvicorn or granian, as scripts/serve.sh starts them) on
+a free port against the test database.
 
 A server settles its charges the way the test process does (tests/conftest.py: before the answer) unless a
 test passes SETTLE_AFTER_ANSWER=true, the production default; such a test waits for the ledger with
@@ -9,6 +9,7 @@ import contextlib
 import os
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -33,9 +34,14 @@ def database_env() -> dict[str, str]:
     db = connection.settings_dict
     if connection.vendor == "sqlite":
         return {"SQL_DSN": "", "SQLITE_PATH": str(db["NAME"])}
-    scheme, default_port = ("postgres", 5432) if connection.vendor == "postgresql" else ("mysql", 3306)
+    scheme = "postgres" if connection.vendor == "postgresql" else "mysql"
     auth = quote(db["USER"] or "", safe="") + (":" + quote(db["PASSWORD"], safe="") if db["PASSWORD"] else "")
-    return {"SQL_DSN": f"{scheme}://{auth}@{db['HOST']}:{db['PORT'] or default_port}/{db['NAME']}"}
+    return {"SQL_DSN": f"{scheme}://{auth}@{db['HOST']}:{database_port()}/{db['NAME']}"}
+
+
+def database_port() -> int:
+    default = 5432 if connection.vendor == "postgresql" else 3306
+    return int(connection.settings_dict["PORT"] or default)
 
 
 def wait_until(predicate, timeout: float = 20, what: str = "condition not reached in time"):
@@ -57,6 +63,11 @@ def consume_logs(count: int, **filters) -> list[Log]:
     return wait_until(enough)
 
 
+def child_pids(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        return [int(child) for child in children.read().split()]
+
+
 class LiveGateway:
     def __init__(self, extra_env: dict[str, str] | None = None, server: str = "daphne") -> None:
         self.port = free_port()
@@ -71,12 +82,14 @@ class LiveGateway:
             "SETTLEMENT_JOURNAL_DIR": str(settings.SETTLEMENT_JOURNAL_DIR),
             **(extra_env or {}),
         }
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 -- as long as the server runs; stop() closes it
         self.process = subprocess.Popen(
             [ROOT / "scripts" / "serve.sh", server, "127.0.0.1", str(self.port)],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            # A file, not a pipe: a pipe nobody reads fills with the server's log and then stops the server.
+            stderr=self.log,
         )
         self._wait_ready()
 
@@ -84,7 +97,7 @@ class LiveGateway:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited: {self.process.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"gateway exited: {self.log_text()[-2000:]}")
             try:
                 httpx.get(f"{self.url}/v1/models", timeout=1)
                 return
@@ -98,6 +111,20 @@ class LiveGateway:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+        self.log.close()
+
+    def log_text(self) -> str:
+        """What the server wrote to stderr so far."""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def memory_bytes(self) -> int:
+        """Resident memory of the server and its worker processes (granian serves from a child) (Linux)."""
+        total = 0
+        for pid in [self.process.pid, *child_pids(self.process.pid)]:
+            with open(f"/proc/{pid}/status") as status:
+                total += next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+        return total
 
     def open_fds(self) -> int:
         """File descriptors the server process holds (Linux)."""
@@ -105,17 +132,27 @@ class LiveGateway:
 
     def connections_to(self, port: int) -> int:
         """The server's TCP connections to 127.0.0.1:`port`, in any state but TIME_WAIT (Linux)."""
-        inodes = set()
-        for fd in os.listdir(f"/proc/{self.process.pid}/fd"):
-            with contextlib.suppress(OSError):
-                target = os.readlink(f"/proc/{self.process.pid}/fd/{fd}")
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
-        count = 0
+        inodes = {target[8:-1] for target in self.fd_targets() if target.startswith("socket:[")}
+        connected = set()  # of inodes: a table read while connections come and go can list a row twice
         with open(f"/proc/{self.process.pid}/net/tcp") as table:
             for row in list(table)[1:]:
                 fields = row.split()
                 remote_port = int(fields[2].split(":")[1], 16)
                 if remote_port == port and fields[9] in inodes:
-                    count += 1
-        return count
+                    connected.add(fields[9])
+        return len(connected)
+
+    def database_connections(self) -> int:
+        """Connections the server holds to the test database: to its port, or handles of the SQLite file."""
+        if connection.vendor == "sqlite":
+            return self.fd_targets().count(str(connection.settings_dict["NAME"]))
+        return self.connections_to(database_port())
+
+    def fd_targets(self) -> list[str]:
+        """What the file descriptors of the server and its worker processes point at (Linux)."""
+        targets = []
+        for pid in [self.process.pid, *child_pids(self.process.pid)]:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    targets.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        return targets
