@@ -123,3 +123,28 @@ def test_staff_without_the_add_permission_cannot_create_codes_in_admin(transacti
     admin.force_login(clerk)
     response = admin.post("/admin/billing/redemption/add/", {"name": "sneaky", "quota": 1, "count": 1})
     assert response.status_code == 403 and not Redemption.objects.exists()
+
+
+@pytest.mark.backend
+def test_one_user_redeeming_many_codes_at_once_gets_every_one(alice):
+    """The claim's foreign key check and the credit lock the same user row: taken in the wrong order, InnoDB
+    deadlocked concurrent redemptions of one user (error 1213, a 500)."""
+    codes = redemptions.create_batch("many", 1_000, 12)
+    token = AccessToken.issue(alice)[1]
+    start = threading.Barrier(len(codes))
+    answers: list[int] = []
+
+    def redeem(code: str) -> None:
+        try:
+            start.wait()
+            answers.append(call("/api/redeem", token, {"key": code}).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=redeem, args=(code,)) for code in codes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert answers == [200] * len(codes)
+    assert quota_of(alice) == ALICE_QUOTA + 1_000 * len(codes)
