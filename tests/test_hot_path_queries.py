@@ -37,7 +37,8 @@ def database_work(monkeypatch) -> list[tuple[str, int]]:
     def counted(fn, *args, **kwargs):
         with CaptureQueriesContext(connection) as queries:
             result = call(fn, *args, **kwargs)
-        done.append((fn.__name__, sum(is_data_statement(query["sql"]) for query in queries)))
+        name = getattr(fn, "func", fn).__name__  # run_db hands the pool a functools.partial
+        done.append((name, sum(is_data_statement(query["sql"]) for query in queries)))
         return result
 
     monkeypatch.setattr(db, "_call", counted)
