@@ -1,7 +1,7 @@
-"""What the Midjourney and Suno adaptors share: the validated submit, the upstream's verdict on it, the
-normalised task report the poller applies, and timestamps.
+"""What the Midjourney and Suno adaptors share: the validated submit, the upstream's verdict on it, and
+timestamps (the normalised task report the poller applies is tasks.updates.TaskUpdate).
 
-A task adaptor only speaks a wire format: relay.task_service moves the bytes, tasks.records moves the money.
+A task adaptor only speaks a wire format: tasks.service moves the bytes, tasks.records moves the money.
 """
 
 import random
@@ -14,6 +14,7 @@ import orjson
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import UpstreamRequest
 from relay.errors import default_type
+from tasks.updates import TaskUpdate
 
 if TYPE_CHECKING:
     from tasks.models import Task
@@ -44,20 +45,6 @@ class SubmitSpec:
     origin_id: str | None = None  # public id of the task this one acts on (routes to its channel)
     origin_must_succeed: bool = False
     properties: dict = field(default_factory=dict)
-
-
-@dataclass
-class TaskUpdate:
-    """One task as an upstream reports it, in the gateway's terms (statuses are the wire strings)."""
-
-    upstream_id: str
-    status: str
-    progress: str = ""
-    fail_reason: str = ""
-    result_urls: list[str] | None = None
-    data: dict | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
 
 
 @dataclass

@@ -8,17 +8,17 @@ import uuid
 
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import UpstreamRequest
-from relay.adaptors.task_base import (
+from tasks.adaptors.base import (
     SubmitSpec,
     TaskAdaptor,
     TaskError,
-    TaskUpdate,
     Verdict,
     from_epoch,
     json_request,
     load,
     to_epoch,
 )
+from tasks.updates import TaskUpdate
 
 MODELS = {"MUSIC": "suno_music", "LYRICS": "suno_lyrics"}
 DEFAULT_MV = "chirp-v3-0"

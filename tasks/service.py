@@ -25,11 +25,11 @@ from channels_app.routing import ChannelInfo
 from gateway_project.db import run_db
 from relay import service, upstream
 from relay.adaptors.base import UpstreamRequest, openai_style_error, scrub
-from relay.adaptors.midjourney import MidjourneyAdaptor
-from relay.adaptors.task_base import SubmitSpec, TaskAdaptor, TaskError, Verdict, load
 from relay.endpoints import load_body
 from relay.errors import RelayError
 from tasks import polling, records
+from tasks.adaptors.base import SubmitSpec, TaskAdaptor, TaskError, Verdict, load
+from tasks.adaptors.midjourney import MidjourneyAdaptor
 from tasks.models import Task
 
 FALLBACK_PRICE = 0.1  # USD, for a task model missing from the operator's price table (as new-api does)

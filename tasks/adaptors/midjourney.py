@@ -10,11 +10,10 @@ from django.conf import settings
 
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import UpstreamRequest
-from relay.adaptors.task_base import (
+from tasks.adaptors.base import (
     SubmitSpec,
     TaskAdaptor,
     TaskError,
-    TaskUpdate,
     Verdict,
     from_epoch,
     json_request,
@@ -22,6 +21,7 @@ from relay.adaptors.task_base import (
     millis_id,
     to_epoch,
 )
+from tasks.updates import TaskUpdate
 
 ACCEPTED_CODES = {1, 21, 22}  # submitted, already exists, queued
 RETRY_ELSEWHERE_CODES = {3, 23}  # no available account instance, queue full: another channel may serve it
