@@ -7,9 +7,10 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from channels_app import balance, channels, probe
+from channels_app import channels
 from channels_app.models import Channel
 from gateway_project.admin_tools import STORABLE_JSON, SaveChangedFieldsMixin
+from relay import balance, channel_test
 
 
 class ChannelForm(forms.ModelForm):
@@ -106,7 +107,7 @@ class ChannelAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     @admin.action(description="Test selected channels (one small real request each)")
     def test(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         found = list(queryset)
-        for channel, result in zip(found, probe.probe_channels(found), strict=True):
+        for channel, result in zip(found, channel_test.probe_channels(found), strict=True):
             level = messages.SUCCESS if result.success else messages.ERROR
             self.message_user(request, f"{channel}: {result.message}", level)
 

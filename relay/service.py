@@ -23,11 +23,11 @@ from billing.pricing import Quote
 from channels_app import healing, routing
 from channels_app.routing import ChannelInfo
 from gateway_project.db import run_db
-from relay import media, metrics, streaming, tokenizer, upstream
-from relay.adaptors.base import Adaptor, RelayRequest, UpstreamFailed, UpstreamFailure, UpstreamRequest, Usage, scrub
-from relay.adaptors.registry import adaptor_for
+from relay import media, metrics, streaming, tokenizer
+from relay.adaptors.base import RelayRequest, UpstreamFailed, UpstreamFailure, Usage
 from relay.endpoints import Endpoint, count_prompt, count_usage
 from relay.errors import RelayError, body_too_large, database_down, error_response
+from relay.exchange import ErrorAnswer, Exchange, Waited
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Call:
     prompt_tokens: int = 0  # the byte bound (tokenizer.utf8_bytes) until count_prompt replaces it
     prompt_counted: bool = False
     reserved: bool = False
-    upstream_seconds: float = 0.0
+    waited: Waited = field(default_factory=Waited)  # for upstreams
     tried: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -68,7 +68,7 @@ class Call:
         return self.prompt_tokens
 
     def gateway_ms(self) -> float:
-        return (time.perf_counter() - self.started - self.upstream_seconds) * 1000
+        return (time.perf_counter() - self.started - self.waited.seconds) * 1000
 
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
@@ -311,61 +311,29 @@ def retryable(status: int) -> bool:
 
 
 async def attempt(call: Call, channel: ChannelInfo) -> HttpResponse:
-    """One try on one channel. A failure leaves with the channel's secrets scrubbed from its message, before
-    the client's answer, the error log, auto-disable or the server log can use it."""
-    adaptor = adaptor_for(channel.type)
-    if adaptor is None:
-        raise UpstreamFailed(UpstreamFailure(500, f"channel type {channel.type} is not supported yet"))
-    outgoing = None
-    try:
-        await adaptor.prepare(channel)
-        outgoing = adaptor.build_request(call.request, channel)
-        return await exchange(call, channel, adaptor, outgoing)
-    except UpstreamFailed as failed:
-        failed.failure.message = scrub(failed.failure.message, channel.key, outgoing)
-        raise
+    """One try on one channel (relay.exchange). A failure leaves with the channel's secrets scrubbed from its
+    message, before the client's answer, the error log, auto-disable or the server log can use it."""
+    exchange = Exchange(channel, call.request, call.waited)
+    with exchange.scrubbing():
+        await exchange.prepare()
+        try:
+            response = await exchange.answer(stream=True)
+        except ErrorAnswer as refused:
+            # The channel's status_code_mapping decides what the client sees, and whether another channel is tried.
+            failure = refused.failure
+            failure.status = channel.status_code_mapping.get(str(failure.status), failure.status)
+            raise
+        return await relay_answer(call, exchange, response)
 
 
-async def exchange(call: Call, channel: ChannelInfo, adaptor: Adaptor, outgoing: UpstreamRequest) -> HttpResponse:
-    client = upstream.client()
-    sent = time.perf_counter()
-    try:
-        response = await client.send(
-            client.build_request(outgoing.method, outgoing.url, headers=outgoing.headers, content=outgoing.content),
-            stream=True,
-        )
-    except httpx.HTTPError as exc:
-        raise UpstreamFailed(upstream.failure_of(exc)) from None
-    finally:
-        call.upstream_seconds += time.perf_counter() - sent
-    if response.status_code >= 400:
-        content = await read_and_close(call, response)
-        failure = adaptor.parse_error(response.status_code, content)
-        failure.status = channel.status_code_mapping.get(str(failure.status), failure.status)
-        raise UpstreamFailed(failure)
+async def relay_answer(call: Call, exchange: Exchange, response: httpx.Response) -> HttpResponse:
+    channel, adaptor = exchange.channel, exchange.adaptor
     if call.request.stream and not streaming.answered_whole(response):
         return await streaming.start(call, channel, adaptor, response)
-    content = await read_and_close(call, response)
+    content = await exchange.read(response)
     if call.request.stream:
         return await streaming.relay_whole(call, channel, adaptor, content)
     return await finish_whole(call, channel, adaptor, content, response.headers.get("Content-Type"))
-
-
-async def read_and_close(call: Call, response: httpx.Response) -> bytes:
-    started = time.perf_counter()
-    try:
-        return await response.aread()
-    except upstream.AnswerTooLarge as too_large:
-        raise UpstreamFailed(UpstreamFailure(502, str(too_large), "upstream_error")) from None
-    except httpx.TimeoutException:
-        raise UpstreamFailed(
-            UpstreamFailure(504, "upstream did not finish its answer in time", "upstream_timeout")
-        ) from None
-    except httpx.HTTPError:
-        raise UpstreamFailed(UpstreamFailure(502, "upstream connection failed while reading the answer")) from None
-    finally:
-        await upstream.close(response)
-        call.upstream_seconds += time.perf_counter() - started
 
 
 async def finish_whole(call: Call, channel: ChannelInfo, adaptor, content: bytes, content_type: str | None):
