@@ -10,13 +10,13 @@ from ninja import Field, Router, Schema, Status
 from ninja.pagination import paginate
 
 from billing.schemas import Id, Integer, Pagination, WriteSchema
-from channels_app import channels
+from channels_app import channel_types, channels
 from channels_app.models import Channel
 from gateway_project.auth import staff_only
 from gateway_project.existing import delete_or_404
 from relay import balance, channel_test
 
-ChannelType = Literal[channels.TYPE_SLUGS]  # type: ignore[valid-type]
+ChannelType = Literal[channel_types.slugs()]  # type: ignore[valid-type]
 ChannelStatus = Literal["enabled", "disabled", "auto_disabled"]
 
 router = Router(tags=["channels"], auth=staff_only)

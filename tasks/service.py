@@ -181,10 +181,10 @@ async def channels_for(
         return [channel]
     if pinned is not None:
         channel = index.by_id.get(pinned)
-        if channel is None or channel.type != adaptor.channel_type:
+        if channel is None or channel.type != adaptor.slug:
             raise TaskError(400, f"channel {pinned} is not a {adaptor.platform} channel", "invalid_channel")
         return [channel]
-    found = [c for c in index.candidates(key.group, spec.model) if c.type == adaptor.channel_type]
+    found = [c for c in index.candidates(key.group, spec.model) if c.type == adaptor.slug]
     if not found:
         raise TaskError(503, f"no available channel for model {spec.model} in group {key.group}", "no_channel")
     return found

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from channels_app.routing import ChannelInfo
-from relay.adaptors.base import UpstreamRequest
+from relay.adaptors.base import Provider, UpstreamRequest
 from relay.errors import default_type
 from tasks.updates import TaskUpdate
 
@@ -60,9 +60,8 @@ class Verdict:
     initial: TaskUpdate | None = None  # the submit finished at once (Midjourney image upload)
 
 
-class TaskAdaptor:
-    platform = ""
-    channel_type = ""
+class TaskAdaptor(Provider):
+    platform = ""  # Task.platform; the channel type is `slug`
 
     def new_public_id(self) -> str:
         raise NotImplementedError

@@ -8,6 +8,7 @@ import re
 
 from django.conf import settings
 
+from channels_app.channel_types import new_api
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import UpstreamRequest
 from tasks.adaptors.base import (
@@ -152,7 +153,9 @@ def task_update(item: dict) -> TaskUpdate:
 
 class MidjourneyAdaptor(TaskAdaptor):
     platform = "midjourney"
-    channel_type = "midjourney"
+    slug = "midjourney"
+    label = "Midjourney-Proxy"
+    old_types = (new_api(2), new_api(5))
 
     def new_public_id(self) -> str:
         return millis_id()
