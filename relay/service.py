@@ -8,7 +8,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import httpx
@@ -20,7 +21,7 @@ from django.http import HttpRequest, HttpResponse
 from billing import keys, pricing, quota, ratelimit, settlement
 from billing.keys import KeyInfo
 from billing.pricing import Quote
-from channels_app import healing, routing
+from channels_app import routing, selection
 from channels_app.routing import ChannelInfo
 from gateway_project.db import run_db
 from relay import media, metrics, streaming, tokenizer
@@ -30,9 +31,6 @@ from relay.errors import RelayError, body_too_large, database_down, error_respon
 from relay.exchange import ErrorAnswer, Exchange, Waited
 
 log = logging.getLogger(__name__)
-
-NEVER_RETRIED = {400, 404, 413, 422, 504, 524}
-TIMEOUTS = {504, 524}  # reached but silent: not retried (it may still be working), yet a sign to rest
 
 
 @dataclass
@@ -120,9 +118,9 @@ async def relay(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
     started = time.perf_counter()
     call = None
     try:
-        key, pinned = await keys.authenticate(request.headers.get("Authorization", ""), client_ip(request))
+        key, pinned = await authenticate(request.headers.get("Authorization", ""), request)
         relay_request = endpoint.parse(read_body(request), request)
-        key.check_model(relay_request.model)
+        check_model(key, relay_request.model)
         if ratelimit.limits_for_key(key).any:
             await run_db(ratelimit.admit, key)
         prices = await pricing.acurrent()
@@ -131,8 +129,6 @@ async def relay(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
         await count_media(call)
         await reserve(call)
         response = await dispatch(call)
-    except keys.KeyRejected as rejected:
-        response = error_response(RelayError(rejected.status, str(rejected), rejected.code))
     except ratelimit.RateLimited as limited:
         response = error_response(RelayError(429, str(limited), "rate_limit_exceeded", type="rate_limit_error"))
         response["Retry-After"] = str(limited.retry_after)
@@ -179,6 +175,27 @@ async def release_if_held(call: Call | None) -> None:
         except DatabaseError:
             log.warning("request %s: reservation left to the reconciler", call.request_id)
         call.reserved = False
+
+
+@contextmanager
+def key_refusals() -> Iterator[None]:
+    """What billing.keys refuses (a key, its client's IP, its model: KeyRejected) reaches the client as a
+    RelayError with the refusal's status and code."""
+    try:
+        yield
+    except keys.KeyRejected as rejected:
+        raise RelayError(rejected.status, str(rejected), rejected.code) from None
+
+
+async def authenticate(credential: str, request: HttpRequest) -> tuple[KeyInfo, int | None]:
+    """The key `credential` names (`Bearer sk-...`) and the channel it pins, if any."""
+    with key_refusals():
+        return await keys.authenticate(credential, client_ip(request))
+
+
+def check_model(key: KeyInfo, model: str) -> None:
+    with key_refusals():
+        key.check_model(model)
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -262,25 +279,19 @@ async def dispatch(call: Call) -> HttpResponse:
         candidates = index.candidates(call.key.group, call.request.model)
     attempts = 1 if call.pinned else settings.RETRY_TIMES + 1
     failure: UpstreamFailure | None = None
-    for _ in range(attempts):
-        tried = set(call.tried)
-        # Resting channels are skipped while anything else can serve, but never leave the client with nothing.
-        channel = routing.choose(candidates, tried | healing.Rests.resting()) or routing.choose(candidates, tried)
-        if channel is None:
-            break
-        call.tried.append(channel.id)
+    for channel in selection.channels_to_try(candidates, attempts, call.tried):
         try:
             response = await attempt(call, channel)
         except UpstreamFailed as failed:
             failure = failed.failure
             log.warning("request %s: channel %s failed with %s", call.request_id, channel.id, failure.status)
             metrics.UPSTREAM_ERRORS.labels(str(channel.id), str(failure.status)).inc()
-            await note_failure(channel, failure)
-            if not retryable(failure.status):
+            await selection.note_failure(channel, failure)
+            if not selection.retryable(failure.status):
                 break
             metrics.RETRIES.inc()
         else:
-            healing.Rests.succeeded(channel.id)
+            selection.succeeded(channel)
             return response
     await release_if_held(call)
     if failure is None:
@@ -291,23 +302,11 @@ async def dispatch(call: Call) -> HttpResponse:
     raise RelayError(failure.status, failure.message, failure.code, failure.type, failure.param)
 
 
-async def note_failure(channel: ChannelInfo, failure: UpstreamFailure) -> None:
-    if healing.is_permanent(failure.status, failure.permanent):
-        if channel.auto_ban:
-            await run_db(healing.auto_disable, channel, f"upstream status {failure.status}: {failure.message}")
-    elif retryable(failure.status) or failure.status in TIMEOUTS:
-        healing.Rests.failed(channel.id)
-
-
 def pinned_channel(index: routing.Index, channel_id: int) -> list[ChannelInfo]:
     channel = index.by_id.get(channel_id)
     if channel is None:
         raise RelayError(400, f"channel {channel_id} does not exist", "invalid_channel")
     return [channel]
-
-
-def retryable(status: int) -> bool:
-    return status not in NEVER_RETRIED and (status >= 500 or status in (401, 403, 408, 429))
 
 
 async def attempt(call: Call, channel: ChannelInfo) -> HttpResponse:

@@ -1,6 +1,6 @@
 """Client endpoints of the asynchronous-task platforms: /mj/... (also under /mj-fast, /mj-relax, /mj-turbo)
 and /suno/.... Each view names the platform and calls one function of tasks.service; a TaskError
-becomes that platform's error shape."""
+(or a RelayError of the relay's own checks of the key and the body) becomes that platform's error shape."""
 
 import functools
 from collections.abc import Awaitable, Callable
@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from relay.errors import RelayError
 from tasks import service
 from tasks.adaptors import midjourney, suno
 from tasks.adaptors.base import TaskAdaptor, TaskError
@@ -27,13 +28,18 @@ def shaped(adaptor: TaskAdaptor) -> Callable[[View], View]:
         async def run(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             try:
                 return await view(request, *args, **kwargs)
+            except RelayError as error:
+                return refusal(adaptor, TaskError.of(error))
             except TaskError as error:
-                body = orjson.dumps(adaptor.error_body(error))
-                return HttpResponse(body, status=error.status, content_type="application/json")
+                return refusal(adaptor, error)
 
         return run
 
     return wrap
+
+
+def refusal(adaptor: TaskAdaptor, error: TaskError) -> HttpResponse:
+    return HttpResponse(orjson.dumps(adaptor.error_body(error)), status=error.status, content_type="application/json")
 
 
 @csrf_exempt

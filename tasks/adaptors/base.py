@@ -13,7 +13,7 @@ import orjson
 
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import Provider, UpstreamRequest
-from relay.errors import default_type
+from relay.errors import RelayError
 from tasks.updates import TaskUpdate
 
 if TYPE_CHECKING:
@@ -29,8 +29,13 @@ class TaskError(Exception):
         self.message = message
         self.code = code
 
+    @classmethod
+    def of(cls, error: RelayError) -> "TaskError":
+        """A refusal of the relay's own checks (the key, the body: relay.service) in the platform's terms."""
+        return cls(error.status, error.message, str(error.code))
+
     def openai_error(self) -> dict:
-        return {"message": self.message, "type": default_type(self.status), "param": None, "code": self.code}
+        return RelayError(self.status, self.message, self.code).body()["error"]
 
 
 @dataclass
