@@ -1,7 +1,9 @@
 """Testing a channel: one tiny real chat request, timed, its answer judged, the time recorded.
 
-The request goes through the channel's own adaptor, so a passing test means the relay can use the channel
-as configured (base URL, key, model mapping, provider extras).
+The request goes through the channel's own adaptor and is sent and judged by relay.exchange, as the relay's
+own attempts are, so a passing test means the relay can use the channel as configured (base URL, key, model
+mapping, provider extras). The channel's status_code_mapping is left out: a test reports what the upstream
+itself answered.
 """
 
 import asyncio
