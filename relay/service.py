@@ -326,6 +326,8 @@ async def attempt(call: Call, channel: ChannelInfo) -> HttpResponse:
 
 
 async def relay_answer(call: Call, exchange: Exchange, response: httpx.Response) -> HttpResponse:
+    """The client's answer from an upstream answer that is no error: a stream relayed as it comes, or a whole
+    answer read, billed and converted."""
     channel, adaptor = exchange.channel, exchange.adaptor
     if call.request.stream and not streaming.answered_whole(response):
         return await streaming.start(call, channel, adaptor, response)
