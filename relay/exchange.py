@@ -1,15 +1,15 @@
 """Call one upstream once: one request to one channel's upstream, through the channel's adaptor, and its
 answer judged as the relay judges it.
 
-The relay's attempts (relay.service), the channel test (relay.channel_test) and the balance query
-(relay.balance) all call upstreams through here, so "no answer" (relay.upstream.failure_of), "an error
-answer" (the adaptor's parse_error) and "an answer cut short" mean the same to all three, and a failure's
-message can be rid of every secret of the channel (relay.adaptors.base.scrub) before anyone sees it.
+The relay's attempts (relay.service) and the channel test (relay.channel_test) go through `Exchange`, the
+balance query (relay.balance) sends its plain GETs through `send`: "no answer" (relay.upstream.failure_of)
+means the same to all three, an error answer is read by the channel's adaptor (parse_error) for both
+attempts and tests, and a failure's message can be rid of every secret of the channel
+(relay.adaptors.base.scrub) before anyone sees it.
 """
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -70,9 +70,11 @@ class Exchange:
         await self.adaptor.prepare(self.channel)
         self.outgoing = self.adaptor.build_request(self.request, self.channel)
 
-    async def answer(self, stream: bool) -> httpx.Response:
+    async def answer(self, stream: bool, status_map: Mapping[str, int] | None = None) -> httpx.Response:
         """The upstream's answer when it is not an error, with its headers read (and its body unless `stream`).
-        UpstreamFailed when no answer came; ErrorAnswer for an error status."""
+        UpstreamFailed when no answer came; ErrorAnswer for an error status, after `status_map` (the channel's
+        status_code_mapping: the relay's clients see the mapped status, and retries follow it; the channel
+        test reports the upstream's own)."""
         assert self.outgoing is not None, "prepare() first"
         sent = time.perf_counter()
         try:
@@ -80,7 +82,9 @@ class Exchange:
         finally:
             self.waited.seconds += time.perf_counter() - sent
         if response.status_code >= 400:
-            raise ErrorAnswer(self.adaptor.parse_error(response.status_code, await self.read(response)))
+            failure = self.adaptor.parse_error(response.status_code, await self.read(response))
+            failure.status = (status_map or {}).get(str(failure.status), failure.status)
+            raise ErrorAnswer(failure)
         return response
 
     async def read(self, response: httpx.Response) -> bytes:
@@ -101,15 +105,7 @@ class Exchange:
             self.waited.seconds += time.perf_counter() - started
 
     def scrub(self, message: str) -> str:
-        """`message` without any secret of the channel: its key and what the request carried (a signed token)."""
+        """`message` without any secret of the channel: its key and what the request carried (a signed token).
+        Upstreams quote what they were sent, and a failure's message reaches the client, the error log,
+        auto-disable's reason and the server log."""
         return scrub(message, self.channel.key, self.outgoing)
-
-    @contextmanager
-    def scrubbing(self) -> Iterator[None]:
-        """An UpstreamFailed raised inside leaves with its message scrubbed: upstreams quote what they were sent,
-        and the message reaches the client, the error log, auto-disable's reason and the server log."""
-        try:
-            yield
-        except UpstreamFailed as failed:
-            failed.failure.message = self.scrub(failed.failure.message)
-            raise

@@ -8,8 +8,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -28,7 +27,7 @@ from relay import media, metrics, streaming, tokenizer
 from relay.adaptors.base import RelayRequest, UpstreamFailed, UpstreamFailure, Usage
 from relay.endpoints import Endpoint, count_prompt, count_usage
 from relay.errors import RelayError, body_too_large, database_down, error_response
-from relay.exchange import ErrorAnswer, Exchange, Waited
+from relay.exchange import Exchange, Waited
 
 log = logging.getLogger(__name__)
 
@@ -177,25 +176,24 @@ async def release_if_held(call: Call | None) -> None:
         call.reserved = False
 
 
-@contextmanager
-def key_refusals() -> Iterator[None]:
-    """What billing.keys refuses (a key, its client's IP, its model: KeyRejected) reaches the client as a
-    RelayError with the refusal's status and code."""
-    try:
-        yield
-    except keys.KeyRejected as rejected:
-        raise RelayError(rejected.status, str(rejected), rejected.code) from None
+def refused(rejected: keys.KeyRejected) -> RelayError:
+    """What billing.keys refuses (a key, its client's IP, its model), as the client sees it."""
+    return RelayError(rejected.status, str(rejected), rejected.code)
 
 
 async def authenticate(credential: str, request: HttpRequest) -> tuple[KeyInfo, int | None]:
     """The key `credential` names (`Bearer sk-...`) and the channel it pins, if any."""
-    with key_refusals():
+    try:
         return await keys.authenticate(credential, client_ip(request))
+    except keys.KeyRejected as rejected:
+        raise refused(rejected) from None
 
 
 def check_model(key: KeyInfo, model: str) -> None:
-    with key_refusals():
+    try:
         key.check_model(model)
+    except keys.KeyRejected as rejected:
+        raise refused(rejected) from None
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -313,16 +311,13 @@ async def attempt(call: Call, channel: ChannelInfo) -> HttpResponse:
     """One try on one channel (relay.exchange). A failure leaves with the channel's secrets scrubbed from its
     message, before the client's answer, the error log, auto-disable or the server log can use it."""
     exchange = Exchange(channel, call.request, call.waited)
-    with exchange.scrubbing():
+    try:
         await exchange.prepare()
-        try:
-            response = await exchange.answer(stream=True)
-        except ErrorAnswer as refused:
-            # The channel's status_code_mapping decides what the client sees, and whether another channel is tried.
-            failure = refused.failure
-            failure.status = channel.status_code_mapping.get(str(failure.status), failure.status)
-            raise
+        response = await exchange.answer(stream=True, status_map=channel.status_code_mapping)
         return await relay_answer(call, exchange, response)
+    except UpstreamFailed as failed:
+        failed.failure.message = exchange.scrub(failed.failure.message)
+        raise
 
 
 async def relay_answer(call: Call, exchange: Exchange, response: httpx.Response) -> HttpResponse:
