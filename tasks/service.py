@@ -105,7 +105,8 @@ class Submission:
 
 
 async def submit(request: HttpRequest, adaptor: TaskAdaptor, parse: Callable[[dict], SubmitSpec]) -> HttpResponse:
-    """Serve one submit endpoint; `parse` validates the client's JSON. Raises TaskError."""
+    """Serve one submit endpoint; `parse` validates the client's JSON. Raises TaskError, or the RelayError of
+    the relay's own checks of the key and the body (relay.service)."""
     started = time.perf_counter()
     key, pinned = await authenticate(request)
     spec = parse(json_body(request))
