@@ -7,12 +7,14 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from channels_app import balance, channels, probe
+from channels_app import channel_types, channels
 from channels_app.models import Channel
 from gateway_project.admin_tools import STORABLE_JSON, SaveChangedFieldsMixin
+from relay import balance, channel_test
 
 
 class ChannelForm(forms.ModelForm):
+    type = forms.ChoiceField(choices=channel_types.choices, initial="openai")
     new_key = forms.CharField(
         label="Key",
         required=False,
@@ -30,7 +32,7 @@ class ChannelForm(forms.ModelForm):
         if not self.instance.pk and not cleaned.get("new_key"):
             self.add_error("new_key", "A new channel needs its upstream key.")
         key = cleaned.get("new_key") or (self.instance.key if self.instance.pk else "")
-        if key and cleaned.get("type") in channels.TYPE_RULES:
+        if key and channels.type_rule(cleaned.get("type")):
             for field, problem in channels.type_problems(cleaned["type"], key, cleaned.get("config")).items():
                 self.add_error("new_key" if field == "key" else field, problem)
         return cleaned
@@ -48,6 +50,19 @@ class ChannelForm(forms.ModelForm):
         super()._update_errors(errors)
 
 
+class TypeFilter(admin.SimpleListFilter):
+    """The registered channel types (Channel.type has no choices: channels_app.channel_types)."""
+
+    title = "type"
+    parameter_name = "type__exact"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return channel_types.choices()
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Channel]) -> QuerySet[Channel]:
+        return queryset.filter(type=self.value()) if self.value() else queryset
+
+
 @admin.register(Channel)
 class ChannelAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     form = ChannelForm
@@ -56,7 +71,7 @@ class ChannelAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "name",
-        "type",
+        "type_label",
         "status",
         "priority",
         "weight",
@@ -66,7 +81,7 @@ class ChannelAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
         "balance",
     )
     list_display_links = ("id", "name")
-    list_filter = ("type", "status", "auto_ban")
+    list_filter = (TypeFilter, "status", "auto_ban")
     search_fields = ("name", "base_url")
     readonly_fields = ("key_hint", "status_reason", "used_quota", "response_time_ms", "balance", "created_at")
     fields = (
@@ -93,6 +108,11 @@ class ChannelAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     )
     actions = ("enable", "disable", "test", "update_balance")
 
+    @admin.display(description="type", ordering="type")
+    def type_label(self, channel: Channel) -> str:
+        kind = channel_types.find(channel.type)
+        return kind.label if kind else channel.type
+
     @admin.display(description="models")
     def model_list(self, channel: Channel) -> str:
         shown = ", ".join(channel.models[:5])
@@ -106,7 +126,7 @@ class ChannelAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     @admin.action(description="Test selected channels (one small real request each)")
     def test(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         found = list(queryset)
-        for channel, result in zip(found, probe.probe_channels(found), strict=True):
+        for channel, result in zip(found, channel_test.probe_channels(found), strict=True):
             level = messages.SUCCESS if result.success else messages.ERROR
             self.message_user(request, f"{channel}: {result.message}", level)
 

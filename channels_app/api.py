@@ -1,4 +1,5 @@
-"""Management API for channels (staff only). Rules live in channels_app.channels and channels_app.probe."""
+"""Management API for channels (staff only). Rules live in channels_app.channels; the channel test and the
+balance query call the upstream, so they live in the relay (relay.channel_test, relay.balance)."""
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -9,12 +10,13 @@ from ninja import Field, Router, Schema, Status
 from ninja.pagination import paginate
 
 from billing.schemas import Id, Integer, Pagination, WriteSchema
-from channels_app import balance, channels, probe
+from channels_app import channel_types, channels
 from channels_app.models import Channel
 from gateway_project.auth import staff_only
 from gateway_project.existing import delete_or_404
+from relay import balance, channel_test
 
-ChannelType = Literal[channels.TYPE_SLUGS]  # type: ignore[valid-type]
+ChannelType = Literal[channel_types.slugs()]  # type: ignore[valid-type]
 ChannelStatus = Literal["enabled", "disabled", "auto_disabled"]
 
 router = Router(tags=["channels"], auth=staff_only)
@@ -121,7 +123,7 @@ def delete_channel(request: HttpRequest, channel_id: Id):
 
 @router.post("/{int:channel_id}/test", response=ProbeOut)
 def test_channel(request: HttpRequest, channel_id: Id):
-    return probe.probe_channel(get_object_or_404(Channel, pk=channel_id))
+    return channel_test.probe_channel(get_object_or_404(Channel, pk=channel_id))
 
 
 class BalanceOut(Schema):

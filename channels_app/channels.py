@@ -1,15 +1,13 @@
 """Creating, changing and switching channels. Every write is validated with the model's own validators."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
 
-from channels_app import routing
-from channels_app.models import CHANNEL_TYPES, Channel
+from channels_app import channel_types, routing
+from channels_app.models import Channel
 from gateway_project.existing import save_existing
-from relay.adaptors import vertex
 
-TYPE_SLUGS = tuple(slug for slug, _ in CHANNEL_TYPES)
 EDITABLE = {
     "name",
     "type",
@@ -26,8 +24,6 @@ EDITABLE = {
     "test_model",
     "config",
 }
-# Channel type -> the check of its key and config; it returns problems by field name (empty when fine).
-TYPE_RULES: dict[str, Callable[[str, dict], dict[str, str]]] = {"vertex": vertex.check_channel}
 
 
 def create_channel(*, key: str, type: str = "openai", name: str = "", **fields) -> Channel:
@@ -83,21 +79,29 @@ def _set_key(channel: Channel, key: object) -> None:
     channel.key = key.strip()
 
 
+def type_rule(channel_type: object) -> channel_types.Check | None:
+    """The type's own check of a channel's key and config, if it has one (a Vertex key must be a service
+    account's JSON)."""
+    kind = channel_types.find(channel_type) if isinstance(channel_type, str) else None
+    return kind.check if kind else None
+
+
 def type_problems(channel_type: str, key: str, config: object) -> dict[str, str]:
-    """What the channel type's own rules find wrong (a Vertex key must be a service-account JSON)."""
-    rule = TYPE_RULES.get(channel_type)
+    """What the channel type's own rules find wrong."""
+    rule = type_rule(channel_type)
     return rule(key, config if isinstance(config, dict) else {}) if rule else {}
 
 
 def _validate(channel: Channel) -> None:
-    if channel.type not in TYPE_SLUGS:
-        raise ValidationError({"type": f"unknown channel type {channel.type!r}; one of {', '.join(TYPE_SLUGS)}"})
+    known = channel_types.slugs()
+    if channel.type not in known:
+        raise ValidationError({"type": f"unknown channel type {channel.type!r}; one of {', '.join(known)}"})
     if channel.groups == []:
         channel.groups = ["default"]
     if not channel.models:
         raise ValidationError({"models": "list at least one model the channel serves"})
     channel.full_clean()
-    if channel.type in TYPE_RULES:  # only these need the key decrypted
+    if type_rule(channel.type):  # only these need the key decrypted
         problems = type_problems(channel.type, channel.key, channel.config)
         if problems:
             raise ValidationError(problems)

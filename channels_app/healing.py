@@ -10,12 +10,16 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from prometheus_client import Counter
 
 from channels_app import routing
 from channels_app.routing import ChannelInfo
-from relay.metrics import AUTO_DISABLED
 
 log = logging.getLogger(__name__)
+
+# Reported on /metrics with the relay's own metrics (relay.metrics.registry: the default registry, or the
+# PROMETHEUS_MULTIPROC_DIR files every process writes).
+AUTO_DISABLED = Counter("gateway_channels_auto_disabled_total", "Channels taken out of rotation automatically")
 
 
 def is_permanent(status: int, flagged: bool) -> bool:

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "gateway_project",  # its management commands: import_oneapi
     "billing",
     "channels_app",
     "relay",

@@ -10,4 +10,5 @@ urlpatterns = [
     path("metrics", metrics_view),
     path("console/", include("billing.console_urls")),
     path("", include("relay.urls")),
+    path("", include("tasks.urls")),
 ]

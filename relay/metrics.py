@@ -31,7 +31,6 @@ OVERHEAD = Histogram(
 UPSTREAM_ERRORS = Counter("gateway_upstream_errors_total", "Failed upstream attempts", ["channel", "status"])
 RETRIES = Counter("gateway_retries_total", "Attempts on another channel after a failure")
 QUOTA = Counter("gateway_quota_charged_total", "Quota charged by settled requests", ["model"])
-AUTO_DISABLED = Counter("gateway_channels_auto_disabled_total", "Channels taken out of rotation automatically")
 OTHER_MODEL = "other"
 
 

@@ -20,19 +20,16 @@ from django.http import HttpRequest, HttpResponse
 from billing import keys, pricing, quota, ratelimit, settlement
 from billing.keys import KeyInfo
 from billing.pricing import Quote
-from channels_app import healing, routing
+from channels_app import routing, selection
 from channels_app.routing import ChannelInfo
 from gateway_project.db import run_db
-from relay import media, metrics, streaming, tokenizer, upstream
-from relay.adaptors.base import Adaptor, RelayRequest, UpstreamFailed, UpstreamFailure, UpstreamRequest, Usage, scrub
-from relay.adaptors.registry import adaptor_for
+from relay import media, metrics, streaming, tokenizer
+from relay.adaptors.base import RelayRequest, UpstreamFailed, UpstreamFailure, Usage
 from relay.endpoints import Endpoint, count_prompt, count_usage
 from relay.errors import RelayError, body_too_large, database_down, error_response
+from relay.exchange import Exchange, Waited
 
 log = logging.getLogger(__name__)
-
-NEVER_RETRIED = {400, 404, 413, 422, 504, 524}
-TIMEOUTS = {504, 524}  # reached but silent: not retried (it may still be working), yet a sign to rest
 
 
 @dataclass
@@ -50,7 +47,7 @@ class Call:
     prompt_tokens: int = 0  # the byte bound (tokenizer.utf8_bytes) until count_prompt replaces it
     prompt_counted: bool = False
     reserved: bool = False
-    upstream_seconds: float = 0.0
+    waited: Waited = field(default_factory=Waited)  # for upstreams
     tried: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -68,7 +65,7 @@ class Call:
         return self.prompt_tokens
 
     def gateway_ms(self) -> float:
-        return (time.perf_counter() - self.started - self.upstream_seconds) * 1000
+        return (time.perf_counter() - self.started - self.waited.seconds) * 1000
 
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
@@ -120,9 +117,9 @@ async def relay(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
     started = time.perf_counter()
     call = None
     try:
-        key, pinned = await keys.authenticate(request.headers.get("Authorization", ""), client_ip(request))
+        key, pinned = await authenticate(request.headers.get("Authorization", ""), request)
         relay_request = endpoint.parse(read_body(request), request)
-        key.check_model(relay_request.model)
+        check_model(key, relay_request.model)
         if ratelimit.limits_for_key(key).any:
             await run_db(ratelimit.admit, key)
         prices = await pricing.acurrent()
@@ -131,8 +128,6 @@ async def relay(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
         await count_media(call)
         await reserve(call)
         response = await dispatch(call)
-    except keys.KeyRejected as rejected:
-        response = error_response(RelayError(rejected.status, str(rejected), rejected.code))
     except ratelimit.RateLimited as limited:
         response = error_response(RelayError(429, str(limited), "rate_limit_exceeded", type="rate_limit_error"))
         response["Retry-After"] = str(limited.retry_after)
@@ -179,6 +174,26 @@ async def release_if_held(call: Call | None) -> None:
         except DatabaseError:
             log.warning("request %s: reservation left to the reconciler", call.request_id)
         call.reserved = False
+
+
+def refused(rejected: keys.KeyRejected) -> RelayError:
+    """What billing.keys refuses (a key, its client's IP, its model), as the client sees it."""
+    return RelayError(rejected.status, str(rejected), rejected.code)
+
+
+async def authenticate(credential: str, request: HttpRequest) -> tuple[KeyInfo, int | None]:
+    """The key `credential` names (`Bearer sk-...`) and the channel it pins, if any."""
+    try:
+        return await keys.authenticate(credential, client_ip(request))
+    except keys.KeyRejected as rejected:
+        raise refused(rejected) from None
+
+
+def check_model(key: KeyInfo, model: str) -> None:
+    try:
+        key.check_model(model)
+    except keys.KeyRejected as rejected:
+        raise refused(rejected) from None
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -262,25 +277,19 @@ async def dispatch(call: Call) -> HttpResponse:
         candidates = index.candidates(call.key.group, call.request.model)
     attempts = 1 if call.pinned else settings.RETRY_TIMES + 1
     failure: UpstreamFailure | None = None
-    for _ in range(attempts):
-        tried = set(call.tried)
-        # Resting channels are skipped while anything else can serve, but never leave the client with nothing.
-        channel = routing.choose(candidates, tried | healing.Rests.resting()) or routing.choose(candidates, tried)
-        if channel is None:
-            break
-        call.tried.append(channel.id)
+    for channel in selection.channels_to_try(candidates, attempts, call.tried):
         try:
             response = await attempt(call, channel)
         except UpstreamFailed as failed:
             failure = failed.failure
             log.warning("request %s: channel %s failed with %s", call.request_id, channel.id, failure.status)
             metrics.UPSTREAM_ERRORS.labels(str(channel.id), str(failure.status)).inc()
-            await note_failure(channel, failure)
-            if not retryable(failure.status):
+            await selection.note_failure(channel, failure)
+            if not selection.retryable(failure.status):
                 break
             metrics.RETRIES.inc()
         else:
-            healing.Rests.succeeded(channel.id)
+            selection.succeeded(channel)
             return response
     await release_if_held(call)
     if failure is None:
@@ -291,14 +300,6 @@ async def dispatch(call: Call) -> HttpResponse:
     raise RelayError(failure.status, failure.message, failure.code, failure.type, failure.param)
 
 
-async def note_failure(channel: ChannelInfo, failure: UpstreamFailure) -> None:
-    if healing.is_permanent(failure.status, failure.permanent):
-        if channel.auto_ban:
-            await run_db(healing.auto_disable, channel, f"upstream status {failure.status}: {failure.message}")
-    elif retryable(failure.status) or failure.status in TIMEOUTS:
-        healing.Rests.failed(channel.id)
-
-
 def pinned_channel(index: routing.Index, channel_id: int) -> list[ChannelInfo]:
     channel = index.by_id.get(channel_id)
     if channel is None:
@@ -306,66 +307,29 @@ def pinned_channel(index: routing.Index, channel_id: int) -> list[ChannelInfo]:
     return [channel]
 
 
-def retryable(status: int) -> bool:
-    return status not in NEVER_RETRIED and (status >= 500 or status in (401, 403, 408, 429))
-
-
 async def attempt(call: Call, channel: ChannelInfo) -> HttpResponse:
-    """One try on one channel. A failure leaves with the channel's secrets scrubbed from its message, before
-    the client's answer, the error log, auto-disable or the server log can use it."""
-    adaptor = adaptor_for(channel.type)
-    if adaptor is None:
-        raise UpstreamFailed(UpstreamFailure(500, f"channel type {channel.type} is not supported yet"))
-    outgoing = None
+    """One try on one channel (relay.exchange). A failure leaves with the channel's secrets scrubbed from its
+    message, before the client's answer, the error log, auto-disable or the server log can use it."""
+    exchange = Exchange(channel, call.request, call.waited)
     try:
-        await adaptor.prepare(channel)
-        outgoing = adaptor.build_request(call.request, channel)
-        return await exchange(call, channel, adaptor, outgoing)
+        await exchange.prepare()
+        response = await exchange.answer(stream=True, status_map=channel.status_code_mapping)
+        return await relay_answer(call, exchange, response)
     except UpstreamFailed as failed:
-        failed.failure.message = scrub(failed.failure.message, channel.key, outgoing)
+        failed.failure.message = exchange.scrub(failed.failure.message)
         raise
 
 
-async def exchange(call: Call, channel: ChannelInfo, adaptor: Adaptor, outgoing: UpstreamRequest) -> HttpResponse:
-    client = upstream.client()
-    sent = time.perf_counter()
-    try:
-        response = await client.send(
-            client.build_request(outgoing.method, outgoing.url, headers=outgoing.headers, content=outgoing.content),
-            stream=True,
-        )
-    except httpx.HTTPError as exc:
-        raise UpstreamFailed(upstream.failure_of(exc)) from None
-    finally:
-        call.upstream_seconds += time.perf_counter() - sent
-    if response.status_code >= 400:
-        content = await read_and_close(call, response)
-        failure = adaptor.parse_error(response.status_code, content)
-        failure.status = channel.status_code_mapping.get(str(failure.status), failure.status)
-        raise UpstreamFailed(failure)
+async def relay_answer(call: Call, exchange: Exchange, response: httpx.Response) -> HttpResponse:
+    """The client's answer from an upstream answer that is no error: a stream relayed as it comes, or a whole
+    answer read, billed and converted."""
+    channel, adaptor = exchange.channel, exchange.adaptor
     if call.request.stream and not streaming.answered_whole(response):
         return await streaming.start(call, channel, adaptor, response)
-    content = await read_and_close(call, response)
+    content = await exchange.read(response)
     if call.request.stream:
         return await streaming.relay_whole(call, channel, adaptor, content)
     return await finish_whole(call, channel, adaptor, content, response.headers.get("Content-Type"))
-
-
-async def read_and_close(call: Call, response: httpx.Response) -> bytes:
-    started = time.perf_counter()
-    try:
-        return await response.aread()
-    except upstream.AnswerTooLarge as too_large:
-        raise UpstreamFailed(UpstreamFailure(502, str(too_large), "upstream_error")) from None
-    except httpx.TimeoutException:
-        raise UpstreamFailed(
-            UpstreamFailure(504, "upstream did not finish its answer in time", "upstream_timeout")
-        ) from None
-    except httpx.HTTPError:
-        raise UpstreamFailed(UpstreamFailure(502, "upstream connection failed while reading the answer")) from None
-    finally:
-        await upstream.close(response)
-        call.upstream_seconds += time.perf_counter() - started
 
 
 async def finish_whole(call: Call, channel: ChannelInfo, adaptor, content: bytes, content_type: str | None):

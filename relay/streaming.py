@@ -34,6 +34,7 @@ from billing import quota
 from relay import metrics, sse, upstream
 from relay.adaptors.base import Adaptor, StreamConverter, UpstreamFailed, UpstreamFailure, Usage, scrub
 from relay.adaptors.convert import json_or_none
+from relay.errors import RelayError
 
 NORMAL = "stream ended normally"
 CLIENT_GONE = "client disconnected: billed what was delivered"
@@ -289,5 +290,4 @@ def interruption(exc: Exception, key: str, sent: httpx.Request) -> bytes:
     message = scrub(exc.failure.message, key, sent) if isinstance(exc, UpstreamFailed) else "upstream connection lost"
     if isinstance(exc, upstream.AnswerTooLarge):
         message = str(exc)
-    error = {"message": message, "type": "upstream_error", "param": None, "code": "stream_interrupted"}
-    return sse.frame(orjson.dumps({"error": error}))
+    return sse.frame(orjson.dumps(RelayError(502, message, "stream_interrupted", type="upstream_error").body()))

@@ -1,6 +1,6 @@
-from django.urls import include, path, re_path
+from django.urls import path, re_path
 
-from relay import task_urls, views
+from relay import views
 
 urlpatterns = [
     path("v1/chat/completions", views.chat_completions),
@@ -23,7 +23,5 @@ urlpatterns = [
         r"^v1/(images/edits|images/variations|files|fine-tunes|fine_tuning|assistants|threads|batches)",
         views.not_implemented,
     ),
-    re_path(r"^(?:(?P<mode>mj-fast|mj-relax|mj-turbo)/)?mj/", include(task_urls.midjourney)),
-    path("suno/", include(task_urls.suno)),
     re_path(r"^v1/", views.not_found),
 ]

@@ -9,7 +9,7 @@ from django.db import Error as DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from billing import keys
+from billing.keys import KeyInfo
 from billing.usage import key_balance
 from channels_app import routing
 from gateway_project.db import run_db
@@ -65,14 +65,14 @@ def json_response(body: dict, status: int = 200) -> HttpResponse:
 
 
 def openai_errors(view):
-    """A rejected key and an unreachable database answered in the OpenAI error shape, as the relay does."""
+    """A refused key and an unreachable database answered in the OpenAI error shape, as the relay does."""
 
     @functools.wraps(view)
     async def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         try:
             return await view(request, *args, **kwargs)
-        except keys.KeyRejected as rejected:
-            return error_response(RelayError(rejected.status, str(rejected), rejected.code))
+        except RelayError as error:
+            return error_response(error)
         except DatabaseError:
             log.exception("%s: the database is unavailable", request.path)
             return error_response(database_down())
@@ -80,12 +80,12 @@ def openai_errors(view):
     return wrapped
 
 
-async def authenticated(request: HttpRequest) -> keys.KeyInfo:
-    key, _ = await keys.authenticate(request.headers.get("Authorization", ""), service.client_ip(request))
+async def authenticated(request: HttpRequest) -> KeyInfo:
+    key, _ = await service.authenticate(request.headers.get("Authorization", ""), request)
     return key
 
 
-async def usable_models(key: keys.KeyInfo) -> list[str]:
+async def usable_models(key: KeyInfo) -> list[str]:
     index = await routing.aget_index()
     return [name for name in index.models_for_group(key.group) if key.allows(name)]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from billing import journal, log_cleanup, quota, topup
-from channels_app import probe
+from relay import channel_test
 from tasks import polling
 
 
@@ -36,7 +36,7 @@ def periodic_jobs() -> list[Job]:
         Job("release_stale_reservations", settings.RECONCILE_INTERVAL, quota.release_stale),
     ]
     if settings.CHANNEL_TEST_FREQUENCY > 0:
-        jobs.append(Job("test_channels", settings.CHANNEL_TEST_FREQUENCY * 60, probe.probe_all_channels))
+        jobs.append(Job("test_channels", settings.CHANNEL_TEST_FREQUENCY * 60, channel_test.probe_all_channels))
     if settings.UPDATE_TASK:
         jobs.append(Job("poll_tasks", settings.TASK_POLL_INTERVAL, polling.poll_once))
     jobs.append(Job("reconcile_topups", settings.RECONCILE_INTERVAL, topup.reconcile_pending))

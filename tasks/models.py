@@ -12,7 +12,7 @@ from django.db import models
 from django.utils import timezone
 
 if TYPE_CHECKING:
-    from relay.adaptors.task_base import TaskUpdate
+    from tasks.updates import TaskUpdate
 
 # Upstream statuses that are not ours to keep: both end the task without a result.
 FAILED_UPSTREAM_STATUSES = {"CANCEL", "CANCELLED", "UNKNOWN"}

@@ -20,11 +20,12 @@ from channels_app import routing
 from channels_app.routing import ChannelInfo
 from gateway_project.db import run_db
 from relay import upstream
-from relay.adaptors import midjourney
-from relay.adaptors.task_base import TaskAdaptor, TaskUpdate
-from relay.adaptors.task_registry import task_adaptor
 from tasks import records
+from tasks.adaptors import midjourney
+from tasks.adaptors.base import TaskAdaptor
+from tasks.adaptors.registry import task_adaptor
 from tasks.models import Task, ends_task
+from tasks.updates import TaskUpdate
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from django.db.models import QuerySet
 
 from billing import quota
 from billing.models import User
-from relay.adaptors.task_base import TaskUpdate
 from tasks.models import Task
+from tasks.updates import TaskUpdate
 
 
 @dataclass

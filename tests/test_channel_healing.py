@@ -5,7 +5,7 @@ from django.test import override_settings
 
 from billing.models import Log
 from channels_app.models import Channel
-from channels_app.probe import probe_all_channels
+from relay.channel_test import probe_all_channels
 from tasks.jobs import periodic_jobs
 from tests.conftest import make_channel
 from tests.fakes.openai_upstream import Behaviour

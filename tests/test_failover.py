@@ -17,9 +17,9 @@ from django.test import override_settings
 from billing.models import Log
 from channels_app import healing
 from channels_app.models import Channel
-from channels_app.probe import probe_channel
 from gateway_project.db import run_db
 from relay import upstream
+from relay.channel_test import probe_channel
 from tests.conftest import make_channel
 from tests.fakes.openai_upstream import Behaviour, FakeOpenAI
 from tests.live_server import free_port

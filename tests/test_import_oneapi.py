@@ -13,9 +13,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import AsyncClient
 
-from billing import oneapi_import, pricing
+from billing import pricing
 from billing.models import PriceTable, Token, User, hash_key
 from channels_app.models import Channel
+from gateway_project.oneapi_import import accounts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -371,7 +372,7 @@ async def test_an_imported_key_works_on_an_imported_channel(tmp_path, fake_opena
 
 
 def test_passwords_keep_their_bcrypt_hash_when_django_can_check_it(one_api_db, monkeypatch):
-    monkeypatch.setattr(oneapi_import, "bcrypt_usable", lambda: True)
+    monkeypatch.setattr(accounts, "bcrypt_usable", lambda: True)
     printed = run(one_api_db)
     assert User.objects.get(username="root").password == f"bcrypt${ROOT_HASH}"
     assert not User.objects.get(username="carol").has_usable_password()  # no hash there: still unusable

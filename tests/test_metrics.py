@@ -92,3 +92,19 @@ async def test_the_model_label_is_the_channel_entry_that_serves_the_model_else_o
         before, "gateway_quota_charged_total", model=label
     )
     assert (charged > 0) == (status == 200)
+
+
+async def test_an_auto_disabled_channel_is_counted(alice_key, openai_channel, fake_openai):
+    before = await scrape()
+    fake_openai.script.append(Behaviour(status=401, body={"error": {"message": "Unauthorized"}}))
+    await AsyncClient().post(
+        "/v1/chat/completions",
+        orjson.dumps(HELLO),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {alice_key}"},
+    )
+    after = await scrape()
+    assert (
+        sample(after, "gateway_channels_auto_disabled_total")
+        == sample(before, "gateway_channels_auto_disabled_total") + 1
+    )

@@ -14,9 +14,9 @@ from asgiref.sync import async_to_sync
 
 from billing.models import Log
 from channels_app.models import Channel
-from channels_app.probe import probe_channel
 from gateway_project.db import run_db
 from relay.adaptors.base import MASK
+from relay.channel_test import probe_channel
 from tests.conftest import make_channel
 from tests.fakes import vertex_upstream
 from tests.fakes.server import serve

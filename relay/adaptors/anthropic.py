@@ -12,6 +12,7 @@ Decisions worth knowing:
   is billed by local counting of what was delivered rather than by the input count alone.
 """
 
+from channels_app.channel_types import both
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import (
     Adaptor,
@@ -265,6 +266,8 @@ def message_of(body: dict) -> dict:
 
 class AnthropicAdaptor(Adaptor):
     slug = SLUG
+    label = "Anthropic Claude"
+    old_types = (both(14),)
     default_base_url = "https://api.anthropic.com"
 
     def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:

@@ -1,5 +1,6 @@
 """Azure OpenAI: the OpenAI wire format on a deployment URL with an api-version and an `api-key` header."""
 
+from channels_app.channel_types import both
 from channels_app.routing import ChannelInfo
 from gateway_project.safe_text import model_path_segment
 from relay.adaptors.base import RelayRequest
@@ -15,6 +16,8 @@ def deployment_name(model: str) -> str:
 
 class AzureAdaptor(OpenAIAdaptor):
     slug = "azure"
+    label = "Azure OpenAI"
+    old_types = (both(3),)
     default_base_url = ""
 
     def url(self, request: RelayRequest, channel: ChannelInfo) -> str:

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from channels_app.channel_types import ChannelType, Check, OldType
 from channels_app.routing import ChannelInfo
 from gateway_project.safe_text import is_header_safe
 
@@ -133,8 +134,25 @@ class StreamConverter:
         return []
 
 
-class Adaptor:
+class Provider:
+    """What a provider module declares about its channel type. The adaptor registries register it in
+    channels_app.channel_types at start-up, whence validation, admin, the API and the importer read it.
+
+    Each adaptor class declares its own `slug`, `label` and `old_types`, even one that extends another
+    adaptor: it is another type (tests/test_channel_types.py checks).
+    """
+
     slug = ""
+    label = ""  # shown in admin
+    key_in_headers = True  # False: the key is a document the adaptor signs requests with (Vertex)
+    check: Check | None = None  # the type's own rules for a channel's key and config (a staticmethod)
+    old_types: tuple[OldType, ...] = ()  # the one-api / new-api type numbers it imports (channel_types.both, ...)
+
+    def channel_type(self) -> ChannelType:
+        return ChannelType(self.slug, self.label, self.key_in_headers, self.check, self.old_types)
+
+
+class Adaptor(Provider):
     default_base_url = ""
 
     async def prepare(self, channel: ChannelInfo) -> None:

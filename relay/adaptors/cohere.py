@@ -17,6 +17,7 @@ Decisions worth knowing:
 
 from django.conf import settings
 
+from channels_app.channel_types import new_api, one_api
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import (
     Adaptor,
@@ -124,6 +125,8 @@ def billed_usage(response: object) -> Usage:
 
 class CohereAdaptor(Adaptor):
     slug = SLUG
+    label = "Cohere"
+    old_types = (new_api(34), one_api(35))
     default_base_url = "https://api.cohere.ai"
 
     def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:

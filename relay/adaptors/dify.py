@@ -21,6 +21,7 @@ Decisions worth knowing:
 
 from django.conf import settings
 
+from channels_app.channel_types import new_api
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import (
     Adaptor,
@@ -124,6 +125,8 @@ def progress_line(event: dict) -> str | None:
 
 class DifyAdaptor(Adaptor):
     slug = SLUG
+    label = "Dify"
+    old_types = (new_api(37),)
     default_base_url = "https://api.dify.ai"
 
     def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:

@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 import orjson
 from django.conf import settings
 
+from channels_app.channel_types import both
 from channels_app.routing import ChannelInfo
 from gateway_project.safe_text import model_path_segment
 from relay.adaptors.base import (
@@ -395,6 +396,8 @@ def failure_of(status: int, body: object) -> UpstreamFailure | None:
 
 class GeminiAdaptor(Adaptor):
     slug = SLUG
+    label = "Google Gemini"
+    old_types = (both(24),)
     default_base_url = "https://generativelanguage.googleapis.com"
 
     def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:

@@ -4,6 +4,7 @@ The OpenAI adaptor already forwards Jina-format rerank and OpenAI-format embeddi
 host and refuses chat, so a misconfigured model moves on to a channel that can serve it.
 """
 
+from channels_app.channel_types import new_api
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import RelayRequest, UpstreamRequest
 from relay.adaptors.convert import require_endpoint
@@ -14,6 +15,8 @@ SLUG = "jina"
 
 class JinaAdaptor(OpenAIAdaptor):
     slug = SLUG
+    label = "Jina"
+    old_types = (new_api(38),)
     default_base_url = "https://api.jina.ai"
 
     def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:

@@ -19,6 +19,7 @@ import struct
 
 import orjson
 
+from channels_app.channel_types import new_api, one_api
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import (
     Adaptor,
@@ -170,6 +171,8 @@ def embeddings_answer(request: RelayRequest, body: dict) -> tuple[bytes, Usage |
 
 class OllamaAdaptor(Adaptor):
     slug = SLUG
+    label = "Ollama"
+    old_types = (new_api(4), one_api(30))
     default_base_url = "http://localhost:11434"
 
     def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:

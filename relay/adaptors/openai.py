@@ -9,6 +9,7 @@ from collections.abc import Callable
 import orjson
 from django.conf import settings
 
+from channels_app.channel_types import both, new_api, one_api
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import (
     Adaptor,
@@ -26,6 +27,38 @@ from relay.adaptors.convert import request_json, rerank_answer, rerank_body
 
 class OpenAIAdaptor(Adaptor):
     slug = "openai"
+    label = "OpenAI-compatible"
+    old_types = (
+        both(1),
+        both(6, "https://api.openaimax.com"),
+        both(7, "https://api.ohmygpt.com"),
+        both(9, "https://api.caipacity.com"),
+        both(10, "https://api.aiproxy.io"),
+        both(12, "https://api.api2gpt.com"),
+        both(13, "https://api.aigc2d.com"),
+        both(19, "https://ai.360.cn"),
+        both(20, "https://openrouter.ai/api"),
+        both(22, "https://fastgpt.run/api/openapi"),
+        both(25, "https://api.moonshot.cn"),
+        one_api(2, "https://oa.api2d.net"),
+        one_api(4, "https://api.closeai-proxy.xyz"),
+        one_api(5, "https://api.openai-sb.com"),
+        one_api(8),  # one-api: base_url + the request path, i.e. an OpenAI-compatible base
+        one_api(26, "https://api.baichuan-ai.com"),
+        one_api(28, "https://api.mistral.ai"),
+        one_api(29, "https://api.groq.com/openai"),
+        one_api(32, "https://api.stepfun.com"),
+        one_api(36, "https://api.deepseek.com"),
+        one_api(39, "https://api.together.xyz"),
+        one_api(44, "https://api.siliconflow.cn"),
+        one_api(45, "https://api.x.ai"),
+        one_api(50),
+        new_api(27, "https://api.perplexity.ai"),
+        new_api(40, "https://api.siliconflow.cn"),
+        new_api(42, "https://api.mistral.ai"),
+        new_api(43, "https://api.deepseek.com"),
+        new_api(48, "https://api.x.ai"),
+    )
     default_base_url = "https://api.openai.com"
     finish_reasons: dict[str, str] = {}  # a compatible provider's own finish reasons -> OpenAI's
 

@@ -1,5 +1,9 @@
-"""Channel type slug -> adaptor. Adding a provider: one module, its tests, one line here."""
+"""Channel type slug -> adaptor. Adding a provider: one module, its tests, one line here.
 
+The adaptors declare their channel types (relay.adaptors.base.Provider); RelayConfig.ready registers them in
+channels_app.channel_types, in this order (the order admin and the API list them)."""
+
+from channels_app import channel_types
 from relay.adaptors.anthropic import AnthropicAdaptor
 from relay.adaptors.azure import AzureAdaptor
 from relay.adaptors.base import Adaptor
@@ -17,13 +21,13 @@ from relay.adaptors.zhipu import ZhipuAdaptor
 ADAPTORS: dict[str, Adaptor] = {
     "openai": OpenAIAdaptor(),
     "azure": AzureAdaptor(),
-    "custom": CustomAdaptor(),
-    "lingyi": LingyiAdaptor(),
     "anthropic": AnthropicAdaptor(),
     "gemini": GeminiAdaptor(),
     "vertex": VertexAdaptor(),
     "zhipu": ZhipuAdaptor(),
     "ollama": OllamaAdaptor(),
+    "lingyi": LingyiAdaptor(),
+    "custom": CustomAdaptor(),
     "cohere": CohereAdaptor(),
     "jina": JinaAdaptor(),
     "dify": DifyAdaptor(),
@@ -32,3 +36,8 @@ ADAPTORS: dict[str, Adaptor] = {
 
 def adaptor_for(channel_type: str) -> Adaptor | None:
     return ADAPTORS.get(channel_type)
+
+
+def register_channel_types() -> None:
+    for adaptor in ADAPTORS.values():
+        channel_types.register(adaptor.channel_type())

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import quote
 
+from channels_app.channel_types import new_api, one_api
 from channels_app.routing import ChannelInfo
 from gateway_project.safe_text import model_path_segment
 from relay.adaptors import anthropic, gemini, google_auth
@@ -149,6 +150,11 @@ def check_channel(key: str, config: dict) -> dict[str, str]:
 
 class VertexAdaptor(Adaptor):
     slug = SLUG
+    label = "Google Vertex AI"
+    old_types = (new_api(41), one_api(42))
+    # The key is a service account's JSON, from which the gateway signs its own token.
+    key_in_headers = False
+    check = staticmethod(check_channel)
 
     def __init__(self) -> None:
         self.converters: dict[Family, Adaptor] = {

@@ -20,6 +20,7 @@ import time
 
 import orjson
 
+from channels_app.channel_types import both, new_api
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import RelayRequest, UpstreamFailure, UpstreamRequest
 from relay.adaptors.convert import (
@@ -118,6 +119,8 @@ def chat_body(body: dict, model: str) -> dict:
 
 class ZhipuAdaptor(OpenAIAdaptor):
     slug = SLUG
+    label = "Zhipu GLM-4"
+    old_types = (both(16), new_api(26))
     default_base_url = "https://open.bigmodel.cn"
     finish_reasons = {"sensitive": "content_filter"}
 

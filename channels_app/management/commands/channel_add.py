@@ -3,7 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from channels_app import channels
+from channels_app import channel_types, channels
 from gateway_project.errors import describe
 
 
@@ -15,7 +15,7 @@ class Command(BaseCommand):
     help = "Add a channel: --type T --key K --models m1,m2 [--base-url U] [--priority N] [--weight N] [--group G]"
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--type", required=True, help=f"One of {', '.join(channels.TYPE_SLUGS)}")
+        parser.add_argument("--type", required=True, help=f"One of {', '.join(channel_types.slugs())}")
         parser.add_argument("--key", required=True, help="The upstream API key (stored encrypted)")
         parser.add_argument("--models", required=True, type=names, help="Comma-separated; a * suffix is a prefix")
         parser.add_argument("--base-url", default="", help="Default: the type's own host")

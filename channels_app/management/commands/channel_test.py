@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from channels_app.models import Channel
-from channels_app.probe import probe_channels
+from relay.channel_test import probe_channels
 
 
 class Command(BaseCommand):

@@ -2,7 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from billing.oneapi_import import Importer, SourceError, open_source
+from gateway_project.oneapi_import.importer import Importer
+from gateway_project.oneapi_import.source import SourceError, open_source
 
 
 class Command(BaseCommand):

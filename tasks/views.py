@@ -1,6 +1,6 @@
 """Client endpoints of the asynchronous-task platforms: /mj/... (also under /mj-fast, /mj-relax, /mj-turbo)
-and /suno/.... Each view names the platform and calls one function of relay.task_service; a TaskError
-becomes that platform's error shape."""
+and /suno/.... Each view names the platform and calls one function of tasks.service; a TaskError
+(or a RelayError of the relay's own checks of the key and the body) becomes that platform's error shape."""
 
 import functools
 from collections.abc import Awaitable, Callable
@@ -10,10 +10,11 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from relay import task_service
-from relay.adaptors import midjourney, suno
-from relay.adaptors.task_base import TaskAdaptor, TaskError
-from relay.adaptors.task_registry import task_adaptor
+from relay.errors import RelayError
+from tasks import service
+from tasks.adaptors import midjourney, suno
+from tasks.adaptors.base import TaskAdaptor, TaskError
+from tasks.adaptors.registry import task_adaptor
 
 MJ = task_adaptor("midjourney")
 SUNO = task_adaptor("suno")
@@ -27,13 +28,18 @@ def shaped(adaptor: TaskAdaptor) -> Callable[[View], View]:
         async def run(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             try:
                 return await view(request, *args, **kwargs)
+            except RelayError as error:
+                return refusal(adaptor, TaskError.of(error))
             except TaskError as error:
-                body = orjson.dumps(adaptor.error_body(error))
-                return HttpResponse(body, status=error.status, content_type="application/json")
+                return refusal(adaptor, error)
 
         return run
 
     return wrap
+
+
+def refusal(adaptor: TaskAdaptor, error: TaskError) -> HttpResponse:
+    return HttpResponse(orjson.dumps(adaptor.error_body(error)), status=error.status, content_type="application/json")
 
 
 @csrf_exempt
@@ -41,50 +47,50 @@ def shaped(adaptor: TaskAdaptor) -> Callable[[View], View]:
 @shaped(MJ)
 async def mj_submit(request: HttpRequest, route: str, mode: str | None = None) -> HttpResponse:
     # The speed mode is not forwarded: every upstream is called at {base}/mj/... (as new-api does).
-    return await task_service.submit(request, MJ, lambda body: midjourney.parse_submit(route, body, mode))
+    return await service.submit(request, MJ, lambda body: midjourney.parse_submit(route, body, mode))
 
 
 @require_GET
 @shaped(MJ)
 async def mj_fetch(request: HttpRequest, task_id: str, mode: str | None = None) -> HttpResponse:
-    return await task_service.fetch_one(request, MJ, task_id)
+    return await service.fetch_one(request, MJ, task_id)
 
 
 @csrf_exempt
 @require_POST
 @shaped(MJ)
 async def mj_list_by_condition(request: HttpRequest, mode: str | None = None) -> HttpResponse:
-    return await task_service.fetch_many(request, MJ)
+    return await service.fetch_many(request, MJ)
 
 
 @require_GET
 @shaped(MJ)
 async def mj_image_seed(request: HttpRequest, task_id: str, mode: str | None = None) -> HttpResponse:
-    return await task_service.image_seed(request, MJ, task_id)
+    return await service.image_seed(request, MJ, task_id)
 
 
 @csrf_exempt
 @require_POST
 @shaped(MJ)
 async def mj_notify(request: HttpRequest, mode: str | None = None) -> HttpResponse:
-    return await task_service.notify(request)
+    return await service.notify(request)
 
 
 @csrf_exempt
 @require_POST
 @shaped(SUNO)
 async def suno_submit(request: HttpRequest, action: str) -> HttpResponse:
-    return await task_service.submit(request, SUNO, lambda body: suno.parse_submit(action, body))
+    return await service.submit(request, SUNO, lambda body: suno.parse_submit(action, body))
 
 
 @require_GET
 @shaped(SUNO)
 async def suno_fetch(request: HttpRequest, task_id: str) -> HttpResponse:
-    return await task_service.fetch_one(request, SUNO, task_id)
+    return await service.fetch_one(request, SUNO, task_id)
 
 
 @csrf_exempt
 @require_POST
 @shaped(SUNO)
 async def suno_fetch_many(request: HttpRequest) -> HttpResponse:
-    return await task_service.fetch_many(request, SUNO)
+    return await service.fetch_many(request, SUNO)

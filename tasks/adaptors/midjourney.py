@@ -8,13 +8,13 @@ import re
 
 from django.conf import settings
 
+from channels_app.channel_types import new_api
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import UpstreamRequest
-from relay.adaptors.task_base import (
+from tasks.adaptors.base import (
     SubmitSpec,
     TaskAdaptor,
     TaskError,
-    TaskUpdate,
     Verdict,
     from_epoch,
     json_request,
@@ -22,6 +22,7 @@ from relay.adaptors.task_base import (
     millis_id,
     to_epoch,
 )
+from tasks.updates import TaskUpdate
 
 ACCEPTED_CODES = {1, 21, 22}  # submitted, already exists, queued
 RETRY_ELSEWHERE_CODES = {3, 23}  # no available account instance, queue full: another channel may serve it
@@ -152,7 +153,9 @@ def task_update(item: dict) -> TaskUpdate:
 
 class MidjourneyAdaptor(TaskAdaptor):
     platform = "midjourney"
-    channel_type = "midjourney"
+    slug = "midjourney"
+    label = "Midjourney-Proxy"
+    old_types = (new_api(2), new_api(5))
 
     def new_public_id(self) -> str:
         return millis_id()

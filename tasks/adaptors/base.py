@@ -1,7 +1,7 @@
-"""What the Midjourney and Suno adaptors share: the validated submit, the upstream's verdict on it, the
-normalised task report the poller applies, and timestamps.
+"""What the Midjourney and Suno adaptors share: the validated submit, the upstream's verdict on it, and
+timestamps (the normalised task report the poller applies is tasks.updates.TaskUpdate).
 
-A task adaptor only speaks a wire format: relay.task_service moves the bytes, tasks.records moves the money.
+A task adaptor only speaks a wire format: tasks.service moves the bytes, tasks.records moves the money.
 """
 
 import random
@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 import orjson
 
 from channels_app.routing import ChannelInfo
-from relay.adaptors.base import UpstreamRequest
-from relay.errors import default_type
+from relay.adaptors.base import Provider, UpstreamRequest
+from relay.errors import RelayError
+from tasks.updates import TaskUpdate
 
 if TYPE_CHECKING:
     from tasks.models import Task
@@ -28,8 +29,13 @@ class TaskError(Exception):
         self.message = message
         self.code = code
 
+    @classmethod
+    def of(cls, error: RelayError) -> "TaskError":
+        """A refusal of the relay's own checks (the key, the body: relay.service) in the platform's terms."""
+        return cls(error.status, error.message, str(error.code))
+
     def openai_error(self) -> dict:
-        return {"message": self.message, "type": default_type(self.status), "param": None, "code": self.code}
+        return RelayError(self.status, self.message, self.code).body()["error"]
 
 
 @dataclass
@@ -47,20 +53,6 @@ class SubmitSpec:
 
 
 @dataclass
-class TaskUpdate:
-    """One task as an upstream reports it, in the gateway's terms (statuses are the wire strings)."""
-
-    upstream_id: str
-    status: str
-    progress: str = ""
-    fail_reason: str = ""
-    result_urls: list[str] | None = None
-    data: dict | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-
-
-@dataclass
 class Verdict:
     """The upstream's answer to a submit: accepted (a task now exists upstream and is billed) or not."""
 
@@ -73,9 +65,8 @@ class Verdict:
     initial: TaskUpdate | None = None  # the submit finished at once (Midjourney image upload)
 
 
-class TaskAdaptor:
-    platform = ""
-    channel_type = ""
+class TaskAdaptor(Provider):
+    platform = ""  # Task.platform; the channel type is `slug`
 
     def new_public_id(self) -> str:
         raise NotImplementedError

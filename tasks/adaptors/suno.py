@@ -6,19 +6,20 @@ See specs/suno.md. Clients see the gateway's task ids (UUIDs, like Suno-API's ow
 
 import uuid
 
+from channels_app.channel_types import new_api
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import UpstreamRequest
-from relay.adaptors.task_base import (
+from tasks.adaptors.base import (
     SubmitSpec,
     TaskAdaptor,
     TaskError,
-    TaskUpdate,
     Verdict,
     from_epoch,
     json_request,
     load,
     to_epoch,
 )
+from tasks.updates import TaskUpdate
 
 MODELS = {"MUSIC": "suno_music", "LYRICS": "suno_lyrics"}
 DEFAULT_MV = "chirp-v3-0"
@@ -89,7 +90,9 @@ def task_update(item: dict) -> TaskUpdate:
 
 class SunoAdaptor(TaskAdaptor):
     platform = "suno"
-    channel_type = "suno"
+    slug = "suno"
+    label = "Suno-API"
+    old_types = (new_api(36),)
 
     def new_public_id(self) -> str:
         return str(uuid.uuid4())

@@ -17,19 +17,18 @@ import orjson
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from billing import keys, pricing, quota
+from billing import pricing, quota
 from billing.keys import KeyInfo
 from billing.pricing import Quote
-from channels_app import healing, routing
+from channels_app import routing, selection
 from channels_app.routing import ChannelInfo
 from gateway_project.db import run_db
 from relay import service, upstream
 from relay.adaptors.base import UpstreamRequest, openai_style_error, scrub
-from relay.adaptors.midjourney import MidjourneyAdaptor
-from relay.adaptors.task_base import SubmitSpec, TaskAdaptor, TaskError, Verdict, load
 from relay.endpoints import load_body
-from relay.errors import RelayError
 from tasks import polling, records
+from tasks.adaptors.base import SubmitSpec, TaskAdaptor, TaskError, Verdict, load
+from tasks.adaptors.midjourney import MidjourneyAdaptor
 from tasks.models import Task
 
 FALLBACK_PRICE = 0.1  # USD, for a task model missing from the operator's price table (as new-api does)
@@ -46,17 +45,11 @@ def credential(request: HttpRequest) -> str:
 
 
 async def authenticate(request: HttpRequest) -> tuple[KeyInfo, int | None]:
-    try:
-        return await keys.authenticate(credential(request), service.client_ip(request))
-    except keys.KeyRejected as rejected:
-        raise TaskError(rejected.status, str(rejected), rejected.code) from None
+    return await service.authenticate(credential(request), request)
 
 
 def json_body(request: HttpRequest) -> dict:
-    try:
-        return load_body(service.read_body(request))
-    except RelayError as error:
-        raise TaskError(error.status, error.message, str(error.code)) from None
+    return load_body(service.read_body(request))
 
 
 def task_quote(prices: pricing.Prices, model: str, group: str) -> Quote:
@@ -112,14 +105,12 @@ class Submission:
 
 
 async def submit(request: HttpRequest, adaptor: TaskAdaptor, parse: Callable[[dict], SubmitSpec]) -> HttpResponse:
-    """Serve one submit endpoint; `parse` validates the client's JSON. Raises TaskError."""
+    """Serve one submit endpoint; `parse` validates the client's JSON. Raises TaskError, or the RelayError of
+    the relay's own checks of the key and the body (relay.service)."""
     started = time.perf_counter()
     key, pinned = await authenticate(request)
     spec = parse(json_body(request))
-    try:
-        key.check_model(spec.model)
-    except keys.KeyRejected as rejected:
-        raise TaskError(rejected.status, str(rejected), rejected.code) from None
+    service.check_model(key, spec.model)
     origin = await origin_task(adaptor, key, spec)
     candidates = await channels_for(adaptor, key, pinned, spec, origin)
     quote = task_quote(await pricing.acurrent(), spec.model, key.group)
@@ -181,10 +172,10 @@ async def channels_for(
         return [channel]
     if pinned is not None:
         channel = index.by_id.get(pinned)
-        if channel is None or channel.type != adaptor.channel_type:
+        if channel is None or channel.type != adaptor.slug:
             raise TaskError(400, f"channel {pinned} is not a {adaptor.platform} channel", "invalid_channel")
         return [channel]
-    found = [c for c in index.candidates(key.group, spec.model) if c.type == adaptor.channel_type]
+    found = [c for c in index.candidates(key.group, spec.model) if c.type == adaptor.slug]
     if not found:
         raise TaskError(503, f"no available channel for model {spec.model} in group {key.group}", "no_channel")
     return found
@@ -195,21 +186,16 @@ async def send(
 ) -> tuple[ChannelInfo, Verdict]:
     """Submit on one channel after another until one accepts or refuses for good."""
     attempts = settings.RETRY_TIMES + 1 if may_retry else 1
-    tried: set[int] = set()
     outcome: tuple[ChannelInfo, Verdict] | None = None
-    for _ in range(attempts):
-        channel = routing.choose(candidates, tried | healing.Rests.resting()) or routing.choose(candidates, tried)
-        if channel is None:
-            break
-        tried.add(channel.id)
+    for channel in selection.channels_to_try(candidates, attempts):
         verdict = adaptor.read_submit(*await call(adaptor.submit_request(channel, spec)))
         outcome = (channel, verdict)
         if verdict.accepted:
-            healing.Rests.succeeded(channel.id)
+            selection.succeeded(channel)
             return outcome
         if verdict.status >= 400:
-            await service.note_failure(channel, openai_style_error(verdict.status, verdict.content))
-        if not (verdict.retry_elsewhere or service.retryable(verdict.status)):
+            await selection.note_failure(channel, openai_style_error(verdict.status, verdict.content))
+        if not (verdict.retry_elsewhere or selection.retryable(verdict.status)):
             return outcome
     assert outcome is not None  # candidates is never empty
     return outcome

@@ -2,13 +2,15 @@
 (`/v1/dashboard/billing/subscription` and `/usage`), which OpenAI-compatible resellers and gateways such
 as one-api, new-api and this one answer."""
 
-import httpx
+from typing import Any
+
 from asgiref.sync import async_to_sync
 
 from channels_app.models import Channel
 from channels_app.routing import channel_info
-from relay import upstream
+from relay.adaptors.base import UpstreamFailed, UpstreamRequest
 from relay.adaptors.registry import adaptor_for
+from relay.exchange import send
 
 BALANCE_TYPES = {"openai", "custom", "lingyi"}
 TIMEOUT_SECONDS = 15.0
@@ -32,14 +34,16 @@ async def _query(channel: Channel) -> float:
     info = channel_info(channel)
     base = (info.base_url or adaptor_for(info.type).default_base_url).removesuffix("/v1")
     headers = {"Authorization": f"Bearer {info.key}"}
-    client = upstream.client()
     try:
-        subscription = await client.get(
-            f"{base}/v1/dashboard/billing/subscription", headers=headers, timeout=TIMEOUT_SECONDS
-        )
-        usage = await client.get(f"{base}/v1/dashboard/billing/usage", headers=headers, timeout=TIMEOUT_SECONDS)
-        total = float(subscription.json()["hard_limit_usd"])
-        used_cents = float(usage.json()["total_usage"])
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        subscription = await _get_json(f"{base}/v1/dashboard/billing/subscription", headers)
+        usage = await _get_json(f"{base}/v1/dashboard/billing/usage", headers)
+        total = float(subscription["hard_limit_usd"])
+        used_cents = float(usage["total_usage"])
+    except (UpstreamFailed, ValueError, KeyError, TypeError):
         raise BalanceUnavailable("the upstream did not report a balance") from None
     return round(total - used_cents / 100, 6)
+
+
+async def _get_json(url: str, headers: dict[str, str]) -> Any:
+    """The JSON of a GET's answer (relay.exchange.send: UpstreamFailed when none came; ValueError if not JSON)."""
+    return (await send(UpstreamRequest(url, headers, b"", "GET"), timeout=TIMEOUT_SECONDS)).json()
