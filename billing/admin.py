@@ -3,7 +3,7 @@
 Secrets never appear: keys, access tokens and redemption codes show only their hint or name, and new ones
 are shown once, on the page that answers their creation (never through a message, which Django keeps in a
 cookie or the session until it is shown). Quota changes go through
-billing.users.adjust_quota so each one leaves a manage log; top-up orders are read-only.
+billing.accounts.users.adjust_quota so each one leaves a manage log; top-up orders are read-only.
 """
 
 from django import forms
@@ -15,10 +15,12 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from billing import pricing, redemptions, tokens, topup, users
+from billing import pricing
+from billing.accounts import tokens, users
 from billing.models import AccessToken, Log, PriceTable, Redemption, Reservation, Token, TopUpOrder, User
+from billing.payments import redemptions, topup
+from billing.payments.wechatpay import PaymentsDisabled, WeChatPayError
 from billing.quota import QuotaExceeded
-from billing.wechatpay import PaymentsDisabled, WeChatPayError
 from gateway_project.admin_tools import STORABLE_JSON, SaveChangedFieldsMixin
 
 

@@ -33,7 +33,7 @@ class User(AbstractUser):
     quota = models.BigIntegerField(default=0, help_text="Remaining quota")
     used_quota = models.BigIntegerField(default=0)
     request_count = models.BigIntegerField(default=0)
-    # Over all the user's keys together (billing.ratelimit).
+    # Over all the user's keys together (billing.accounts.ratelimit).
     rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text=RPM_HELP)
     tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text=TPM_HELP)
 

@@ -17,8 +17,9 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import Error as DatabaseError
 from django.http import HttpRequest, HttpResponse
 
-from billing import keys, pricing, quota, ratelimit, settlement
-from billing.keys import KeyInfo
+from billing import pricing, quota, settlement
+from billing.accounts import keys, ratelimit
+from billing.accounts.keys import KeyInfo
 from billing.pricing import Quote
 from channels_app import healing, routing
 from channels_app.routing import ChannelInfo

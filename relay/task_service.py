@@ -17,8 +17,9 @@ import orjson
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from billing import keys, pricing, quota
-from billing.keys import KeyInfo
+from billing import pricing, quota
+from billing.accounts import keys
+from billing.accounts.keys import KeyInfo
 from billing.pricing import Quote
 from channels_app import healing, routing
 from channels_app.routing import ChannelInfo

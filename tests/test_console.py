@@ -8,8 +8,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from billing import redemptions, topup
 from billing.models import Log, Token, TopUpOrder, User, hash_key
+from billing.payments import redemptions, topup
 from tests.conftest import ALICE_QUOTA, make_key
 from tests.wechatpay_world import configure, deliver, unconfigure, wechatpay_server
 

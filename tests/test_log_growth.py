@@ -18,7 +18,8 @@ from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from billing import charts, quota, usage_rollup
+from billing import quota, usage_rollup
+from billing.console import charts
 from billing.logs import LogFilter, visible_logs, whole_days
 from billing.models import AccessToken, DailyUsage, Log, Reservation, Token, User
 from tasks.jobs import periodic_jobs

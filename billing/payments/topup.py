@@ -16,9 +16,9 @@ from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from billing import wechatpay
 from billing.models import Log, TopUpOrder, User
-from billing.wechatpay import NotificationRejected, WeChatPayError
+from billing.payments import wechatpay
+from billing.payments.wechatpay import NotificationRejected, WeChatPayError
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def reconcile_pending(now: datetime | None = None) -> int:
         try:
             changed += reconcile_order(out_trade_no, now)
         except WeChatPayError:
-            continue  # logged by billing.wechatpay; the next run tries again
+            continue  # logged by billing.payments.wechatpay; the next run tries again
     return changed
 
 

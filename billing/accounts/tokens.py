@@ -1,7 +1,7 @@
 """API keys (`sk-...`): who may see them, creating one (the plain key exists only in that answer), changing it.
 
 The API calls the allowed-models list `models`; the model stores it in `Token.model_limits`.
-A key's `rpm_limit`/`tpm_limit` override its group's key limits (billing.ratelimit; null = the group's,
+A key's `rpm_limit`/`tpm_limit` override its group's key limits (billing.accounts.ratelimit; null = the group's,
 0 = none). Staff may set any value; a user may only tighten their own key below what the group allows.
 """
 
@@ -11,9 +11,9 @@ from datetime import datetime
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 
-from billing import ratelimit
-from billing.access import require_staff
-from billing.keys import key_group_allowed
+from billing.accounts import ratelimit
+from billing.accounts.access import require_staff
+from billing.accounts.keys import key_group_allowed
 from billing.models import Token, User
 from gateway_project.existing import save_existing
 
@@ -124,7 +124,7 @@ def check_fields(fields: dict, owner: User, actor: User, stored_group: str | Non
 
 def check_key_group(group: str | None, owner: User) -> None:
     """Staff too may pin a key only to its owner's group (unless the owner is staff): authentication would
-    refuse any other (billing.keys.key_group_allowed)."""
+    refuse any other (billing.accounts.keys.key_group_allowed)."""
     if not key_group_allowed(group, owner):
         message = f"{owner.username} is in group {owner.group}, not {group}: move the user first, or leave it empty"
         raise ValidationError({"group": message})

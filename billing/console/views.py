@@ -17,11 +17,14 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from billing import charts, pricing, qr, redemptions, tokens, topup, wechatpay
-from billing.console_forms import KeyForm, KeyStatusForm, RedeemForm, TopUpForm, UsageFilterForm
+from billing import pricing
+from billing.accounts import tokens
+from billing.console import charts
+from billing.console.forms import KeyForm, KeyStatusForm, RedeemForm, TopUpForm, UsageFilterForm
 from billing.logs import LogFilter, log_stats, visible_logs
 from billing.models import Redemption, Token, TopUpOrder
-from billing.wechatpay import PaymentsDisabled, WeChatPayError
+from billing.payments import qr, redemptions, topup, wechatpay
+from billing.payments.wechatpay import PaymentsDisabled, WeChatPayError
 from gateway_project.errors import describe
 from gateway_project.existing import delete_or_404
 
