@@ -1,7 +1,8 @@
 """Users, API keys, management access tokens, prices, reservations and consumption logs.
 
 Quota is always an integer (500 000 quota = 1 USD by default). Every money movement goes through
-billing.quota, never through these models directly.
+billing.quota (or billing.payments, billing.accounts.users for credits), never through these models directly,
+and every log row through billing.ledger.
 """
 
 import hashlib
@@ -9,7 +10,7 @@ import secrets
 import string
 
 from django.contrib.auth.models import AbstractUser
-from django.db import models, transaction
+from django.db import models
 from django.utils import timezone
 
 KEY_ALPHABET = string.ascii_letters + string.digits
@@ -136,6 +137,8 @@ class Reservation(models.Model):
 
 
 class Log(models.Model):
+    """One row of the ledger, written only by billing.ledger (which also moves DailyUsage with it)."""
+
     class Type(models.TextChoices):
         CONSUME = "consume"
         TOPUP = "topup"
@@ -172,17 +175,6 @@ class Log(models.Model):
                 fields=["request_id"], condition=models.Q(type="consume"), name="one_consume_log_per_request"
             )
         ]
-
-    def save(self, *args, **kwargs) -> None:
-        """A new consume or refund row moves the daily aggregate in the same transaction, whoever writes it
-        (billing.quota.settle and refund in production), so the aggregate cannot disagree with the ledger."""
-        from billing import usage_rollup
-
-        adding = self._state.adding
-        with transaction.atomic(savepoint=False):
-            super().save(*args, **kwargs)
-            if adding:
-                usage_rollup.record(self)
 
 
 class DailyUsage(models.Model):

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from billing import rows, usage_rollup
+from billing import ledger, rows
 from billing.models import Log, Reservation, Token, User
 
 
@@ -190,9 +190,9 @@ def settle(charge: Charge) -> bool:
 
 def settle_many(charges: list[Charge], also_released: bool = False) -> list[bool]:
     """Settle many requests in one transaction: each charge moves its reservation, key, user and channel
-    and writes its consume log (and the daily usage aggregate). Counters of one key, user or channel move
-    once for the whole batch, in id order. One flag per charge: False if it was settled before (or its
-    request id came twice in the batch).
+    and writes its consume log through billing.ledger (which moves the daily usage aggregate). Counters of one
+    key, user or channel move once for the whole batch, in id order. One flag per charge: False if it was
+    settled before (or its request id came twice in the batch).
 
     `also_released`: a charge whose reservation was given back without a consume log (the reconciler
     released it while the charge waited in billing.journal) is charged in full."""
@@ -220,8 +220,7 @@ def settle_many(charges: list[Charge], also_released: bool = False) -> list[bool
         users.apply(User)
         _announce_served(served)
         logs = [_consume_log(charge, reservation, now) for charge, reservation in settled]
-        rows.insert(Log, logs)
-        usage_rollup.record_consumed(logs)
+        ledger.write_many(logs)
     return flags
 
 
@@ -301,16 +300,18 @@ def refund(charge: Charge) -> bool:
         rows.add(User, {"id": held.user_id}, {"quota": charge.quota, "used_quota": -charge.quota})
         if charge.channel_id is not None:
             _announce_served({charge.channel_id: -charge.quota})
-        Log.objects.create(
-            type=Log.Type.REFUND,
-            user_id=held.user_id,
-            token_id=held.token_id,
-            token_name=charge.token_name,
-            channel_id=charge.channel_id,
-            model=charge.model,
-            quota=charge.quota,
-            request_id=charge.request_id,
-            content=charge.content,
+        ledger.write(
+            Log(
+                type=Log.Type.REFUND,
+                user_id=held.user_id,
+                token_id=held.token_id,
+                token_name=charge.token_name,
+                channel_id=charge.channel_id,
+                model=charge.model,
+                quota=charge.quota,
+                request_id=charge.request_id,
+                content=charge.content,
+            )
         )
     return True
 
@@ -358,13 +359,15 @@ def _take_held(request_id: str, new_state: str, current: str = Reservation.State
 
 def record_failure(request_id: str, key, channel_ids: list[int], model: str, message: str) -> None:
     """An error log for a request that reached upstreams which all failed; nothing is charged."""
-    Log.objects.create(
-        type=Log.Type.ERROR,
-        user_id=key.user_id,
-        token_id=key.token_id,
-        token_name=key.token_name,
-        channel_id=channel_ids[-1] if channel_ids else None,
-        model=model,
-        request_id=request_id,
-        content=f"all upstream attempts failed (channels {', '.join(map(str, channel_ids))}): {message[:500]}",
+    ledger.write(
+        Log(
+            type=Log.Type.ERROR,
+            user_id=key.user_id,
+            token_id=key.token_id,
+            token_name=key.token_name,
+            channel_id=channel_ids[-1] if channel_ids else None,
+            model=model,
+            request_id=request_id,
+            content=f"all upstream attempts failed (channels {', '.join(map(str, channel_ids))}): {message[:500]}",
+        )
     )

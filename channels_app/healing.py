@@ -30,6 +30,7 @@ def is_permanent(status: int, flagged: bool) -> bool:
 
 def auto_disable(channel: ChannelInfo, reason: str) -> bool:
     """Take the channel out of rotation (only an enabled channel with auto_ban on). True if it changed."""
+    from billing import ledger
     from billing.models import Log
     from channels_app.models import Channel
 
@@ -38,9 +39,8 @@ def auto_disable(channel: ChannelInfo, reason: str) -> bool:
     )
     if changed:
         routing.invalidate()
-        Log.objects.create(
-            type=Log.Type.MANAGE, channel_id=channel.id, content=f"channel {channel.id} auto-disabled: {reason[:500]}"
-        )
+        content = f"channel {channel.id} auto-disabled: {reason[:500]}"
+        ledger.write(Log(type=Log.Type.MANAGE, channel_id=channel.id, content=content))
         AUTO_DISABLED.inc()
         log.warning("channel %s (%s) auto-disabled: %s", channel.id, channel.name, reason)
     return bool(changed)
@@ -48,6 +48,7 @@ def auto_disable(channel: ChannelInfo, reason: str) -> bool:
 
 def auto_enable(channel_id: int, message: str) -> bool:
     """Put an auto-disabled channel back after it passed a channel test. Manual disables stay."""
+    from billing import ledger
     from billing.models import Log
     from channels_app.models import Channel
 
@@ -56,9 +57,8 @@ def auto_enable(channel_id: int, message: str) -> bool:
     )
     if changed:
         routing.invalidate()
-        Log.objects.create(
-            type=Log.Type.MANAGE, channel_id=channel_id, content=f"channel {channel_id} re-enabled: {message}"
-        )
+        content = f"channel {channel_id} re-enabled: {message}"
+        ledger.write(Log(type=Log.Type.MANAGE, channel_id=channel_id, content=content))
     return bool(changed)
 
 

@@ -4,6 +4,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import F
 
+from billing import ledger
 from billing.models import Log, User
 from billing.quota import QuotaExceeded
 from gateway_project.existing import save_existing
@@ -99,11 +100,13 @@ def adjust_quota(user: User, delta: int, reason: str = "", actor: User | None = 
             raise QuotaExceeded(f"{user.username} has {left} quota left; cannot remove {-delta}")
         user.quota = User.objects.filter(pk=user.pk).values_list("quota", flat=True).get()
         by = actor.username if actor is not None else "manage.py"
-        Log.objects.create(
-            type=Log.Type.MANAGE,
-            user_id=user.pk,
-            quota=delta,
-            content=f"{by} changed quota by {delta:+d} to {user.quota}" + (f": {reason}" if reason else ""),
+        ledger.write(
+            Log(
+                type=Log.Type.MANAGE,
+                user_id=user.pk,
+                quota=delta,
+                content=f"{by} changed quota by {delta:+d} to {user.quota}" + (f": {reason}" if reason else ""),
+            )
         )
     return user.quota
 

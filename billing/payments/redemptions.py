@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from billing import ledger
 from billing.models import KEY_ALPHABET, Log, Redemption, User, hash_key
 
 CODE_LENGTH = 32
@@ -71,10 +72,12 @@ def redeem(user: User, code: str) -> int:
         if not claimed:
             raise AlreadyRedeemed("this redemption code has already been used")
         User.objects.filter(pk=user.pk).update(quota=F("quota") + found["quota"])
-        Log.objects.create(
-            type=Log.Type.TOPUP,
-            user_id=user.pk,
-            quota=found["quota"],
-            content=f"redeemed code {found['code_hint']} of batch {found['name']!r}",
+        ledger.write(
+            Log(
+                type=Log.Type.TOPUP,
+                user_id=user.pk,
+                quota=found["quota"],
+                content=f"redeemed code {found['code_hint']} of batch {found['name']!r}",
+            )
         )
     return found["quota"]

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from billing import ledger
 from billing.models import Log, TopUpOrder, User
 from billing.payments import wechatpay
 from billing.payments.wechatpay import NotificationRejected, WeChatPayError
@@ -111,13 +112,15 @@ def mark_paid(out_trade_no: str, transaction_id: str, total_fen: int, via: str) 
             logger.warning("top-up %s was closed but WeChat Pay reports it paid; crediting", out_trade_no)
         if order.user_id is not None:
             User.objects.filter(pk=order.user_id).update(quota=F("quota") + order.quota)
-        Log.objects.create(
-            type=Log.Type.TOPUP,
-            user_id=order.user_id,
-            quota=order.quota,
-            request_id=out_trade_no,
-            content=f"WeChat Pay top-up {order.amount_yuan} CNY, order {out_trade_no}, "
-            f"transaction {transaction_id or '?'} (confirmed by {via})",
+        ledger.write(
+            Log(
+                type=Log.Type.TOPUP,
+                user_id=order.user_id,
+                quota=order.quota,
+                request_id=out_trade_no,
+                content=f"WeChat Pay top-up {order.amount_yuan} CNY, order {out_trade_no}, "
+                f"transaction {transaction_id or '?'} (confirmed by {via})",
+            )
         )
     return Outcome.CREDITED
 
