@@ -1,4 +1,5 @@
-"""Prices: model ratio, completion ratio, fixed per-call price, group ratio, and the cost formula.
+"""Prices: model ratio, completion ratio, fixed per-call price, group ratio, and every cost formula (tokens,
+fixed price, images, speech) with the explanation the log row shows.
 
 Model ratio 1 = $2 per million prompt tokens (1 token x ratio 1 = 1 quota at 500 000 quota per USD).
 Operators' values in the PriceTable row override these defaults key by key.
@@ -210,6 +211,11 @@ def image_multiplier(model: str, size: str, quality: str) -> float | None:
     return multiplier
 
 
+def offers_image_size(model: str, size: str) -> bool:
+    """Whether `model` is priced at `size` (an image model without a price per size takes any)."""
+    return image_multiplier(model, size, "standard") is not None
+
+
 DEFAULT_GROUP_RATIO: dict[str, float] = {"default": 1.0, "vip": 1.0, "svip": 1.0}
 
 
@@ -286,6 +292,26 @@ class Quote:
     def image_price(self) -> float:
         """USD per image: the model's fixed price, else the default image price."""
         return self.price if self.price is not None else DEFAULT_IMAGE_PRICE
+
+    def image_cost(self, size: str, quality: str, count: int) -> tuple[int, str]:
+        """(quota, the formula as the log shows it) for `count` images: per image price x size and quality
+        multiplier, whatever the upstream reports."""
+        multiplier = image_multiplier(self.model, size, quality) or 1.0
+        per_image = self.image_price()
+        quota = math.ceil(round(per_image * self.quota_per_unit * self.group_ratio * multiplier * count, 6))
+        return quota, (
+            f"per image ${per_image:g} x size/quality multiplier {multiplier:g} ({size}, {quality}) x n {count}"
+            f" x {self.quota_per_unit} quota/$ x group ratio {self.group_ratio:g} = {quota}"
+        )
+
+    def speech_cost(self, characters: int) -> tuple[int, str]:
+        """(quota, the formula as the log shows it) for text to speech: input characters x model ratio x group
+        ratio (a character counts as a prompt token)."""
+        quota = self.cost(characters, 0)
+        return quota, (
+            f"{characters} input characters x model ratio {self.model_ratio:g} x group ratio "
+            f"{self.group_ratio:g} = {quota}"
+        )
 
     def explain(self, prompt_tokens: int, completion_tokens: int) -> str:
         if self.price is not None:
