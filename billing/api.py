@@ -31,9 +31,9 @@ def get_prices(request: HttpRequest):
 
 @pricing_router.put("", response=Prices, auth=staff_only)
 def replace_prices(request: HttpRequest, payload: Prices):
-    return pricing.save(payload.model_dump()).as_dict()
+    return pricing.save(payload.model_dump(), actor=request.auth).as_dict()
 
 
 @pricing_router.patch("", response=Prices, auth=staff_only)
 def merge_prices(request: HttpRequest, payload: PricesPatch):
-    return pricing.save(payload.model_dump(exclude_none=True), merge=True).as_dict()
+    return pricing.save(payload.model_dump(exclude_none=True), merge=True, actor=request.auth).as_dict()

@@ -1,4 +1,4 @@
-"""Users, API keys, management access tokens, prices, reservations and consumption logs.
+"""Users, API keys, management access tokens, prices, reservations, consumption logs and the audit trail.
 
 Quota is always an integer (500 000 quota = 1 USD by default). Every money movement goes through
 billing.quota (or billing.payments, billing.accounts.users for credits), never through these models directly,
@@ -10,6 +10,7 @@ import secrets
 import string
 
 from django.contrib.auth.models import AbstractUser
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
 
@@ -203,6 +204,44 @@ class DailyUsage(models.Model):
             models.Index(fields=["channel_id", "day"]),
             models.Index(fields=["model", "day"]),
         ]
+
+
+class AuditEntry(models.Model):
+    """The operators' record of one state change, written by billing.audit in the change's transaction."""
+
+    class Kind(models.TextChoices):
+        CHANNEL = "channel"
+        KEY = "key"
+        USER = "user"
+        PRICES = "prices"
+
+    class Action(models.TextChoices):
+        CREATE = "create"
+        UPDATE = "update"
+        DELETE = "delete"
+        QUOTA = "quota"
+
+    created_at = models.DateTimeField(default=timezone.now)
+    # Not a foreign key: an entry outlives the user who made it, as the ledger does.
+    actor_id = models.BigIntegerField(null=True, blank=True, help_text="The user; empty for a system actor")
+    actor_name = models.CharField(max_length=150, help_text='The username, or a system actor such as "manage.py"')
+    object_type = models.CharField(max_length=16, choices=Kind.choices)
+    object_id = models.BigIntegerField()
+    action = models.CharField(max_length=16, choices=Action.choices)
+    changes = models.JSONField(
+        default=dict, encoder=DjangoJSONEncoder, help_text='{field: [old, new]}; a secret only as "changed"'
+    )
+
+    class Meta:
+        verbose_name_plural = "audit entries"
+        indexes = [
+            models.Index(fields=["object_type", "object_id", "created_at"]),
+            models.Index(fields=["actor_name", "created_at"]),
+            models.Index(fields=["created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor_name}: {self.action} {self.object_type} {self.object_id}"
 
 
 class Redemption(models.Model):

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 
+from billing import audit
+from billing.audit import Actor, System
 from gateway_project.db import run_db
 
 VERSION_KEY = "prices:version"
@@ -387,14 +389,16 @@ async def acurrent() -> Prices:
     return await run_db(current)
 
 
-def save(values: dict, merge: bool = False) -> Prices:
-    """Store prices (keys of Prices.as_dict); `merge` adds to each map instead of replacing it."""
+def save(values: dict, merge: bool = False, actor: Actor = System.MANAGE_PY) -> Prices:
+    """Store prices (keys of Prices.as_dict), with an audit entry; `merge` adds to each map instead of replacing
+    it."""
     from billing.models import PriceTable
 
     stored = current().as_dict()
     for name, value in values.items():
         stored[name] = {**stored[name], **value} if merge and isinstance(value, dict) else value
-    PriceTable.objects.update_or_create(pk=1, defaults=stored)
+    with audit.tracked(actor, audit.PRICES, 1):
+        PriceTable.objects.update_or_create(pk=1, defaults=stored)
     invalidate()
     return current()
 

@@ -23,7 +23,6 @@ from billing.schemas import (
     UserPatch,
 )
 from gateway_project.auth import staff_only
-from gateway_project.existing import delete_or_404
 
 users_router = Router(tags=["users"], auth=staff_only)
 me_router = Router(tags=["users"])
@@ -57,7 +56,7 @@ def update_user(request: HttpRequest, user_id: Id, payload: UserPatch):
 def delete_user(request: HttpRequest, user_id: Id):
     if user_id == request.auth.pk:
         raise PermissionDenied("you cannot delete your own account")
-    delete_or_404(User.objects.all(), user_id)
+    users.delete_user(user_id, actor=request.auth)
     return Status(204, None)
 
 
@@ -101,5 +100,5 @@ def update_token(request: HttpRequest, token_id: Id, payload: TokenPatch):
 
 @tokens_router.delete("/{int:token_id}", response={204: None})
 def delete_token(request: HttpRequest, token_id: Id):
-    delete_or_404(tokens.visible_tokens(request.auth), token_id)
+    tokens.delete_token(tokens.visible_tokens(request.auth), token_id, actor=request.auth)
     return Status(204, None)

@@ -1,4 +1,5 @@
-"""API keys (`sk-...`): who may see them, creating one (the plain key exists only in that answer), changing it.
+"""API keys (`sk-...`): who may see them, creating one (the plain key exists only in that answer), changing and
+deleting them, each with its audit entry (billing.audit).
 
 The API calls the allowed-models list `models`; the model stores it in `Token.model_limits`.
 A key's `rpm_limit`/`tpm_limit` override its group's key limits (billing.accounts.ratelimit; null = the group's,
@@ -9,13 +10,16 @@ import ipaddress
 from datetime import datetime
 
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.db.models import QuerySet
 
+from billing import audit
 from billing.accounts import ratelimit
 from billing.accounts.access import require_staff
 from billing.accounts.keys import key_group_allowed
+from billing.audit import Actor, System
 from billing.models import Token, User
-from gateway_project.existing import save_existing
+from gateway_project.existing import delete_or_404, save_existing
 
 # The key's rate-limit fields and the group limit each one overrides.
 RATE_LIMIT_FIELDS = {"rpm_limit": "key_rpm", "tpm_limit": "key_tpm"}
@@ -46,7 +50,7 @@ def owner_for(actor: User, user_id: int | None) -> User:
 def create_token(
     owner: User,
     *,
-    actor: User | None = None,
+    actor: Actor = System.MANAGE_PY,
     name: str = "",
     status: str = Token.Status.ENABLED,
     remain_quota: int = 0,
@@ -58,7 +62,8 @@ def create_token(
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
 ) -> tuple[Token, str]:
-    """A new key for `owner`; returns it with the full `sk-` key, which is not stored anywhere."""
+    """A new key for `owner`; returns it with the full `sk-` key, which is not stored anywhere. A System actor
+    (a command) gets what the owner may have."""
     fields = {
         "name": name,
         "status": status,
@@ -71,11 +76,13 @@ def create_token(
         "rpm_limit": rpm_limit,
         "tpm_limit": tpm_limit,
     }
-    check_fields(fields, owner, actor or owner)
+    check_fields(fields, owner, actor if isinstance(actor, User) else owner)
     token = Token(user=owner)
     _apply(token, fields)
     plain = token.set_key()
-    token.save()
+    with transaction.atomic():
+        token.save()
+        audit.created(actor, audit.KEY, token)
     return token, plain
 
 
@@ -88,8 +95,15 @@ def update_token(token: Token, changes: dict, actor: User) -> Token:
         return token
     _apply(token, changes)
     # Only the changed columns: settlements move used_quota/remain_quota concurrently with F().
-    save_existing(token, update_fields=[("model_limits" if name == "models" else name) for name in changes])
+    with audit.tracked(actor, audit.KEY, token.pk):
+        save_existing(token, update_fields=[("model_limits" if name == "models" else name) for name in changes])
     return token
+
+
+def delete_token(deletable: QuerySet[Token], token_id: int, actor: Actor) -> None:
+    """Delete the key `token_id` if it is among `deletable` (what the actor may delete); Http404 otherwise."""
+    with audit.tracked(actor, audit.KEY, token_id, lock=False):
+        delete_or_404(deletable, token_id)
 
 
 def check_fields(fields: dict, owner: User, actor: User, stored_group: str | None = None) -> None:
