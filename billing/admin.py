@@ -65,7 +65,7 @@ class TokenForm(forms.ModelForm):
 @admin.register(User)
 class UserAdmin(AuditedAdmin, SaveChangedFieldsMixin, BaseUserAdmin):
     form = UserForm
-    audit_subject = audit.USER
+    audit_subject = users.AUDITED
     list_display = ("username", "group", "quota", "used_quota", "request_count", "is_staff", "is_active")
     list_filter = ("group", "is_staff", "is_active")
     search_fields = ("username", "email")
@@ -95,7 +95,7 @@ class UserAdmin(AuditedAdmin, SaveChangedFieldsMixin, BaseUserAdmin):
     def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
         # Django's password form saves the user itself, past save_model.
         watched = [int(id)] if id.isdigit() else []  # anything else is Django's own 404
-        with audit.tracked(request.user, audit.USER, *watched):
+        with audit.tracked(request.user, users.AUDITED, *watched):
             return super().user_change_password(request, id, form_url)
 
 
@@ -128,7 +128,7 @@ class ShowsNewSecret:
 @admin.register(Token)
 class TokenAdmin(AuditedAdmin, ShowsNewSecret, SaveChangedFieldsMixin, admin.ModelAdmin):
     form = TokenForm
-    audit_subject = audit.KEY
+    audit_subject = tokens.AUDITED
     secret_name = "key"
     formfield_overrides = STORABLE_JSON
     list_display = (
@@ -191,7 +191,7 @@ class AccessTokenAdmin(ShowsNewSecret, admin.ModelAdmin):
 class PriceTableAdmin(AuditedAdmin, admin.ModelAdmin):
     """The single price row (pk 1); saving it reprices every instance at once."""
 
-    audit_subject = audit.PRICES
+    audit_subject = pricing.AUDITED
     list_display = ("__str__", "quota_per_unit", "updated_at")
     formfield_overrides = STORABLE_JSON
 

@@ -5,7 +5,9 @@ The ledger (billing.ledger) is the users' account of their money; this is the op
 changed what. An entry is written in the transaction of the change it records, so neither exists without
 the other. Secrets never appear: a changed secret (a channel's key, a password hash) is recorded as
 "changed". Callers pass the actor down: the signed-in user in the management API, admin and the console; a
-System actor otherwise (commands, channel health, WeChat Pay's confirmations).
+System actor otherwise (commands, channel health, WeChat Pay's confirmations). The module that changes a
+kind of object says what is recorded of it (a Subject: channels_app.channels.AUDITED,
+billing.accounts.users.AUDITED, billing.accounts.tokens.AUDITED, billing.pricing.AUDITED).
 
 Concurrency: `tracked` locks the rows it watches before the change, so the old values it records are the
 ones the change replaced, not what another request wrote meanwhile. Deletions read without a lock: deleting
@@ -22,7 +24,7 @@ from typing import Any
 from django.db import models, transaction
 from django.http import HttpRequest
 
-from billing.models import AuditEntry, PriceTable, Token, User
+from billing.models import AuditEntry, User
 
 CHANGED = "changed"  # what a changed secret is recorded as
 
@@ -76,50 +78,6 @@ class Subject:
             else:
                 found[name] = [before, after]
         return found
-
-
-USER = Subject(
-    AuditEntry.Kind.USER,
-    User,
-    (
-        "username",
-        "email",
-        "first_name",
-        "last_name",
-        "is_active",
-        "is_staff",
-        "is_superuser",
-        "group",
-        "quota",
-        "rpm_limit",
-        "tpm_limit",
-        "password",
-    ),
-    secret=frozenset({"password"}),
-)
-KEY = Subject(
-    AuditEntry.Kind.KEY,
-    Token,
-    (
-        "user_id",
-        "name",
-        "key_hint",
-        "status",
-        "remain_quota",
-        "unlimited_quota",
-        "expires_at",
-        "model_limits",
-        "allow_ips",
-        "group",
-        "rpm_limit",
-        "tpm_limit",
-    ),
-)
-PRICES = Subject(
-    AuditEntry.Kind.PRICES,
-    PriceTable,
-    ("quota_per_unit", "model_ratio", "completion_ratio", "model_price", "group_ratio"),
-)
 
 
 def record(actor: Actor, kind: str, object_id: int, action: str, changes: dict[str, Any]) -> None:

@@ -7,13 +7,14 @@ Operators' values in the PriceTable row override these defaults key by key.
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from django.conf import settings
 from django.core.cache import cache
 
 from billing import audit
 from billing.audit import Actor, System
+from billing.models import AuditEntry, PriceTable
 from gateway_project.db import run_db
 
 VERSION_KEY = "prices:version"
@@ -348,8 +349,6 @@ class _State:
 
 def _load() -> Prices:
     """The operator's table when one was saved (it replaces the defaults whole), else the defaults."""
-    from billing.models import PriceTable
-
     row = PriceTable.objects.filter(pk=1).first()
     if row is None:
         return Prices(**defaults())
@@ -389,15 +388,17 @@ async def acurrent() -> Prices:
     return await run_db(current)
 
 
+# What an audit entry records of the prices: every table, entry by entry.
+AUDITED = audit.Subject(AuditEntry.Kind.PRICES, PriceTable, tuple(field.name for field in fields(Prices)))
+
+
 def save(values: dict, merge: bool = False, actor: Actor = System.MANAGE_PY) -> Prices:
     """Store prices (keys of Prices.as_dict), with an audit entry; `merge` adds to each map instead of replacing
     it."""
-    from billing.models import PriceTable
-
     stored = current().as_dict()
     for name, value in values.items():
         stored[name] = {**stored[name], **value} if merge and isinstance(value, dict) else value
-    with audit.tracked(actor, audit.PRICES, 1):
+    with audit.tracked(actor, AUDITED, 1):
         PriceTable.objects.update_or_create(pk=1, defaults=stored)
     invalidate()
     return current()

@@ -35,23 +35,7 @@ EDITABLE = {
 AUDITED = audit.Subject(
     AuditEntry.Kind.CHANNEL,
     Channel,
-    (
-        "name",
-        "type",
-        "key_encrypted",
-        "base_url",
-        "models",
-        "model_mapping",
-        "status_code_mapping",
-        "groups",
-        "priority",
-        "weight",
-        "status",
-        "status_reason",
-        "auto_ban",
-        "test_model",
-        "config",
-    ),
+    ("key_encrypted", "status_reason", *sorted(EDITABLE - {"key"})),
     secret=frozenset({"key_encrypted"}),
 )
 # Channel type -> the check of its key and config; it returns problems by field name (empty when fine).

@@ -18,7 +18,7 @@ from billing.accounts import ratelimit
 from billing.accounts.access import require_staff
 from billing.accounts.keys import key_group_allowed
 from billing.audit import Actor, System
-from billing.models import Token, User
+from billing.models import AuditEntry, Token, User
 from gateway_project.existing import delete_or_404, save_existing
 
 # The key's rate-limit fields and the group limit each one overrides.
@@ -82,7 +82,7 @@ def create_token(
     plain = token.set_key()
     with transaction.atomic():
         token.save()
-        audit.created(actor, audit.KEY, token)
+        audit.created(actor, AUDITED, token)
     return token, plain
 
 
@@ -95,14 +95,14 @@ def update_token(token: Token, changes: dict, actor: User) -> Token:
         return token
     _apply(token, changes)
     # Only the changed columns: settlements move used_quota/remain_quota concurrently with F().
-    with audit.tracked(actor, audit.KEY, token.pk):
-        save_existing(token, update_fields=[("model_limits" if name == "models" else name) for name in changes])
+    with audit.tracked(actor, AUDITED, token.pk):
+        save_existing(token, update_fields=[_column(name) for name in changes])
     return token
 
 
 def delete_token(deletable: QuerySet[Token], token_id: int, actor: Actor) -> None:
     """Delete the key `token_id` if it is among `deletable` (what the actor may delete); Http404 otherwise."""
-    with audit.tracked(actor, audit.KEY, token_id, lock=False):
+    with audit.tracked(actor, AUDITED, token_id, lock=False):
         delete_or_404(deletable, token_id)
 
 
@@ -160,4 +160,13 @@ def check_rate_limits(fields: dict, key_group: str, actor: User) -> None:
 
 def _apply(token: Token, fields: dict) -> None:
     for name, value in fields.items():
-        setattr(token, "model_limits" if name == "models" else name, value)
+        setattr(token, _column(name), value)
+
+
+def _column(name: str) -> str:
+    """The API calls the allowed-models list `models`; the model stores it in `model_limits`."""
+    return "model_limits" if name == "models" else name
+
+
+# What an audit entry records of a key: its owner and hint (never the key) and every setting.
+AUDITED = audit.Subject(AuditEntry.Kind.KEY, Token, ("user_id", "key_hint", *sorted(map(_column, EDITABLE))))

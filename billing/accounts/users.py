@@ -7,12 +7,19 @@ from django.db.models import F
 
 from billing import audit, ledger
 from billing.audit import Actor, System
-from billing.models import Log, User
+from billing.models import AuditEntry, Log, User
 from billing.quota import QuotaExceeded
 from gateway_project.existing import delete_or_404, save_existing
 
 EDITABLE = {"username", "password", "is_staff", "is_active", "group", "rpm_limit", "tpm_limit"}
 NULLABLE = {"rpm_limit", "tpm_limit"}  # null = the group's limit
+# What an audit entry records of a user: what the API and admin change, the password only as "changed".
+AUDITED = audit.Subject(
+    AuditEntry.Kind.USER,
+    User,
+    tuple(sorted(EDITABLE | {"email", "first_name", "last_name", "is_superuser", "quota"})),
+    secret=frozenset({"password"}),
+)
 
 
 def create_user(
@@ -41,7 +48,7 @@ def create_user(
         )
         _set_password(user, password)
         user.save()
-        audit.created(actor, audit.USER, user)
+        audit.created(actor, AUDITED, user)
         if quota:
             adjust_quota(user, quota, "starting quota", actor=actor)
     return user
@@ -71,14 +78,14 @@ def update_user(user: User, changes: dict, actor: Actor = System.MANAGE_PY) -> U
         else:
             setattr(user, name, value)
     # Only the changed columns: a full save would write a stale quota over concurrent settlements.
-    with audit.tracked(actor, audit.USER, user.pk):
+    with audit.tracked(actor, AUDITED, user.pk):
         save_existing(user, update_fields=list(changes))
     return user
 
 
 def delete_user(user_id: int, actor: Actor) -> None:
     """Delete the user with their keys and access tokens; Http404 when there is no such user."""
-    with audit.tracked(actor, audit.USER, user_id, lock=False):
+    with audit.tracked(actor, AUDITED, user_id, lock=False):
         delete_or_404(User.objects.all(), user_id)
 
 

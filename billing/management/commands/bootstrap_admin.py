@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from billing import audit
+from billing.accounts import users
 from billing.models import AccessToken, User
 
 FIRST_ADMIN_QUOTA = 100_000_000  # $200 at 500 000 quota per USD
@@ -21,7 +22,7 @@ class Command(BaseCommand):
         password = secrets.token_urlsafe(12)
         with transaction.atomic():
             admin = User.objects.create_superuser("admin", password=password, quota=FIRST_ADMIN_QUOTA)
-            audit.created(audit.System.MANAGE_PY, audit.USER, admin)
+            audit.created(audit.System.MANAGE_PY, users.AUDITED, admin)
             _, token = AccessToken.issue(admin, name="first admin")
         self.stdout.write(
             "created the first admin -- shown only this once:\n"
