@@ -26,6 +26,10 @@ RATE_LIMIT_FIELDS = {"rpm_limit": "key_rpm", "tpm_limit": "key_tpm"}
 MAX_RATE_LIMIT = 2_147_483_647  # the column is a positive 32-bit integer
 NULLABLE = {"expires_at", "models", "allow_ips", "group", *RATE_LIMIT_FIELDS}
 EDITABLE = NULLABLE | {"name", "status", "remain_quota", "unlimited_quota"}
+# What an audit entry records of a key: its owner and hint (never the key) and every setting.
+AUDITED = audit.Subject(
+    AuditEntry.Kind.KEY, Token, ("user_id", "key_hint", *sorted(EDITABLE - {"models"} | {"model_limits"}))
+)
 
 
 def visible_tokens(viewer: User) -> QuerySet[Token]:
@@ -166,7 +170,3 @@ def _apply(token: Token, fields: dict) -> None:
 def _column(name: str) -> str:
     """The API calls the allowed-models list `models`; the model stores it in `model_limits`."""
     return "model_limits" if name == "models" else name
-
-
-# What an audit entry records of a key: its owner and hint (never the key) and every setting.
-AUDITED = audit.Subject(AuditEntry.Kind.KEY, Token, ("user_id", "key_hint", *sorted(map(_column, EDITABLE))))
