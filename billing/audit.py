@@ -12,7 +12,8 @@ billing.accounts.users.AUDITED, billing.accounts.tokens.AUDITED, billing.pricing
 Concurrency: `tracked` locks the rows it watches before the change, so the old values it records are the
 ones the change replaced, not what another request wrote meanwhile. Deletions read without a lock: deleting
 a user deletes its keys first, and locking the user before them would invert the settlement's lock order
-(key -> user, billing.quota).
+(key -> user, billing.quota). A change whose row another request deleted first ends in DoesNotExist or
+Http404 (gateway_project.existing): it records nothing and, as without the audit, undoes nothing.
 """
 
 from collections.abc import Iterator
@@ -21,8 +22,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import models, transaction
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
 
 from billing.models import AuditEntry, User
 
@@ -103,17 +105,25 @@ def created(actor: Actor, subject: Subject, row: models.Model) -> None:
 
 @contextmanager
 def tracked(actor: Actor, subject: Subject, *ids: int, lock: bool = True) -> Iterator[None]:
-    """Record what the block does to the rows `ids` of `subject`, all in one transaction: an entry for each row
-    whose recorded values it changed, created or deleted. `lock=False` for a deletion (see the module)."""
+    """Record what the block (one write: a save, an update, a delete) does to the rows `ids` of `subject`, all in
+    one transaction: an entry for each row whose recorded values it changed, created or deleted. `lock=False`
+    for a deletion (see the module)."""
+    gone: Exception | None = None
     with transaction.atomic():
         before = subject.stored(list(ids), lock=lock)
-        yield
-        after = subject.stored(list(ids), lock=False)
-        for object_id in sorted(before.keys() | after.keys()):
-            old, new = before.get(object_id), after.get(object_id)
-            changes = subject.changes(old, new)
-            if changes or new is None:
-                record(actor, subject.kind, object_id, _action(old, new), changes)
+        try:
+            yield
+        except (ObjectDoesNotExist, Http404) as missing:  # its row was deleted first: nothing changed here
+            gone = missing
+        else:
+            after = subject.stored(list(ids), lock=False)
+            for object_id in sorted(before.keys() | after.keys()):
+                old, new = before.get(object_id), after.get(object_id)
+                changes = subject.changes(old, new)
+                if changes or new is None:
+                    record(actor, subject.kind, object_id, _action(old, new), changes)
+    if gone is not None:
+        raise gone
 
 
 def _action(old: dict | None, new: dict | None) -> str:
