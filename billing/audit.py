@@ -136,9 +136,9 @@ def quota_moved(actor: Actor, user_id: int, delta: int) -> int:
     """The entry for `delta` quota just added to the user (negative: taken); returns the new balance. Call it
     after the UPDATE that moved the quota, in its transaction: that UPDATE holds the user's row, so the balance
     read here is exactly what it left."""
-    now = User.objects.filter(pk=user_id).values_list("quota", flat=True).get()
-    record(actor, AuditEntry.Kind.USER, user_id, AuditEntry.Action.QUOTA, {"quota": [now - delta, now]})
-    return now
+    balance = User.objects.filter(pk=user_id).values_list("quota", flat=True).get()
+    record(actor, AuditEntry.Kind.USER, user_id, AuditEntry.Action.QUOTA, {"quota": [balance - delta, balance]})
+    return balance
 
 
 class AuditedAdmin:

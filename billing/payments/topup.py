@@ -112,7 +112,7 @@ def mark_paid(out_trade_no: str, transaction_id: str, total_fen: int, via: str) 
             return Outcome.ALREADY_PAID
         if order.status == TopUpOrder.Status.CLOSED:
             logger.warning("top-up %s was closed but WeChat Pay reports it paid; crediting", out_trade_no)
-        if order.user_id is not None:
+        if order.user_id is not None:  # the order's lock keeps its user: deleting one first unlinks its orders
             User.objects.filter(pk=order.user_id).update(quota=F("quota") + order.quota)
             audit.quota_moved(audit.System.WECHAT_PAY, order.user_id, order.quota)
         ledger.write(
