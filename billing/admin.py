@@ -1,9 +1,10 @@
-"""Django admin for users, keys, access tokens, prices and the (read-only) ledger.
+"""Django admin for users, keys, access tokens, prices, the (read-only) ledger and the (read-only) audit trail.
 
 Secrets never appear: keys, access tokens and redemption codes show only their hint or name, and new ones
 are shown once, on the page that answers their creation (never through a message, which Django keeps in a
 cookie or the session until it is shown). Quota changes go through
-billing.users.adjust_quota so each one leaves a manage log; top-up orders are read-only.
+billing.accounts.users.adjust_quota so each one leaves a manage log; top-up orders are read-only. Adding,
+changing and deleting users, keys and prices writes audit entries (billing.audit.AuditedAdmin).
 """
 
 from django import forms
@@ -14,11 +15,25 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.text import Truncator
 
-from billing import pricing, redemptions, tokens, topup, users
-from billing.models import AccessToken, Log, PriceTable, Redemption, Reservation, Token, TopUpOrder, User
+from billing import audit, pricing
+from billing.accounts import tokens, users
+from billing.audit import AuditedAdmin
+from billing.models import (
+    AccessToken,
+    AuditEntry,
+    Log,
+    PriceTable,
+    Redemption,
+    Reservation,
+    Token,
+    TopUpOrder,
+    User,
+)
+from billing.payments import redemptions, topup
+from billing.payments.wechatpay import PaymentsDisabled, WeChatPayError
 from billing.quota import QuotaExceeded
-from billing.wechatpay import PaymentsDisabled, WeChatPayError
 from gateway_project.admin_tools import STORABLE_JSON, SaveChangedFieldsMixin
 
 
@@ -48,8 +63,9 @@ class TokenForm(forms.ModelForm):
 
 
 @admin.register(User)
-class UserAdmin(SaveChangedFieldsMixin, BaseUserAdmin):
+class UserAdmin(AuditedAdmin, SaveChangedFieldsMixin, BaseUserAdmin):
     form = UserForm
+    audit_subject = users.AUDITED
     list_display = ("username", "group", "quota", "used_quota", "request_count", "is_staff", "is_active")
     list_filter = ("group", "is_staff", "is_active")
     search_fields = ("username", "email")
@@ -75,6 +91,12 @@ class UserAdmin(SaveChangedFieldsMixin, BaseUserAdmin):
                 messages.error(request, str(refused))
             else:
                 messages.success(request, f"{obj.username}: quota {delta:+d}, now {now}")
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        # Django's password form saves the user itself, past save_model.
+        watched = [int(id)] if id.isdigit() else []  # anything else is Django's own 404
+        with audit.tracked(request.user, users.AUDITED, *watched):
+            return super().user_change_password(request, id, form_url)
 
 
 def secret_page(
@@ -104,8 +126,9 @@ class ShowsNewSecret:
 
 
 @admin.register(Token)
-class TokenAdmin(ShowsNewSecret, SaveChangedFieldsMixin, admin.ModelAdmin):
+class TokenAdmin(AuditedAdmin, ShowsNewSecret, SaveChangedFieldsMixin, admin.ModelAdmin):
     form = TokenForm
+    audit_subject = tokens.AUDITED
     secret_name = "key"
     formfield_overrides = STORABLE_JSON
     list_display = (
@@ -165,9 +188,10 @@ class AccessTokenAdmin(ShowsNewSecret, admin.ModelAdmin):
 
 
 @admin.register(PriceTable)
-class PriceTableAdmin(admin.ModelAdmin):
+class PriceTableAdmin(AuditedAdmin, admin.ModelAdmin):
     """The single price row (pk 1); saving it reprices every instance at once."""
 
+    audit_subject = pricing.AUDITED
     list_display = ("__str__", "quota_per_unit", "updated_at")
     formfield_overrides = STORABLE_JSON
 
@@ -218,6 +242,26 @@ class LogAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     search_fields = ("request_id", "model", "token_name", "content")
     show_full_result_count = False  # the ledger grows large; COUNT(*) on every page is not worth it
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    """Who changed which channel, key, user, prices or quota, from what to what (billing.audit)."""
+
+    list_display = ("created_at", "actor_name", "action", "object_type", "object_id", "summary")
+    SUMMARY_CHARACTERS = 200
+    list_filter = ("object_type", "action", "actor_name")
+    search_fields = ("actor_name",)
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+    @admin.display(description="changes")
+    def summary(self, entry: AuditEntry) -> str:
+        said = "; ".join(
+            f"{name}: {change}" if isinstance(change, str) else f"{name}: {change[0]!r} -> {change[1]!r}"
+            for name, change in entry.changes.items()
+        )
+        return Truncator(said).chars(self.SUMMARY_CHARACTERS)
 
 
 @admin.register(Reservation)

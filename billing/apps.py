@@ -6,4 +6,4 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing: users, keys, prices and logs"
 
     def ready(self) -> None:
-        from billing import signals  # noqa: F401
+        from billing.accounts import signals  # noqa: F401

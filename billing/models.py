@@ -1,7 +1,8 @@
-"""Users, API keys, management access tokens, prices, reservations and consumption logs.
+"""Users, API keys, management access tokens, prices, reservations, consumption logs and the audit trail.
 
 Quota is always an integer (500 000 quota = 1 USD by default). Every money movement goes through
-billing.quota, never through these models directly.
+billing.quota (or billing.payments, billing.accounts.users for credits), never through these models directly,
+and every log row through billing.ledger.
 """
 
 import hashlib
@@ -9,7 +10,8 @@ import secrets
 import string
 
 from django.contrib.auth.models import AbstractUser
-from django.db import models, transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
 from django.utils import timezone
 
 KEY_ALPHABET = string.ascii_letters + string.digits
@@ -33,7 +35,7 @@ class User(AbstractUser):
     quota = models.BigIntegerField(default=0, help_text="Remaining quota")
     used_quota = models.BigIntegerField(default=0)
     request_count = models.BigIntegerField(default=0)
-    # Over all the user's keys together (billing.ratelimit).
+    # Over all the user's keys together (billing.accounts.ratelimit).
     rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text=RPM_HELP)
     tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text=TPM_HELP)
 
@@ -136,6 +138,8 @@ class Reservation(models.Model):
 
 
 class Log(models.Model):
+    """One row of the ledger, written only by billing.ledger (which also moves DailyUsage with it)."""
+
     class Type(models.TextChoices):
         CONSUME = "consume"
         TOPUP = "topup"
@@ -173,17 +177,6 @@ class Log(models.Model):
             )
         ]
 
-    def save(self, *args, **kwargs) -> None:
-        """A new consume or refund row moves the daily aggregate in the same transaction, whoever writes it
-        (billing.quota.settle and refund in production), so the aggregate cannot disagree with the ledger."""
-        from billing import usage_rollup
-
-        adding = self._state.adding
-        with transaction.atomic(savepoint=False):
-            super().save(*args, **kwargs)
-            if adding:
-                usage_rollup.record(self)
-
 
 class DailyUsage(models.Model):
     """Consumption per day (in TIME_ZONE), user, key, channel and model, net of refunds: what stats and the
@@ -211,6 +204,44 @@ class DailyUsage(models.Model):
             models.Index(fields=["channel_id", "day"]),
             models.Index(fields=["model", "day"]),
         ]
+
+
+class AuditEntry(models.Model):
+    """The operators' record of one state change, written by billing.audit in the change's transaction."""
+
+    class Kind(models.TextChoices):
+        CHANNEL = "channel"
+        KEY = "key"
+        USER = "user"
+        PRICES = "prices"
+
+    class Action(models.TextChoices):
+        CREATE = "create"
+        UPDATE = "update"
+        DELETE = "delete"
+        QUOTA = "quota"
+
+    created_at = models.DateTimeField(default=timezone.now)
+    # Not a foreign key: an entry outlives the user who made it, as the ledger does.
+    actor_id = models.BigIntegerField(null=True, blank=True, help_text="The user; empty for a system actor")
+    actor_name = models.CharField(max_length=150, help_text='The username, or a system actor such as "manage.py"')
+    object_type = models.CharField(max_length=16, choices=Kind.choices)
+    object_id = models.BigIntegerField()
+    action = models.CharField(max_length=16, choices=Action.choices)
+    changes = models.JSONField(
+        default=dict, encoder=DjangoJSONEncoder, help_text='{field: [old, new]}; a secret only as "changed"'
+    )
+
+    class Meta:
+        verbose_name_plural = "audit entries"
+        indexes = [
+            models.Index(fields=["object_type", "object_id", "created_at"]),
+            models.Index(fields=["actor_name", "created_at"]),
+            models.Index(fields=["created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor_name}: {self.action} {self.object_type} {self.object_id}"
 
 
 class Redemption(models.Model):

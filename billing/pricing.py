@@ -1,4 +1,5 @@
-"""Prices: model ratio, completion ratio, fixed per-call price, group ratio, and the cost formula.
+"""Prices: model ratio, completion ratio, fixed per-call price, group ratio, and every cost formula (tokens,
+fixed price, images, speech) with the explanation the log row shows.
 
 Model ratio 1 = $2 per million prompt tokens (1 token x ratio 1 = 1 quota at 500 000 quota per USD).
 Operators' values in the PriceTable row override these defaults key by key.
@@ -6,11 +7,14 @@ Operators' values in the PriceTable row override these defaults key by key.
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from django.conf import settings
 from django.core.cache import cache
 
+from billing import audit
+from billing.audit import Actor, System
+from billing.models import AuditEntry, PriceTable
 from gateway_project.db import run_db
 
 VERSION_KEY = "prices:version"
@@ -210,6 +214,11 @@ def image_multiplier(model: str, size: str, quality: str) -> float | None:
     return multiplier
 
 
+def offers_image_size(model: str, size: str) -> bool:
+    """Whether `model` is priced at `size` (an image model without a price per size takes any)."""
+    return image_multiplier(model, size, "standard") is not None
+
+
 DEFAULT_GROUP_RATIO: dict[str, float] = {"default": 1.0, "vip": 1.0, "svip": 1.0}
 
 
@@ -287,6 +296,26 @@ class Quote:
         """USD per image: the model's fixed price, else the default image price."""
         return self.price if self.price is not None else DEFAULT_IMAGE_PRICE
 
+    def image_cost(self, size: str, quality: str, count: int) -> tuple[int, str]:
+        """(quota, the formula as the log shows it) for `count` images: per image price x size and quality
+        multiplier, whatever the upstream reports."""
+        multiplier = image_multiplier(self.model, size, quality) or 1.0
+        per_image = self.image_price()
+        quota = math.ceil(round(per_image * self.quota_per_unit * self.group_ratio * multiplier * count, 6))
+        return quota, (
+            f"per image ${per_image:g} x size/quality multiplier {multiplier:g} ({size}, {quality}) x n {count}"
+            f" x {self.quota_per_unit} quota/$ x group ratio {self.group_ratio:g} = {quota}"
+        )
+
+    def speech_cost(self, characters: int) -> tuple[int, str]:
+        """(quota, the formula as the log shows it) for text to speech: input characters x model ratio x group
+        ratio (a character counts as a prompt token)."""
+        quota = self.cost(characters, 0)
+        return quota, (
+            f"{characters} input characters x model ratio {self.model_ratio:g} x group ratio "
+            f"{self.group_ratio:g} = {quota}"
+        )
+
     def explain(self, prompt_tokens: int, completion_tokens: int) -> str:
         if self.price is not None:
             return (
@@ -320,8 +349,6 @@ class _State:
 
 def _load() -> Prices:
     """The operator's table when one was saved (it replaces the defaults whole), else the defaults."""
-    from billing.models import PriceTable
-
     row = PriceTable.objects.filter(pk=1).first()
     if row is None:
         return Prices(**defaults())
@@ -361,14 +388,18 @@ async def acurrent() -> Prices:
     return await run_db(current)
 
 
-def save(values: dict, merge: bool = False) -> Prices:
-    """Store prices (keys of Prices.as_dict); `merge` adds to each map instead of replacing it."""
-    from billing.models import PriceTable
+# What an audit entry records of the prices: every table, entry by entry.
+AUDITED = audit.Subject(AuditEntry.Kind.PRICES, PriceTable, tuple(field.name for field in fields(Prices)))
 
+
+def save(values: dict, merge: bool = False, actor: Actor = System.MANAGE_PY) -> Prices:
+    """Store prices (keys of Prices.as_dict), with an audit entry; `merge` adds to each map instead of replacing
+    it."""
     stored = current().as_dict()
     for name, value in values.items():
         stored[name] = {**stored[name], **value} if merge and isinstance(value, dict) else value
-    PriceTable.objects.update_or_create(pk=1, defaults=stored)
+    with audit.tracked(actor, AUDITED, 1):
+        PriceTable.objects.update_or_create(pk=1, defaults=stored)
     invalidate()
     return current()
 

@@ -4,8 +4,9 @@ Concurrency: reservation is a conditional `UPDATE ... SET remain = remain - x WH
 key and then on the user, inside one transaction with the Reservation row. The database serialises the
 updates of one row, so concurrent requests can only reserve what is there: quota never goes below zero
 by more than what in-flight requests later turn out to cost beyond their reservation. Locks are always
-taken in the order reservation -> key -> user -> channel -> daily usage row (moved by the log row's save,
-see billing.usage_rollup, which relies on the user's lock being held already).
+taken in the order reservation -> key -> user -> channel -> daily usage row (moved by the ledger, see
+billing.usage_rollup, which relies on the user's lock being held already). The channels' counters belong to
+channels_app: billing only announces what each channel served (`channels_charged`), in the same transaction.
 """
 
 from dataclasses import dataclass
@@ -14,9 +15,10 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.db import transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
-from billing import rows, usage_rollup
+from billing import ledger, rows
 from billing.models import Log, Reservation, Token, User
 
 
@@ -37,6 +39,12 @@ MAX_AMOUNT = 2**63 - 1
 KEY = "this API key"
 ACCOUNT = "your account"
 EXHAUSTED = {KEY: "this API key's quota is exhausted", ACCOUNT: "your account's quota is exhausted; top up to continue"}
+
+
+# Sent inside the transaction that settles or refunds, with `quota_by_channel`: {channel id: quota it served,
+# negative when given back}. channels_app's receiver adds it to each channel's used_quota, one UPDATE per
+# channel in id order; an error there rolls the whole settlement back.
+channels_charged = Signal()
 
 
 class KeyGone(QuotaExceeded):
@@ -182,14 +190,12 @@ def settle(charge: Charge) -> bool:
 
 def settle_many(charges: list[Charge], also_released: bool = False) -> list[bool]:
     """Settle many requests in one transaction: each charge moves its reservation, key, user and channel
-    and writes its consume log (and the daily usage aggregate). Counters of one key, user or channel move
-    once for the whole batch, in id order. One flag per charge: False if it was settled before (or its
-    request id came twice in the batch).
+    and writes its consume log through billing.ledger (which moves the daily usage aggregate). Counters of one
+    key, user or channel move once for the whole batch, in id order. One flag per charge: False if it was
+    settled before (or its request id came twice in the batch).
 
     `also_released`: a charge whose reservation was given back without a consume log (the reconciler
     released it while the charge waited in billing.journal) is charged in full."""
-    from channels_app.models import Channel
-
     with transaction.atomic():
         request_ids = [charge.request_id for charge in charges]
         held = _take_all_held(request_ids, Reservation.State.SETTLED)
@@ -202,20 +208,25 @@ def settle_many(charges: list[Charge], also_released: bool = False) -> list[bool
             if reservation is not None:
                 settled.append((charge, reservation))
         now = timezone.now()
-        tokens, users, channels = Counters(), Counters(), Counters()
+        tokens, users, served = Counters(), Counters(), {}
         for charge, reservation in settled:
             delta = charge.quota - reservation.amount
             key_delta = 0 if reservation.unlimited else -delta
             tokens.add(reservation.token_id, used_quota=charge.quota, remain_quota=key_delta)
             users.add(reservation.user_id, quota=-delta, used_quota=charge.quota, request_count=1)
-            channels.add(charge.channel_id, used_quota=charge.quota)
+            if charge.channel_id is not None:
+                served[charge.channel_id] = served.get(charge.channel_id, 0) + charge.quota
         tokens.apply(Token, accessed_at=now)
         users.apply(User)
-        channels.apply(Channel)
+        _announce_served(served)
         logs = [_consume_log(charge, reservation, now) for charge, reservation in settled]
-        rows.insert(Log, logs)
-        usage_rollup.record_consumed(logs)
+        ledger.write_many(logs)
     return flags
+
+
+def _announce_served(quota_by_channel: dict[int, int]) -> None:
+    if any(quota_by_channel.values()):
+        channels_charged.send(sender=Charge, quota_by_channel=quota_by_channel)
 
 
 class Counters:
@@ -278,8 +289,6 @@ def refund(charge: Charge) -> bool:
     aggregate move in the same transaction. `charge.quota` is what `settle` charged. False if already
     refunded or never settled.
     """
-    from channels_app.models import Channel
-
     with transaction.atomic():
         held = _take_held(charge.request_id, Reservation.State.RELEASED, current=Reservation.State.SETTLED)
         if held is None:
@@ -290,17 +299,19 @@ def refund(charge: Charge) -> bool:
         rows.add(Token, {"id": held.token_id}, key_refund)
         rows.add(User, {"id": held.user_id}, {"quota": charge.quota, "used_quota": -charge.quota})
         if charge.channel_id is not None:
-            rows.add(Channel, {"id": charge.channel_id}, {"used_quota": -charge.quota})
-        Log.objects.create(
-            type=Log.Type.REFUND,
-            user_id=held.user_id,
-            token_id=held.token_id,
-            token_name=charge.token_name,
-            channel_id=charge.channel_id,
-            model=charge.model,
-            quota=charge.quota,
-            request_id=charge.request_id,
-            content=charge.content,
+            _announce_served({charge.channel_id: -charge.quota})
+        ledger.write(
+            Log(
+                type=Log.Type.REFUND,
+                user_id=held.user_id,
+                token_id=held.token_id,
+                token_name=charge.token_name,
+                channel_id=charge.channel_id,
+                model=charge.model,
+                quota=charge.quota,
+                request_id=charge.request_id,
+                content=charge.content,
+            )
         )
     return True
 
@@ -348,13 +359,15 @@ def _take_held(request_id: str, new_state: str, current: str = Reservation.State
 
 def record_failure(request_id: str, key, channel_ids: list[int], model: str, message: str) -> None:
     """An error log for a request that reached upstreams which all failed; nothing is charged."""
-    Log.objects.create(
-        type=Log.Type.ERROR,
-        user_id=key.user_id,
-        token_id=key.token_id,
-        token_name=key.token_name,
-        channel_id=channel_ids[-1] if channel_ids else None,
-        model=model,
-        request_id=request_id,
-        content=f"all upstream attempts failed (channels {', '.join(map(str, channel_ids))}): {message[:500]}",
+    ledger.write(
+        Log(
+            type=Log.Type.ERROR,
+            user_id=key.user_id,
+            token_id=key.token_id,
+            token_name=key.token_name,
+            channel_id=channel_ids[-1] if channel_ids else None,
+            model=model,
+            request_id=request_id,
+            content=f"all upstream attempts failed (channels {', '.join(map(str, channel_ids))}): {message[:500]}",
+        )
     )

@@ -54,6 +54,9 @@ def is_number(text: str) -> bool:
 Moment = Annotated[datetime, Field(strict=False), BeforeValidator(not_a_timestamp)]
 
 
+MAX_PAGE = 500  # the most rows one page of a list may ask for
+
+
 class Pagination(LimitOffsetPagination):
     """ninja's `?limit=&offset=`, with an offset the database can take."""
 

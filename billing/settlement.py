@@ -1,5 +1,5 @@
 """The relay's quota work: reserving before the upstream call and settling after it (billing.quota), plus
-the tokens a request used against the per-minute limits (billing.ratelimit).
+the tokens a request used against the per-minute limits (billing.accounts.ratelimit).
 
 Concurrent requests share one transaction (gateway_project.db.GroupCommit). A reservation is committed
 before the upstream call; a charge is safe before the answer goes out -- committed, or with
@@ -15,8 +15,9 @@ from collections.abc import Awaitable
 from django.conf import settings
 from django.db import DatabaseError
 
-from billing import journal, quota, ratelimit
-from billing.keys import KeyInfo
+from billing import journal, quota
+from billing.accounts import ratelimit
+from billing.accounts.keys import KeyInfo
 from gateway_project.db import GroupCommit, run_db
 
 log = logging.getLogger(__name__)

@@ -2,15 +2,15 @@
 written, read by /api/logs/stats and the console chart so that neither scans the raw logs, and kept when
 old logs are deleted (billing.log_cleanup).
 
-Concurrency: `record` runs inside the transaction that writes the log row (Log.save). In billing.quota that
-transaction has already updated the user's row, and an aggregate row belongs to one user, so its writers
+Concurrency: `record` runs inside the transaction that writes the log rows (billing.ledger). In billing.quota
+that transaction has already updated the user's row, and an aggregate row belongs to one user, so its writers
 queue on the user's row lock and the UPDATE-then-INSERT below never races there. A writer without that
 lock (a fixture, an import) is covered by the unique key: the loser of an INSERT race fails inside its
 savepoint and then updates the winner's row, which PostgreSQL and MariaDB (READ COMMITTED, Django's
 default) show to that UPDATE once the winner commits; SQLite has one writer at a time.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
 
@@ -25,18 +25,19 @@ from billing.models import DailyUsage, Log
 COUNTERS = ("requests", "prompt_tokens", "completion_tokens", "quota")
 
 
-def record(log: Log) -> None:
-    """Add a consume row to its day, or take a refund off the day and row of the charge it gives back
-    (the refund's own day and row when that consume log has already been deleted)."""
-    if log.type == Log.Type.CONSUME:
-        record_consumed([log])
-    elif log.type == Log.Type.REFUND:
-        charged = _charge_of(log.request_id)
-        add(row_key(charged or log), quota=-log.quota)
+def record(logs: Sequence[Log]) -> None:
+    """Add the consume rows among `logs` to their days; take each refund off the day and row of the charge it
+    gives back (the refund's own day and row when that consume log has already been deleted). Other rows
+    count in no total."""
+    _add_consumed([log for log in logs if log.type == Log.Type.CONSUME])
+    for log in logs:
+        if log.type == Log.Type.REFUND:
+            charged = _charge_of(log.request_id)
+            add(row_key(charged or log), quota=-log.quota)
 
 
-def record_consumed(logs: list[Log]) -> None:
-    """`record` for consume rows written together (bulk_create skips Log.save): one change per aggregate row."""
+def _add_consumed(logs: list[Log]) -> None:
+    """One change per aggregate row, however many of `logs` count in it."""
     days: dict[tuple, dict[str, int]] = {}
     for log in logs:
         counts = days.setdefault(tuple(row_key(log).items()), dict.fromkeys(COUNTERS, 0))

@@ -1,5 +1,5 @@
 """Django admin for channels: the key is set through a write-only field and stored encrypted; only its
-masked hint is ever shown."""
+masked hint is ever shown. Adding, changing, switching and deleting channels writes audit entries."""
 
 from django import forms
 from django.contrib import admin, messages
@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from billing.audit import AuditedAdmin
 from channels_app import channel_types, channels
 from channels_app.models import Channel
 from gateway_project.admin_tools import STORABLE_JSON, SaveChangedFieldsMixin
@@ -64,8 +65,9 @@ class TypeFilter(admin.SimpleListFilter):
 
 
 @admin.register(Channel)
-class ChannelAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
+class ChannelAdmin(AuditedAdmin, SaveChangedFieldsMixin, admin.ModelAdmin):
     form = ChannelForm
+    audit_subject = channels.AUDITED
     form_to_model = {"new_key": "key_encrypted"}
     formfield_overrides = STORABLE_JSON
     list_display = (
@@ -120,7 +122,7 @@ class ChannelAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
 
     @admin.action(description="Enable selected channels")
     def enable(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
-        changed = channels.set_status(queryset.values_list("pk", flat=True), Channel.Status.ENABLED)
+        changed = channels.set_status(queryset.values_list("pk", flat=True), Channel.Status.ENABLED, actor=request.user)
         messages.success(request, f"{changed} channel(s) enabled")
 
     @admin.action(description="Test selected channels (one small real request each)")
@@ -141,5 +143,6 @@ class ChannelAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     @admin.action(description="Disable selected channels")
     def disable(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         reason = f"disabled by {request.user.get_username()} in admin"
-        changed = channels.set_status(queryset.values_list("pk", flat=True), Channel.Status.DISABLED, reason)
+        ids = queryset.values_list("pk", flat=True)
+        changed = channels.set_status(ids, Channel.Status.DISABLED, reason, actor=request.user)
         messages.success(request, f"{changed} channel(s) disabled")

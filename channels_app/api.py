@@ -13,7 +13,6 @@ from billing.schemas import Id, Integer, Pagination, WriteSchema
 from channels_app import channel_types, channels
 from channels_app.models import Channel
 from gateway_project.auth import staff_only
-from gateway_project.existing import delete_or_404
 from relay import balance, channel_test
 
 ChannelType = Literal[channel_types.slugs()]  # type: ignore[valid-type]
@@ -101,7 +100,7 @@ def list_channels(request: HttpRequest, status: ChannelStatus | None = None, typ
 
 @router.post("", response={201: ChannelOut})
 def create_channel(request: HttpRequest, payload: ChannelCreate):
-    return Status(201, channels.create_channel(**payload.model_dump()))
+    return Status(201, channels.create_channel(**payload.model_dump(), actor=request.auth))
 
 
 @router.get("/{int:channel_id}", response=ChannelOut)
@@ -112,12 +111,12 @@ def get_channel(request: HttpRequest, channel_id: Id):
 @router.patch("/{int:channel_id}", response=ChannelOut)
 def update_channel(request: HttpRequest, channel_id: Id, payload: ChannelPatch):
     channel = get_object_or_404(Channel, pk=channel_id)
-    return channels.update_channel(channel, payload.model_dump(exclude_unset=True))
+    return channels.update_channel(channel, payload.model_dump(exclude_unset=True), actor=request.auth)
 
 
 @router.delete("/{int:channel_id}", response={204: None})
 def delete_channel(request: HttpRequest, channel_id: Id):
-    delete_or_404(Channel.objects.all(), channel_id)
+    channels.delete_channel(channel_id, actor=request.auth)
     return Status(204, None)
 
 

@@ -6,4 +6,7 @@ class ChannelsAppConfig(AppConfig):
     verbose_name = "Channels"
 
     def ready(self) -> None:
-        from channels_app import signals  # noqa: F401
+        from billing import quota
+        from channels_app import counters, signals  # noqa: F401
+
+        quota.channels_charged.connect(counters.add_used_quota, dispatch_uid="channels_app.counters")

@@ -1,12 +1,17 @@
-"""Creating, changing and switching channels. Every write is validated with the model's own validators."""
+"""Creating, changing, switching and deleting channels. Every write is validated with the model's own
+validators and writes its audit entry (billing.audit) with the actor the caller names."""
 
 from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 
+from billing import audit
+from billing.audit import Actor, System
+from billing.models import AuditEntry
 from channels_app import channel_types, routing
 from channels_app.models import Channel
-from gateway_project.existing import save_existing
+from gateway_project.existing import delete_or_404, save_existing
 
 EDITABLE = {
     "name",
@@ -24,9 +29,18 @@ EDITABLE = {
     "test_model",
     "config",
 }
+# What an audit entry records of a channel: every setting, the key only as "changed".
+AUDITED = audit.Subject(
+    AuditEntry.Kind.CHANNEL,
+    Channel,
+    ("key_encrypted", "status_reason", *sorted(EDITABLE - {"key"})),
+    secret=frozenset({"key_encrypted"}),
+)
 
 
-def create_channel(*, key: str, type: str = "openai", name: str = "", **fields) -> Channel:
+def create_channel(
+    *, key: str, type: str = "openai", name: str = "", actor: Actor = System.MANAGE_PY, **fields
+) -> Channel:
     """A new channel; `key` is the plain upstream secret (stored encrypted). ValidationError names the field."""
     _check_known(fields)
     channel = Channel(type=type, name=name or type)
@@ -34,11 +48,13 @@ def create_channel(*, key: str, type: str = "openai", name: str = "", **fields) 
         setattr(channel, field_name, value)
     _set_key(channel, key)
     _validate(channel)
-    channel.save()
+    with transaction.atomic():
+        channel.save()
+        audit.created(actor, AUDITED, channel)
     return channel
 
 
-def update_channel(channel: Channel, changes: dict) -> Channel:
+def update_channel(channel: Channel, changes: dict, actor: Actor = System.MANAGE_PY) -> Channel:
     """Apply `changes` (fields of EDITABLE; `key` replaces the secret) and save; the save re-routes traffic.
     Channel.DoesNotExist when another request deleted the channel meanwhile."""
     _check_known(changes)
@@ -53,18 +69,27 @@ def update_channel(channel: Channel, changes: dict) -> Channel:
     _validate(channel)
     if changes.get("status") == Channel.Status.ENABLED:
         channel.status_reason = ""
-    save_existing(channel)
+    with audit.tracked(actor, AUDITED, channel.pk):
+        save_existing(channel)
     return channel
 
 
-def set_status(channel_ids: Iterable[int], status: str, reason: str = "") -> int:
+def set_status(channel_ids: Iterable[int], status: str, reason: str = "", actor: Actor = System.MANAGE_PY) -> int:
     """Switch many channels at once; returns how many changed. A bulk UPDATE sends no post_save, so the
     routing index is invalidated here."""
     if status not in Channel.Status.values:
         raise ValidationError({"status": f"must be one of {', '.join(Channel.Status.values)}"})
-    changed = Channel.objects.filter(pk__in=list(channel_ids)).update(status=status, status_reason=reason)
+    ids = list(channel_ids)
+    with audit.tracked(actor, AUDITED, *ids):
+        changed = Channel.objects.filter(pk__in=ids).update(status=status, status_reason=reason)
     routing.invalidate()
     return changed
+
+
+def delete_channel(channel_id: int, actor: Actor) -> None:
+    """Http404 when there is no such channel (or another request deleted it first)."""
+    with audit.tracked(actor, AUDITED, channel_id, lock=False):
+        delete_or_404(Channel.objects.all(), channel_id)
 
 
 def _check_known(fields: dict) -> None:

@@ -8,12 +8,16 @@ it only spares this process from hammering a struggling upstream.
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from prometheus_client import Counter
 
 from channels_app import routing
 from channels_app.routing import ChannelInfo
+
+if TYPE_CHECKING:
+    from billing.audit import System
 
 log = logging.getLogger(__name__)
 
@@ -34,35 +38,50 @@ def is_permanent(status: int, flagged: bool) -> bool:
 
 def auto_disable(channel: ChannelInfo, reason: str) -> bool:
     """Take the channel out of rotation (only an enabled channel with auto_ban on). True if it changed."""
-    from billing.models import Log
+    from billing.audit import System
     from channels_app.models import Channel
 
-    changed = Channel.objects.filter(pk=channel.id, status=Channel.Status.ENABLED, auto_ban=True).update(
-        status=Channel.Status.AUTO_DISABLED, status_reason=reason[:500]
+    changed = _switch(
+        channel.id,
+        System.AUTO_DISABLE,
+        {"status": Channel.Status.ENABLED, "auto_ban": True},
+        {"status": Channel.Status.AUTO_DISABLED, "status_reason": reason[:500]},
+        f"channel {channel.id} auto-disabled: {reason[:500]}",
     )
     if changed:
-        routing.invalidate()
-        Log.objects.create(
-            type=Log.Type.MANAGE, channel_id=channel.id, content=f"channel {channel.id} auto-disabled: {reason[:500]}"
-        )
         AUTO_DISABLED.inc()
         log.warning("channel %s (%s) auto-disabled: %s", channel.id, channel.name, reason)
-    return bool(changed)
+    return changed
 
 
 def auto_enable(channel_id: int, message: str) -> bool:
     """Put an auto-disabled channel back after it passed a channel test. Manual disables stay."""
-    from billing.models import Log
+    from billing.audit import System
     from channels_app.models import Channel
 
-    changed = Channel.objects.filter(pk=channel_id, status=Channel.Status.AUTO_DISABLED).update(
-        status=Channel.Status.ENABLED, status_reason=""
+    return _switch(
+        channel_id,
+        System.AUTO_ENABLE,
+        {"status": Channel.Status.AUTO_DISABLED},
+        {"status": Channel.Status.ENABLED, "status_reason": ""},
+        f"channel {channel_id} re-enabled: {message}",
     )
+
+
+def _switch(channel_id: int, actor: "System", current: dict, new: dict, content: str) -> bool:
+    """Move the channel from `current` to `new` if it is there, with a manage log row and an audit entry in the
+    same transaction; then every instance re-routes. Whether it moved."""
+    from billing import audit, ledger
+    from billing.models import Log
+    from channels_app.channels import AUDITED
+    from channels_app.models import Channel
+
+    with audit.tracked(actor, AUDITED, channel_id):
+        changed = Channel.objects.filter(pk=channel_id, **current).update(**new)
+        if changed:
+            ledger.write(Log(type=Log.Type.MANAGE, channel_id=channel_id, content=content))
     if changed:
         routing.invalidate()
-        Log.objects.create(
-            type=Log.Type.MANAGE, channel_id=channel_id, content=f"channel {channel_id} re-enabled: {message}"
-        )
     return bool(changed)
 
 

@@ -15,10 +15,11 @@ from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.openapi.schema import OpenAPISchema
 
-from billing.api import logs_router, me_router, pricing_router, tokens_router, users_router
+from billing.accounts.api import me_router, tokens_router, users_router
+from billing.api import logs_router, pricing_router
+from billing.payments.redemption_api import redeem_router, redemptions_router
+from billing.payments.topup_api import topup_router
 from billing.quota import QuotaExceeded
-from billing.redemption_api import redeem_router, redemptions_router
-from billing.topup_api import topup_router
 from channels_app.api import router as channels_router
 from gateway_project.auth import signed_in
 from gateway_project.errors import describe

@@ -3,7 +3,7 @@
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
-from billing.access import require_staff, user_for_access_token
+from billing.accounts.access import require_staff, user_for_access_token
 from billing.models import User
 
 

@@ -5,7 +5,7 @@ The database serialises the writes of one row: of two DELETEs the second matches
 has committed, and an UPDATE of a deleted row matches nothing.
 """
 
-from django.db import DatabaseError, models
+from django.db import DatabaseError, models, transaction
 from django.http import Http404
 
 
@@ -16,7 +16,11 @@ def save_existing(row: models.Model, **kwargs: object) -> None:
         row.save(force_update=True, **kwargs)
     except DatabaseError as error:
         # Django raises the base class itself when the UPDATE matched no row; the driver's errors are subclasses.
-        if type(error) is not DatabaseError or type(row).objects.filter(pk=row.pk).exists():
+        if type(error) is not DatabaseError:
+            raise
+        if transaction.get_connection().in_atomic_block:
+            transaction.set_rollback(False)  # an UPDATE that matched nothing broke nothing: the caller's may go on
+        if type(row).objects.filter(pk=row.pk).exists():
             raise
         raise type(row).DoesNotExist(f"{row._meta.verbose_name} {row.pk} was deleted meanwhile") from None
 

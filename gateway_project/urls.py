@@ -8,7 +8,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("metrics", metrics_view),
-    path("console/", include("billing.console_urls")),
+    path("console/", include("billing.console.urls")),
     path("", include("relay.urls")),
     path("", include("tasks.urls")),
 ]

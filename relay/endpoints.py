@@ -5,14 +5,13 @@ Every endpoint goes through the same request path (relay.service); only these ru
 
 import asyncio
 import io
-import math
 
 import orjson
 from django.conf import settings
 from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParser, MultiPartParserError
 
-from billing.pricing import Quote, image_multiplier
+from billing.pricing import Quote, offers_image_size
 from gateway_project.safe_text import MODEL_NAME_RULE, is_model_name
 from relay import media, tokenizer
 from relay.adaptors.base import RelayRequest, Usage
@@ -273,7 +272,7 @@ class Moderations(Embeddings):
 
 
 class Images(Endpoint):
-    """Billed per image: price x size and quality multiplier x n, whatever the upstream reports."""
+    """Billed per image (billing.pricing.Quote.image_cost), whatever the upstream reports."""
 
     name = "images"
 
@@ -284,7 +283,7 @@ class Images(Endpoint):
             raise RelayError(400, "you must provide a prompt", "missing_prompt", param="prompt")
         positive_int(body, "n", limit=10)
         size = body.get("size", "1024x1024")
-        if not isinstance(size, str) or image_multiplier(model, size, "standard") is None:
+        if not isinstance(size, str) or not offers_image_size(model, size):
             raise RelayError(400, f"size {size!r} is not supported for {model}", "invalid_value", param="size")
         if not isinstance(body.get("quality", "standard"), str):
             raise RelayError(400, "quality must be a string", "invalid_value", param="quality")
@@ -298,18 +297,11 @@ class Images(Endpoint):
 
     def cost(self, quote: Quote, request: RelayRequest, usage: Usage) -> tuple[int, str]:
         body = request.body
-        size, quality, count = body.get("size", "1024x1024"), body.get("quality", "standard"), body.get("n") or 1
-        multiplier = image_multiplier(request.model, size, quality) or 1.0
-        per_image = quote.image_price()
-        quota = math.ceil(round(per_image * quote.quota_per_unit * quote.group_ratio * multiplier * count, 6))
-        return quota, (
-            f"per image ${per_image:g} x size/quality multiplier {multiplier:g} ({size}, {quality}) x n {count}"
-            f" x {quote.quota_per_unit} quota/$ x group ratio {quote.group_ratio:g} = {quota}"
-        )
+        return quote.image_cost(body.get("size", "1024x1024"), body.get("quality", "standard"), body.get("n") or 1)
 
 
 class Speech(Endpoint):
-    """Text to speech: billed by input characters x model ratio x group ratio; audio bytes pass through."""
+    """Text to speech: billed by input characters (billing.pricing.Quote.speech_cost); audio bytes pass through."""
 
     name = "speech"
 
@@ -332,12 +324,7 @@ class Speech(Endpoint):
         return Usage(prompt_tokens, 0)
 
     def cost(self, quote: Quote, request: RelayRequest, usage: Usage) -> tuple[int, str]:
-        quota = quote.cost(usage.prompt_tokens, 0)
-        return (
-            quota,
-            f"{usage.prompt_tokens} input characters x model ratio {quote.model_ratio:g} x group ratio "
-            f"{quote.group_ratio:g} = {quota}",
-        )
+        return quote.speech_cost(usage.prompt_tokens)
 
 
 class Transcriptions(Endpoint):

@@ -17,8 +17,9 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import Error as DatabaseError
 from django.http import HttpRequest, HttpResponse
 
-from billing import keys, pricing, quota, ratelimit, settlement
-from billing.keys import KeyInfo
+from billing import pricing, quota, settlement
+from billing.accounts import keys, ratelimit
+from billing.accounts.keys import KeyInfo
 from billing.pricing import Quote
 from channels_app import routing, selection
 from channels_app.routing import ChannelInfo
@@ -177,7 +178,7 @@ async def release_if_held(call: Call | None) -> None:
 
 
 def refused(rejected: keys.KeyRejected) -> RelayError:
-    """What billing.keys refuses (a key, its client's IP, its model), as the client sees it."""
+    """What billing.accounts.keys refuses (a key, its client's IP, its model), as the client sees it."""
     return RelayError(rejected.status, str(rejected), rejected.code)
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from billing import journal, log_cleanup, quota, topup
+from billing import journal, log_cleanup, quota
+from billing.payments import topup
 from relay import channel_test
 from tasks import polling
 

@@ -11,7 +11,8 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 
-from billing import keys, pricing
+from billing import pricing
+from billing.accounts import keys
 from billing.models import AccessToken, Token, User
 from channels_app import healing, routing
 from channels_app.models import Channel

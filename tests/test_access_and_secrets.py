@@ -8,6 +8,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from billing import ledger
 from billing.models import AccessToken, Log, TopUpOrder
 from tasks.models import Task
 from tests.conftest import make_channel, make_key
@@ -21,7 +22,7 @@ def world(alice, bob, fake_openai):
     """bob owns a key, a log, a task and an order; alice has her own access token."""
     bob_token, _ = make_key(bob, name="bob's")
     channel = make_channel(fake_openai.url)
-    log = Log.objects.create(type="consume", user_id=bob.pk, token_id=bob_token.pk, model="gpt-4o", quota=5)
+    log = ledger.write(Log(type="consume", user_id=bob.pk, token_id=bob_token.pk, model="gpt-4o", quota=5))
     task = Task.objects.create(
         user=bob,
         token=bob_token,

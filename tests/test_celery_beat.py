@@ -15,7 +15,7 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from billing import quota
+from billing import ledger, quota
 from billing.models import DailyUsage, Log, Reservation, Token
 from tests.conftest import make_key
 from tests.live_server import ROOT, database_env
@@ -76,14 +76,16 @@ def within(seconds: float, condition: Callable[[], bool]) -> bool:
 
 
 def old_consume_log(token: Token, days: int) -> Log:
-    return Log.objects.create(
-        type=Log.Type.CONSUME,
-        user_id=token.user_id,
-        token_id=token.pk,
-        model="gpt-4o",
-        quota=70,
-        request_id=uuid.uuid4().hex,
-        created_at=timezone.now() - timedelta(days=days),
+    return ledger.write(
+        Log(
+            type=Log.Type.CONSUME,
+            user_id=token.user_id,
+            token_id=token.pk,
+            model="gpt-4o",
+            quota=70,
+            request_id=uuid.uuid4().hex,
+            created_at=timezone.now() - timedelta(days=days),
+        )
     )
 
 

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from billing.access import user_for_access_token
+from billing.accounts.access import user_for_access_token
 from billing.models import AccessToken, Log, Token, hash_key
 from channels_app.models import Channel
 from tests.conftest import ALICE_QUOTA, make_channel

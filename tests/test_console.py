@@ -8,8 +8,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from billing import redemptions, topup
+from billing import ledger
 from billing.models import Log, Token, TopUpOrder, User, hash_key
+from billing.payments import redemptions, topup
 from tests.conftest import ALICE_QUOTA, make_key
 from tests.wechatpay_world import configure, deliver, unconfigure, wechatpay_server
 
@@ -26,17 +27,19 @@ def console(alice: User) -> Client:
 
 
 def consume(user: User, token: Token | None = None, model: str = "gpt-4o", quota: int = 1234, days_ago: int = 0):
-    Log.objects.create(
-        type=Log.Type.CONSUME,
-        user_id=user.pk,
-        token_id=token.pk if token else None,
-        token_name=token.name if token else "",
-        model=model,
-        prompt_tokens=10,
-        completion_tokens=5,
-        quota=quota,
-        created_at=timezone.now() - timedelta(days=days_ago),
-        request_id=uuid.uuid4().hex,
+    ledger.write(
+        Log(
+            type=Log.Type.CONSUME,
+            user_id=user.pk,
+            token_id=token.pk if token else None,
+            token_name=token.name if token else "",
+            model=model,
+            prompt_tokens=10,
+            completion_tokens=5,
+            quota=quota,
+            created_at=timezone.now() - timedelta(days=days_ago),
+            request_id=uuid.uuid4().hex,
+        )
     )
 
 

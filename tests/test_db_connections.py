@@ -13,8 +13,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from billing import redemptions
 from billing.models import AccessToken
+from billing.payments import redemptions
 from tests.conftest import ALICE_QUOTA
 from tests.live_server import LiveGateway
 

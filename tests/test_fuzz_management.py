@@ -19,6 +19,7 @@ from django.urls import resolve
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
+from billing import ledger
 from billing.models import AccessToken, Log, User
 from tests.conftest import make_channel, make_key
 from tests.fuzzing import Tally, fuzz_settings, report
@@ -54,8 +55,8 @@ def world(transactional_db) -> World:
     alice = User.objects.create_user("alice", quota=1000)
     token, _ = make_key(alice)
     make_channel("http://127.0.0.1:9")
-    Log.objects.create(type=Log.Type.CONSUME, user_id=root.pk, model="gpt-4o", quota=7, request_id="root-request")
-    Log.objects.create(type=Log.Type.CONSUME, user_id=alice.pk, token_id=token.pk, quota=3, request_id="alice-request")
+    ledger.write(Log(type=Log.Type.CONSUME, user_id=root.pk, model="gpt-4o", quota=7, request_id="root-request"))
+    ledger.write(Log(type=Log.Type.CONSUME, user_id=alice.pk, token_id=token.pk, quota=3, request_id="alice-request"))
     return World(alice, AccessToken.issue(root)[1], AccessToken.issue(alice)[1])
 
 

@@ -7,7 +7,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from billing import keys, pricing, settlement
+from billing import pricing, settlement
+from billing.accounts import keys
 from channels_app import routing
 from gateway_project import db
 from relay.sse import DONE

@@ -383,7 +383,7 @@ def test_redemption_codes_move_over_and_can_be_redeemed(one_api_db, new_api_db):
     model = redemption_model()
     if model is None:
         pytest.skip("this gateway has no billing.Redemption model")
-    from billing.redemptions import AlreadyRedeemed, redeem
+    from billing.payments.redemptions import AlreadyRedeemed, redeem
 
     one = run(one_api_db)
     assert "redemption code #3 'disabled' (dddd...dddd): disabled: skipped" in one

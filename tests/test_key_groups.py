@@ -10,7 +10,7 @@ import orjson
 import pytest
 from django.test import Client
 
-from billing import users
+from billing.accounts import users
 from billing.models import AccessToken, Token, User
 from tests.conftest import make_channel, make_key
 from tests.live_server import LiveGateway

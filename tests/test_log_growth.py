@@ -18,7 +18,8 @@ from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from billing import charts, quota, usage_rollup
+from billing import ledger, quota, usage_rollup
+from billing.console import charts
 from billing.logs import LogFilter, visible_logs, whole_days
 from billing.models import AccessToken, DailyUsage, Log, Reservation, Token, User
 from tasks.jobs import periodic_jobs
@@ -121,7 +122,7 @@ def test_the_aggregate_moves_in_the_settle_transaction_or_not_at_all(key, monkey
 @override_settings(TIME_ZONE="Asia/Shanghai")
 def test_days_are_local_days_of_time_zone(key):
     late_evening_utc = datetime(2024, 5, 1, 20, 0, tzinfo=UTC)
-    Log.objects.create(type=Log.Type.CONSUME, user_id=key.user_id, model="m", quota=5, created_at=late_evening_utc)
+    ledger.write(Log(type=Log.Type.CONSUME, user_id=key.user_id, model="m", quota=5, created_at=late_evening_utc))
     assert DailyUsage.objects.get().day.isoformat() == "2024-05-02"
 
 
@@ -134,7 +135,7 @@ def test_concurrent_first_writes_of_one_row_add_up(key):
             connection.ensure_connection()
             barrier.wait(5)
             fields = {"user_id": key.user_id, "token_id": key.pk, "request_id": uuid.uuid4().hex}
-            Log.objects.create(type=Log.Type.CONSUME, model="m", quota=3, **fields)
+            ledger.write(Log(type=Log.Type.CONSUME, model="m", quota=3, **fields))
         except Exception as failure:  # reported below, with the backend's message
             failures.append(repr(failure))
         finally:

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
-from billing import pricing
+from billing import ledger, pricing
 from billing.models import AccessToken, Log, Token, User, hash_key
 from channels_app.models import Channel
 from tests.conftest import ALICE_QUOTA, make_channel, make_key
@@ -271,8 +271,8 @@ def test_an_invalid_allowed_ip_is_422(alice_token):
 
 def consume(user: User, model: str, quota: int, **fields) -> Log:
     request_id = uuid.uuid4().hex
-    return Log.objects.create(
-        type=Log.Type.CONSUME, user_id=user.pk, model=model, quota=quota, request_id=request_id, **fields
+    return ledger.write(
+        Log(type=Log.Type.CONSUME, user_id=user.pk, model=model, quota=quota, request_id=request_id, **fields)
     )
 
 

@@ -11,9 +11,9 @@ import pytest
 from django.conf import settings
 from django.test import Client, override_settings
 
-from billing.keys import KeyInfo
+from billing.accounts.keys import KeyInfo
+from billing.accounts.ratelimit import Limits, limits_for_key
 from billing.models import AccessToken, Log, Token, User
-from billing.ratelimit import Limits, limits_for_key
 from tests.conftest import make_key
 from tests.live_server import LiveGateway
 from tests.relay_client import HELLO, post_chat

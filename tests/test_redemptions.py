@@ -8,8 +8,8 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from billing import redemptions
 from billing.models import AccessToken, Log, Redemption, User, hash_key
+from billing.payments import redemptions
 from tests.conftest import ALICE_QUOTA
 
 pytestmark = pytest.mark.django_db(transaction=True)

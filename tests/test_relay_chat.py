@@ -9,7 +9,7 @@ import pytest
 from django.test import AsyncClient, override_settings
 from django.utils import timezone
 
-from billing import keys
+from billing.accounts import keys
 from billing.models import Log, Reservation, Token, User
 from relay.tokenizer import Tokens, count_messages, count_text, utf8_bytes
 from tests.conftest import ALICE_QUOTA, make_channel, make_key

@@ -14,7 +14,8 @@ from django.conf import settings
 from django.db import OperationalError, transaction
 from django.db.models import F
 
-from billing import journal, keys, quota, settlement
+from billing import journal, quota, settlement
+from billing.accounts import keys
 from billing.models import Log, Reservation, Token, User
 from channels_app.models import Channel
 from gateway_project.routing import Lifespan

@@ -11,8 +11,8 @@ from django.db import OperationalError, connection
 from django.test import Client
 from django.utils import timezone
 
-from billing import topup, wechatpay
 from billing.models import AccessToken, Log, TopUpOrder, User
+from billing.payments import topup, wechatpay
 from tests.conftest import ALICE_QUOTA
 from tests.fakes.wechatpay_upstream import APIV3_KEY, APPID, MCHID, NOTIFY_URL, FakeWeChatPay, new_key, paid_transaction
 from tests.wechatpay_world import configure, deliver, place_order, unconfigure, wechatpay_server

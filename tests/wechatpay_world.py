@@ -5,8 +5,8 @@ import functools
 
 from django.test import Client
 
-from billing import topup
 from billing.models import TopUpOrder, User
+from billing.payments import topup
 from tests.fakes.wechatpay_upstream import FakeWeChatPay, Keys, start
 
 NOTIFY_PATH = "/api/topup/wechat/notify"

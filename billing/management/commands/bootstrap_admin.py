@@ -3,7 +3,10 @@
 import secrets
 
 from django.core.management.base import BaseCommand
+from django.db import transaction
 
+from billing import audit
+from billing.accounts import users
 from billing.models import AccessToken, User
 
 FIRST_ADMIN_QUOTA = 100_000_000  # $200 at 500 000 quota per USD
@@ -17,8 +20,10 @@ class Command(BaseCommand):
             self.stdout.write("users exist: no admin created")
             return
         password = secrets.token_urlsafe(12)
-        admin = User.objects.create_superuser("admin", password=password, quota=FIRST_ADMIN_QUOTA)
-        _, token = AccessToken.issue(admin, name="first admin")
+        with transaction.atomic():
+            admin = User.objects.create_superuser("admin", password=password, quota=FIRST_ADMIN_QUOTA)
+            audit.created(audit.System.MANAGE_PY, users.AUDITED, admin)
+            _, token = AccessToken.issue(admin, name="first admin")
         self.stdout.write(
             "created the first admin -- shown only this once:\n"
             f"  username: admin\n  password: {password}\n  management access token: {token}\n"

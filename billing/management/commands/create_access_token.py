@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from billing.access import find_user
+from billing.accounts.access import find_user
 from billing.models import AccessToken, User
 
 

@@ -3,8 +3,8 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from billing import tokens
-from billing.access import find_user
+from billing.accounts import tokens
+from billing.accounts.access import find_user
 from billing.models import User
 from gateway_project.errors import describe
 

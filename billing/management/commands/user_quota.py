@@ -3,8 +3,8 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from billing import users
-from billing.access import find_user
+from billing.accounts import users
+from billing.accounts.access import find_user
 from billing.models import User
 from billing.quota import QuotaExceeded
 from gateway_project.errors import describe

@@ -17,13 +17,15 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from billing import charts, pricing, qr, redemptions, tokens, topup, wechatpay
-from billing.console_forms import KeyForm, KeyStatusForm, RedeemForm, TopUpForm, UsageFilterForm
+from billing import pricing
+from billing.accounts import tokens
+from billing.console import charts
+from billing.console.forms import KeyForm, KeyStatusForm, RedeemForm, TopUpForm, UsageFilterForm
 from billing.logs import LogFilter, log_stats, visible_logs
 from billing.models import Redemption, Token, TopUpOrder
-from billing.wechatpay import PaymentsDisabled, WeChatPayError
+from billing.payments import qr, redemptions, topup, wechatpay
+from billing.payments.wechatpay import PaymentsDisabled, WeChatPayError
 from gateway_project.errors import describe
-from gateway_project.existing import delete_or_404
 
 LOGIN_URL = "console:login"
 PAGE_SIZE = 50
@@ -98,7 +100,8 @@ def key_status(request: HttpRequest, token_id: int) -> HttpResponse:
 @console_page
 def key_delete(request: HttpRequest, token_id: int) -> HttpResponse:
     token = get_object_or_404(Token, pk=token_id, user=request.user)
-    delete_or_404(Token.objects.filter(user=request.user), token.pk)  # 404 if another tab deleted it first
+    # 404 if another tab deleted it first
+    tokens.delete_token(Token.objects.filter(user=request.user), token.pk, actor=request.user)
     messages.info(request, f"Key {token.name or token.key_hint} deleted.")
     return redirect("console:keys")
 

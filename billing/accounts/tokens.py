@@ -1,7 +1,8 @@
-"""API keys (`sk-...`): who may see them, creating one (the plain key exists only in that answer), changing it.
+"""API keys (`sk-...`): who may see them, creating one (the plain key exists only in that answer), changing and
+deleting them, each with its audit entry (billing.audit).
 
 The API calls the allowed-models list `models`; the model stores it in `Token.model_limits`.
-A key's `rpm_limit`/`tpm_limit` override its group's key limits (billing.ratelimit; null = the group's,
+A key's `rpm_limit`/`tpm_limit` override its group's key limits (billing.accounts.ratelimit; null = the group's,
 0 = none). Staff may set any value; a user may only tighten their own key below what the group allows.
 """
 
@@ -9,19 +10,26 @@ import ipaddress
 from datetime import datetime
 
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.db.models import QuerySet
 
-from billing import ratelimit
-from billing.access import require_staff
-from billing.keys import key_group_allowed
-from billing.models import Token, User
-from gateway_project.existing import save_existing
+from billing import audit
+from billing.accounts import ratelimit
+from billing.accounts.access import require_staff
+from billing.accounts.keys import key_group_allowed
+from billing.audit import Actor, System
+from billing.models import AuditEntry, Token, User
+from gateway_project.existing import delete_or_404, save_existing
 
 # The key's rate-limit fields and the group limit each one overrides.
 RATE_LIMIT_FIELDS = {"rpm_limit": "key_rpm", "tpm_limit": "key_tpm"}
 MAX_RATE_LIMIT = 2_147_483_647  # the column is a positive 32-bit integer
 NULLABLE = {"expires_at", "models", "allow_ips", "group", *RATE_LIMIT_FIELDS}
 EDITABLE = NULLABLE | {"name", "status", "remain_quota", "unlimited_quota"}
+# What an audit entry records of a key: its owner and hint (never the key) and every setting.
+AUDITED = audit.Subject(
+    AuditEntry.Kind.KEY, Token, ("user_id", "key_hint", *sorted(EDITABLE - {"models"} | {"model_limits"}))
+)
 
 
 def visible_tokens(viewer: User) -> QuerySet[Token]:
@@ -46,7 +54,7 @@ def owner_for(actor: User, user_id: int | None) -> User:
 def create_token(
     owner: User,
     *,
-    actor: User | None = None,
+    actor: Actor = System.MANAGE_PY,
     name: str = "",
     status: str = Token.Status.ENABLED,
     remain_quota: int = 0,
@@ -58,7 +66,8 @@ def create_token(
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
 ) -> tuple[Token, str]:
-    """A new key for `owner`; returns it with the full `sk-` key, which is not stored anywhere."""
+    """A new key for `owner`; returns it with the full `sk-` key, which is not stored anywhere. A System actor
+    (a command) gets what the owner may have."""
     fields = {
         "name": name,
         "status": status,
@@ -71,11 +80,13 @@ def create_token(
         "rpm_limit": rpm_limit,
         "tpm_limit": tpm_limit,
     }
-    check_fields(fields, owner, actor or owner)
+    check_fields(fields, owner, actor if isinstance(actor, User) else owner)
     token = Token(user=owner)
     _apply(token, fields)
     plain = token.set_key()
-    token.save()
+    with transaction.atomic():
+        token.save()
+        audit.created(actor, AUDITED, token)
     return token, plain
 
 
@@ -88,8 +99,15 @@ def update_token(token: Token, changes: dict, actor: User) -> Token:
         return token
     _apply(token, changes)
     # Only the changed columns: settlements move used_quota/remain_quota concurrently with F().
-    save_existing(token, update_fields=[("model_limits" if name == "models" else name) for name in changes])
+    with audit.tracked(actor, AUDITED, token.pk):
+        save_existing(token, update_fields=[_column(name) for name in changes])
     return token
+
+
+def delete_token(deletable: QuerySet[Token], token_id: int, actor: Actor) -> None:
+    """Delete the key `token_id` if it is among `deletable` (what the actor may delete); Http404 otherwise."""
+    with audit.tracked(actor, AUDITED, token_id, lock=False):
+        delete_or_404(deletable, token_id)
 
 
 def check_fields(fields: dict, owner: User, actor: User, stored_group: str | None = None) -> None:
@@ -124,7 +142,7 @@ def check_fields(fields: dict, owner: User, actor: User, stored_group: str | Non
 
 def check_key_group(group: str | None, owner: User) -> None:
     """Staff too may pin a key only to its owner's group (unless the owner is staff): authentication would
-    refuse any other (billing.keys.key_group_allowed)."""
+    refuse any other (billing.accounts.keys.key_group_allowed)."""
     if not key_group_allowed(group, owner):
         message = f"{owner.username} is in group {owner.group}, not {group}: move the user first, or leave it empty"
         raise ValidationError({"group": message})
@@ -146,4 +164,9 @@ def check_rate_limits(fields: dict, key_group: str, actor: User) -> None:
 
 def _apply(token: Token, fields: dict) -> None:
     for name, value in fields.items():
-        setattr(token, "model_limits" if name == "models" else name, value)
+        setattr(token, _column(name), value)
+
+
+def _column(name: str) -> str:
+    """The API calls the allowed-models list `models`; the model stores it in `model_limits`."""
+    return "model_limits" if name == "models" else name

@@ -1,10 +1,10 @@
-"""Management API: redemption codes (specs/gateway-api.md). Rules live in billing.redemptions."""
+"""Management API: redemption codes (specs/gateway-api.md). Rules live in billing.payments.redemptions."""
 
 from django.http import HttpRequest
 from ninja import Field, Router, Schema, Status
 
-from billing import redemptions
 from billing.models import Redemption
+from billing.payments import redemptions
 from billing.schemas import MAX_QUOTA, Integer, WriteSchema
 from gateway_project.auth import staff_only
 

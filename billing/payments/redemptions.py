@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from billing import audit, ledger
 from billing.models import KEY_ALPHABET, Log, Redemption, User, hash_key
 
 CODE_LENGTH = 32
@@ -46,14 +47,15 @@ def hint(code: str) -> str:
 
 
 def redeem(user: User, code: str) -> int:
-    """Credit `user` with the code's quota and write a top-up log; returns the quota credited.
+    """Credit `user` with the code's quota and write a top-up log and an audit entry (the user is its actor);
+    returns the quota credited.
 
     Redemption.DoesNotExist for an unknown code, AlreadyRedeemed for a used one.
 
     Concurrency: the claim is one conditional `UPDATE ... SET status='used' WHERE status='unused'`. The
     database serialises writers of that row (PostgreSQL and MySQL re-check the WHERE after the first
     transaction commits; SQLite takes the write lock when the transaction starts), so of any number of
-    concurrent redeemers exactly one updates a row. The claim, the credit and the log share one
+    concurrent redeemers exactly one updates a row. The claim, the credit, the log and the audit entry share one
     transaction: a failure after the claim rolls the claim back too.
 
     Locks: user -> redemption. The claim writes `used_by`, and InnoDB checks that foreign key with a shared
@@ -71,10 +73,13 @@ def redeem(user: User, code: str) -> int:
         if not claimed:
             raise AlreadyRedeemed("this redemption code has already been used")
         User.objects.filter(pk=user.pk).update(quota=F("quota") + found["quota"])
-        Log.objects.create(
-            type=Log.Type.TOPUP,
-            user_id=user.pk,
-            quota=found["quota"],
-            content=f"redeemed code {found['code_hint']} of batch {found['name']!r}",
+        audit.quota_moved(user, user.pk, found["quota"])
+        ledger.write(
+            Log(
+                type=Log.Type.TOPUP,
+                user_id=user.pk,
+                quota=found["quota"],
+                content=f"redeemed code {found['code_hint']} of batch {found['name']!r}",
+            )
         )
     return found["quota"]

@@ -1,15 +1,25 @@
-"""Creating and changing users, and the one way operators move a user's quota."""
+"""Creating, changing and deleting users, and the one way operators move a user's quota. Each change writes
+its audit entry (billing.audit) with the actor the caller names."""
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import F
 
-from billing.models import Log, User
+from billing import audit, ledger
+from billing.audit import Actor, System
+from billing.models import AuditEntry, Log, User
 from billing.quota import QuotaExceeded
-from gateway_project.existing import save_existing
+from gateway_project.existing import delete_or_404, save_existing
 
 EDITABLE = {"username", "password", "is_staff", "is_active", "group", "rpm_limit", "tpm_limit"}
 NULLABLE = {"rpm_limit", "tpm_limit"}  # null = the group's limit
+# What an audit entry records of a user: what the API and admin change, the password only as "changed".
+AUDITED = audit.Subject(
+    AuditEntry.Kind.USER,
+    User,
+    tuple(sorted(EDITABLE | {"email", "first_name", "last_name", "is_superuser", "quota"})),
+    secret=frozenset({"password"}),
+)
 
 
 def create_user(
@@ -22,7 +32,7 @@ def create_user(
     quota: int = 0,
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
-    actor: User | None = None,
+    actor: Actor = System.MANAGE_PY,
 ) -> User:
     """A new user; a starting quota goes through adjust_quota so the ledger shows where it came from."""
     check_username(username)
@@ -38,12 +48,13 @@ def create_user(
         )
         _set_password(user, password)
         user.save()
+        audit.created(actor, AUDITED, user)
         if quota:
             adjust_quota(user, quota, "starting quota", actor=actor)
     return user
 
 
-def update_user(user: User, changes: dict, actor: User | None = None) -> User:
+def update_user(user: User, changes: dict, actor: Actor = System.MANAGE_PY) -> User:
     """Apply `changes` (fields of EDITABLE). Quota is not among them: it moves only through adjust_quota.
     User.DoesNotExist when another request deleted the user meanwhile."""
     unknown = set(changes) - EDITABLE
@@ -67,21 +78,29 @@ def update_user(user: User, changes: dict, actor: User | None = None) -> User:
         else:
             setattr(user, name, value)
     # Only the changed columns: a full save would write a stale quota over concurrent settlements.
-    save_existing(user, update_fields=list(changes))
+    with audit.tracked(actor, AUDITED, user.pk):
+        save_existing(user, update_fields=list(changes))
     return user
 
 
-def check_own_account(user: User, changes: dict, actor: User | None) -> None:
+def delete_user(user_id: int, actor: Actor) -> None:
+    """Delete the user with their keys and access tokens; Http404 when there is no such user."""
+    with audit.tracked(actor, AUDITED, user_id, lock=False):
+        delete_or_404(User.objects.all(), user_id)
+
+
+def check_own_account(user: User, changes: dict, actor: Actor | None) -> None:
     """Staff cannot lock themselves out by deactivating their own account or dropping their own staff rights
     (PermissionDenied); another staff user can do either."""
-    if actor is not None and actor.pk == user.pk and False in (changes.get("is_active"), changes.get("is_staff")):
+    if isinstance(actor, User) and actor.pk == user.pk and False in (changes.get("is_active"), changes.get("is_staff")):
         raise PermissionDenied(
             "you cannot deactivate your own account or take away your own staff rights; ask another staff user"
         )
 
 
-def adjust_quota(user: User, delta: int, reason: str = "", actor: User | None = None) -> int:
-    """Add `delta` quota to `user` (negative removes it) and write a manage log; returns the new quota.
+def adjust_quota(user: User, delta: int, reason: str = "", actor: Actor = System.MANAGE_PY) -> int:
+    """Add `delta` quota to `user` (negative removes it) and write a manage log and an audit entry; returns the
+    new quota.
 
     Concurrency: one conditional UPDATE with F(), in the same transaction as the log row, so it composes
     with concurrent reservations and settlements (which also use F()) without losing any of them. A
@@ -97,13 +116,15 @@ def adjust_quota(user: User, delta: int, reason: str = "", actor: User | None = 
         if not rows.update(quota=F("quota") + delta):
             left = User.objects.filter(pk=user.pk).values_list("quota", flat=True).first()
             raise QuotaExceeded(f"{user.username} has {left} quota left; cannot remove {-delta}")
-        user.quota = User.objects.filter(pk=user.pk).values_list("quota", flat=True).get()
-        by = actor.username if actor is not None else "manage.py"
-        Log.objects.create(
-            type=Log.Type.MANAGE,
-            user_id=user.pk,
-            quota=delta,
-            content=f"{by} changed quota by {delta:+d} to {user.quota}" + (f": {reason}" if reason else ""),
+        user.quota = audit.quota_moved(actor, user.pk, delta)
+        by = audit.name_of(actor)
+        ledger.write(
+            Log(
+                type=Log.Type.MANAGE,
+                user_id=user.pk,
+                quota=delta,
+                content=f"{by} changed quota by {delta:+d} to {user.quota}" + (f": {reason}" if reason else ""),
+            )
         )
     return user.quota
 

@@ -1,4 +1,5 @@
-"""Forms of the user console. They only parse; billing.tokens / topup / redemptions apply the rules."""
+"""Forms of the user console. They only parse; billing.accounts.tokens, billing.payments.topup and
+billing.payments.redemptions apply the rules."""
 
 from django import forms
 
@@ -27,7 +28,7 @@ class KeyForm(forms.Form):
     allow_ips = forms.CharField(required=False, label="Allowed IPs", help_text="Comma-separated IPs or CIDRs")
 
     def token_fields(self) -> dict:
-        """Keyword arguments for billing.tokens.create_token."""
+        """Keyword arguments for billing.accounts.tokens.create_token."""
         data = self.cleaned_data
         return {
             "name": data["name"],

@@ -1,4 +1,7 @@
-"""Management API: WeChat Pay top-up orders and WeChat Pay's notification callback. Rules live in billing.topup."""
+"""Management API: WeChat Pay top-up orders and WeChat Pay's notification callback.
+
+Rules live in billing.payments.topup.
+"""
 
 import logging
 from typing import Literal
@@ -7,10 +10,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from ninja import Field, Router, Schema, Status
 
-from billing import qr, topup
 from billing.models import TopUpOrder
+from billing.payments import qr, topup
+from billing.payments.wechatpay import NotificationRejected, PaymentsDisabled, WeChatPayError
 from billing.schemas import Integer, WriteSchema
-from billing.wechatpay import NotificationRejected, PaymentsDisabled, WeChatPayError
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from billing import keys
+from billing.accounts import keys
 from billing.models import Token, User
 
 

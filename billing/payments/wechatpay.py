@@ -1,6 +1,6 @@
 """WeChat Pay API v3 (Native) through the wechatpayv3 SDK: client, order calls, notification checks.
 
-Configured only by the WECHATPAY_* settings (environment). Nothing here moves money: billing.topup
+Configured only by the WECHATPAY_* settings (environment). Nothing here moves money: billing.payments.topup
 decides what a verified answer means. Every call is synchronous (the SDK uses `requests`); callers run
 it outside database transactions.
 """

@@ -39,7 +39,7 @@ class KeyInfo:
     expires_at: float | None
     models: tuple[str, ...] | None
     allow_ips: tuple[str, ...] | None
-    # Rate-limit overrides of the key and of its user (billing.ratelimit): None = the group's, 0 = no limit.
+    # Rate-limit overrides of the key and of its user (billing.accounts.ratelimit): None = the group's, 0 = no limit.
     # Defaults, so entries cached by an older version still load.
     rpm_limit: int | None = None
     tpm_limit: int | None = None
@@ -133,7 +133,7 @@ def _load(key_hash: str) -> KeyInfo | None:
 
 def key_group_allowed(group: str | None, owner: User) -> bool:
     """A key's group sets its prices and channels: it may be pinned to its owner's group only, unless the owner
-    is staff. Checked when a key is saved (billing.tokens) and again at every authentication, as a user
+    is staff. Checked when a key is saved (billing.accounts.tokens) and again at every authentication, as a user
     moved to another group takes their keys' pins with them."""
     return not group or group == owner.group or owner.is_staff
 

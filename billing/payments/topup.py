@@ -16,9 +16,10 @@ from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from billing import wechatpay
+from billing import audit, ledger
 from billing.models import Log, TopUpOrder, User
-from billing.wechatpay import NotificationRejected, WeChatPayError
+from billing.payments import wechatpay
+from billing.payments.wechatpay import NotificationRejected, WeChatPayError
 
 logger = logging.getLogger(__name__)
 
@@ -86,11 +87,13 @@ def create_order(user: User, amount_yuan: int) -> TopUpOrder:
 
 
 def mark_paid(out_trade_no: str, transaction_id: str, total_fen: int, via: str) -> Outcome:
-    """Mark the order paid and credit its quota with a top-up log, exactly once; `total_fen` must match.
+    """Mark the order paid and credit its quota with a top-up log and an audit entry, exactly once; `total_fen`
+    must match.
 
     Concurrency: the order row is locked (SELECT ... FOR UPDATE; SQLite takes its write lock when the
     transaction starts), and the flip to paid is a conditional UPDATE that only a not-yet-paid row
-    matches, so of concurrent deliveries exactly one credits. Flip, credit and log share the transaction.
+    matches, so of concurrent deliveries exactly one credits. Flip, credit, log and audit entry share the
+    transaction.
     Locks: order -> user. A closed order may still become paid: WeChat Pay says the payer paid, so the
     quota is owed (closing happens only after WeChat Pay accepted the close, so this should not occur).
     """
@@ -109,15 +112,18 @@ def mark_paid(out_trade_no: str, transaction_id: str, total_fen: int, via: str) 
             return Outcome.ALREADY_PAID
         if order.status == TopUpOrder.Status.CLOSED:
             logger.warning("top-up %s was closed but WeChat Pay reports it paid; crediting", out_trade_no)
-        if order.user_id is not None:
+        if order.user_id is not None:  # the order's lock keeps its user: deleting one first unlinks its orders
             User.objects.filter(pk=order.user_id).update(quota=F("quota") + order.quota)
-        Log.objects.create(
-            type=Log.Type.TOPUP,
-            user_id=order.user_id,
-            quota=order.quota,
-            request_id=out_trade_no,
-            content=f"WeChat Pay top-up {order.amount_yuan} CNY, order {out_trade_no}, "
-            f"transaction {transaction_id or '?'} (confirmed by {via})",
+            audit.quota_moved(audit.System.WECHAT_PAY, order.user_id, order.quota)
+        ledger.write(
+            Log(
+                type=Log.Type.TOPUP,
+                user_id=order.user_id,
+                quota=order.quota,
+                request_id=out_trade_no,
+                content=f"WeChat Pay top-up {order.amount_yuan} CNY, order {out_trade_no}, "
+                f"transaction {transaction_id or '?'} (confirmed by {via})",
+            )
         )
     return Outcome.CREDITED
 
@@ -169,7 +175,7 @@ def reconcile_pending(now: datetime | None = None) -> int:
         try:
             changed += reconcile_order(out_trade_no, now)
         except WeChatPayError:
-            continue  # logged by billing.wechatpay; the next run tries again
+            continue  # logged by billing.payments.wechatpay; the next run tries again
     return changed
 
 
