@@ -38,6 +38,7 @@ class System(StrEnum):
     AUTO_DISABLE = "auto-disable"
     AUTO_ENABLE = "auto-enable"
     WECHAT_PAY = "wechat-pay"
+    IMPORT = "import_oneapi"
 
 
 Actor = User | System

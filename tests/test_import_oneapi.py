@@ -14,7 +14,7 @@ from django.core.management.base import CommandError
 from django.test import AsyncClient
 
 from billing import pricing
-from billing.models import PriceTable, Token, User, hash_key
+from billing.models import AuditEntry, PriceTable, Token, User, hash_key
 from channels_app.models import Channel
 from gateway_project.oneapi_import import accounts
 
@@ -339,6 +339,22 @@ def test_update_brings_imported_rows_to_the_source(tmp_path):
     assert User.objects.get(username="erin").quota == 1_234
     assert channel(10).key == "sk-rotated"
     assert "users: 0 created, 1 updated" in updated and "channels: 0 created, 1 updated" in updated
+
+
+def test_every_row_an_import_writes_has_its_audit_entry(tmp_path):
+    rows = new_api_rows()
+    dsn = sqlite_source(tmp_path / "first.db", NEW_API, rows)
+    run(dsn)
+    created = AuditEntry.objects.filter(actor_name="import_oneapi", action=AuditEntry.Action.CREATE)
+    assert created.filter(object_type=AuditEntry.Kind.USER).count() == User.objects.count()
+    assert created.filter(object_type=AuditEntry.Kind.KEY).count() == Token.objects.count()
+    assert created.filter(object_type=AuditEntry.Kind.CHANNEL).count() == Channel.objects.count()
+    assert AuditEntry.objects.filter(actor_name="import_oneapi", object_type=AuditEntry.Kind.PRICES).exists()
+
+    rows["channels"][0]["key"] = "sk-rotated"
+    run(sqlite_source(tmp_path / "second.db", NEW_API, rows), "--update")
+    [rotated] = AuditEntry.objects.filter(actor_name="import_oneapi", action=AuditEntry.Action.UPDATE)
+    assert (rotated.object_id, rotated.changes) == (channel(10).pk, {"key_encrypted": "changed"})
 
 
 def test_dry_run_writes_nothing_and_says_what_it_would_do(one_api_db):

@@ -6,6 +6,7 @@ from typing import Any
 from django.apps import apps
 
 from billing import pricing
+from billing.audit import System
 from billing.models import PriceTable, hash_key
 from gateway_project.oneapi_import.run import Run, Tally, rows_by
 from gateway_project.oneapi_import.values import json_object, moment, number, text
@@ -54,7 +55,7 @@ class MoneyImport(Run):
             else:
                 tally.kept += 1
         if changes and not self.dry_run:
-            pricing.save(changes, merge=True)
+            pricing.save(changes, merge=True, actor=System.IMPORT)
 
     def count_price(self, tally: Tally, exists: bool, label: str) -> None:
         if exists:

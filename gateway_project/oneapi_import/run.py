@@ -6,8 +6,15 @@ from typing import Any
 
 from django.db import models
 
+from billing import audit
+from billing.accounts import tokens, users
+from billing.audit import System
 from billing.models import User
+from channels_app import channels
 from gateway_project.oneapi_import.source import TABLES, Source, detect_flavour
+
+# What the audit trail records of the tables an import writes (redemption codes are not audited).
+AUDITED = {"users": users.AUDITED, "tokens": tokens.AUDITED, "channels": channels.AUDITED}
 
 
 @dataclass
@@ -72,6 +79,8 @@ class Run:
             self.report.actions.append(f"create {label}")
             if not self.dry_run:
                 row.save()
+                if table in AUDITED:
+                    audit.created(System.IMPORT, AUDITED[table], row)
             return row
         changed = [name for name, value in values.items() if _current(existing, name) != value]
         if not changed or not self.update:
@@ -82,8 +91,16 @@ class Run:
         tally.updated += 1
         self.report.actions.append(f"update {label}: {', '.join(changed)}")
         if not self.dry_run:
-            existing.save(update_fields=["key_encrypted" if name == "key" else name for name in changed])
+            self.save_audited(table, existing, ["key_encrypted" if name == "key" else name for name in changed])
         return existing
+
+    @staticmethod
+    def save_audited(table: str, row: models.Model, fields: list[str]) -> None:
+        if table not in AUDITED:
+            row.save(update_fields=fields)
+            return
+        with audit.tracked(System.IMPORT, AUDITED[table], row.pk):
+            row.save(update_fields=fields)
 
 
 def rows_by(model: type[models.Model], field_name: str, values: list[str]) -> dict[str, Any]:
