@@ -26,6 +26,7 @@ run: setup
 test: deps
 	@scripts/browser-deps.sh
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	scripts/test-matrix.sh
 
 lint: deps
