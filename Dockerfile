@@ -10,11 +10,10 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev libmariadb-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /build
+# Runtime packages only: the test tools are in requirements-test.txt.
 COPY requirements.txt .
-# Runtime packages only: everything above the "# Tests and tooling" line of requirements.txt.
-RUN sed '/^# Tests and tooling/,$d' requirements.txt > requirements-runtime.txt \
-    && pip wheel --no-cache-dir --wheel-dir /wheels -r requirements-runtime.txt \
-    && cp requirements-runtime.txt /wheels/
+RUN pip wheel --no-cache-dir --wheel-dir /wheels -r requirements.txt \
+    && cp requirements.txt /wheels/
 
 FROM python:3.11-slim AS runtime
 RUN apt-get update \
@@ -24,7 +23,7 @@ RUN apt-get update \
     && mkdir /data && chown gateway:gateway /data
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels -r /wheels/requirements-runtime.txt
+    && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels -r /wheels/requirements.txt
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

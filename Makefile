@@ -3,9 +3,10 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt | sha1sum | cut -c1-12)
+TEST_STAMP := $(VENV)/.installed-test-$(shell cat requirements.txt requirements-test.txt | sha1sum | cut -c1-12)
 
-.PHONY: run test setup deps lint bench
+.PHONY: run test setup deps test-deps lint bench
 
 $(STAMP): requirements.txt
 	@scripts/system-deps.sh
@@ -13,7 +14,14 @@ $(STAMP): requirements.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
+# Test and benchmark tools, only for `make test`.
+$(TEST_STAMP): $(STAMP) requirements-test.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-test.txt
+	@rm -f $(VENV)/.installed-test-* && touch $@
+
 deps: $(STAMP)
+
+test-deps: $(TEST_STAMP)
 
 setup: deps
 	$(PY) manage.py migrate --noinput -v0
@@ -23,11 +31,11 @@ setup: deps
 run: setup
 	exec scripts/serve.sh daphne 0.0.0.0 $${PORT:-3000}
 
-test: deps
+test: test-deps
 	@scripts/browser-deps.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	scripts/test-matrix.sh
 
-lint: deps
+lint: test-deps
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -26,7 +26,7 @@ pytestmark = [
         reason=f"needs {CHROMIUM} and chromedriver (Debian/Ubuntu: {INSTALL})",
     ),
 ]
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in requirements.txt")
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in requirements-test.txt")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 

@@ -110,8 +110,10 @@ def test_dockerfile_is_multi_stage_non_root_with_a_health_check():
     assert instructions("EXPOSE") == ["3000"] and '"/data"' in instructions("VOLUME")[0]
     assert "deploy/entrypoint.sh" in instructions("ENTRYPOINT")[0]
     assert "DATA_DIR=/data" in " ".join(instructions("ENV"))
-    # The builder cuts requirements.txt at this line to leave test tools out of the image.
-    assert "# Tests and tooling" in (ROOT / "requirements.txt").read_text().splitlines()
+    # The image gets the runtime packages only; test tools live in requirements-test.txt.
+    builder = " ".join(args for instruction, args in dockerfile()[: _last_from()] if instruction in ("COPY", "RUN"))
+    assert "requirements.txt" in builder and "requirements-test.txt" not in builder
+    assert "pytest" not in (ROOT / "requirements.txt").read_text()
 
 
 def _last_from() -> int:
