@@ -276,7 +276,7 @@ def lookup_prefix(table: dict[str, float], model: str) -> float | None:
 
 @dataclass(frozen=True)
 class Quote:
-    """How one request is priced; `cost` is the formula of DESIGN.md, rounded up."""
+    """How one request is priced; `cost` is the formula of docs/architecture.md, "Money", rounded up."""
 
     model: str
     group_ratio: float

@@ -1,4 +1,4 @@
-"""Request and response shapes of the billing part of the management API (specs/gateway-api.md).
+"""Request and response shapes of the billing part of the management API (README, "Management API").
 
 The integer types are bounded so that what passes validation fits the database's 64-bit columns (and
 their sums): a larger number is a 422 naming the field, not a 500 from the database driver.

@@ -1,6 +1,6 @@
 """The management API (django-ninja): authentication, error shapes, and the routers of each app.
 
-Every error answers `{"detail": "..."}` (specs/gateway-api.md); a validation error also carries the
+Every error answers `{"detail": "..."}` (README, "Management API"); a validation error also carries the
 structured `errors` list so tools can point at each field.
 """
 
@@ -72,7 +72,7 @@ def error_statuses(operation: dict) -> dict[int, str]:
 api = GatewayAPI(
     title="LLM gateway management API",
     version=settings.VERSION,
-    description="See specs/gateway-api.md. Authenticate with `Authorization: Bearer <access token>`.",
+    description="See the README's Management API section. Authenticate with `Authorization: Bearer <access token>`.",
     auth=signed_in,
     urls_namespace="api",
 )

@@ -241,7 +241,7 @@ class Embeddings(Completions):
 
 
 class Rerank(Embeddings):
-    """Jina-format rerank (specs/rerank.md): billed like embeddings, on the query and documents' tokens."""
+    """Jina-format rerank (Jina's `/v1/rerank`): billed like embeddings, on the query and documents' tokens."""
 
     name = "rerank"
 

@@ -1,4 +1,4 @@
-"""The management API of specs/gateway-api.md: auth, channels, users, keys, logs and prices."""
+"""The management API of the README's "Management API" section: auth, channels, users, keys, logs and prices."""
 
 import json
 import uuid

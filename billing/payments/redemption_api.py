@@ -1,4 +1,4 @@
-"""Management API: redemption codes (specs/gateway-api.md). Rules live in billing.payments.redemptions."""
+"""Management API: redemption codes (README, "Management API"). Rules live in billing.payments.redemptions."""
 
 from django.http import HttpRequest
 from ninja import Field, Router, Schema, Status

@@ -316,7 +316,7 @@ class ChunkWriter:
             self.state.text_parts.append((function.get("name") or "") + (function.get("arguments") or ""))
 
 
-# --- rerank: the client-facing format is Jina's (specs/rerank.md) ---
+# --- rerank: the client-facing format is Jina's (Jina's `/v1/rerank`) ---
 
 
 def rerank_document_text(document: object) -> str:

@@ -1,7 +1,8 @@
 """Midjourney-Proxy (novicezk/midjourney-proxy and its Plus forks): submits, task reports, client shapes.
 
-See specs/midjourney.md. Clients see the gateway's task ids (Midjourney-style digits); what goes upstream
-names the upstream's ids, so a client can never address a task by an id it was not given.
+Wire format: Midjourney-Proxy's `/mj/submit/*` and `/mj/task/*` API. Clients see the gateway's task
+ids (Midjourney-style digits); what goes upstream names the upstream's ids, so a client can never
+address a task by an id it was not given.
 """
 
 import re

@@ -1,7 +1,7 @@
 """Suno-API (Suno-API/Suno-API): music and lyrics submits, batch fetch, the `{code, message, data}` wrapper.
 
-See specs/suno.md. Clients see the gateway's task ids (UUIDs, like Suno-API's own); a continuation's
-`task_id` is swapped for the upstream's id before it leaves.
+Wire format: Suno-API's `/suno/submit/*` and `/suno/fetch`. Clients see the gateway's task ids (UUIDs,
+like Suno-API's own); a continuation's `task_id` is swapped for the upstream's id before it leaves.
 """
 
 import uuid

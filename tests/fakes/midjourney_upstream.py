@@ -1,4 +1,4 @@
-"""A fake Midjourney-Proxy (Plus) on 127.0.0.1 that speaks its wire format (specs/midjourney.md).
+"""A fake Midjourney-Proxy (Plus) on 127.0.0.1 that speaks its wire format (Midjourney-Proxy's `/mj` API).
 
 Jobs advance with time: SUBMITTED 0% -> IN_PROGRESS 25% -> IN_PROGRESS 75% -> SUCCESS 100% with an image
 URL and buttons (or FAILURE with a failReason, or forever IN_PROGRESS when the outcome is "stuck").

@@ -1,4 +1,4 @@
-"""A fake Suno-API on 127.0.0.1 that speaks its wire format (specs/suno.md).
+"""A fake Suno-API on 127.0.0.1 that speaks its wire format (Suno-API's `/suno` API).
 
 A music job makes two clips and advances with time: SUBMITTED (clips "submitted") -> IN_PROGRESS (clips
 "streaming") -> SUCCESS (clips "complete" with audio URLs) or FAILURE (clips "error"). Lyrics are ready

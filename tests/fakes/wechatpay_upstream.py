@@ -2,7 +2,7 @@
 
 Self-generated RSA keys stand in for the merchant's key (which signs our requests; the fake checks it) and
 WeChat Pay's platform key (which signs every answer and notification; the gateway checks it, in public-key
-mode). Notifications are AES-256-GCM encrypted with the APIv3 key (specs/wechatpay.md, section 9).
+mode). Notifications are AES-256-GCM encrypted with the APIv3 key (WeChat Pay APIv3, "callback decryption").
 """
 
 import base64
@@ -140,7 +140,7 @@ class Keys:
 
 
 def paid_transaction(out_trade_no: str, total_fen: int, **changes: object) -> dict:
-    """The decrypted `resource` of a successful Native payment (specs/wechatpay.md 5.4)."""
+    """The decrypted `resource` of a successful Native payment (WeChat Pay APIv3 Native payment notification)."""
     return {
         "appid": APPID,
         "mchid": MCHID,
