@@ -15,7 +15,7 @@ from billing.pricing import Quote, offers_image_size
 from gateway_project.safe_text import MODEL_NAME_RULE, is_model_name
 from relay import media, tokenizer
 from relay.adaptors.base import RelayRequest, Usage
-from relay.adaptors.convert import rerank_prompt_tokens
+from relay.adaptors.openai_format import rerank_prompt_tokens
 from relay.errors import RelayError
 from relay.tokenizer import Measure, count_messages, count_text, count_tools
 

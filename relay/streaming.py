@@ -33,7 +33,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from billing import quota
 from relay import metrics, sse, upstream
 from relay.adaptors.base import Adaptor, StreamConverter, UpstreamFailed, UpstreamFailure, Usage, scrub
-from relay.adaptors.convert import json_or_none
+from relay.adaptors.openai_format import json_or_none
 from relay.errors import RelayError
 
 NORMAL = "stream ended normally"

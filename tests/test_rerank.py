@@ -9,7 +9,7 @@ from django.test import AsyncClient
 
 from billing.models import Log
 from billing.pricing import DEFAULT_MODEL_RATIO_TABLE
-from relay.adaptors.convert import rerank_answer
+from relay.adaptors.openai_format import rerank_answer
 from relay.channel_test import probe_channel
 from relay.tokenizer import count_text
 from tests.conftest import make_channel

@@ -25,25 +25,25 @@ from relay.adaptors.base import (
     load_json,
     openai_style_error,
 )
-from relay.adaptors.convert import (
+from relay.adaptors.openai_format import (
     ChunkWriter,
     DataUrl,
     append_turn,
     assistant_message,
     client_tool_calls,
     completion_body,
+    completion_text,
     content_parts,
     content_text,
     file_data_url,
     image_url_of,
     json_or_none,
     new_completion_id,
-    nonzero,
     openai_tool_call,
     parse_data_url,
+    reported_usage,
     request_json,
     require_chat,
-    spoken_text,
     stop_sequences,
     stream_event,
     tool_functions,
@@ -289,7 +289,7 @@ class AnthropicAdaptor(Adaptor):
         reason = finish_reason(body.get("stop_reason"))
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": reason}
         answer = completion_body(request, body.get("id") or new_completion_id(), [choice], usage_object(usage, cached))
-        return answer, nonzero(usage), spoken_text(message)
+        return answer, reported_usage(usage), completion_text(message)
 
     def stream_converter(self, request: RelayRequest) -> StreamConverter:
         return AnthropicStream(request)
@@ -371,7 +371,7 @@ class AnthropicStream(StreamConverter):
     def on_message_delta(self, event: dict) -> list[bytes]:
         # message_delta's counts are cumulative and may repeat the input fields; they win over message_start's.
         usage, _ = usage_of({**self.start_usage, **(event.get("usage") or {})})
-        self.state.usage = nonzero(usage)
+        self.state.usage = reported_usage(usage)
         reason = finish_reason((event.get("delta") or {}).get("stop_reason"))
         return [self.writer.chunk({}, reason)]
 

@@ -29,15 +29,15 @@ from relay.adaptors.base import (
     Usage,
     load_json,
 )
-from relay.adaptors.convert import (
+from relay.adaptors.openai_format import (
     ChunkWriter,
     assistant_message,
     completion_body,
     content_parts,
-    copied_fields,
     last_user_index,
     new_completion_id,
-    nonzero,
+    renamed_numeric_fields,
+    reported_usage,
     request_json,
     require_endpoint,
     rerank_answer,
@@ -100,7 +100,7 @@ def chat_body(request: RelayRequest, model: str) -> dict:
     if body.get("tools"):
         raise unsupported("tool calls and tool results", SLUG)
     out = {"model": model, **conversation_fields(body["messages"]), "stream": request.stream}
-    out.update(copied_fields(body, SAMPLING_FIELDS))
+    out.update(renamed_numeric_fields(body, SAMPLING_FIELDS))
     stops = stop_sequences(body.get("stop"))
     if stops:
         out["stop_sequences"] = stops
@@ -153,7 +153,7 @@ class CohereAdaptor(Adaptor):
             "finish_reason": finish_reason(body.get("finish_reason")),
         }
         answer = completion_body(request, body.get("response_id") or new_completion_id(), [choice], usage_object(usage))
-        return answer, nonzero(usage), message["content"]
+        return answer, reported_usage(usage), message["content"]
 
     def stream_converter(self, request: RelayRequest) -> StreamConverter:
         return CohereStream(request)
@@ -177,7 +177,7 @@ class CohereStream(StreamConverter):
             return [self.writer.chunk({"content": event["text"]})]
         if kind == "stream-end":
             self.ended = True
-            self.state.usage = nonzero(billed_usage(event.get("response")))
+            self.state.usage = reported_usage(billed_usage(event.get("response")))
             return [self.writer.chunk({}, finish_reason(event.get("finish_reason")))]
         return []  # search results, citations: nothing an OpenAI client reads
 

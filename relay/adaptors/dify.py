@@ -34,7 +34,7 @@ from relay.adaptors.base import (
     load_json,
     openai_style_error,
 )
-from relay.adaptors.convert import (
+from relay.adaptors.openai_format import (
     ChunkWriter,
     assistant_message,
     completion_body,

@@ -37,13 +37,14 @@ from relay.adaptors.base import (
     load_json,
     openai_style_error,
 )
-from relay.adaptors.convert import (
+from relay.adaptors.openai_format import (
     ChunkWriter,
     DataUrl,
     append_turn,
     assistant_message,
     client_tool_calls,
     completion_body,
+    completion_text,
     content_parts,
     content_text,
     file_data_url,
@@ -51,12 +52,11 @@ from relay.adaptors.convert import (
     json_or_none,
     new_call_id,
     new_completion_id,
-    nonzero,
     openai_tool_call,
     parse_data_url,
+    reported_usage,
     request_json,
     require_chat,
-    spoken_text,
     stop_sequences,
     stream_event,
     text_or_empty,
@@ -426,7 +426,7 @@ class GeminiAdaptor(Adaptor):
             choices or [blocked_choice()],
             usage_object(usage, cached, thoughts),
         )
-        return answer, nonzero(usage), "".join(spoken_text(choice["message"]) for choice in choices)
+        return answer, reported_usage(usage), "".join(completion_text(choice["message"]) for choice in choices)
 
     def stream_converter(self, request: RelayRequest) -> StreamConverter:
         return GeminiStream(request)
@@ -455,7 +455,7 @@ class GeminiStream(StreamConverter):
             raise UpstreamFailed(failure)
         self.writer.start(event.get("responseId") or "")
         if "usageMetadata" in event:
-            self.latest_usage = nonzero(usage_of(event["usageMetadata"])[0])
+            self.latest_usage = reported_usage(usage_of(event["usageMetadata"])[0])
         chunks = self.blocked_chunks(event)
         for position, candidate in enumerate(event.get("candidates") or ()):
             if isinstance(candidate, dict):

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from relay import upstream
 from relay.adaptors.base import UpstreamFailed, UpstreamFailure
-from relay.adaptors.convert import json_or_none
+from relay.adaptors.openai_format import json_or_none
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"

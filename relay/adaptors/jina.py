@@ -7,8 +7,8 @@ host and refuses chat, so a misconfigured model moves on to a channel that can s
 from channels_app.channel_types import new_api
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import RelayRequest, UpstreamRequest
-from relay.adaptors.convert import require_endpoint
 from relay.adaptors.openai import OpenAIAdaptor
+from relay.adaptors.openai_format import require_endpoint
 
 SLUG = "jina"
 

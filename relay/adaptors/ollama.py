@@ -31,22 +31,22 @@ from relay.adaptors.base import (
     Usage,
     load_json,
 )
-from relay.adaptors.convert import (
+from relay.adaptors.openai_format import (
     ChunkWriter,
     assistant_message,
     client_tool_calls,
     completion_body,
+    completion_text,
     content_parts,
-    copied_fields,
     image_url_of,
     new_call_id,
     new_completion_id,
-    nonzero,
     openai_tool_call,
     parse_data_url,
+    renamed_numeric_fields,
+    reported_usage,
     request_json,
     require_endpoint,
-    spoken_text,
     stop_sequences,
     stream_event,
     unsupported,
@@ -87,7 +87,7 @@ def native_message(message: dict) -> dict:
 
 
 def options_of(body: dict) -> dict:
-    options = copied_fields(body, OPTION_FIELDS)
+    options = renamed_numeric_fields(body, OPTION_FIELDS)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     if max_tokens:
         options["num_predict"] = max_tokens
@@ -166,7 +166,7 @@ def embeddings_answer(request: RelayRequest, body: dict) -> tuple[bytes, Usage |
     usage = Usage(int(body.get("prompt_eval_count") or 0), 0)
     shown = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens}
     answer = {"object": "list", "data": data, "model": request.model, "usage": shown}
-    return orjson.dumps(answer), nonzero(usage), ""
+    return orjson.dumps(answer), reported_usage(usage), ""
 
 
 class OllamaAdaptor(Adaptor):
@@ -203,7 +203,7 @@ class OllamaAdaptor(Adaptor):
         }
         usage = usage_of(body)
         answer = completion_body(request, new_completion_id(), [choice], usage_object(usage))
-        return answer, nonzero(usage), spoken_text(message)
+        return answer, reported_usage(usage), completion_text(message)
 
     def stream_converter(self, request: RelayRequest) -> StreamConverter:
         return OllamaStream(request)
@@ -236,7 +236,7 @@ class OllamaStream(StreamConverter):
         chunks = [self.writer.chunk(delta)] if delta else []
         if event.get("done"):
             self.done = True
-            self.state.usage = nonzero(usage_of(event))
+            self.state.usage = reported_usage(usage_of(event))
             chunks.append(self.writer.chunk({}, finish_reason(event.get("done_reason"), self.calls > 0)))
         return chunks
 

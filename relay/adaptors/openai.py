@@ -22,7 +22,7 @@ from relay.adaptors.base import (
     load_json,
     openai_style_error,
 )
-from relay.adaptors.convert import request_json, rerank_answer, rerank_body
+from relay.adaptors.openai_format import request_json, rerank_answer, rerank_body
 
 
 class OpenAIAdaptor(Adaptor):

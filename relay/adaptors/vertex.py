@@ -34,8 +34,8 @@ from relay.adaptors.base import (
     UpstreamRequest,
     Usage,
 )
-from relay.adaptors.convert import json_or_none, request_json, require_chat
 from relay.adaptors.openai import OpenAIAdaptor
+from relay.adaptors.openai_format import json_or_none, request_json, require_chat
 
 SLUG = "vertex"
 DEFAULT_REGION = "us-central1"

@@ -23,7 +23,8 @@ import orjson
 from channels_app.channel_types import both, new_api
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import RelayRequest, UpstreamFailure, UpstreamRequest
-from relay.adaptors.convert import (
+from relay.adaptors.openai import OpenAIAdaptor
+from relay.adaptors.openai_format import (
     content_parts,
     image_url_of,
     parse_data_url,
@@ -31,7 +32,6 @@ from relay.adaptors.convert import (
     require_endpoint,
     stop_sequences,
 )
-from relay.adaptors.openai import OpenAIAdaptor
 
 SLUG = "zhipu"
 API_PATH = "/api/paas/v4"

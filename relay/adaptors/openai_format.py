@@ -114,7 +114,7 @@ def last_user_index(messages: list[dict], slug: str) -> int:
     raise RelayError(400, f"{slug} channels need at least one user message", "missing_user_message")
 
 
-def copied_fields(body: dict, names: dict[str, str]) -> dict:
+def renamed_numeric_fields(body: dict, names: dict[str, str]) -> dict:
     """The request's numeric sampling fields that are set, under the provider's names."""
     return {
         target: body[name]
@@ -233,7 +233,7 @@ def usage_object(usage: Usage, cached_tokens: int = 0, reasoning_tokens: int = 0
     return answer
 
 
-def nonzero(usage: Usage) -> Usage | None:
+def reported_usage(usage: Usage) -> Usage | None:
     """All-zero usage means the provider did not count: None tells the relay to count locally."""
     return None if usage.is_empty else usage
 
@@ -252,7 +252,7 @@ def completion_body(request: RelayRequest, completion_id: str, choices: list[dic
     return orjson.dumps(body)
 
 
-def spoken_text(message: dict) -> str:
+def completion_text(message: dict) -> str:
     """Everything in an answer the provider bills as output, for counting tokens when it reports none."""
     pieces = [message.get("content") or "", message.get("reasoning_content") or ""]
     for call in message.get("tool_calls") or ():
