@@ -149,9 +149,49 @@ def token_arrays(value: object) -> int:
 
 
 class Endpoint:
-    """Chat completions; the other endpoints override what differs."""
+    """What every endpoint shares: billed by tokens, reserving the prompt once and every answer using its whole
+    budget, no images. Each endpoint parses its own body and counts its own prompt, and overrides what else
+    differs."""
+
+    name: str  # RelayRequest.endpoint and the metrics' label
+    chunk_object: str  # the `object` of its stream chunks; only the endpoints that stream declare it
+
+    def parse(self, raw: bytes, request: HttpRequest) -> RelayRequest:
+        raise NotImplementedError
+
+    def prompt_tokens(self, request: RelayRequest, measure: Measure) -> int:
+        """The prompt's text in tokens (tokenizer.Tokens) or their upper bound (tokenizer.utf8_bytes)."""
+        raise NotImplementedError
+
+    def images(self, request: RelayRequest) -> list[media.ImagePart]:
+        """The prompt's images to count by the tile rule (GET_MEDIA_TOKEN): only chat takes images."""
+        return []
+
+    def reservation(self, quote: Quote, request: RelayRequest, prompt_tokens: int) -> int:
+        """The most the request can cost: the prompt once, and every answer using its whole budget."""
+        return quote.cost(prompt_tokens, self.most_completion_tokens(request.body))
+
+    def most_completion_tokens(self, body: dict) -> int:
+        """The budget (`max_completion_tokens` or `max_tokens`) times the answers (`n`); raises RelayError (400)
+        when either is not a valid positive integer."""
+        return completion_budget(body) * choices(body)
+
+    def cost(self, quote: Quote, request: RelayRequest, usage: Usage) -> tuple[int, str]:
+        """(quota, the formula as the log shows it)."""
+        return (
+            quote.cost(usage.prompt_tokens, usage.completion_tokens),
+            quote.explain(usage.prompt_tokens, usage.completion_tokens),
+        )
+
+    def local_usage(self, request: RelayRequest, prompt_tokens: int, text: str) -> Usage:
+        return Usage(prompt_tokens, count_text(request.model, text))
+
+
+class Chat(Endpoint):
+    """Chat completions: messages, tools, and the only prompt that may hold images."""
 
     name = "chat"
+    chunk_object = "chat.completion.chunk"
 
     def parse(self, raw: bytes, request: HttpRequest) -> RelayRequest:
         body = load_body(raw)
@@ -166,37 +206,18 @@ class Endpoint:
         return RelayRequest(self.name, model, body, raw, stream, wants_usage, request.path)
 
     def prompt_tokens(self, request: RelayRequest, measure: Measure) -> int:
-        """The prompt's text in tokens (tokenizer.Tokens) or their upper bound (tokenizer.utf8_bytes)."""
         return count_messages(request.body["messages"], measure) + count_tools(request.body, measure)
 
     def images(self, request: RelayRequest) -> list[media.ImagePart]:
-        """The prompt's images to count by the tile rule (GET_MEDIA_TOKEN); of all endpoints only chat takes
-        images. Cheap: nothing is read yet (relay.media.image_tokens does that)."""
-        if self.name == "chat" and settings.GET_MEDIA_TOKEN and (request.stream or settings.GET_MEDIA_TOKEN_NOT_STREAM):
+        """Cheap: nothing is read yet (relay.media.image_tokens does that)."""
+        if settings.GET_MEDIA_TOKEN and (request.stream or settings.GET_MEDIA_TOKEN_NOT_STREAM):
             return media.images_in(request.body["messages"])
         return []
-
-    def reservation(self, quote: Quote, request: RelayRequest, prompt_tokens: int) -> int:
-        """The most the request can cost: the prompt once, and every answer using its whole budget."""
-        return quote.cost(prompt_tokens, self.most_completion_tokens(request.body))
-
-    def most_completion_tokens(self, body: dict) -> int:
-        """Raises RelayError (400) when the budget or the number of answers is not a valid positive integer."""
-        return completion_budget(body) * choices(body)
-
-    def cost(self, quote: Quote, request: RelayRequest, usage: Usage) -> tuple[int, str]:
-        """(quota, the formula as the log shows it)."""
-        return (
-            quote.cost(usage.prompt_tokens, usage.completion_tokens),
-            quote.explain(usage.prompt_tokens, usage.completion_tokens),
-        )
-
-    def local_usage(self, request: RelayRequest, prompt_tokens: int, text: str) -> Usage:
-        return Usage(prompt_tokens, count_text(request.model, text))
 
 
 class Completions(Endpoint):
     name = "completions"
+    chunk_object = "text_completion"
 
     def parse(self, raw: bytes, request: HttpRequest) -> RelayRequest:
         body = load_body(raw)
@@ -374,7 +395,7 @@ def transcript_text(content: str) -> str:
     return body.get("text", "") if isinstance(body, dict) else content
 
 
-CHAT = Endpoint()
+CHAT = Chat()
 COMPLETIONS = Completions()
 EMBEDDINGS = Embeddings()
 MODERATIONS = Moderations()

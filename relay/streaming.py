@@ -119,6 +119,7 @@ class ChunkShape:
 
     def __init__(self, call, chunk_id: str, created: int) -> None:
         self.request = call.request
+        self.object = call.endpoint.chunk_object
         self.id = chunk_id or f"chatcmpl-{call.request_id}"
         self.created = created
 
@@ -134,8 +135,7 @@ class ChunkShape:
         return orjson.dumps({**self.envelope(), "choices": [], "usage": {**counts, "total_tokens": total}})
 
     def envelope(self) -> dict:
-        kind = "text_completion" if self.request.endpoint == "completions" else "chat.completion.chunk"
-        return {"id": self.id, "object": kind, "created": self.created, "model": self.request.model}
+        return {"id": self.id, "object": self.object, "created": self.created, "model": self.request.model}
 
 
 class RelayedStream(StreamingHttpResponse):

@@ -16,7 +16,7 @@ def chat_request() -> RelayRequest:
 
 async def test_only_a_long_answer_or_an_unbuilt_encoding_is_counted_on_another_thread(monkeypatch):
     threads = []
-    endpoint = endpoints.Endpoint()
+    endpoint = endpoints.Chat()
 
     def local_usage(request: RelayRequest, prompt_tokens: int, text: str) -> Usage:
         threads.append(threading.current_thread())

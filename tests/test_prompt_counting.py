@@ -34,7 +34,7 @@ def chat_request(raw_size: int) -> RelayRequest:
 
 async def test_only_a_large_prompt_or_an_unbuilt_encoding_is_counted_on_another_thread(monkeypatch):
     threads = []
-    endpoint = endpoints.Endpoint()
+    endpoint = endpoints.Chat()
     monkeypatch.setattr(endpoint, "prompt_tokens", lambda request, measure: threads.append(threading.current_thread()))
     tokenizer.encoding_for("gpt-4o")
     await endpoints.count_prompt(endpoint, chat_request(endpoints.LARGE_BODY_BYTES))
