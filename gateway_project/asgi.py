@@ -11,7 +11,7 @@ django.setup(set_prefix=False)
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
-from gateway_project.routing import BodyLimit, Lifespan, PathRouter, RelayHandler, SiteHandler  # noqa: E402
+from gateway_project.asgi_handlers import BodyLimit, Lifespan, PathRouter, RelayHandler, SiteHandler  # noqa: E402
 from tasks import embedded  # noqa: E402
 
 application = ProtocolTypeRouter(

@@ -3,7 +3,7 @@
 1. daphne (twisted) reads a whole request body into memory or a temporary file before the application sees
    any of it, then queues all of it at once: a 1 GB body costs a gigabyte of memory before the gateway can
    refuse it. Here the body is counted while twisted parses it, and a body over its path's limit
-   (gateway_project.routing.body_limit) gets the same 413 as under uvicorn, at once from Content-Length or
+   (gateway_project.asgi_handlers.body_limit) gets the same 413 as under uvicorn, at once from Content-Length or
    as soon as the chunks pass the limit; the connection then closes without reading the rest.
 2. daphne's `send` writes into twisted's transport, which buffers without bound, and never waits: a client
    that stops reading a stream made the gateway keep reading the upstream into memory. Here `send` of a body
@@ -33,7 +33,7 @@ from daphne.http_protocol import HTTPFactory, WebRequest  # noqa: E402
 from twisted.internet.interfaces import IPushProducer  # noqa: E402
 from zope.interface import implementer  # noqa: E402
 
-from gateway_project.routing import body_limit, refusal  # noqa: E402
+from gateway_project.asgi_handlers import body_limit, refusal  # noqa: E402
 
 
 @implementer(IPushProducer)

@@ -4,7 +4,7 @@ Django's default `sync_to_async` under ASGI gives every request a thread of its 
 would open its own database connection. These threads keep one connection each for the life of the
 process; a broken connection is dropped so the next call reconnects. The relay's work runs on DB_THREADS
 threads (`run_db`); the sync work of admin, console and the management API on SITE_THREADS
-(`site_executor`, gateway_project.routing.SiteHandler). A process therefore holds at most DB_THREADS +
+(`site_executor`, gateway_project.asgi_handlers.SiteHandler). A process therefore holds at most DB_THREADS +
 SITE_THREADS connections, plus one for the embedded periodic jobs when there is no Celery broker.
 """
 

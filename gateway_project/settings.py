@@ -173,7 +173,7 @@ RELAY_MAX_BODY_BYTES = envint("RELAY_MAX_BODY_BYTES", 32 * 1024 * 1024)
 # Admin, console and the management API take small forms and JSON only.
 SITE_MAX_BODY_BYTES = envint("SITE_MAX_BODY_BYTES", 1024 * 1024)
 MAX_UPSTREAM_RESPONSE_BYTES = envint("MAX_UPSTREAM_RESPONSE_BYTES", 64 * 1024 * 1024)
-# Bodies are refused as they arrive by gateway_project.routing.BodyLimit, at each path's own limit; Django's
+# Bodies are refused as they arrive by gateway_project.asgi_handlers.BodyLimit, at each path's own limit; Django's
 # check behind it must let the largest of them through.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(RELAY_MAX_BODY_BYTES, SITE_MAX_BODY_BYTES)
 FORCE_STREAM_OPTION = envbool("FORCE_STREAM_OPTION", True)

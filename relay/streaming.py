@@ -3,7 +3,7 @@
 Rules (the rule's name starts the log row's `content`):
 - normal end: bill the upstream's usage, or count the prompt and the delivered text locally if it sent none;
 - client disconnected: stop reading the upstream, bill what was delivered;
-- client stopped reading: a write to the client waited STREAMING_TIMEOUT (gateway_project.routing times the
+- client stopped reading: a write to the client waited STREAMING_TIMEOUT (gateway_project.asgi_handlers times the
   writes and tells the response, `RelayedStream.client_stalled`): end the stream, bill what was delivered;
 - upstream error or connection loss mid-stream: send an error event, bill what was delivered;
 - idle longer than STREAMING_TIMEOUT: end the stream cleanly, bill what was delivered;

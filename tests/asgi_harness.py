@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.core.asgi import get_asgi_application
 from django.core.handlers.asgi import ASGIHandler
 
-from gateway_project.routing import PathRouter, RelayHandler
+from gateway_project.asgi_handlers import PathRouter, RelayHandler
 
 
 def http_scope(method: str, path: str, headers: dict[str, str], query: str = "") -> dict:

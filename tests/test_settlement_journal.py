@@ -18,7 +18,7 @@ from billing import journal, quota, settlement
 from billing.accounts import keys
 from billing.models import Log, Reservation, Token, User
 from channels_app.models import Channel
-from gateway_project.routing import Lifespan
+from gateway_project.asgi_handlers import Lifespan
 from tests.conftest import ALICE_QUOTA, make_key
 from tests.fakes.openai_upstream import Behaviour
 from tests.live_server import LiveGateway, wait_until

@@ -1,4 +1,5 @@
-"""HTTP routing at the ASGI level: relay paths skip Django's middleware and request signals.
+"""The ASGI handlers gateway_project.asgi puts together: relay paths skip Django's middleware and request
+signals, bodies over their path's limit are refused as they arrive, and shutdown settles what is pending.
 
 The relay authenticates by API key and answers JSON or event streams: sessions, CSRF, auth and
 messages middleware add nothing there, yet each costs a thread hop per request under ASGI.
