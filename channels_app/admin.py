@@ -11,7 +11,7 @@ from billing.audit import AuditedAdmin
 from channels_app import channel_types, channels
 from channels_app.models import Channel
 from gateway_project.admin_tools import STORABLE_JSON, SaveChangedFieldsMixin
-from relay import balance, channel_test
+from relay import channel_balance, channel_test
 
 
 class ChannelForm(forms.ModelForm):
@@ -136,8 +136,8 @@ class ChannelAdmin(AuditedAdmin, SaveChangedFieldsMixin, admin.ModelAdmin):
     def update_balance(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         for channel in queryset:
             try:
-                self.message_user(request, f"{channel}: ${balance.update_balance(channel):,.2f} left")
-            except balance.BalanceUnavailable as unavailable:
+                self.message_user(request, f"{channel}: ${channel_balance.update_balance(channel):,.2f} left")
+            except channel_balance.BalanceUnavailable as unavailable:
                 self.message_user(request, f"{channel}: {unavailable}", messages.WARNING)
 
     @admin.action(description="Disable selected channels")

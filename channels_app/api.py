@@ -1,5 +1,5 @@
 """Management API for channels (staff only). Rules live in channels_app.channels; the channel test and the
-balance query call the upstream, so they live in the relay (relay.channel_test, relay.balance)."""
+balance query call the upstream, so they live in the relay (relay.channel_test, relay.channel_balance)."""
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -13,7 +13,7 @@ from billing.schemas import Id, Integer, Pagination, WriteSchema
 from channels_app import channel_types, channels
 from channels_app.models import Channel
 from gateway_project.auth import staff_only
-from relay import balance, channel_test
+from relay import channel_balance, channel_test
 
 ChannelType = Literal[channel_types.slugs()]  # type: ignore[valid-type]
 ChannelStatus = Literal["enabled", "disabled", "auto_disabled"]
@@ -132,6 +132,6 @@ class BalanceOut(Schema):
 @router.post("/{int:channel_id}/balance", response={200: BalanceOut, 502: dict})
 def update_channel_balance(request: HttpRequest, channel_id: Id):
     try:
-        return {"balance": balance.update_balance(get_object_or_404(Channel, pk=channel_id))}
-    except balance.BalanceUnavailable as unavailable:
+        return {"balance": channel_balance.update_balance(get_object_or_404(Channel, pk=channel_id))}
+    except channel_balance.BalanceUnavailable as unavailable:
         return Status(502, {"detail": str(unavailable)})

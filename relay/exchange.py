@@ -2,9 +2,9 @@
 answer judged as the relay judges it.
 
 The relay's attempts (relay.service) and the channel test (relay.channel_test) go through `Exchange`, the
-balance query (relay.balance) sends its plain GETs through `send`: "no answer" (relay.upstream.failure_of)
-means the same to all three, an error answer is read by the channel's adaptor (parse_error) for both
-attempts and tests, and a failure's message can be rid of every secret of the channel
+balance query (relay.channel_balance) sends its plain GETs through `send`: "no answer"
+(relay.upstream.failure_of) means the same to all three, an error answer is read by the channel's adaptor
+(parse_error) for both attempts and tests, and a failure's message can be rid of every secret of the channel
 (relay.adaptors.base.scrub) before anyone sees it.
 """
 
