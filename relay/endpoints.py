@@ -154,7 +154,6 @@ class Endpoint:
     differs."""
 
     name: str  # RelayRequest.endpoint and the metrics' label
-    chunk_object: str  # the `object` of its stream chunks; only the endpoints that stream declare it
 
     def parse(self, raw: bytes, request: HttpRequest) -> RelayRequest:
         raise NotImplementedError
@@ -187,23 +186,36 @@ class Endpoint:
         return Usage(prompt_tokens, count_text(request.model, text))
 
 
-class Chat(Endpoint):
+class Streamable(Endpoint):
+    """An endpoint whose answer may stream: chat and legacy completions."""
+
+    chunk_object: str  # the `object` of its stream chunks
+
+    def parse(self, raw: bytes, request: HttpRequest) -> RelayRequest:
+        body = load_body(raw)
+        model = require_model(body)
+        self.check_fields(body)
+        self.most_completion_tokens(body)
+        stream, wants_usage = stream_flags(body)
+        return RelayRequest(self.name, model, body, raw, stream, wants_usage, request.path)
+
+    def check_fields(self, body: dict) -> None:
+        """Raises RelayError (400) when a field of this endpoint's own is missing or invalid."""
+        raise NotImplementedError
+
+
+class Chat(Streamable):
     """Chat completions: messages, tools, and the only prompt that may hold images."""
 
     name = "chat"
     chunk_object = "chat.completion.chunk"
 
-    def parse(self, raw: bytes, request: HttpRequest) -> RelayRequest:
-        body = load_body(raw)
-        model = require_model(body)
+    def check_fields(self, body: dict) -> None:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise RelayError(400, "messages must be a non-empty array", "missing_messages", param="messages")
         if not all(isinstance(message, dict) for message in messages):
             raise RelayError(400, "every message must be an object", "invalid_messages", param="messages")
-        self.most_completion_tokens(body)
-        stream, wants_usage = stream_flags(body)
-        return RelayRequest(self.name, model, body, raw, stream, wants_usage, request.path)
 
     def prompt_tokens(self, request: RelayRequest, measure: Measure) -> int:
         return count_messages(request.body["messages"], measure) + count_tools(request.body, measure)
@@ -215,19 +227,14 @@ class Chat(Endpoint):
         return []
 
 
-class Completions(Endpoint):
+class Completions(Streamable):
     name = "completions"
     chunk_object = "text_completion"
 
-    def parse(self, raw: bytes, request: HttpRequest) -> RelayRequest:
-        body = load_body(raw)
-        model = require_model(body)
+    def check_fields(self, body: dict) -> None:
         if "prompt" not in body:
             raise RelayError(400, "you must provide a prompt", "missing_prompt", param="prompt")
         completion_budget(body)
-        self.most_completion_tokens(body)
-        stream, wants_usage = stream_flags(body)
-        return RelayRequest(self.name, model, body, raw, stream, wants_usage, request.path)
 
     def prompt_tokens(self, request: RelayRequest, measure: Measure) -> int:
         prompt = request.body["prompt"]
@@ -237,7 +244,7 @@ class Completions(Endpoint):
         return (positive_int(body, "max_tokens") or 16) * generations(body)
 
 
-class Embeddings(Completions):
+class Embeddings(Endpoint):
     name = "embeddings"
     field = "input"
     default_model: str | None = None
