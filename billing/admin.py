@@ -22,12 +22,12 @@ from billing.accounts import tokens, users
 from billing.audit import AuditedAdmin
 from billing.models import (
     AccessToken,
+    ApiKey,
     AuditEntry,
     Log,
     PriceTable,
     Redemption,
     Reservation,
-    Token,
     TopUpOrder,
     User,
 )
@@ -54,7 +54,7 @@ class UserForm(UserChangeForm):
         return cleaned
 
 
-class TokenForm(forms.ModelForm):
+class ApiKeyForm(forms.ModelForm):
     def clean(self) -> dict:
         data = super().clean()
         if data.get("user") is not None:  # else the form already says the user is missing
@@ -125,9 +125,9 @@ class ShowsNewSecret:
         return secret_page(request, self, f"The new {self.secret_name}", [obj.new_secret], change_url, f"{obj} ->")
 
 
-@admin.register(Token)
-class TokenAdmin(AuditedAdmin, ShowsNewSecret, SaveChangedFieldsMixin, admin.ModelAdmin):
-    form = TokenForm
+@admin.register(ApiKey)
+class ApiKeyAdmin(AuditedAdmin, ShowsNewSecret, SaveChangedFieldsMixin, admin.ModelAdmin):
+    form = ApiKeyForm
     audit_subject = tokens.AUDITED
     secret_name = "key"
     formfield_overrides = STORABLE_JSON
@@ -165,7 +165,7 @@ class TokenAdmin(AuditedAdmin, ShowsNewSecret, SaveChangedFieldsMixin, admin.Mod
         "accessed_at",
     )
 
-    def save_model(self, request: HttpRequest, obj: Token, form: forms.Form, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: forms.Form, change: bool) -> None:
         if not change:
             obj.new_secret = obj.set_key()
         super().save_model(request, obj, form, change)

@@ -13,7 +13,7 @@ from django.core.cache import cache
 
 from billing import pricing
 from billing.accounts import keys
-from billing.models import AccessToken, Token, User
+from billing.models import AccessToken, ApiKey, User
 from channels_app import healing, routing
 from channels_app.models import Channel
 from tests.fakes.openai_upstream import FakeOpenAI, start
@@ -70,9 +70,9 @@ def root(transactional_db) -> User:
     return User.objects.create_superuser("root", password="root-pass", quota=ALICE_QUOTA)
 
 
-def make_key(user: User, **fields) -> tuple[Token, str]:
+def make_key(user: User, **fields) -> tuple[ApiKey, str]:
     fields.setdefault("remain_quota", 5_000_000)
-    token = Token(user=user, name=fields.pop("name", "app"), **fields)
+    token = ApiKey(user=user, name=fields.pop("name", "app"), **fields)
     plain = token.set_key()
     token.save()
     return token, plain

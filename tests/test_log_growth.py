@@ -21,7 +21,7 @@ from django.utils import timezone
 from billing import ledger, quota, usage_rollup
 from billing.console import charts
 from billing.logs import LogFilter, visible_logs, whole_days
-from billing.models import AccessToken, DailyUsage, Log, Reservation, Token, User
+from billing.models import AccessToken, ApiKey, DailyUsage, Log, Reservation, User
 from tasks.jobs import periodic_jobs
 from tests.conftest import make_key
 from tests.live_server import ROOT, database_env
@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend]
 TODAY = timezone.localdate
 
 
-def settle(token: Token, cost: int, model: str = "gpt-4o", channel_id: int | None = 7) -> str:
+def settle(token: ApiKey, cost: int, model: str = "gpt-4o", channel_id: int | None = 7) -> str:
     """Reserve and settle one request the way the relay does; returns its request id."""
     request_id = uuid.uuid4().hex
     quota.reserve(request_id, token.pk, token.user_id, token.unlimited_quota, cost + 100)
@@ -77,7 +77,7 @@ def env_for_subprocess() -> dict[str, str]:
 
 
 @pytest.fixture
-def key(alice: User) -> Token:
+def key(alice: User) -> ApiKey:
     return make_key(alice)[0]
 
 

@@ -10,7 +10,7 @@ from django.test import AsyncClient, override_settings
 from django.utils import timezone
 
 from billing.accounts import keys
-from billing.models import Log, Reservation, Token, User
+from billing.models import ApiKey, Log, Reservation, User
 from relay.tokenizer import Tokens, count_messages, count_text, utf8_bytes
 from tests.conftest import ALICE_QUOTA, make_channel, make_key
 from tests.fakes.openai_upstream import PROMPT_TOKENS, REPLY, Behaviour
@@ -37,7 +37,7 @@ async def test_it_relays_a_chat_answer_and_bills_upstream_usage(alice_key, opena
     assert (log.type, log.prompt_tokens, log.completion_tokens, log.quota) == ("consume", PROMPT_TOKENS, 6, GPT4O_COST)
     assert "model ratio 1.25" in log.content and "completion ratio 4" in log.content
     assert await quota_of("alice") == ALICE_QUOTA - GPT4O_COST
-    token = await Token.objects.aget()
+    token = await ApiKey.objects.aget()
     assert (token.remain_quota, token.used_quota) == (5_000_000 - GPT4O_COST, GPT4O_COST)
     assert await Reservation.objects.filter(state="held").acount() == 0
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 
-from billing.models import Token, User, hash_key
+from billing.models import ApiKey, User, hash_key
 from gateway_project.db import run_db
 
 
@@ -107,7 +107,7 @@ def cache_key(key_hash: str) -> str:
 
 
 def _load(key_hash: str) -> KeyInfo | None:
-    token = Token.objects.select_related("user").filter(key_hash=key_hash).first()
+    token = ApiKey.objects.select_related("user").filter(key_hash=key_hash).first()
     if token is None:
         return None
     user = token.user
@@ -117,7 +117,7 @@ def _load(key_hash: str) -> KeyInfo | None:
         user_id=user.pk,
         group=token.group or user.group,
         unlimited=token.unlimited_quota,
-        enabled=token.status == Token.Status.ENABLED,
+        enabled=token.status == ApiKey.Status.ENABLED,
         user_active=user.is_active,
         is_staff=user.is_staff,
         expires_at=token.expires_at.timestamp() if token.expires_at else None,
@@ -190,11 +190,11 @@ async def authenticate(header_value: str, client_ip: str | None) -> tuple[KeyInf
     return info, pinned
 
 
-def forget_token(token: Token) -> None:
+def forget_key(key: ApiKey) -> None:
     Recent.found.clear()
-    cache.delete(cache_key(token.key_hash))
+    cache.delete(cache_key(key.key_hash))
 
 
 def forget_user(user: User) -> None:
     Recent.found.clear()
-    cache.delete_many([cache_key(h) for h in Token.objects.filter(user=user).values_list("key_hash", flat=True)])
+    cache.delete_many([cache_key(h) for h in ApiKey.objects.filter(user=user).values_list("key_hash", flat=True)])

@@ -4,13 +4,13 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from billing.accounts import keys
-from billing.models import Token, User
+from billing.models import ApiKey, User
 
 
-@receiver(post_save, sender=Token)
-@receiver(post_delete, sender=Token)
-def token_changed(instance: Token, **_kwargs) -> None:
-    keys.forget_token(instance)
+@receiver(post_save, sender=ApiKey)
+@receiver(post_delete, sender=ApiKey)
+def key_changed(instance: ApiKey, **_kwargs) -> None:
+    keys.forget_key(instance)
 
 
 @receiver(post_save, sender=User)

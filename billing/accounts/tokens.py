@@ -1,7 +1,7 @@
 """API keys (`sk-...`): who may see them, creating one (the plain key exists only in that answer), changing and
 deleting them, each with its audit entry (billing.audit).
 
-The API calls the allowed-models list `models`; the model stores it in `Token.model_limits`.
+The API calls the allowed-models list `models`; the model stores it in `ApiKey.model_limits`.
 A key's `rpm_limit`/`tpm_limit` override its group's key limits (billing.accounts.ratelimit; null = the group's,
 0 = none). Staff may set any value; a user may only tighten their own key below what the group allows.
 """
@@ -18,7 +18,7 @@ from billing.accounts import ratelimit
 from billing.accounts.access import require_staff
 from billing.accounts.keys import key_group_allowed
 from billing.audit import Actor, System
-from billing.models import AuditEntry, Token, User
+from billing.models import ApiKey, AuditEntry, User
 from gateway_project.existing import delete_or_404, save_existing
 
 # The key's rate-limit fields and the group limit each one overrides.
@@ -28,17 +28,17 @@ NULLABLE = {"expires_at", "models", "allow_ips", "group", *RATE_LIMIT_FIELDS}
 EDITABLE = NULLABLE | {"name", "status", "remain_quota", "unlimited_quota"}
 # What an audit entry records of a key: its owner and hint (never the key) and every setting.
 AUDITED = audit.Subject(
-    AuditEntry.Kind.KEY, Token, ("user_id", "key_hint", *sorted(EDITABLE - {"models"} | {"model_limits"}))
+    AuditEntry.Kind.KEY, ApiKey, ("user_id", "key_hint", *sorted(EDITABLE - {"models"} | {"model_limits"}))
 )
 
 
-def visible_tokens(viewer: User) -> QuerySet[Token]:
+def visible_tokens(viewer: User) -> QuerySet[ApiKey]:
     """Staff see every key; everyone else only their own."""
-    tokens = Token.objects.order_by("-id")
+    tokens = ApiKey.objects.order_by("-id")
     return tokens if viewer.is_staff else tokens.filter(user=viewer)
 
 
-def get_token_for(viewer: User, token_id: int) -> Token:
+def get_token_for(viewer: User, token_id: int) -> ApiKey:
     """The key `token_id` if `viewer` may see it; another user's key is reported as missing, not forbidden."""
     return visible_tokens(viewer).get(pk=token_id)
 
@@ -56,7 +56,7 @@ def create_token(
     *,
     actor: Actor = System.MANAGE_PY,
     name: str = "",
-    status: str = Token.Status.ENABLED,
+    status: str = ApiKey.Status.ENABLED,
     remain_quota: int = 0,
     unlimited_quota: bool = False,
     expires_at: datetime | None = None,
@@ -65,7 +65,7 @@ def create_token(
     group: str | None = None,
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
-) -> tuple[Token, str]:
+) -> tuple[ApiKey, str]:
     """A new key for `owner`; returns it with the full `sk-` key, which is not stored anywhere. A System actor
     (a command) gets what the owner may have."""
     fields = {
@@ -81,7 +81,7 @@ def create_token(
         "tpm_limit": tpm_limit,
     }
     check_fields(fields, owner, actor if isinstance(actor, User) else owner)
-    token = Token(user=owner)
+    token = ApiKey(user=owner)
     _apply(token, fields)
     plain = token.set_key()
     with transaction.atomic():
@@ -90,7 +90,7 @@ def create_token(
     return token, plain
 
 
-def update_token(token: Token, changes: dict, actor: User) -> Token:
+def update_token(token: ApiKey, changes: dict, actor: User) -> ApiKey:
     unknown = set(changes) - EDITABLE
     if unknown:
         raise ValidationError({name: "this field cannot be changed here" for name in sorted(unknown)})
@@ -104,7 +104,7 @@ def update_token(token: Token, changes: dict, actor: User) -> Token:
     return token
 
 
-def delete_token(deletable: QuerySet[Token], token_id: int, actor: Actor) -> None:
+def delete_token(deletable: QuerySet[ApiKey], token_id: int, actor: Actor) -> None:
     """Delete the key `token_id` if it is among `deletable` (what the actor may delete); Http404 otherwise."""
     with audit.tracked(actor, AUDITED, token_id, lock=False):
         delete_or_404(deletable, token_id)
@@ -115,13 +115,13 @@ def check_fields(fields: dict, owner: User, actor: User, stored_group: str | Non
         if value is None and name not in NULLABLE:
             raise ValidationError({name: "must not be null"})
     for name in ("name", "group"):
-        limit = Token._meta.get_field(name).max_length
+        limit = ApiKey._meta.get_field(name).max_length
         value = fields.get(name)
         # PostgreSQL refuses a NUL character where SQLite stores it.
         if isinstance(value, str) and (len(value) > limit or "\x00" in value):
             raise ValidationError({name: f"must be at most {limit} characters, none of them NUL"})
-    if fields.get("status") not in (None, *Token.Status.values):
-        raise ValidationError({"status": f"must be one of {', '.join(Token.Status.values)}"})
+    if fields.get("status") not in (None, *ApiKey.Status.values):
+        raise ValidationError({"status": f"must be one of {', '.join(ApiKey.Status.values)}"})
     if fields.get("remain_quota") is not None and fields["remain_quota"] < 0:
         raise ValidationError({"remain_quota": "must be >= 0"})
     if fields.get("models") is not None and not all(isinstance(m, str) and m.strip() for m in fields["models"]):
@@ -162,7 +162,7 @@ def check_rate_limits(fields: dict, key_group: str, actor: User) -> None:
             raise PermissionDenied(f"{name}: you may only lower your key's limit (group {key_group}: {ceiling})")
 
 
-def _apply(token: Token, fields: dict) -> None:
+def _apply(token: ApiKey, fields: dict) -> None:
     for name, value in fields.items():
         setattr(token, _column(name), value)
 
