@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils.text import Truncator
 
 from billing import audit, pricing
-from billing.accounts import tokens, users
+from billing.accounts import api_keys, users
 from billing.audit import AuditedAdmin
 from billing.models import (
     AccessToken,
@@ -58,7 +58,7 @@ class ApiKeyForm(forms.ModelForm):
     def clean(self) -> dict:
         data = super().clean()
         if data.get("user") is not None:  # else the form already says the user is missing
-            tokens.check_key_group(data.get("group"), data["user"])
+            api_keys.check_key_group(data.get("group"), data["user"])
         return data
 
 
@@ -128,7 +128,7 @@ class ShowsNewSecret:
 @admin.register(ApiKey)
 class ApiKeyAdmin(AuditedAdmin, ShowsNewSecret, SaveChangedFieldsMixin, admin.ModelAdmin):
     form = ApiKeyForm
-    audit_subject = tokens.AUDITED
+    audit_subject = api_keys.AUDITED
     secret_name = "key"
     formfield_overrides = STORABLE_JSON
     list_display = (

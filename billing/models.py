@@ -83,7 +83,8 @@ class ApiKey(models.Model):
 
 
 class AccessToken(models.Model):
-    """Bearer credential for the management API (not an `sk-` relay key)."""
+    """Bearer credential for the management API (/api/). Not an ApiKey: it acts as its user on the management API
+    and never reaches the relay, where only `sk-` API keys are accepted."""
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="access_tokens")
     token_hash = models.CharField(max_length=64, unique=True, editable=False)

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from billing import pricing
-from billing.accounts.keys import KeyInfo
+from billing.accounts.key_auth import KeyInfo
 from billing.models import ApiKey, User
 
 UNLIMITED_USD = 100_000_000.0  # what one-api/new-api report for an unlimited key

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from billing import pricing
-from billing.accounts import keys
+from billing.accounts import key_auth
 from billing.models import AccessToken, ApiKey, User
 from channels_app import healing, routing
 from channels_app.models import Channel
@@ -34,7 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> None:
     cache.clear()
-    keys.Recent.found.clear()
+    key_auth.Recent.found.clear()
     routing._State.index = None
     pricing._State.prices = None
     healing.Rests.streaks.clear()

@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from billing import audit, ledger, pricing
-from billing.accounts import tokens, users
+from billing.accounts import api_keys, users
 from billing.models import AccessToken, ApiKey, AuditEntry, Log, TopUpOrder, User
 from billing.payments import redemptions, topup
 from billing.quota import QuotaExceeded
@@ -247,7 +247,7 @@ def test_a_failed_audit_write_rolls_the_change_back(channel, alice, monkeypatch)
     with pytest.raises(RuntimeError):
         users.adjust_quota(alice, 500)
     with pytest.raises(RuntimeError):
-        tokens.create_token(alice, name="never")
+        api_keys.create_key(alice, name="never")
     channel.refresh_from_db()
     alice.refresh_from_db()
     assert channel.name == "old-name" and alice.quota == ALICE_QUOTA

@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 from django.test import Client, override_settings
 
-from billing.accounts.keys import KeyInfo
+from billing.accounts.key_auth import KeyInfo
 from billing.accounts.ratelimit import Limits, limits_for_key
 from billing.models import AccessToken, ApiKey, Log, User
 from tests.conftest import make_key

@@ -9,7 +9,7 @@ import pytest
 from django.test import AsyncClient, override_settings
 from django.utils import timezone
 
-from billing.accounts import keys
+from billing.accounts import key_auth
 from billing.models import ApiKey, Log, Reservation, User
 from relay.tokenizer import Tokens, count_messages, count_text, utf8_bytes
 from tests.conftest import ALICE_QUOTA, make_channel, make_key
@@ -252,10 +252,10 @@ async def test_key_errors(alice, openai_channel, transactional_db):
 async def test_a_key_deleted_behind_a_cached_copy_gets_401_and_reaches_no_upstream(alice, openai_channel, fake_openai):
     token, key = await asyncio.to_thread(make_key, alice)
     assert (await post_chat(key, HELLO)).status_code == 200
-    body, _ = keys.parse_key(key)
-    cached = keys.Recent.found[body]
+    body, _ = key_auth.parse_key(key)
+    cached = key_auth.Recent.found[body]
     await token.adelete()
-    keys.Recent.found[body] = cached  # as another instance still holds it until SYNC_FREQUENCY
+    key_auth.Recent.found[body] = cached  # as another instance still holds it until SYNC_FREQUENCY
     assert await error_of(await post_chat(key, HELLO)) == (401, "invalid_api_key")
     assert len(fake_openai.requests) == 1
 

@@ -1,4 +1,4 @@
-"""Forms of the user console. They only parse; billing.accounts.tokens, billing.payments.topup and
+"""Forms of the user console. They only parse; billing.accounts.api_keys, billing.payments.topup and
 billing.payments.redemptions apply the rules."""
 
 from django import forms
@@ -28,7 +28,7 @@ class KeyForm(forms.Form):
     allow_ips = forms.CharField(required=False, label="Allowed IPs", help_text="Comma-separated IPs or CIDRs")
 
     def key_fields(self) -> dict:
-        """Keyword arguments for billing.accounts.tokens.create_token."""
+        """Keyword arguments for billing.accounts.api_keys.create_key."""
         data = self.cleaned_data
         return {
             "name": data["name"],

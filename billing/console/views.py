@@ -18,7 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from billing import pricing
-from billing.accounts import tokens
+from billing.accounts import api_keys
 from billing.console import charts
 from billing.console.forms import KeyForm, KeyStatusForm, RedeemForm, TopUpForm, UsageFilterForm
 from billing.logs import LogFilter, log_stats, visible_logs
@@ -70,7 +70,7 @@ def keys(request: HttpRequest) -> HttpResponse:
     new_key = None
     if request.method == "POST" and form.is_valid():
         try:
-            _, new_key = tokens.create_token(request.user, actor=request.user, **form.key_fields())
+            _, new_key = api_keys.create_key(request.user, actor=request.user, **form.key_fields())
         except (ValidationError, PermissionDenied) as refused:
             form.add_error(None, describe(refused) if isinstance(refused, ValidationError) else str(refused))
         else:
@@ -89,7 +89,7 @@ def key_status(request: HttpRequest, key_id: int) -> HttpResponse:
     form = KeyStatusForm(request.POST)
     if form.is_valid():
         try:
-            tokens.update_token(key, {"status": form.cleaned_data["status"]}, actor=request.user)
+            api_keys.update_key(key, {"status": form.cleaned_data["status"]}, actor=request.user)
         except ApiKey.DoesNotExist:  # deleted meanwhile (another tab)
             raise Http404 from None
         messages.info(request, f"Key {key.name or key.key_hint} is now {key.status}.")
@@ -101,7 +101,7 @@ def key_status(request: HttpRequest, key_id: int) -> HttpResponse:
 def key_delete(request: HttpRequest, key_id: int) -> HttpResponse:
     key = get_object_or_404(ApiKey, pk=key_id, user=request.user)
     # 404 if another tab deleted it first
-    tokens.delete_token(ApiKey.objects.filter(user=request.user), key.pk, actor=request.user)
+    api_keys.delete_key(ApiKey.objects.filter(user=request.user), key.pk, actor=request.user)
     messages.info(request, f"Key {key.name or key.key_hint} deleted.")
     return redirect("console:keys")
 

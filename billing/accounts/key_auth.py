@@ -28,6 +28,7 @@ class KeyRejected(Exception):
 
 @dataclass(frozen=True)
 class KeyInfo:
+    # Named as the ledger's columns (Log.token_id, Log.token_name) that they fill.
     token_id: int
     token_name: str
     user_id: int
@@ -107,33 +108,33 @@ def cache_key(key_hash: str) -> str:
 
 
 def _load(key_hash: str) -> KeyInfo | None:
-    token = ApiKey.objects.select_related("user").filter(key_hash=key_hash).first()
-    if token is None:
+    key = ApiKey.objects.select_related("user").filter(key_hash=key_hash).first()
+    if key is None:
         return None
-    user = token.user
+    user = key.user
     return KeyInfo(
-        token_id=token.pk,
-        token_name=token.name,
+        token_id=key.pk,
+        token_name=key.name,
         user_id=user.pk,
-        group=token.group or user.group,
-        unlimited=token.unlimited_quota,
-        enabled=token.status == ApiKey.Status.ENABLED,
+        group=key.group or user.group,
+        unlimited=key.unlimited_quota,
+        enabled=key.status == ApiKey.Status.ENABLED,
         user_active=user.is_active,
         is_staff=user.is_staff,
-        expires_at=token.expires_at.timestamp() if token.expires_at else None,
-        models=tuple(token.model_limits) if token.model_limits else None,
-        allow_ips=tuple(token.allow_ips) if token.allow_ips else None,
-        rpm_limit=token.rpm_limit,
-        tpm_limit=token.tpm_limit,
+        expires_at=key.expires_at.timestamp() if key.expires_at else None,
+        models=tuple(key.model_limits) if key.model_limits else None,
+        allow_ips=tuple(key.allow_ips) if key.allow_ips else None,
+        rpm_limit=key.rpm_limit,
+        tpm_limit=key.tpm_limit,
         user_rpm_limit=user.rpm_limit,
         user_tpm_limit=user.tpm_limit,
-        revoked_group=None if key_group_allowed(token.group, user) else token.group,
+        revoked_group=None if key_group_allowed(key.group, user) else key.group,
     )
 
 
 def key_group_allowed(group: str | None, owner: User) -> bool:
     """A key's group sets its prices and channels: it may be pinned to its owner's group only, unless the owner
-    is staff. Checked when a key is saved (billing.accounts.tokens) and again at every authentication, as a user
+    is staff. Checked when a key is saved (billing.accounts.api_keys) and again at every authentication, as a user
     moved to another group takes their keys' pins with them."""
     return not group or group == owner.group or owner.is_staff
 
