@@ -5,7 +5,7 @@ key and then on the user, inside one transaction with the Reservation row. The d
 updates of one row, so concurrent requests can only reserve what is there: quota never goes below zero
 by more than what in-flight requests later turn out to cost beyond their reservation. Locks are always
 taken in the order reservation -> key -> user -> channel -> daily usage row (moved by the ledger, see
-billing.usage_rollup, which relies on the user's lock being held already). The channels' counters belong to
+billing.daily_usage, which relies on the user's lock being held already). The channels' counters belong to
 channels_app: billing only announces what each channel served (`channels_charged`), in the same transaction.
 """
 

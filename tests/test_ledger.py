@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from billing import ledger, quota, usage_rollup
+from billing import daily_usage, ledger, quota
 from billing.accounts import users
 from billing.models import ApiKey, DailyUsage, Log, Reservation, User
 from billing.payments import redemptions
@@ -85,7 +85,7 @@ def test_a_row_whose_totals_cannot_move_is_not_written(key, monkeypatch):
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("aggregate write failed")
 
-    monkeypatch.setattr(usage_rollup, "add", broken)
+    monkeypatch.setattr(daily_usage, "add", broken)
     with pytest.raises(RuntimeError):
         ledger.write(consume(key, 100))
     with pytest.raises(RuntimeError):

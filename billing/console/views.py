@@ -38,7 +38,7 @@ def _usd(quota: int) -> str:
 
 
 def _chart(user_id: int, **filters: object) -> dict:
-    series = charts.daily_usage(user_id, CHART_DAYS, **filters)
+    series = charts.usage_by_day(user_id, CHART_DAYS, **filters)
     return {
         "bars": charts.bars(series),
         "first": series[0].day,
