@@ -11,11 +11,10 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 
-from billing import pricing
-from billing.accounts import key_auth
 from billing.models import AccessToken, ApiKey, User
-from channels_app import healing, routing
+from channels_app import healing
 from channels_app.models import Channel
+from gateway_project import snapshot
 from tests.fakes.openai_upstream import FakeOpenAI, start
 
 ALICE_QUOTA = 10_000_000
@@ -34,9 +33,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> None:
     cache.clear()
-    key_auth.Recent.found.clear()
-    routing._State.index = None
-    pricing._State.prices = None
+    snapshot.reset_all()
     healing.Rests.streaks.clear()
 
 

@@ -24,9 +24,9 @@ DATA_STATEMENTS = ("SELECT", "INSERT", "UPDATE", "DELETE")  # not BEGIN/COMMIT, 
 @pytest.fixture
 def warm_caches(monkeypatch) -> None:
     """The caches re-check the shared cache once a second: make "warm" independent of the test's speed."""
-    monkeypatch.setattr(key_auth.Recent, "SECONDS", 3600)
-    monkeypatch.setattr(pricing, "VERSION_CHECK_SECONDS", 3600)
-    monkeypatch.setattr(routing, "VERSION_CHECK_SECONDS", 3600)
+    monkeypatch.setattr(key_auth.RECENT, "max_age", 3600)
+    monkeypatch.setattr(pricing.PRICES, "recheck_seconds", 3600)
+    monkeypatch.setattr(routing.INDEX, "recheck_seconds", 3600)
 
 
 @pytest.fixture

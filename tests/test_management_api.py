@@ -326,7 +326,7 @@ def test_put_replaces_prices_and_patch_merges_into_them(access_token):
     assert merged.json()["model_ratio"] == {"m": 2.0, "n": 0.5}
     assert merged.json()["group_ratio"] == {"default": 1.0, "vip": 0.8}
     assert merged.json()["quota_per_unit"] == 1000
-    pricing._State.prices = None
+    pricing.PRICES.forget()
     assert pricing.current().quote("n", "vip").model_ratio == 0.5
 
 

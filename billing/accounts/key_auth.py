@@ -2,7 +2,7 @@
 
 The cached entry holds only what rarely changes (status, limits, owner); quota is never cached, it is
 reserved at the database. Saving or deleting a key or its user deletes the entry, which on Redis takes
-effect on every instance within a second (see Recent); each instance's local-memory cache forgets it within
+effect on every instance within a second (see RECENT); each instance's local-memory cache forgets it within
 SYNC_FREQUENCY.
 """
 
@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from billing.models import ApiKey, User, hash_key
-from gateway_project.db import run_db
+from gateway_project.snapshot import Snapshot
 
 
 class KeyRejected(Exception):
@@ -153,36 +153,21 @@ def lookup(key_body: str) -> KeyInfo | None:
         return cached
     info = _load(key_hash)
     # Unknown keys are remembered briefly so a flood of bad keys does not reach the database. A known key's
-    # entry lives a second less than SYNC_FREQUENCY because Recent may hold it a second longer in each process.
-    timeout = max(settings.SYNC_FREQUENCY - Recent.SECONDS, 0) if info else 5
+    # entry lives a second less than SYNC_FREQUENCY because RECENT may hold it a second longer in each process.
+    timeout = max(settings.SYNC_FREQUENCY - RECENT.age_limit(), 0) if info else 5
     cache.set(cache_key(key_hash), info or MISSING, timeout=timeout)
     return info
 
 
-class Recent:
-    """What this process looked up in the last second: a busy key costs one shared-cache read per second
-    instead of one per request (that read goes through the database thread pool, as Redis I/O blocks)."""
-
-    SECONDS = 1.0
-    LIMIT = 10_000  # a flood of made-up keys must not grow it without bound
-    found: dict[str, tuple[float, KeyInfo | None]] = {}
-
-    @classmethod
-    async def lookup(cls, key_body: str) -> KeyInfo | None:
-        now = time.monotonic()
-        seen = cls.found.get(key_body)
-        if seen is not None and now - seen[0] < cls.SECONDS:
-            return seen[1]
-        info = await run_db(lookup, key_body)
-        if len(cls.found) >= cls.LIMIT:
-            cls.found.clear()
-        cls.found[key_body] = (now, info)
-        return info
+# What this process looked up in the last second: a busy key costs one shared-cache read per second instead of
+# one per request (that read goes through the database thread pool, as Redis I/O blocks). At most 10 000 keys,
+# so a flood of made-up keys does not grow it without bound.
+RECENT = Snapshot(lookup, max_age=1.0, limit=10_000)
 
 
 async def authenticate(header_value: str, client_ip: str | None) -> tuple[KeyInfo, int | None]:
     body, pinned = parse_key(header_value)
-    info = await Recent.lookup(body)
+    info = await RECENT.aget(body)
     if info is None:
         raise KeyRejected(401, "invalid API key", "invalid_api_key")
     info.check(client_ip)
@@ -192,10 +177,10 @@ async def authenticate(header_value: str, client_ip: str | None) -> tuple[KeyInf
 
 
 def forget_key(key: ApiKey) -> None:
-    Recent.found.clear()
+    RECENT.forget()
     cache.delete(cache_key(key.key_hash))
 
 
 def forget_user(user: User) -> None:
-    Recent.found.clear()
+    RECENT.forget()
     cache.delete_many([cache_key(h) for h in ApiKey.objects.filter(user=user).values_list("key_hash", flat=True)])
