@@ -59,6 +59,7 @@ def test_a_value_older_than_max_age_is_rebuilt_whatever_its_version(clock):
     assert len(loads) == 2
 
 
+@pytest.mark.django_db(transaction=True)  # a value that is not fresh is loaded on a database thread (run_db)
 async def test_without_a_version_key_a_value_is_kept_for_max_age_per_argument(clock):
     loads, load = counting_loader()
     recent = Snapshot(load, max_age=1.0, limit=2)
