@@ -14,7 +14,7 @@ django.setup()
 
 from django.core.management import call_command  # noqa: E402
 
-from billing.models import Token, User  # noqa: E402
+from billing.models import ApiKey, User  # noqa: E402
 from channels_app.models import Channel  # noqa: E402
 
 KEY_BODY = "bench0000000000000000000000000000000000000000000a"  # 48 characters
@@ -25,10 +25,10 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     user, _ = User.objects.get_or_create(username="bench", defaults={"quota": 10**15})
     User.objects.filter(pk=user.pk).update(quota=10**15)
-    token = Token.objects.filter(user=user).first() or Token(user=user, name="bench")
-    token.set_key(KEY_BODY)
-    token.unlimited_quota = True
-    token.save()
+    key = ApiKey.objects.filter(user=user).first() or ApiKey(user=user, name="bench")
+    key.set_key(KEY_BODY)
+    key.unlimited_quota = True
+    key.save()
     for model, base_url in UPSTREAMS.items():
         channel = Channel.objects.filter(name=model).first() or Channel(name=model, type="openai")
         channel.base_url, channel.models = base_url, [model]

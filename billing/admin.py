@@ -18,16 +18,16 @@ from django.urls import reverse
 from django.utils.text import Truncator
 
 from billing import audit, pricing
-from billing.accounts import tokens, users
+from billing.accounts import api_keys, users
 from billing.audit import AuditedAdmin
 from billing.models import (
     AccessToken,
+    ApiKey,
     AuditEntry,
     Log,
     PriceTable,
     Redemption,
     Reservation,
-    Token,
     TopUpOrder,
     User,
 )
@@ -54,11 +54,11 @@ class UserForm(UserChangeForm):
         return cleaned
 
 
-class TokenForm(forms.ModelForm):
+class ApiKeyForm(forms.ModelForm):
     def clean(self) -> dict:
         data = super().clean()
         if data.get("user") is not None:  # else the form already says the user is missing
-            tokens.check_key_group(data.get("group"), data["user"])
+            api_keys.check_key_group(data.get("group"), data["user"])
         return data
 
 
@@ -125,10 +125,10 @@ class ShowsNewSecret:
         return secret_page(request, self, f"The new {self.secret_name}", [obj.new_secret], change_url, f"{obj} ->")
 
 
-@admin.register(Token)
-class TokenAdmin(AuditedAdmin, ShowsNewSecret, SaveChangedFieldsMixin, admin.ModelAdmin):
-    form = TokenForm
-    audit_subject = tokens.AUDITED
+@admin.register(ApiKey)
+class ApiKeyAdmin(AuditedAdmin, ShowsNewSecret, SaveChangedFieldsMixin, admin.ModelAdmin):
+    form = ApiKeyForm
+    audit_subject = api_keys.AUDITED
     secret_name = "key"
     formfield_overrides = STORABLE_JSON
     list_display = (
@@ -165,7 +165,7 @@ class TokenAdmin(AuditedAdmin, ShowsNewSecret, SaveChangedFieldsMixin, admin.Mod
         "accessed_at",
     )
 
-    def save_model(self, request: HttpRequest, obj: Token, form: forms.Form, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: forms.Form, change: bool) -> None:
         if not change:
             obj.new_secret = obj.set_key()
         super().save_model(request, obj, form, change)

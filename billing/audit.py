@@ -7,7 +7,7 @@ the other. Secrets never appear: a changed secret (a channel's key, a password h
 "changed". Callers pass the actor down: the signed-in user in the management API, admin and the console; a
 System actor otherwise (commands, channel health, WeChat Pay's confirmations). The module that changes a
 kind of object says what is recorded of it (a Subject: channels_app.channels.AUDITED,
-billing.accounts.users.AUDITED, billing.accounts.tokens.AUDITED, billing.pricing.AUDITED).
+billing.accounts.users.AUDITED, billing.accounts.api_keys.AUDITED, billing.pricing.AUDITED).
 
 Concurrency: `tracked` locks the rows it watches before the change, so the old values it records are the
 ones the change replaced, not what another request wrote meanwhile. Deletions read without a lock: deleting

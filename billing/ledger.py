@@ -2,7 +2,7 @@
 
 Every row is written here: the settlement's consume rows (billing.quota.settle_many), refunds, top-ups and
 redemptions (billing.payments), manage rows (quota adjustments, channel health) and error rows. A consume row
-adds to its day in the daily usage aggregate (billing.usage_rollup) and a refund takes its charge off again,
+adds to its day in the daily usage aggregate (billing.daily_usage) and a refund takes its charge off again,
 in the transaction that inserts the row (the caller's, when it has one), so the aggregate cannot disagree
 with the rows. Rows are only ever added; billing.log_cleanup deletes old request rows, whose totals the
 aggregate keeps.
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from django.db import transaction
 
-from billing import rows, usage_rollup
+from billing import daily_usage, rows
 from billing.models import Log
 
 
@@ -20,7 +20,7 @@ def write(log: Log) -> Log:
     """Insert one row and move the daily totals it counts in; returns it with its id."""
     with transaction.atomic(savepoint=False):
         log.save(force_insert=True)
-        usage_rollup.record([log])
+        daily_usage.record([log])
     return log
 
 
@@ -29,4 +29,4 @@ def write_many(logs: Sequence[Log]) -> None:
     settlement's batch, on the hot path."""
     with transaction.atomic(savepoint=False):
         rows.insert(Log, logs)
-        usage_rollup.record(logs)
+        daily_usage.record(logs)

@@ -8,7 +8,7 @@ from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from billing import usage_rollup
+from billing import daily_usage
 from billing.models import Log, User
 
 # An `until` in the last second of a day counts as that whole day: clients send 23:59:59, not .999999.
@@ -51,7 +51,7 @@ def log_stats(viewer: User, where: LogFilter) -> dict[str, int]:
     days = whole_days(where.since, where.until)
     if days is not None:
         ids = {"user_id": where.user_id, "token_id": where.token_id, "channel_id": where.channel_id}
-        return usage_rollup.totals(usage_rollup.usage_rows(**ids, model=where.model, first=days[0], last=days[1]))
+        return daily_usage.totals(daily_usage.usage_rows(**ids, model=where.model, first=days[0], last=days[1]))
     consumed = visible_logs(viewer, where).order_by()
     totals = _totals(consumed)
     refunds = Log.objects.filter(type=Log.Type.REFUND, request_id__in=consumed.values("request_id"))

@@ -40,14 +40,17 @@ class User(AbstractUser):
     tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text=TPM_HELP)
 
 
-class Token(models.Model):
-    """An app's API key. Only the SHA-256 of the 48 characters after `sk-` is stored."""
+class ApiKey(models.Model):
+    """An app's API key (`sk-...`). Only the SHA-256 of the 48 characters after `sk-` is stored.
+
+    Its table, the `token_id` columns that point at it and the management API (`/api/tokens`) keep one-api's
+    word "token": that is what existing databases and new-api clients use."""
 
     class Status(models.TextChoices):
         ENABLED = "enabled"
         DISABLED = "disabled"
 
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="tokens")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=64, blank=True, default="")
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     key_hint = models.CharField(max_length=20, editable=False)
@@ -64,11 +67,15 @@ class Token(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     accessed_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        db_table = "billing_token"
+        verbose_name = "API key"
+
     def __str__(self) -> str:
         return f"{self.name or 'key'} ({self.key_hint})"
 
     def set_key(self, key_body: str | None = None) -> str:
-        """Give the token a new secret and return the full `sk-` key, which is never stored."""
+        """Give the key a new secret and return the full `sk-` key, which is never stored."""
         body = key_body or new_key_body()
         self.key_hash = hash_key(body)
         self.key_hint = f"sk-{body[:4]}...{body[-4:]}"
@@ -76,7 +83,8 @@ class Token(models.Model):
 
 
 class AccessToken(models.Model):
-    """Bearer credential for the management API (not an `sk-` relay key)."""
+    """Bearer credential for the management API (/api/). Not an ApiKey: it acts as its user on the management API
+    and never reaches the relay, where only `sk-` API keys are accepted."""
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="access_tokens")
     token_hash = models.CharField(max_length=64, unique=True, editable=False)

@@ -6,19 +6,14 @@ Operators' values in the PriceTable row override these defaults key by key.
 """
 
 import math
-import time
 from dataclasses import dataclass, fields
-
-from django.conf import settings
-from django.core.cache import cache
 
 from billing import audit
 from billing.audit import Actor, System
 from billing.models import AuditEntry, PriceTable
-from gateway_project.db import run_db
+from gateway_project.snapshot import Snapshot
 
 VERSION_KEY = "prices:version"
-VERSION_CHECK_SECONDS = 1.0  # how stale a price change may be in another process, beyond the version key
 DEFAULT_MODEL_RATIO = 30.0  # unknown models: served, priced high on purpose (as one-api/new-api do)
 
 # $ per 1M input tokens / 2 = ratio.
@@ -340,13 +335,6 @@ def defaults() -> dict:
     }
 
 
-class _State:
-    prices: Prices | None = None
-    version: object = None
-    loaded_at: float = 0.0
-    checked_at: float = 0.0
-
-
 def _load() -> Prices:
     """The operator's table when one was saved (it replaces the defaults whole), else the defaults."""
     row = PriceTable.objects.filter(pk=1).first()
@@ -361,31 +349,18 @@ def _load() -> Prices:
     )
 
 
-def _known_fresh(now: float) -> bool:
-    """Loaded within SYNC_FREQUENCY and checked against the shared version within the last second."""
-    return now - _State.checked_at < VERSION_CHECK_SECONDS and now - _State.loaded_at <= settings.SYNC_FREQUENCY
+# How stale a price change may be in another process: the version key is checked once a second, and the
+# prices are reloaded at least every SYNC_FREQUENCY.
+PRICES = Snapshot(_load, version_key=VERSION_KEY)
 
 
 def current() -> Prices:
-    now = time.monotonic()
-    prices = _State.prices
-    if prices is not None and _known_fresh(now):
-        return prices
-    _State.checked_at = now
-    version = cache.get(VERSION_KEY)
-    if prices is None or version != _State.version or now - _State.loaded_at > settings.SYNC_FREQUENCY:
-        _State.prices = _load()
-        _State.version = version
-        _State.loaded_at = now
-    return _State.prices
+    return PRICES.get()
 
 
 async def acurrent() -> Prices:
     """Prices without leaving the event loop while they were checked within the last second."""
-    prices = _State.prices
-    if prices is not None and _known_fresh(time.monotonic()):
-        return prices
-    return await run_db(current)
+    return await PRICES.aget()
 
 
 # What an audit entry records of the prices: every table, entry by entry.
@@ -405,5 +380,4 @@ def save(values: dict, merge: bool = False, actor: Actor = System.MANAGE_PY) -> 
 
 
 def invalidate() -> None:
-    _State.prices = None
-    cache.set(VERSION_KEY, time.time_ns(), timeout=None)
+    PRICES.invalidate()

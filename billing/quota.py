@@ -5,7 +5,7 @@ key and then on the user, inside one transaction with the Reservation row. The d
 updates of one row, so concurrent requests can only reserve what is there: quota never goes below zero
 by more than what in-flight requests later turn out to cost beyond their reservation. Locks are always
 taken in the order reservation -> key -> user -> channel -> daily usage row (moved by the ledger, see
-billing.usage_rollup, which relies on the user's lock being held already). The channels' counters belong to
+billing.daily_usage, which relies on the user's lock being held already). The channels' counters belong to
 channels_app: billing only announces what each channel served (`channels_charged`), in the same transaction.
 """
 
@@ -19,7 +19,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from billing import ledger, rows
-from billing.models import Log, Reservation, Token, User
+from billing.models import ApiKey, Log, Reservation, User
 
 
 class QuotaExceeded(Exception):
@@ -99,7 +99,7 @@ def reserve(request_id: str, token_id: int, user_id: int, unlimited: bool, amoun
 def check_hold(hold: Hold) -> None:
     """Raise what `reserve` would if the hold did not fit now, without taking anything: one read, for a
     request that must not start costly work (sizing its images) unless it can pay for its text first."""
-    found = Token.objects.filter(pk=hold.token_id).values_list("remain_quota", "user__quota").first()
+    found = ApiKey.objects.filter(pk=hold.token_id).values_list("remain_quota", "user__quota").first()
     if found is None:
         raise KeyGone("invalid API key")
     key_left, user_left = found
@@ -117,12 +117,12 @@ def reserve_many(holds: list[Hold]) -> list[QuotaExceeded | None]:
     with transaction.atomic():
         fresh = _not_reserved_yet(holds)
         limited = [hold for hold in fresh if not hold.unlimited]
-        key_short = _take_from_rows(Token, "remain_quota", limited, lambda hold: hold.token_id)
+        key_short = _take_from_rows(ApiKey, "remain_quota", limited, lambda hold: hold.token_id)
         keyed = [hold for hold in fresh if hold not in key_short]
         user_short = _take_from_rows(User, "quota", keyed, lambda hold: hold.user_id)
         for hold in user_short:
             if not hold.unlimited:
-                rows.add(Token, {"id": hold.token_id}, {"remain_quota": hold.amount})
+                rows.add(ApiKey, {"id": hold.token_id}, {"remain_quota": hold.amount})
         rows.insert(
             Reservation,
             [
@@ -138,7 +138,7 @@ def reserve_many(holds: list[Hold]) -> list[QuotaExceeded | None]:
             ],
         )
         # Only a refusal reads what is left (the hot path is the conditional updates alone).
-        key_left = _left(Token, "remain_quota", {hold.token_id for hold in key_short})
+        key_left = _left(ApiKey, "remain_quota", {hold.token_id for hold in key_short})
         user_left = _left(User, "quota", {hold.user_id for hold in user_short})
     refusals = {hold: _refusal(KEY, hold.amount, key_left.get(hold.token_id)) for hold in key_short}
     refusals.update((hold, _refusal(ACCOUNT, hold.amount, user_left.get(hold.user_id))) for hold in user_short)
@@ -216,7 +216,7 @@ def settle_many(charges: list[Charge], also_released: bool = False) -> list[bool
             users.add(reservation.user_id, quota=-delta, used_quota=charge.quota, request_count=1)
             if charge.channel_id is not None:
                 served[charge.channel_id] = served.get(charge.channel_id, 0) + charge.quota
-        tokens.apply(Token, accessed_at=now)
+        tokens.apply(ApiKey, accessed_at=now)
         users.apply(User)
         _announce_served(served)
         logs = [_consume_log(charge, reservation, now) for charge, reservation in settled]
@@ -275,7 +275,7 @@ def release(request_id: str) -> bool:
         if held is None:
             return False
         if not held.unlimited:
-            rows.add(Token, {"id": held.token_id}, {"remain_quota": held.amount})
+            rows.add(ApiKey, {"id": held.token_id}, {"remain_quota": held.amount})
         rows.add(User, {"id": held.user_id}, {"quota": held.amount})
     return True
 
@@ -296,7 +296,7 @@ def refund(charge: Charge) -> bool:
         key_refund = {"used_quota": -charge.quota}
         if not held.unlimited:
             key_refund["remain_quota"] = charge.quota
-        rows.add(Token, {"id": held.token_id}, key_refund)
+        rows.add(ApiKey, {"id": held.token_id}, key_refund)
         rows.add(User, {"id": held.user_id}, {"quota": charge.quota, "used_quota": -charge.quota})
         if charge.channel_id is not None:
             _announce_served({charge.channel_id: -charge.quota})

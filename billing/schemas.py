@@ -12,7 +12,7 @@ from ninja.conf import settings as ninja_settings
 from ninja.pagination import LimitOffsetPagination
 from pydantic import BeforeValidator, ConfigDict, field_validator
 
-from billing.models import Token
+from billing.models import ApiKey
 from gateway_project.safe_text import UNSTORABLE, has_lone_surrogate
 
 MAX_ID = 2**63 - 1
@@ -143,8 +143,8 @@ class TokenOut(Schema):
     accessed_at: datetime | None
 
     @staticmethod
-    def resolve_models(token: Token) -> list[str] | None:
-        return token.model_limits
+    def resolve_models(key: ApiKey) -> list[str] | None:
+        return key.model_limits
 
 
 class TokenCreated(TokenOut):

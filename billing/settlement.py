@@ -17,7 +17,7 @@ from django.db import DatabaseError
 
 from billing import journal, quota
 from billing.accounts import ratelimit
-from billing.accounts.keys import KeyInfo
+from billing.accounts.key_auth import KeyInfo
 from gateway_project.db import GroupCommit, run_db
 
 log = logging.getLogger(__name__)

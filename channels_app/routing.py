@@ -1,22 +1,17 @@
 """The in-memory group x model -> channels index, and channel choice.
 
-The index is rebuilt from the database when it is older than SYNC_FREQUENCY seconds, or at once when
-any instance bumps the shared version key (Redis) after a channel change. With the local-memory cache
+The index is rebuilt from the database when it is older than SYNC_FREQUENCY seconds, or within a second
+when any instance bumps the shared version key (Redis) after a channel change. With the local-memory cache
 the version key is per process, so other processes converge within SYNC_FREQUENCY.
 """
 
 import random
-import time
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from django.conf import settings
-from django.core.cache import cache
-
-from gateway_project.db import run_db
+from gateway_project.snapshot import Snapshot
 
 VERSION_KEY = "channels:index-version"
-VERSION_CHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -47,8 +42,6 @@ class Index:
     # group -> [(prefix, channel)] for `prefix*` model entries
     wildcard: dict[str, list[tuple[str, ChannelInfo]]]
     by_id: dict[int, ChannelInfo]
-    version: object
-    built_at: float
 
     def candidates(self, group: str, model: str) -> list[ChannelInfo]:
         found = self.exact.get((group, model))
@@ -78,21 +71,9 @@ class Index:
         return sorted(names)
 
 
-class _State:
-    index: Index | None = None
-    checked_at: float = 0.0
-
-
-def invalidate() -> None:
-    """Called after any channel change: every instance rebuilds its index on its next request."""
-    _State.index = None
-    cache.set(VERSION_KEY, time.time_ns(), timeout=None)
-
-
 def build_index() -> Index:
     from channels_app.models import Channel
 
-    version = cache.get(VERSION_KEY)
     exact: dict[tuple[str, str], list[ChannelInfo]] = {}
     wildcard: dict[str, list[tuple[str, ChannelInfo]]] = {}
     by_id: dict[int, ChannelInfo] = {}
@@ -110,7 +91,7 @@ def build_index() -> Index:
                     wildcard.setdefault(group, []).append((model[:-1], info))
                 else:
                     exact.setdefault((group, model), []).append(info)
-    return Index(exact, wildcard, by_id, version, time.monotonic())
+    return Index(exact, wildcard, by_id)
 
 
 def channel_info(row) -> ChannelInfo:
@@ -131,40 +112,26 @@ def channel_info(row) -> ChannelInfo:
     )
 
 
-def _is_fresh(index: Index) -> bool:
-    now = time.monotonic()
-    if now - index.built_at > settings.SYNC_FREQUENCY:
-        return False
-    if now - _State.checked_at < VERSION_CHECK_SECONDS:
-        return True
-    _State.checked_at = now
-    return cache.get(VERSION_KEY) == index.version
+INDEX = Snapshot(build_index, version_key=VERSION_KEY)
+
+
+def invalidate() -> None:
+    """Called after any channel change: every instance rebuilds its index on its next request."""
+    INDEX.invalidate()
 
 
 def get_index() -> Index:
-    index = _State.index
-    if index is None or not _is_fresh(index):
-        index = _State.index = build_index()
-        _State.checked_at = index.built_at  # it read the version key just now
-    return index
+    return INDEX.get()
 
 
 def loaded_index() -> Index | None:
     """The index as this process last built it, without checking that it is fresh (None before the first)."""
-    return _State.index
+    return INDEX.peek()
 
 
 async def aget_index() -> Index:
     """The index without leaving the event loop while it is known fresh (the common case)."""
-    index = _State.index
-    now = time.monotonic()
-    if (
-        index is not None
-        and now - index.built_at <= settings.SYNC_FREQUENCY
-        and now - _State.checked_at < VERSION_CHECK_SECONDS
-    ):
-        return index
-    return await run_db(get_index)
+    return await INDEX.aget()
 
 
 def choose(candidates: list[ChannelInfo], exclude: set[int], rng: random.Random | None = None) -> ChannelInfo | None:

@@ -18,8 +18,8 @@ from django.db import Error as DatabaseError
 from django.http import HttpRequest, HttpResponse
 
 from billing import pricing, quota, settlement
-from billing.accounts import keys, ratelimit
-from billing.accounts.keys import KeyInfo
+from billing.accounts import key_auth, ratelimit
+from billing.accounts.key_auth import KeyInfo
 from billing.pricing import Quote
 from channels_app import routing, selection
 from channels_app.routing import ChannelInfo
@@ -177,23 +177,23 @@ async def release_if_held(call: Call | None) -> None:
         call.reserved = False
 
 
-def refused(rejected: keys.KeyRejected) -> RelayError:
-    """What billing.accounts.keys refuses (a key, its client's IP, its model), as the client sees it."""
+def refused(rejected: key_auth.KeyRejected) -> RelayError:
+    """What billing.accounts.key_auth refuses (a key, its client's IP, its model), as the client sees it."""
     return RelayError(rejected.status, str(rejected), rejected.code)
 
 
 async def authenticate(credential: str, request: HttpRequest) -> tuple[KeyInfo, int | None]:
     """The key `credential` names (`Bearer sk-...`) and the channel it pins, if any."""
     try:
-        return await keys.authenticate(credential, client_ip(request))
-    except keys.KeyRejected as rejected:
+        return await key_auth.authenticate(credential, client_ip(request))
+    except key_auth.KeyRejected as rejected:
         raise refused(rejected) from None
 
 
 def check_model(key: KeyInfo, model: str) -> None:
     try:
         key.check_model(model)
-    except keys.KeyRejected as rejected:
+    except key_auth.KeyRejected as rejected:
         raise refused(rejected) from None
 
 

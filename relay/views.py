@@ -9,8 +9,8 @@ from django.db import Error as DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from billing.accounts.keys import KeyInfo
-from billing.usage import key_balance
+from billing.accounts.key_auth import KeyInfo
+from billing.accounts.key_balance import key_balance
 from channels_app import routing
 from gateway_project.db import run_db
 from relay import endpoints, service

@@ -46,7 +46,7 @@ class Task(models.Model):
     action = models.CharField(max_length=32, help_text="IMAGINE, UPSCALE, ... for Midjourney; MUSIC or LYRICS for Suno")
     model = models.CharField(max_length=64, help_text="The price-table entry charged, e.g. mj_imagine")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks")
-    token = models.ForeignKey("billing.Token", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    token = models.ForeignKey("billing.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     channel = models.ForeignKey(
         "channels_app.Channel", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

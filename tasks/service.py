@@ -18,7 +18,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from billing import pricing, quota
-from billing.accounts.keys import KeyInfo
+from billing.accounts.key_auth import KeyInfo
 from billing.pricing import Quote
 from channels_app import routing, selection
 from channels_app.routing import ChannelInfo

@@ -11,11 +11,10 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 
-from billing import pricing
-from billing.accounts import keys
-from billing.models import AccessToken, Token, User
-from channels_app import healing, routing
+from billing.models import AccessToken, ApiKey, User
+from channels_app import healing
 from channels_app.models import Channel
+from gateway_project import snapshot
 from tests.fakes.openai_upstream import FakeOpenAI, start
 
 ALICE_QUOTA = 10_000_000
@@ -34,9 +33,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> None:
     cache.clear()
-    keys.Recent.found.clear()
-    routing._State.index = None
-    pricing._State.prices = None
+    snapshot.reset_all()
     healing.Rests.streaks.clear()
 
 
@@ -70,9 +67,9 @@ def root(transactional_db) -> User:
     return User.objects.create_superuser("root", password="root-pass", quota=ALICE_QUOTA)
 
 
-def make_key(user: User, **fields) -> tuple[Token, str]:
+def make_key(user: User, **fields) -> tuple[ApiKey, str]:
     fields.setdefault("remain_quota", 5_000_000)
-    token = Token(user=user, name=fields.pop("name", "app"), **fields)
+    token = ApiKey(user=user, name=fields.pop("name", "app"), **fields)
     plain = token.set_key()
     token.save()
     return token, plain

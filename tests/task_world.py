@@ -8,7 +8,7 @@ import orjson
 from django.test import AsyncClient
 
 from billing import quota
-from billing.models import Log, Token, User
+from billing.models import ApiKey, Log, User
 from channels_app.models import Channel
 from gateway_project.db import run_db
 from tasks import polling, records
@@ -77,14 +77,14 @@ async def poll_until(public_id: str, status: str, timeout: float = 10.0) -> Task
 def balances(username: str) -> tuple[int, int]:
     """(user quota, the user's key's remaining quota)."""
     user = User.objects.get(username=username)
-    return user.quota, Token.objects.get(user=user).remain_quota
+    return user.quota, ApiKey.objects.get(user=user).remain_quota
 
 
 def refund_logs(public_id: str) -> list[Log]:
     return list(Log.objects.filter(type=Log.Type.REFUND, request_id=public_id))
 
 
-def charged_task(token: Token, channel: Channel, platform: str = "midjourney", cost: int = MJ_IMAGINE_COST) -> Task:
+def charged_task(token: ApiKey, channel: Channel, platform: str = "midjourney", cost: int = MJ_IMAGINE_COST) -> Task:
     """A task accepted upstream and charged, as the submit path leaves it (without any HTTP)."""
     public_id = f"t{Task.objects.count() + 1}-{token.pk}"
     quota.reserve(public_id, token.pk, token.user_id, token.unlimited_quota, cost)

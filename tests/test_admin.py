@@ -5,7 +5,7 @@ import re
 import pytest
 from django.test import Client
 
-from billing.models import AccessToken, Log, Token, User, hash_key
+from billing.models import AccessToken, ApiKey, Log, User, hash_key
 from channels_app import routing
 from channels_app.models import Channel
 from tests.conftest import ALICE_QUOTA, make_channel
@@ -24,12 +24,12 @@ def admin_client(root: User) -> Client:
 
 def test_adding_a_key_generates_it_and_shows_it_once(admin_client, alice):
     data = {"user": alice.pk, "name": "from-admin", "status": "enabled", "remain_quota": 100, "group": ""}
-    response = admin_client.post("/admin/billing/token/add/", data)
+    response = admin_client.post("/admin/billing/apikey/add/", data)
     assert response.status_code == 200
-    token = Token.objects.get(name="from-admin")
+    token = ApiKey.objects.get(name="from-admin")
     [key] = NEW_SECRET.findall(response.content.decode())
     assert token.key_hash == hash_key(key[3:]) and token.user == alice
-    page = admin_client.get(f"/admin/billing/token/{token.pk}/change/").content.decode()
+    page = admin_client.get(f"/admin/billing/apikey/{token.pk}/change/").content.decode()
     assert key not in page and token.key_hash not in page and token.key_hint in page
 
 

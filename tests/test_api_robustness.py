@@ -10,7 +10,7 @@ from django.db import connection
 from django.db.models.signals import pre_delete, pre_save
 from django.test import Client
 
-from billing.models import AccessToken, Token, User
+from billing.models import AccessToken, ApiKey, User
 from channels_app.models import Channel
 from tests.conftest import make_channel, make_key
 
@@ -60,7 +60,7 @@ def test_a_lone_surrogate_in_any_text_is_a_422_naming_the_field(world, access_to
 def test_admin_refuses_a_lone_surrogate_in_a_json_field(world, root):
     admin = Client()
     admin.force_login(root)
-    change = f"/admin/billing/token/{world['token']}/change/"
+    change = f"/admin/billing/apikey/{world['token']}/change/"
     form = {
         "user": world["alice"],
         "name": "app",
@@ -70,7 +70,7 @@ def test_admin_refuses_a_lone_surrogate_in_a_json_field(world, root):
     }
     response = admin.post(change, form)
     assert response.status_code == 200 and "surrogate" in response.content.decode()
-    assert Token.objects.get(pk=world["token"]).model_limits is None
+    assert ApiKey.objects.get(pk=world["token"]).model_limits is None
 
 
 CHANNEL_FIELDS = ["name", "type", "key", "base_url", "models", "model_mapping", "status_code_mapping", "groups"]
@@ -133,7 +133,7 @@ def deleted_meanwhile() -> Iterator:
         signal.disconnect(dispatch_uid="deleted-meanwhile")
 
 
-@pytest.mark.parametrize(("model", "path"), [(Channel, "/api/channels/{channel}"), (Token, "/api/tokens/{token}")])
+@pytest.mark.parametrize(("model", "path"), [(Channel, "/api/channels/{channel}"), (ApiKey, "/api/tokens/{token}")])
 def test_the_second_of_two_concurrent_deletes_answers_404(world, access_token, deleted_meanwhile, model, path):
     pk = world["channel" if model is Channel else "token"]
     deleted_meanwhile(model, pk)
@@ -145,16 +145,16 @@ def test_the_second_of_two_concurrent_deletes_answers_404(world, access_token, d
     ("model", "path", "change"),
     [
         (Channel, "/api/channels/{channel}", {"priority": 5}),
-        (Token, "/api/tokens/{token}", {"name": "renamed"}),
+        (ApiKey, "/api/tokens/{token}", {"name": "renamed"}),
         (User, "/api/users/{alice}", {"group": "vip"}),
     ],
 )
 def test_a_change_to_a_row_deleted_meanwhile_answers_404_and_does_not_bring_it_back(
     world, access_token, deleted_meanwhile, model, path, change
 ):
-    pk = world[{Channel: "channel", Token: "token", User: "alice"}[model]]
+    pk = world[{Channel: "channel", ApiKey: "token", User: "alice"}[model]]
     if model is User:
-        Token.objects.filter(user_id=pk).delete()  # nothing may refer to the row the raw DELETE removes
+        ApiKey.objects.filter(user_id=pk).delete()  # nothing may refer to the row the raw DELETE removes
     deleted_meanwhile(model, pk)
     assert call("patch", path.format(**world), access_token, change).status_code == 404
     assert not model.objects.filter(pk=pk).exists()

@@ -11,8 +11,8 @@ from django.test import Client
 from django.utils import timezone
 
 from billing import audit, ledger, pricing
-from billing.accounts import tokens, users
-from billing.models import AccessToken, AuditEntry, Log, Token, TopUpOrder, User
+from billing.accounts import api_keys, users
+from billing.models import AccessToken, ApiKey, AuditEntry, Log, TopUpOrder, User
 from billing.payments import redemptions, topup
 from billing.quota import QuotaExceeded
 from channels_app import channels, healing
@@ -223,7 +223,7 @@ def form_data(client: Client, url: str, **changes: object) -> dict:
 def test_keys_users_and_prices_changed_in_admin_are_audited(admin_client, root, alice):
     token, _ = make_key(alice)
     delete = {"action": "delete_selected", "_selected_action": [token.pk], "post": "yes"}
-    admin_client.post("/admin/billing/token/", delete)
+    admin_client.post("/admin/billing/apikey/", delete)
     new_password = {"password1": "a-new-pass-42", "password2": "a-new-pass-42", "usable_password": "true"}
     admin_client.post(f"/admin/billing/user/{alice.pk}/password/", new_password)
     pricing.save({"quota_per_unit": 500_000})
@@ -247,11 +247,11 @@ def test_a_failed_audit_write_rolls_the_change_back(channel, alice, monkeypatch)
     with pytest.raises(RuntimeError):
         users.adjust_quota(alice, 500)
     with pytest.raises(RuntimeError):
-        tokens.create_token(alice, name="never")
+        api_keys.create_key(alice, name="never")
     channel.refresh_from_db()
     alice.refresh_from_db()
     assert channel.name == "old-name" and alice.quota == ALICE_QUOTA
-    assert not Token.objects.exists() and not Log.objects.exists()
+    assert not ApiKey.objects.exists() and not Log.objects.exists()
 
 
 def test_a_change_that_fails_after_its_entry_takes_the_entry_with_it(alice, monkeypatch):

@@ -11,7 +11,7 @@ import pytest
 from django.test import override_settings
 
 from billing import settlement
-from billing.models import Log, Reservation, Token, User
+from billing.models import ApiKey, Log, Reservation, User
 from relay import tokenizer
 from tests.asgi_harness import RoutedCall
 from tests.conftest import ALICE_QUOTA
@@ -59,7 +59,7 @@ async def settled_once(rule: str) -> Log:
     reservation = await Reservation.objects.aget(request_id=log.request_id)
     assert reservation.state == Reservation.State.SETTLED
     assert (await User.objects.aget(username="alice")).quota == ALICE_QUOTA - log.quota
-    assert (await Token.objects.aget()).remain_quota == KEY_QUOTA - log.quota
+    assert (await ApiKey.objects.aget()).remain_quota == KEY_QUOTA - log.quota
     return log
 
 

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing import ledger, quota
-from billing.models import DailyUsage, Log, Reservation, Token
+from billing.models import ApiKey, DailyUsage, Log, Reservation
 from tests.conftest import make_key
 from tests.live_server import ROOT, database_env
 from tests.redis_dbs import redis_url
@@ -75,7 +75,7 @@ def within(seconds: float, condition: Callable[[], bool]) -> bool:
     return True
 
 
-def old_consume_log(token: Token, days: int) -> Log:
+def old_consume_log(token: ApiKey, days: int) -> Log:
     return ledger.write(
         Log(
             type=Log.Type.CONSUME,
@@ -100,7 +100,7 @@ def test_beat_schedules_and_the_worker_releases_stale_reservations_and_deletes_e
         return Reservation.objects.get(request_id="died-with-its-process").state == Reservation.State.RELEASED
 
     assert within(60, released), beat_and_worker()
-    assert Token.objects.get(pk=token.pk).remain_quota == 10_000 - 1_000
+    assert ApiKey.objects.get(pk=token.pk).remain_quota == 10_000 - 1_000
     assert Reservation.objects.get(request_id="still-in-flight").state == Reservation.State.HELD
     assert within(30, lambda: not Log.objects.filter(pk=expired.pk).exists()), beat_and_worker()
     assert Log.objects.filter(pk=kept.pk).exists()

@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from billing.accounts.access import user_for_access_token
-from billing.models import AccessToken, Log, Token, hash_key
+from billing.models import AccessToken, ApiKey, Log, hash_key
 from channels_app.models import Channel
 from tests.conftest import ALICE_QUOTA, make_channel
 from tests.fakes.openai_upstream import Behaviour
@@ -60,13 +60,13 @@ def test_channel_add_refuses_invalid_values(db, args, complaint):
 def test_token_create_prints_an_unlimited_key_by_default(alice):
     printed = run("token_create", "alice", "--name=cli")
     assert printed.startswith("sk-") and len(printed) == 51
-    token = Token.objects.get(key_hash=hash_key(printed[3:]))
+    token = ApiKey.objects.get(key_hash=hash_key(printed[3:]))
     assert (token.user, token.name, token.unlimited_quota) == (alice, "cli", True)
 
 
 def test_token_create_with_a_quota_limits_the_key(alice):
     printed = run("token_create", "alice", "--quota=1234")
-    token = Token.objects.get(key_hash=hash_key(printed[3:]))
+    token = ApiKey.objects.get(key_hash=hash_key(printed[3:]))
     assert (token.remain_quota, token.unlimited_quota) == (1234, False)
 
 

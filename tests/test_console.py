@@ -9,7 +9,7 @@ from django.test import Client
 from django.utils import timezone
 
 from billing import ledger
-from billing.models import Log, Token, TopUpOrder, User, hash_key
+from billing.models import ApiKey, Log, TopUpOrder, User, hash_key
 from billing.payments import redemptions, topup
 from tests.conftest import ALICE_QUOTA, make_key
 from tests.wechatpay_world import configure, deliver, unconfigure, wechatpay_server
@@ -26,7 +26,7 @@ def console(alice: User) -> Client:
     return client
 
 
-def consume(user: User, token: Token | None = None, model: str = "gpt-4o", quota: int = 1234, days_ago: int = 0):
+def consume(user: User, token: ApiKey | None = None, model: str = "gpt-4o", quota: int = 1234, days_ago: int = 0):
     ledger.write(
         Log(
             type=Log.Type.CONSUME,
@@ -72,7 +72,7 @@ def test_it_creates_a_key_with_limits_and_shows_it_once(console, alice):
     }
     response = console.post("/console/keys/", form)
     assert response.status_code == 200
-    token = Token.objects.get(user=alice, name="laptop")
+    token = ApiKey.objects.get(user=alice, name="laptop")
     assert (token.remain_quota, token.unlimited_quota, token.model_limits) == (50_000, False, ["gpt-4o", "gpt-4o-mini"])
     assert token.allow_ips == ["10.0.0.0/8"] and token.expires_at.year == 2031
     [plain] = NEW_KEY.findall(response.content.decode())
@@ -84,7 +84,7 @@ def test_it_creates_a_key_with_limits_and_shows_it_once(console, alice):
 def test_a_refused_key_shows_why(console):
     response = console.post("/console/keys/", {"name": "bad", "allow_ips": "not-an-ip"})
     assert response.status_code == 200 and "is not an IP address" in response.content.decode()
-    assert not Token.objects.filter(name="bad").exists()
+    assert not ApiKey.objects.filter(name="bad").exists()
 
 
 def test_it_lists_only_own_keys_and_disables_and_deletes_them(console, alice, bob):
@@ -93,11 +93,11 @@ def test_it_lists_only_own_keys_and_disables_and_deletes_them(console, alice, bo
     page = console.get("/console/keys/").content.decode()
     assert "mine" in page and "theirs" not in page
     assert console.post(f"/console/keys/{mine.pk}/status", {"status": "disabled"}).status_code == 302
-    assert Token.objects.get(pk=mine.pk).status == "disabled"
+    assert ApiKey.objects.get(pk=mine.pk).status == "disabled"
     assert console.post(f"/console/keys/{theirs.pk}/status", {"status": "disabled"}).status_code == 404
     assert console.post(f"/console/keys/{theirs.pk}/delete").status_code == 404
     assert console.post(f"/console/keys/{mine.pk}/delete").status_code == 302
-    assert not Token.objects.filter(pk=mine.pk).exists() and Token.objects.filter(pk=theirs.pk).exists()
+    assert not ApiKey.objects.filter(pk=mine.pk).exists() and ApiKey.objects.filter(pk=theirs.pk).exists()
 
 
 def test_forms_are_csrf_protected(alice):
@@ -105,7 +105,7 @@ def test_forms_are_csrf_protected(alice):
     client.force_login(alice)
     assert client.post("/console/keys/", {"name": "sneaky"}).status_code == 403
     assert client.post("/console/redeem/", {"key": "x"}).status_code == 403
-    assert not Token.objects.filter(name="sneaky").exists()
+    assert not ApiKey.objects.filter(name="sneaky").exists()
 
 
 def test_usage_shows_own_logs_filtered_with_a_daily_chart(console, alice, bob):

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from billing.models import Token, TopUpOrder, User, hash_key
+from billing.models import ApiKey, TopUpOrder, User, hash_key
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.live_server import LiveGateway
 from tests.wechatpay_world import NOTIFY_PATH, wechatpay_server
@@ -90,7 +90,7 @@ def test_log_in_create_a_key_once_use_it_see_usage_and_top_up(
 
     submit(browser, "create-key", name="browser-key", remain_quota="2000000", models="gpt-4o")
     plain = wait(browser, lambda d: d.find_element(By.ID, "new-key")).text
-    token = Token.objects.get(user=alice, name="browser-key")
+    token = ApiKey.objects.get(user=alice, name="browser-key")
     assert plain.startswith("sk-") and hash_key(plain[3:]) == token.key_hash
     browser.refresh()
     wait(browser, lambda d: "browser-key" in d.find_element(By.ID, "keys").text)

@@ -79,7 +79,7 @@ def test_the_sdk_gets_answers_and_quota_drops_by_the_formula(gateway, access_tok
     assert {(log.prompt_tokens, log.completion_tokens, log.quota) for log in logs} == {(PROMPT_TOKENS, 6, COST)}
     assert len({log.request_id for log in logs}) == 4
     assert User.objects.get(pk=user_id).quota == 1_000_000 - 4 * COST
-    token = User.objects.get(pk=user_id).tokens.get()
+    token = User.objects.get(pk=user_id).api_keys.get()
     assert (token.remain_quota, token.used_quota) == (500_000 - 4 * COST, 4 * COST)
 
 

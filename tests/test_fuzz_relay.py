@@ -25,7 +25,7 @@ from django.utils import timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing.models import Log, Reservation, Token, User
+from billing.models import ApiKey, Log, Reservation, User
 from tests.asgi_harness import Answer, Gateway
 from tests.conftest import ALICE_QUOTA, make_channel, make_key, wait_for
 from tests.fakes import anthropic_upstream, cohere_upstream, gemini_upstream, ollama_upstream, zhipu_upstream
@@ -289,7 +289,7 @@ def world(fake_openai, transactional_db) -> World:
         "alice": make_key(alice)[1],
         "bob": make_key(bob)[1],
         "root": make_key(root)[1],
-        "disabled key": make_key(alice, status=Token.Status.DISABLED)[1],
+        "disabled key": make_key(alice, status=ApiKey.Status.DISABLED)[1],
         "expired key": make_key(alice, expires_at=timezone.now() - timedelta(days=1))[1],
         "key for other IPs": make_key(alice, allow_ips=["10.0.0.0/8"])[1],
         "key for gpt-4o only": make_key(alice, model_limits=["gpt-4o"])[1],
@@ -342,7 +342,7 @@ def check(answer: Answer, tally: Tally, category: str, billed: bool = True) -> N
     request_id = answer.headers.get("x-request-id")
     consumed = Log.objects.filter(type=Log.Type.CONSUME, request_id=request_id or "-").count()
     assert consumed == (1 if answer.status < 300 and billed else 0), (answer.status, answer.body[:300])
-    for token in Token.objects.all():
+    for token in ApiKey.objects.all():
         assert token.remain_quota + token.used_quota == KEY_QUOTA, token
         assert token.used_quota == charged(token_id=token.pk), token
     for user in User.objects.all():

@@ -7,13 +7,13 @@ import pytest
 from django.conf import settings
 
 from billing import quota
-from billing.models import DailyUsage, Log, Reservation, Token, User
+from billing.models import ApiKey, DailyUsage, Log, Reservation, User
 from gateway_project import db
 from gateway_project.db import GroupCommit
 from tests.conftest import ALICE_QUOTA, make_key
 
 
-def hold(request_id: str, token: Token, amount: int, unlimited: bool = False) -> quota.Hold:
+def hold(request_id: str, token: ApiKey, amount: int, unlimited: bool = False) -> quota.Hold:
     return quota.Hold(request_id, token.pk, token.user_id, unlimited, amount)
 
 
@@ -28,7 +28,7 @@ class TestBatches:
         token, _ = make_key(alice, remain_quota=1_000)
         outcomes = quota.reserve_many([hold(f"r{i}", token, 250) for i in range(4)])
         assert outcomes == [None] * 4
-        assert Token.objects.get(pk=token.pk).remain_quota == 0
+        assert ApiKey.objects.get(pk=token.pk).remain_quota == 0
         assert User.objects.get(pk=alice.pk).quota == ALICE_QUOTA - 1_000
         assert Reservation.objects.filter(state="held").count() == 4
 
@@ -37,7 +37,7 @@ class TestBatches:
         outcomes = quota.reserve_many([hold("a", token, 600), hold("b", token, 600), hold("c", token, 400)])
         assert [type(outcome).__name__ for outcome in outcomes] == ["NoneType", "QuotaExceeded", "NoneType"]
         assert "API key" in str(outcomes[1])
-        assert Token.objects.get(pk=token.pk).remain_quota == 0
+        assert ApiKey.objects.get(pk=token.pk).remain_quota == 0
         assert set(Reservation.objects.values_list("request_id", flat=True)) == {"a", "c"}
 
     def test_a_user_short_of_quota_gives_the_key_its_share_back(self, alice, bob):
@@ -46,7 +46,7 @@ class TestBatches:
         bob_token, _ = make_key(bob)
         outcomes = quota.reserve_many([hold("a", alice_token, 800), hold("b", bob_token, 800)])
         assert "account" in str(outcomes[0]) and outcomes[1] is None
-        assert Token.objects.get(pk=alice_token.pk).remain_quota == 5_000_000
+        assert ApiKey.objects.get(pk=alice_token.pk).remain_quota == 5_000_000
         assert User.objects.get(pk=alice.pk).quota == 500
         assert list(Reservation.objects.values_list("request_id", flat=True)) == ["b"]
 
@@ -69,7 +69,7 @@ class TestBatches:
         assert User.objects.get(pk=alice.pk).quota == ALICE_QUOTA - 1_500
         assert User.objects.get(pk=alice.pk).request_count == 2
         assert User.objects.get(pk=bob.pk).quota == ALICE_QUOTA - 50
-        assert Token.objects.get(pk=bob_token.pk).used_quota == 50
+        assert ApiKey.objects.get(pk=bob_token.pk).used_quota == 50
         assert Log.objects.filter(type="consume").count() == 3
         day = DailyUsage.objects.get(user_id=alice.pk)
         assert (day.requests, day.quota, day.prompt_tokens, day.completion_tokens) == (2, 1_500, 20, 10)

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from billing import pricing, settlement
-from billing.accounts import keys
+from billing.accounts import key_auth
 from channels_app import routing
 from gateway_project import db
 from relay.sse import DONE
@@ -24,9 +24,9 @@ DATA_STATEMENTS = ("SELECT", "INSERT", "UPDATE", "DELETE")  # not BEGIN/COMMIT, 
 @pytest.fixture
 def warm_caches(monkeypatch) -> None:
     """The caches re-check the shared cache once a second: make "warm" independent of the test's speed."""
-    monkeypatch.setattr(keys.Recent, "SECONDS", 3600)
-    monkeypatch.setattr(pricing, "VERSION_CHECK_SECONDS", 3600)
-    monkeypatch.setattr(routing, "VERSION_CHECK_SECONDS", 3600)
+    monkeypatch.setattr(key_auth.RECENT, "max_age", 3600)
+    monkeypatch.setattr(pricing.PRICES, "recheck_seconds", 3600)
+    monkeypatch.setattr(routing.INDEX, "recheck_seconds", 3600)
 
 
 @pytest.fixture

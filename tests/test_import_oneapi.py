@@ -14,7 +14,7 @@ from django.core.management.base import CommandError
 from django.test import AsyncClient
 
 from billing import pricing
-from billing.models import AuditEntry, PriceTable, Token, User, hash_key
+from billing.models import ApiKey, AuditEntry, PriceTable, User, hash_key
 from channels_app.models import Channel
 from gateway_project.oneapi_import import accounts
 
@@ -193,7 +193,7 @@ def snapshot() -> tuple[list, ...]:
     return (
         list(User.objects.order_by("username").values()),
         list(Channel.objects.order_by("pk").values()),
-        list(Token.objects.order_by("pk").values()),
+        list(ApiKey.objects.order_by("pk").values()),
         list(PriceTable.objects.values()),
         list(redemption_model().objects.order_by("pk").values()) if redemption_model() else [],
     )
@@ -243,7 +243,7 @@ def test_it_imports_a_one_api_database(one_api_db):
     assert root.is_staff and root.is_superuser and not root.has_usable_password()
     assert "must be given a new one" in printed
 
-    token = Token.objects.get(key_hash=hash_key(CAROL_KEY))
+    token = ApiKey.objects.get(key_hash=hash_key(CAROL_KEY))
     assert (token.user, token.name, token.status, token.remain_quota, token.used_quota) == (
         carol,
         "carol app",
@@ -253,7 +253,7 @@ def test_it_imports_a_one_api_database(one_api_db):
     )
     assert (token.key_hint, token.expires_at, token.unlimited_quota) == ("sk-cccc...AR01", None, False)
     assert token.model_limits == ["gpt-4o"] and token.allow_ips == ["10.0.0.0/8", "192.168.1.1"]
-    old = Token.objects.get(key_hash=hash_key(DAVE_KEY))
+    old = ApiKey.objects.get(key_hash=hash_key(DAVE_KEY))
     assert (old.status, old.unlimited_quota, old.model_limits, old.expires_at.year) == ("disabled", True, None, 2030)
 
     prices = pricing.current()
@@ -294,12 +294,12 @@ def test_it_imports_a_new_api_database(new_api_db):
     assert not User.objects.filter(username="gone").exists()  # soft-deleted there
     erin = User.objects.get(username="erin")
     assert (erin.quota, erin.is_staff, erin.is_superuser) == (2_000_000, True, False)
-    limited = Token.objects.get(key_hash=hash_key(ERIN_KEY))
+    limited = ApiKey.objects.get(key_hash=hash_key(ERIN_KEY))
     assert limited.model_limits == ["gpt-4o", "gpt-4o-mini"] and limited.allow_ips == ["1.2.3.4", "5.6.7.8"]
     assert limited.group == "vip"
-    nothing = Token.objects.get(name="allows nothing")  # empty limits mean "no model" there, "all" here
+    nothing = ApiKey.objects.get(name="allows nothing")  # empty limits mean "no model" there, "all" here
     assert nothing.status == "disabled" and "imported disabled" in printed
-    assert set(Token.objects.values_list("name", flat=True)) == {"erin limited", "allows nothing", "erin app"}
+    assert set(ApiKey.objects.values_list("name", flat=True)) == {"erin limited", "allows nothing", "erin app"}
     assert "tokens: 3 created, 0 updated, 0 kept, 2 skipped" in printed
     assert "option GroupRatio is not a JSON object" in printed
     assert "option QuotaPerUnit 'lots' is not a positive number" in printed
@@ -347,7 +347,7 @@ def test_every_row_an_import_writes_has_its_audit_entry(tmp_path):
     run(dsn)
     created = AuditEntry.objects.filter(actor_name="import_oneapi", action=AuditEntry.Action.CREATE)
     assert created.filter(object_type=AuditEntry.Kind.USER).count() == User.objects.count()
-    assert created.filter(object_type=AuditEntry.Kind.KEY).count() == Token.objects.count()
+    assert created.filter(object_type=AuditEntry.Kind.KEY).count() == ApiKey.objects.count()
     assert created.filter(object_type=AuditEntry.Kind.CHANNEL).count() == Channel.objects.count()
     assert AuditEntry.objects.filter(actor_name="import_oneapi", object_type=AuditEntry.Kind.PRICES).exists()
 
@@ -476,10 +476,10 @@ def test_it_imports_from_a_server_database(dialect, layout, rows):
         cursor.execute(drop)
         admin.close()
     expected = {"mysql": (5, 3, 2), "postgresql": (5, 2, 3)}[dialect]
-    assert (Channel.objects.count(), Token.objects.count(), User.objects.count()) == expected
+    assert (Channel.objects.count(), ApiKey.objects.count(), User.objects.count()) == expected
     assert f"channels: {expected[0]} created" in printed and "channels: 0 created, 0 updated" in again
     if dialect == "mysql":
         assert "(new-api layout)" in printed and channel(10).key == "sk-upstream-new"
     else:
         assert "(one-api layout)" in printed and channel(1, 1).key == "sk-two"
-        assert Token.objects.get(key_hash=hash_key(CAROL_KEY)).allow_ips == ["10.0.0.0/8", "192.168.1.1"]
+        assert ApiKey.objects.get(key_hash=hash_key(CAROL_KEY)).allow_ips == ["10.0.0.0/8", "192.168.1.1"]

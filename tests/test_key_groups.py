@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 
 from billing.accounts import users
-from billing.models import AccessToken, Token, User
+from billing.models import AccessToken, ApiKey, User
 from tests.conftest import make_channel, make_key
 from tests.live_server import LiveGateway
 from tests.relay_client import HELLO, post_chat
@@ -99,13 +99,13 @@ def test_admin_cannot_pin_a_key_to_a_group_its_user_is_not_in(root, alice):
     client = Client()
     client.force_login(root)
     form = {"user": alice.pk, "name": "pinned", "status": "enabled", "remain_quota": 100, "group": "vip"}
-    response = client.post("/admin/billing/token/add/", form)
+    response = client.post("/admin/billing/apikey/add/", form)
     assert response.status_code == 200 and "alice is in group default, not vip" in response.content.decode()
-    assert not Token.objects.filter(name="pinned").exists()
+    assert not ApiKey.objects.filter(name="pinned").exists()
     token, _ = make_key(root, group="vip")
     moved = {**form, "user": alice.pk, "name": "moved"}  # handing a pinned key to a user outside the group
-    response = client.post(f"/admin/billing/token/{token.pk}/change/", moved)
-    assert response.status_code == 200 and Token.objects.get(pk=token.pk).user_id == root.pk
+    response = client.post(f"/admin/billing/apikey/{token.pk}/change/", moved)
+    assert response.status_code == 200 and ApiKey.objects.get(pk=token.pk).user_id == root.pk
 
 
 @pytest.mark.cache

@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from billing.models import Log, Reservation, Token, User
+from billing.models import ApiKey, Log, Reservation, User
 from tasks.jobs import periodic_jobs
 from tests.conftest import ALICE_QUOTA, make_channel, make_key
 from tests.fakes import faulty_upstream as fake
@@ -44,7 +44,7 @@ def test_a_stream_cut_by_a_killed_gateway_is_released_by_the_reconciler_exactly_
     held = Reservation.objects.get()
     assert held.state == "held"
     assert User.objects.get(pk=alice.pk).quota == ALICE_QUOTA - held.amount
-    assert Token.objects.get(pk=token.pk).remain_quota == KEY_QUOTA - held.amount
+    assert ApiKey.objects.get(pk=token.pk).remain_quota == KEY_QUOTA - held.amount
     wait_until(lambda: not upstream.open_connections, BOUND)  # the kernel closed the dead process's socket
     assert upstream.hung_up == 1
 
@@ -54,7 +54,7 @@ def test_a_stream_cut_by_a_killed_gateway_is_released_by_the_reconciler_exactly_
     assert reconcile.run() == 1
     assert reconcile.run() == 0
     assert Reservation.objects.get().state == "released"
-    user, token = User.objects.get(pk=alice.pk), Token.objects.get(pk=token.pk)
+    user, token = User.objects.get(pk=alice.pk), ApiKey.objects.get(pk=token.pk)
     assert (user.quota, user.used_quota) == (ALICE_QUOTA, 0)
     assert (token.remain_quota, token.used_quota) == (KEY_QUOTA, 0)
     assert not Log.objects.filter(type="consume").exists()

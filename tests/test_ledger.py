@@ -8,9 +8,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from billing import ledger, quota, usage_rollup
+from billing import daily_usage, ledger, quota
 from billing.accounts import users
-from billing.models import DailyUsage, Log, Reservation, Token, User
+from billing.models import ApiKey, DailyUsage, Log, Reservation, User
 from billing.payments import redemptions
 from channels_app import healing
 from channels_app.models import Channel
@@ -30,7 +30,7 @@ class Caller:
 
 
 @pytest.fixture
-def key(alice: User) -> Token:
+def key(alice: User) -> ApiKey:
     return make_key(alice)[0]
 
 
@@ -43,14 +43,14 @@ def charge(request_id: str, cost: int, channel_id: int | None) -> quota.Charge:
     return quota.Charge(request_id, cost, "gpt-4o", 10, 5, channel_id, "app", False, 1, "")
 
 
-def settle(key: Token, cost: int, channel_id: int | None) -> str:
+def settle(key: ApiKey, cost: int, channel_id: int | None) -> str:
     request_id = uuid.uuid4().hex
     quota.reserve(request_id, key.pk, key.user_id, False, cost)
     assert quota.settle(charge(request_id, cost, channel_id))
     return request_id
 
 
-def consume(key: Token, quota_used: int, request_id: str = "") -> Log:
+def consume(key: ApiKey, quota_used: int, request_id: str = "") -> Log:
     fields = {"user_id": key.user_id, "token_id": key.pk, "prompt_tokens": 2, "completion_tokens": 1}
     return Log(type=Log.Type.CONSUME, model="m", quota=quota_used, request_id=request_id or uuid.uuid4().hex, **fields)
 
@@ -85,7 +85,7 @@ def test_a_row_whose_totals_cannot_move_is_not_written(key, monkeypatch):
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("aggregate write failed")
 
-    monkeypatch.setattr(usage_rollup, "add", broken)
+    monkeypatch.setattr(daily_usage, "add", broken)
     with pytest.raises(RuntimeError):
         ledger.write(consume(key, 100))
     with pytest.raises(RuntimeError):

@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from billing.models import Log, Reservation, Token, User
+from billing.models import ApiKey, Log, Reservation, User
 from tests.conftest import ALICE_QUOTA
 from tests.fakes.openai_upstream import Behaviour
 from tests.live_server import LiveGateway, wait_until
@@ -83,7 +83,7 @@ def test_the_ledger_adds_up_when_clients_hang_up_at_random(alice, alice_key, ope
         gateway.stop()
     logs = Log.objects.filter(type=Log.Type.CONSUME)
     billed = sum(logs.values_list("quota", flat=True))
-    user, key = User.objects.get(pk=alice.pk), Token.objects.get()
+    user, key = User.objects.get(pk=alice.pk), ApiKey.objects.get()
     settled = Reservation.objects.filter(state=Reservation.State.SETTLED)
     released = Reservation.objects.filter(state=Reservation.State.RELEASED)
     print(

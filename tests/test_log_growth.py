@@ -18,10 +18,10 @@ from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from billing import ledger, quota, usage_rollup
+from billing import daily_usage, ledger, quota
 from billing.console import charts
 from billing.logs import LogFilter, visible_logs, whole_days
-from billing.models import AccessToken, DailyUsage, Log, Reservation, Token, User
+from billing.models import AccessToken, ApiKey, DailyUsage, Log, Reservation, User
 from tasks.jobs import periodic_jobs
 from tests.conftest import make_key
 from tests.live_server import ROOT, database_env
@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend]
 TODAY = timezone.localdate
 
 
-def settle(token: Token, cost: int, model: str = "gpt-4o", channel_id: int | None = 7) -> str:
+def settle(token: ApiKey, cost: int, model: str = "gpt-4o", channel_id: int | None = 7) -> str:
     """Reserve and settle one request the way the relay does; returns its request id."""
     request_id = uuid.uuid4().hex
     quota.reserve(request_id, token.pk, token.user_id, token.unlimited_quota, cost + 100)
@@ -49,10 +49,10 @@ def aged(request_id: str, days: int) -> None:
     log = Log.objects.get(type=Log.Type.CONSUME, request_id=request_id)
     counts = {"requests": 1, "quota": log.quota}
     counts.update(prompt_tokens=log.prompt_tokens, completion_tokens=log.completion_tokens)
-    usage_rollup.add(usage_rollup.row_key(log), **{name: -value for name, value in counts.items()})
+    daily_usage.add(daily_usage.row_key(log), **{name: -value for name, value in counts.items()})
     log.created_at -= timedelta(days=days)
     Log.objects.filter(pk=log.pk).update(created_at=log.created_at)
-    usage_rollup.add(usage_rollup.row_key(log), **counts)
+    daily_usage.add(daily_usage.row_key(log), **counts)
     DailyUsage.objects.filter(requests=0).delete()
 
 
@@ -77,7 +77,7 @@ def env_for_subprocess() -> dict[str, str]:
 
 
 @pytest.fixture
-def key(alice: User) -> Token:
+def key(alice: User) -> ApiKey:
     return make_key(alice)[0]
 
 
@@ -111,7 +111,7 @@ def test_the_aggregate_moves_in_the_settle_transaction_or_not_at_all(key, monkey
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("aggregate write failed")
 
-    monkeypatch.setattr(usage_rollup, "add", broken)
+    monkeypatch.setattr(daily_usage, "add", broken)
     with pytest.raises(RuntimeError):
         settle(key, 1000)
     key.refresh_from_db()
@@ -194,7 +194,7 @@ def test_cleanup_deletes_old_request_logs_in_batches_and_history_stays(key, root
     Log.objects.filter(request_id=old[0]).update(type=Log.Type.ERROR)
     before = (TODAY() - timedelta(days=30)).isoformat()
     history = stats(root_token, user_id=alice.pk)
-    chart_before = charts.daily_usage(alice.pk, 60)
+    chart_before = charts.usage_by_day(alice.pk, 60)
 
     said = f"7 request logs created before {before}"
     assert run("cleanup_logs", "--before", before, "--dry-run") == f"would delete {said}"
@@ -204,7 +204,7 @@ def test_cleanup_deletes_old_request_logs_in_batches_and_history_stays(key, root
     deletes = [query["sql"].replace("`", '"') for query in queries if query["sql"].startswith("DELETE")]
     assert len(deletes) == 3 and not [sql for sql in deletes if '"type"' in sql]  # primary-key ranges only
     assert sorted(Log.objects.values_list("type", flat=True)) == ["consume", "manage", "topup"]
-    assert stats(root_token, user_id=alice.pk) == history and charts.daily_usage(alice.pk, 60) == chart_before
+    assert stats(root_token, user_id=alice.pk) == history and charts.usage_by_day(alice.pk, 60) == chart_before
     assert history["requests"] == 8 and chart_before[-41].quota == sum(range(100, 800, 100))
 
 
@@ -235,7 +235,7 @@ def test_the_migration_backfills_the_aggregate_from_existing_logs(key):
     quota.refund(charge(refunded, 400, "gpt-4o", 7))
     written = sorted(DailyUsage.objects.values_list("day", "token_id", "channel_id", "model", "requests", "quota"))
     DailyUsage.objects.all().delete()
-    assert usage_rollup.backfill(Log, DailyUsage, batch_size=2) == 3
+    assert daily_usage.backfill(Log, DailyUsage, batch_size=2) == 3
     assert sorted(DailyUsage.objects.values_list("day", "token_id", "channel_id", "model", "requests", "quota")) == (
         written
     )

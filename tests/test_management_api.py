@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from billing import ledger, pricing
-from billing.models import AccessToken, Log, Token, User, hash_key
+from billing.models import AccessToken, ApiKey, Log, User, hash_key
 from channels_app.models import Channel
 from tests.conftest import ALICE_QUOTA, make_channel, make_key
 from tests.fakes.openai_upstream import Behaviour
@@ -225,7 +225,7 @@ def test_a_key_is_returned_in_full_only_when_created(alice, alice_token):
     body = response.json()
     key = body["key"]
     assert key.startswith("sk-") and len(key) == 3 + 48
-    token = Token.objects.get(pk=body["id"])
+    token = ApiKey.objects.get(pk=body["id"])
     assert token.key_hash == hash_key(key[3:]) and token.user == alice
     assert token.model_limits == ["gpt-4o"]
     assert body["key_hint"] == f"sk-{key[3:7]}...{key[-4:]}"
@@ -240,7 +240,7 @@ def test_non_staff_users_see_and_change_only_their_own_keys(alice, bob, alice_to
     assert [item["id"] for item in listed["items"]] == [own.pk]
     for method in ("get", "patch", "delete"):
         assert call(method, f"/api/tokens/{bobs.pk}", alice_token, {} if method == "patch" else None).status_code == 404
-    assert Token.objects.filter(pk=bobs.pk).exists()
+    assert ApiKey.objects.filter(pk=bobs.pk).exists()
     assert call("post", "/api/tokens", alice_token, {"user_id": bob.pk}).status_code == 403
 
 
@@ -260,7 +260,7 @@ def test_staff_create_keys_for_other_users_and_update_them(access_token, alice):
     changes = {"status": "disabled", "models": None, "allow_ips": ["10.0.0.0/8"], "expires_at": expiry}
     patched = call("patch", f"/api/tokens/{token_id}", access_token, changes).json()
     assert (patched["status"], patched["models"], patched["allow_ips"]) == ("disabled", None, ["10.0.0.0/8"])
-    assert Token.objects.get(pk=token_id).expires_at is not None
+    assert ApiKey.objects.get(pk=token_id).expires_at is not None
     assert call("delete", f"/api/tokens/{token_id}", access_token).status_code == 204
 
 
@@ -326,7 +326,7 @@ def test_put_replaces_prices_and_patch_merges_into_them(access_token):
     assert merged.json()["model_ratio"] == {"m": 2.0, "n": 0.5}
     assert merged.json()["group_ratio"] == {"default": 1.0, "vip": 0.8}
     assert merged.json()["quota_per_unit"] == 1000
-    pricing._State.prices = None
+    pricing.PRICES.forget()
     assert pricing.current().quote("n", "vip").model_ratio == 0.5
 
 

@@ -11,9 +11,9 @@ import pytest
 from django.conf import settings
 from django.test import Client, override_settings
 
-from billing.accounts.keys import KeyInfo
+from billing.accounts.key_auth import KeyInfo
 from billing.accounts.ratelimit import Limits, limits_for_key
-from billing.models import AccessToken, Log, Token, User
+from billing.models import AccessToken, ApiKey, Log, User
 from tests.conftest import make_key
 from tests.live_server import LiveGateway
 from tests.relay_client import HELLO, post_chat
@@ -199,7 +199,7 @@ def test_staff_set_and_clear_a_keys_limits_through_the_api(alice, access_token):
     assert (created.json()["rpm_limit"], created.json()["tpm_limit"]) == (0, 5000)
     cleared = api.patch(f"/api/tokens/{created.json()['id']}", {"rpm_limit": None}, content_type="application/json")
     assert (cleared.json()["rpm_limit"], cleared.json()["tpm_limit"]) == (None, 5000)
-    assert Token.objects.get(pk=created.json()["id"]).rpm_limit is None
+    assert ApiKey.objects.get(pk=created.json()["id"]).rpm_limit is None
 
 
 def test_staff_set_and_clear_a_users_limits_through_the_api(access_token):
@@ -229,7 +229,7 @@ def test_users_may_only_lower_their_keys_limit_below_the_group(alice, value, sta
     api = Client(headers={"Authorization": f"Bearer {AccessToken.issue(alice)[1]}"})
     response = api.post("/api/tokens", {"rpm_limit": value}, content_type="application/json")
     assert response.status_code == status
-    assert Token.objects.filter(user=alice).count() == (1 if status == 201 else 0)
+    assert ApiKey.objects.filter(user=alice).count() == (1 if status == 201 else 0)
 
 
 @override_settings(RATE_LIMITS={})
@@ -245,7 +245,7 @@ def test_staff_edit_key_and_user_limits_in_admin(root, alice):
     admin.force_login(root)
     token, _ = make_key(alice)
     key_form = {"user": alice.pk, "name": "app", "status": "enabled", "remain_quota": 1, "group": ""}
-    response = admin.post(f"/admin/billing/token/{token.pk}/change/", {**key_form, "rpm_limit": 7, "tpm_limit": ""})
+    response = admin.post(f"/admin/billing/apikey/{token.pk}/change/", {**key_form, "rpm_limit": 7, "tpm_limit": ""})
     assert response.status_code == 302
     token.refresh_from_db()
     assert (token.rpm_limit, token.tpm_limit) == (7, None)

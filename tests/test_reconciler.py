@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from billing import quota
-from billing.models import Reservation, Token, User
+from billing.models import ApiKey, Reservation, User
 from tasks.jobs import periodic_jobs
 from tests.conftest import ALICE_QUOTA, make_key
 
@@ -23,7 +23,7 @@ def test_stale_reservations_are_released_exactly_once(alice):
     assert job.run() == 1
     assert job.run() == 0
     assert User.objects.get(pk=alice.pk).quota == ALICE_QUOTA - 500
-    assert Token.objects.get(pk=token.pk).remain_quota == 5_000_000 - 500
+    assert ApiKey.objects.get(pk=token.pk).remain_quota == 5_000_000 - 500
     assert Reservation.objects.get(request_id="live-request").state == "held"
 
 
@@ -37,7 +37,7 @@ def test_reservation_settlement_and_release_are_idempotent(alice):
     assert quota.settle(charge) is False
     assert quota.release("r1") is False
     assert User.objects.get(pk=alice.pk).quota == ALICE_QUOTA - 300
-    assert Token.objects.get(pk=token.pk).remain_quota == 5_000_000 - 300
+    assert ApiKey.objects.get(pk=token.pk).remain_quota == 5_000_000 - 300
 
 
 def test_unlimited_keys_hold_only_the_user(alice):
@@ -55,4 +55,4 @@ def test_a_user_without_quota_cannot_reserve(alice):
     with pytest.raises(quota.QuotaExceeded):
         quota.reserve("r2", token.pk, alice.pk, False, 1000)
     assert Reservation.objects.count() == 0
-    assert Token.objects.get(pk=token.pk).remain_quota == 5_000_000
+    assert ApiKey.objects.get(pk=token.pk).remain_quota == 5_000_000

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from billing import pricing, quota
-from billing.models import Log, Reservation, Token, User
+from billing.models import ApiKey, Log, Reservation, User
 from relay.endpoints import COMPLETIONS
 from relay.tokenizer import Tokens, count_messages, count_text
 from tests.conftest import ALICE_QUOTA, make_channel, make_key
@@ -40,7 +40,7 @@ async def refusal(response) -> tuple[int, str, int]:
     return int(found[1]), found[2], int(found[3])
 
 
-def balances(token: Token) -> tuple[int, int]:
+def balances(token: ApiKey) -> tuple[int, int]:
     """(the key's remaining quota, its user's quota)."""
     token.refresh_from_db()
     return token.remain_quota, User.objects.get(pk=token.user_id).quota

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from django.db import connection
 
-from billing.models import DailyUsage, Log, Reservation, Token, User
+from billing.models import ApiKey, DailyUsage, Log, Reservation, User
 from relay.tokenizer import count_messages, utf8_bytes
 from tests.conftest import ALICE_QUOTA, make_key
 from tests.fakes.openai_upstream import Behaviour, FakeOpenAI
@@ -44,14 +44,14 @@ async def spread(gateways: tuple[LiveGateway, LiveGateway], key: str) -> list[ht
 class QuotaWatcher(threading.Thread):
     """Samples the key's remain_quota while the requests are in flight; `lowest` is the lowest seen."""
 
-    def __init__(self, token: Token) -> None:
+    def __init__(self, token: ApiKey) -> None:
         super().__init__(daemon=True)
         self.token_id, self.lowest, self.done = token.pk, token.remain_quota, threading.Event()
 
     def run(self) -> None:
         try:
             while not self.done.wait(0.01):
-                self.lowest = min(self.lowest, Token.objects.get(pk=self.token_id).remain_quota)
+                self.lowest = min(self.lowest, ApiKey.objects.get(pk=self.token_id).remain_quota)
         finally:
             connection.close()
 

@@ -8,7 +8,7 @@ from django.contrib.messages.storage import default_storage
 from django.http import HttpRequest
 from django.test import Client
 
-from billing.models import AccessToken, Redemption, Token, User, hash_key
+from billing.models import AccessToken, ApiKey, Redemption, User, hash_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,18 +43,18 @@ def test_the_console_shows_a_new_key_on_the_answer_to_its_form_only(alice):
     console = signed_in(alice)
     response = console.post("/console/keys/", {"name": "laptop", "remain_quota": "1000"})
     [plain] = re.findall(r'<code id="new-key">(sk-[A-Za-z0-9]{48})</code>', response.content.decode())
-    assert hash_key(plain[3:]) == Token.objects.get(name="laptop").key_hash
+    assert hash_key(plain[3:]) == ApiKey.objects.get(name="laptop").key_hash
     shown_once(console, response, [plain], "/console/keys/")
 
 
 def test_admin_shows_a_new_key_on_the_answer_to_the_add_form_only(root, alice):
     admin = signed_in(root)
     form = {"user": alice.pk, "name": "from-admin", "status": "enabled", "remain_quota": 100, "group": ""}
-    response = admin.post("/admin/billing/token/add/", form)
+    response = admin.post("/admin/billing/apikey/add/", form)
     [plain] = ADMIN_SECRETS.findall(response.content.decode())
-    token = Token.objects.get(name="from-admin")
+    token = ApiKey.objects.get(name="from-admin")
     assert hash_key(plain[3:]) == token.key_hash
-    shown_once(admin, response, [plain], f"/admin/billing/token/{token.pk}/change/")
+    shown_once(admin, response, [plain], f"/admin/billing/apikey/{token.pk}/change/")
 
 
 def test_admin_shows_a_new_access_token_on_the_answer_to_the_add_form_only(root, alice):

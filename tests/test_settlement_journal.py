@@ -15,8 +15,8 @@ from django.db import OperationalError, transaction
 from django.db.models import F
 
 from billing import journal, quota, settlement
-from billing.accounts import keys
-from billing.models import Log, Reservation, Token, User
+from billing.accounts import key_auth
+from billing.models import ApiKey, Log, Reservation, User
 from channels_app.models import Channel
 from gateway_project.asgi_handlers import Lifespan
 from tests.conftest import ALICE_QUOTA, make_key
@@ -46,8 +46,8 @@ def orphan(directory: Path, *charges: quota.Charge) -> Path:
     return path
 
 
-def balances(user: User, token: Token) -> tuple[int, int, int, int]:
-    user, token = User.objects.get(pk=user.pk), Token.objects.get(pk=token.pk)
+def balances(user: User, token: ApiKey) -> tuple[int, int, int, int]:
+    user, token = User.objects.get(pk=user.pk), ApiKey.objects.get(pk=token.pk)
     return user.quota, user.used_quota, token.remain_quota, token.used_quota
 
 
@@ -202,9 +202,9 @@ async def test_a_server_shutting_down_commits_the_charges_still_gathering(alice,
     assert await sync_to_async(balances)(alice, token) == (ALICE_QUOTA - 700, 700, KEY_QUOTA - 700, 700)
 
 
-async def reserved(alice: User, request_id: str) -> tuple[Token, keys.KeyInfo]:
+async def reserved(alice: User, request_id: str) -> tuple[ApiKey, key_auth.KeyInfo]:
     """A key of alice's with 1,000 held on it for `request_id`, as the relay reserves before answering."""
     token, _ = await sync_to_async(make_key)(alice, remain_quota=KEY_QUOTA)
-    key = await sync_to_async(keys._load)(token.key_hash)
+    key = await sync_to_async(key_auth._load)(token.key_hash)
     await settlement.reserve(request_id, key, 1000)
     return token, key

@@ -1,4 +1,7 @@
-"""Management API: users, the caller's profile and API keys. Rules live in billing.accounts.users and .tokens."""
+"""Management API: users, the caller's profile and API keys. Rules live in billing.accounts.users and .api_keys.
+
+The API keys' paths (/api/tokens), parameters (`token_id`), schemas and operation names keep one-api's word
+"token": they are what new-api clients and the OpenAPI document already use."""
 
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
@@ -6,7 +9,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Router, Status
 from ninja.pagination import paginate
 
-from billing.accounts import tokens, users
+from billing.accounts import api_keys, users
 from billing.models import User
 from billing.schemas import (
     MAX_PAGE,
@@ -75,30 +78,30 @@ def me(request: HttpRequest):
 @tokens_router.get("", response=list[TokenOut])
 @paginate(Pagination, max_limit=MAX_PAGE)
 def list_tokens(request: HttpRequest, user_id: Id | None = None):
-    found = tokens.visible_tokens(request.auth)
+    found = api_keys.visible_keys(request.auth)
     return found.filter(user_id=user_id) if user_id is not None else found
 
 
 @tokens_router.post("", response={201: TokenCreated, 404: Detail})
 def create_token(request: HttpRequest, payload: TokenCreate):
-    owner = tokens.owner_for(request.auth, payload.user_id)
-    token, plain = tokens.create_token(owner, actor=request.auth, **payload.model_dump(exclude={"user_id"}))
+    owner = api_keys.owner_for(request.auth, payload.user_id)
+    token, plain = api_keys.create_key(owner, actor=request.auth, **payload.model_dump(exclude={"user_id"}))
     token.key = plain  # only this answer ever carries it
     return Status(201, token)
 
 
 @tokens_router.get("/{int:token_id}", response=TokenOut)
 def get_token(request: HttpRequest, token_id: Id):
-    return get_object_or_404(tokens.visible_tokens(request.auth), pk=token_id)
+    return get_object_or_404(api_keys.visible_keys(request.auth), pk=token_id)
 
 
 @tokens_router.patch("/{int:token_id}", response=TokenOut)
 def update_token(request: HttpRequest, token_id: Id, payload: TokenPatch):
-    token = get_object_or_404(tokens.visible_tokens(request.auth).select_related("user"), pk=token_id)
-    return tokens.update_token(token, payload.model_dump(exclude_unset=True), actor=request.auth)
+    token = get_object_or_404(api_keys.visible_keys(request.auth).select_related("user"), pk=token_id)
+    return api_keys.update_key(token, payload.model_dump(exclude_unset=True), actor=request.auth)
 
 
 @tokens_router.delete("/{int:token_id}", response={204: None})
 def delete_token(request: HttpRequest, token_id: Id):
-    tokens.delete_token(tokens.visible_tokens(request.auth), token_id, actor=request.auth)
+    api_keys.delete_key(api_keys.visible_keys(request.auth), token_id, actor=request.auth)
     return Status(204, None)

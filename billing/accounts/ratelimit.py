@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from django.conf import settings
 from django.core.cache import cache
 
-from billing.accounts.keys import KeyInfo
+from billing.accounts.key_auth import KeyInfo
 
 WINDOW_SECONDS = 60
 

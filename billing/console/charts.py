@@ -5,7 +5,7 @@ from datetime import date, timedelta
 
 from django.utils import timezone
 
-from billing import usage_rollup
+from billing import daily_usage
 
 CHART_WIDTH = 600
 CHART_HEIGHT = 160
@@ -27,15 +27,15 @@ class Bar:
     label: str
 
 
-def daily_usage(
+def usage_by_day(
     user_id: int, days: int = 30, token_id: int | None = None, model: str | None = None, today: date | None = None
 ) -> list[Day]:
     """Consumption of `user_id` per day (in TIME_ZONE, net of refunds), oldest first, `days` entries ending
     today; read from the daily aggregate, so it outlives deleted logs."""
     today = today or timezone.localdate()
     first = today - timedelta(days=days - 1)
-    rows = usage_rollup.usage_rows(user_id=user_id, token_id=token_id, model=model or None, first=first, last=today)
-    found = usage_rollup.per_day(rows)
+    rows = daily_usage.usage_rows(user_id=user_id, token_id=token_id, model=model or None, first=first, last=today)
+    found = daily_usage.per_day(rows)
     series = []
     for offset in range(days):
         day = first + timedelta(days=offset)

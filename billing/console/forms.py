@@ -1,9 +1,9 @@
-"""Forms of the user console. They only parse; billing.accounts.tokens, billing.payments.topup and
+"""Forms of the user console. They only parse; billing.accounts.api_keys, billing.payments.topup and
 billing.payments.redemptions apply the rules."""
 
 from django import forms
 
-from billing.models import Log, Token, User
+from billing.models import ApiKey, Log, User
 
 DATETIME_LOCAL = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
 
@@ -27,8 +27,8 @@ class KeyForm(forms.Form):
     models = forms.CharField(required=False, help_text="Comma-separated model names; empty = all models")
     allow_ips = forms.CharField(required=False, label="Allowed IPs", help_text="Comma-separated IPs or CIDRs")
 
-    def token_fields(self) -> dict:
-        """Keyword arguments for billing.accounts.tokens.create_token."""
+    def key_fields(self) -> dict:
+        """Keyword arguments for billing.accounts.api_keys.create_key."""
         data = self.cleaned_data
         return {
             "name": data["name"],
@@ -41,7 +41,7 @@ class KeyForm(forms.Form):
 
 
 class KeyStatusForm(forms.Form):
-    status = forms.ChoiceField(choices=Token.Status.choices)
+    status = forms.ChoiceField(choices=ApiKey.Status.choices)
 
 
 class UsageFilterForm(forms.Form):
@@ -53,7 +53,7 @@ class UsageFilterForm(forms.Form):
 
     def __init__(self, user: User, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
-        own = Token.objects.filter(user=user).order_by("name").values_list("pk", "name", "key_hint")
+        own = ApiKey.objects.filter(user=user).order_by("name").values_list("pk", "name", "key_hint")
         self.fields["token"].choices = [
             ("", "all keys"),
             *((pk, f"{name or 'key'} ({hint})") for pk, name, hint in own),

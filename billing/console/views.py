@@ -18,11 +18,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from billing import pricing
-from billing.accounts import tokens
+from billing.accounts import api_keys
 from billing.console import charts
 from billing.console.forms import KeyForm, KeyStatusForm, RedeemForm, TopUpForm, UsageFilterForm
 from billing.logs import LogFilter, log_stats, visible_logs
-from billing.models import Redemption, Token, TopUpOrder
+from billing.models import ApiKey, Redemption, TopUpOrder
 from billing.payments import qr, redemptions, topup, wechatpay
 from billing.payments.wechatpay import PaymentsDisabled, WeChatPayError
 from gateway_project.errors import describe
@@ -38,7 +38,7 @@ def _usd(quota: int) -> str:
 
 
 def _chart(user_id: int, **filters: object) -> dict:
-    series = charts.daily_usage(user_id, CHART_DAYS, **filters)
+    series = charts.usage_by_day(user_id, CHART_DAYS, **filters)
     return {
         "bars": charts.bars(series),
         "first": series[0].day,
@@ -57,7 +57,7 @@ def home(request: HttpRequest) -> HttpResponse:
     context = {
         "balance_usd": _usd(user.quota),
         "used_usd": _usd(user.used_quota),
-        "key_count": Token.objects.filter(user=user).count(),
+        "key_count": ApiKey.objects.filter(user=user).count(),
         "chart": _chart(user.pk),
     }
     return render(request, "console/home.html", context)
@@ -70,39 +70,39 @@ def keys(request: HttpRequest) -> HttpResponse:
     new_key = None
     if request.method == "POST" and form.is_valid():
         try:
-            _, new_key = tokens.create_token(request.user, actor=request.user, **form.token_fields())
+            _, new_key = api_keys.create_key(request.user, actor=request.user, **form.key_fields())
         except (ValidationError, PermissionDenied) as refused:
             form.add_error(None, describe(refused) if isinstance(refused, ValidationError) else str(refused))
         else:
             form = KeyForm()
     # A new key is shown on this answer only: not through a message, which would keep it in a cookie or the
     # session until shown, and not cached (never_cache).
-    own = Token.objects.filter(user=request.user).order_by("-id")
-    context = {"form": form, "tokens": own, "now": timezone.now(), "new_key": new_key}
+    own = ApiKey.objects.filter(user=request.user).order_by("-id")
+    context = {"form": form, "keys": own, "now": timezone.now(), "new_key": new_key}
     return render(request, "console/keys.html", context)
 
 
 @require_POST
 @console_page
-def key_status(request: HttpRequest, token_id: int) -> HttpResponse:
-    token = get_object_or_404(Token.objects.select_related("user"), pk=token_id, user=request.user)
+def key_status(request: HttpRequest, key_id: int) -> HttpResponse:
+    key = get_object_or_404(ApiKey.objects.select_related("user"), pk=key_id, user=request.user)
     form = KeyStatusForm(request.POST)
     if form.is_valid():
         try:
-            tokens.update_token(token, {"status": form.cleaned_data["status"]}, actor=request.user)
-        except Token.DoesNotExist:  # deleted meanwhile (another tab)
+            api_keys.update_key(key, {"status": form.cleaned_data["status"]}, actor=request.user)
+        except ApiKey.DoesNotExist:  # deleted meanwhile (another tab)
             raise Http404 from None
-        messages.info(request, f"Key {token.name or token.key_hint} is now {token.status}.")
+        messages.info(request, f"Key {key.name or key.key_hint} is now {key.status}.")
     return redirect("console:keys")
 
 
 @require_POST
 @console_page
-def key_delete(request: HttpRequest, token_id: int) -> HttpResponse:
-    token = get_object_or_404(Token, pk=token_id, user=request.user)
+def key_delete(request: HttpRequest, key_id: int) -> HttpResponse:
+    key = get_object_or_404(ApiKey, pk=key_id, user=request.user)
     # 404 if another tab deleted it first
-    tokens.delete_token(Token.objects.filter(user=request.user), token.pk, actor=request.user)
-    messages.info(request, f"Key {token.name or token.key_hint} deleted.")
+    api_keys.delete_key(ApiKey.objects.filter(user=request.user), key.pk, actor=request.user)
+    messages.info(request, f"Key {key.name or key.key_hint} deleted.")
     return redirect("console:keys")
 
 

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 def backfill(apps, schema_editor):
     """Existing logs become the aggregate's history, so stats and charts read the same after the upgrade."""
-    from billing.usage_rollup import backfill
+    from billing.daily_usage import backfill
 
     backfill(apps.get_model("billing", "Log"), apps.get_model("billing", "DailyUsage"))
 

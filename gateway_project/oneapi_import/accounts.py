@@ -5,7 +5,7 @@ from functools import partial
 
 from django.contrib.auth.hashers import get_hasher
 
-from billing.models import Token, User, hash_key
+from billing.models import ApiKey, User, hash_key
 from gateway_project.oneapi_import.run import Run, rows_by
 from gateway_project.oneapi_import.values import moment, names, text
 
@@ -52,7 +52,7 @@ class AccountImport(Run):
     def import_tokens(self) -> None:
         rows = list(self.live_rows("tokens"))
         bodies = {int(row["id"]): text(row["key"]).strip().removeprefix("sk-") for row in rows}
-        existing = rows_by(Token, "key_hash", [hash_key(body) for body in bodies.values()])
+        existing = rows_by(ApiKey, "key_hash", [hash_key(body) for body in bodies.values()])
         for row in rows:
             body = bodies[int(row["id"])]
             user = self.users_by_source_id.get(int(row.get("user_id") or 0))
@@ -62,7 +62,7 @@ class AccountImport(Run):
                 self.report.tallies["tokens"].skipped += 1
                 continue
             values = self.token_values(row, label)
-            make = partial(_new_token, user, body)
+            make = partial(_new_key, user, body)
             self.sync("tokens", existing.get(hash_key(body)), make, values, f"{label} of {user.username!r}")
 
     def token_values(self, row: dict, label: str) -> dict:
@@ -101,7 +101,7 @@ def _new_user(username: str, password_hash: str, keep_hashes: bool) -> User:
     return user
 
 
-def _new_token(user: User, body: str) -> Token:
-    token = Token(user=user)
-    token.set_key(body)
-    return token
+def _new_key(user: User, body: str) -> ApiKey:
+    key = ApiKey(user=user)
+    key.set_key(body)
+    return key

@@ -7,14 +7,14 @@ from typing import Any
 from django.db import models
 
 from billing import audit
-from billing.accounts import tokens, users
+from billing.accounts import api_keys, users
 from billing.audit import System
 from billing.models import User
 from channels_app import channels
 from gateway_project.oneapi_import.source import TABLES, Source, detect_flavour
 
 # What the audit trail records of the tables an import writes (redemption codes are not audited).
-AUDITED = {"users": users.AUDITED, "tokens": tokens.AUDITED, "channels": channels.AUDITED}
+AUDITED = {"users": users.AUDITED, "tokens": api_keys.AUDITED, "channels": channels.AUDITED}
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from billing.accounts import tokens
+from billing.accounts import api_keys
 from billing.accounts.access import find_user
 from billing.models import User
 from gateway_project.errors import describe
@@ -22,7 +22,7 @@ class Command(BaseCommand):
     def handle(self, *args, username: str, quota: int | None, unlimited: bool, name: str, **options) -> None:
         try:
             user = find_user(username)
-            _, plain = tokens.create_token(
+            _, plain = api_keys.create_key(
                 user, name=name, remain_quota=quota or 0, unlimited_quota=unlimited or quota is None
             )
         except User.DoesNotExist as missing:

@@ -1,7 +1,7 @@
 """API keys (`sk-...`): who may see them, creating one (the plain key exists only in that answer), changing and
 deleting them, each with its audit entry (billing.audit).
 
-The API calls the allowed-models list `models`; the model stores it in `Token.model_limits`.
+The API calls the allowed-models list `models`; the model stores it in `ApiKey.model_limits`.
 A key's `rpm_limit`/`tpm_limit` override its group's key limits (billing.accounts.ratelimit; null = the group's,
 0 = none). Staff may set any value; a user may only tighten their own key below what the group allows.
 """
@@ -16,9 +16,9 @@ from django.db.models import QuerySet
 from billing import audit
 from billing.accounts import ratelimit
 from billing.accounts.access import require_staff
-from billing.accounts.keys import key_group_allowed
+from billing.accounts.key_auth import key_group_allowed
 from billing.audit import Actor, System
-from billing.models import AuditEntry, Token, User
+from billing.models import ApiKey, AuditEntry, User
 from gateway_project.existing import delete_or_404, save_existing
 
 # The key's rate-limit fields and the group limit each one overrides.
@@ -28,19 +28,14 @@ NULLABLE = {"expires_at", "models", "allow_ips", "group", *RATE_LIMIT_FIELDS}
 EDITABLE = NULLABLE | {"name", "status", "remain_quota", "unlimited_quota"}
 # What an audit entry records of a key: its owner and hint (never the key) and every setting.
 AUDITED = audit.Subject(
-    AuditEntry.Kind.KEY, Token, ("user_id", "key_hint", *sorted(EDITABLE - {"models"} | {"model_limits"}))
+    AuditEntry.Kind.KEY, ApiKey, ("user_id", "key_hint", *sorted(EDITABLE - {"models"} | {"model_limits"}))
 )
 
 
-def visible_tokens(viewer: User) -> QuerySet[Token]:
+def visible_keys(viewer: User) -> QuerySet[ApiKey]:
     """Staff see every key; everyone else only their own."""
-    tokens = Token.objects.order_by("-id")
-    return tokens if viewer.is_staff else tokens.filter(user=viewer)
-
-
-def get_token_for(viewer: User, token_id: int) -> Token:
-    """The key `token_id` if `viewer` may see it; another user's key is reported as missing, not forbidden."""
-    return visible_tokens(viewer).get(pk=token_id)
+    keys = ApiKey.objects.order_by("-id")
+    return keys if viewer.is_staff else keys.filter(user=viewer)
 
 
 def owner_for(actor: User, user_id: int | None) -> User:
@@ -51,12 +46,12 @@ def owner_for(actor: User, user_id: int | None) -> User:
     return User.objects.get(pk=user_id)
 
 
-def create_token(
+def create_key(
     owner: User,
     *,
     actor: Actor = System.MANAGE_PY,
     name: str = "",
-    status: str = Token.Status.ENABLED,
+    status: str = ApiKey.Status.ENABLED,
     remain_quota: int = 0,
     unlimited_quota: bool = False,
     expires_at: datetime | None = None,
@@ -65,7 +60,7 @@ def create_token(
     group: str | None = None,
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
-) -> tuple[Token, str]:
+) -> tuple[ApiKey, str]:
     """A new key for `owner`; returns it with the full `sk-` key, which is not stored anywhere. A System actor
     (a command) gets what the owner may have."""
     fields = {
@@ -81,33 +76,33 @@ def create_token(
         "tpm_limit": tpm_limit,
     }
     check_fields(fields, owner, actor if isinstance(actor, User) else owner)
-    token = Token(user=owner)
-    _apply(token, fields)
-    plain = token.set_key()
+    key = ApiKey(user=owner)
+    _apply(key, fields)
+    plain = key.set_key()
     with transaction.atomic():
-        token.save()
-        audit.created(actor, AUDITED, token)
-    return token, plain
+        key.save()
+        audit.created(actor, AUDITED, key)
+    return key, plain
 
 
-def update_token(token: Token, changes: dict, actor: User) -> Token:
+def update_key(key: ApiKey, changes: dict, actor: User) -> ApiKey:
     unknown = set(changes) - EDITABLE
     if unknown:
         raise ValidationError({name: "this field cannot be changed here" for name in sorted(unknown)})
-    check_fields(changes, token.user, actor, stored_group=token.group)
+    check_fields(changes, key.user, actor, stored_group=key.group)
     if not changes:
-        return token
-    _apply(token, changes)
+        return key
+    _apply(key, changes)
     # Only the changed columns: settlements move used_quota/remain_quota concurrently with F().
-    with audit.tracked(actor, AUDITED, token.pk):
-        save_existing(token, update_fields=[_column(name) for name in changes])
-    return token
+    with audit.tracked(actor, AUDITED, key.pk):
+        save_existing(key, update_fields=[_column(name) for name in changes])
+    return key
 
 
-def delete_token(deletable: QuerySet[Token], token_id: int, actor: Actor) -> None:
-    """Delete the key `token_id` if it is among `deletable` (what the actor may delete); Http404 otherwise."""
-    with audit.tracked(actor, AUDITED, token_id, lock=False):
-        delete_or_404(deletable, token_id)
+def delete_key(deletable: QuerySet[ApiKey], key_id: int, actor: Actor) -> None:
+    """Delete the key `key_id` if it is among `deletable` (what the actor may delete); Http404 otherwise."""
+    with audit.tracked(actor, AUDITED, key_id, lock=False):
+        delete_or_404(deletable, key_id)
 
 
 def check_fields(fields: dict, owner: User, actor: User, stored_group: str | None = None) -> None:
@@ -115,13 +110,13 @@ def check_fields(fields: dict, owner: User, actor: User, stored_group: str | Non
         if value is None and name not in NULLABLE:
             raise ValidationError({name: "must not be null"})
     for name in ("name", "group"):
-        limit = Token._meta.get_field(name).max_length
+        limit = ApiKey._meta.get_field(name).max_length
         value = fields.get(name)
         # PostgreSQL refuses a NUL character where SQLite stores it.
         if isinstance(value, str) and (len(value) > limit or "\x00" in value):
             raise ValidationError({name: f"must be at most {limit} characters, none of them NUL"})
-    if fields.get("status") not in (None, *Token.Status.values):
-        raise ValidationError({"status": f"must be one of {', '.join(Token.Status.values)}"})
+    if fields.get("status") not in (None, *ApiKey.Status.values):
+        raise ValidationError({"status": f"must be one of {', '.join(ApiKey.Status.values)}"})
     if fields.get("remain_quota") is not None and fields["remain_quota"] < 0:
         raise ValidationError({"remain_quota": "must be >= 0"})
     if fields.get("models") is not None and not all(isinstance(m, str) and m.strip() for m in fields["models"]):
@@ -142,7 +137,7 @@ def check_fields(fields: dict, owner: User, actor: User, stored_group: str | Non
 
 def check_key_group(group: str | None, owner: User) -> None:
     """Staff too may pin a key only to its owner's group (unless the owner is staff): authentication would
-    refuse any other (billing.accounts.keys.key_group_allowed)."""
+    refuse any other (billing.accounts.key_auth.key_group_allowed)."""
     if not key_group_allowed(group, owner):
         message = f"{owner.username} is in group {owner.group}, not {group}: move the user first, or leave it empty"
         raise ValidationError({"group": message})
@@ -162,9 +157,9 @@ def check_rate_limits(fields: dict, key_group: str, actor: User) -> None:
             raise PermissionDenied(f"{name}: you may only lower your key's limit (group {key_group}: {ceiling})")
 
 
-def _apply(token: Token, fields: dict) -> None:
+def _apply(key: ApiKey, fields: dict) -> None:
     for name, value in fields.items():
-        setattr(token, _column(name), value)
+        setattr(key, _column(name), value)
 
 
 def _column(name: str) -> str:

@@ -3,8 +3,8 @@
 from dataclasses import dataclass
 
 from billing import pricing
-from billing.accounts.keys import KeyInfo
-from billing.models import Token, User
+from billing.accounts.key_auth import KeyInfo
+from billing.models import ApiKey, User
 
 UNLIMITED_USD = 100_000_000.0  # what one-api/new-api report for an unlimited key
 
@@ -19,7 +19,7 @@ class Balance:
 def key_balance(key: KeyInfo) -> Balance:
     """A limited key reports its own figures; an unlimited key reports its user's quota."""
     quota_per_unit = pricing.current().quota_per_unit
-    token = Token.objects.get(pk=key.token_id)
+    token = ApiKey.objects.get(pk=key.token_id)
     access_until = int(token.expires_at.timestamp()) if token.expires_at else 0
     if token.unlimited_quota:
         user = User.objects.get(pk=key.user_id)

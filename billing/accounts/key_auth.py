@@ -2,7 +2,7 @@
 
 The cached entry holds only what rarely changes (status, limits, owner); quota is never cached, it is
 reserved at the database. Saving or deleting a key or its user deletes the entry, which on Redis takes
-effect on every instance within a second (see Recent); each instance's local-memory cache forgets it within
+effect on every instance within a second (see RECENT); each instance's local-memory cache forgets it within
 SYNC_FREQUENCY.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 
-from billing.models import Token, User, hash_key
-from gateway_project.db import run_db
+from billing.models import ApiKey, User, hash_key
+from gateway_project.snapshot import Snapshot
 
 
 class KeyRejected(Exception):
@@ -28,6 +28,7 @@ class KeyRejected(Exception):
 
 @dataclass(frozen=True)
 class KeyInfo:
+    # Named as the ledger's columns (Log.token_id, Log.token_name) that they fill.
     token_id: int
     token_name: str
     user_id: int
@@ -107,33 +108,33 @@ def cache_key(key_hash: str) -> str:
 
 
 def _load(key_hash: str) -> KeyInfo | None:
-    token = Token.objects.select_related("user").filter(key_hash=key_hash).first()
-    if token is None:
+    key = ApiKey.objects.select_related("user").filter(key_hash=key_hash).first()
+    if key is None:
         return None
-    user = token.user
+    user = key.user
     return KeyInfo(
-        token_id=token.pk,
-        token_name=token.name,
+        token_id=key.pk,
+        token_name=key.name,
         user_id=user.pk,
-        group=token.group or user.group,
-        unlimited=token.unlimited_quota,
-        enabled=token.status == Token.Status.ENABLED,
+        group=key.group or user.group,
+        unlimited=key.unlimited_quota,
+        enabled=key.status == ApiKey.Status.ENABLED,
         user_active=user.is_active,
         is_staff=user.is_staff,
-        expires_at=token.expires_at.timestamp() if token.expires_at else None,
-        models=tuple(token.model_limits) if token.model_limits else None,
-        allow_ips=tuple(token.allow_ips) if token.allow_ips else None,
-        rpm_limit=token.rpm_limit,
-        tpm_limit=token.tpm_limit,
+        expires_at=key.expires_at.timestamp() if key.expires_at else None,
+        models=tuple(key.model_limits) if key.model_limits else None,
+        allow_ips=tuple(key.allow_ips) if key.allow_ips else None,
+        rpm_limit=key.rpm_limit,
+        tpm_limit=key.tpm_limit,
         user_rpm_limit=user.rpm_limit,
         user_tpm_limit=user.tpm_limit,
-        revoked_group=None if key_group_allowed(token.group, user) else token.group,
+        revoked_group=None if key_group_allowed(key.group, user) else key.group,
     )
 
 
 def key_group_allowed(group: str | None, owner: User) -> bool:
     """A key's group sets its prices and channels: it may be pinned to its owner's group only, unless the owner
-    is staff. Checked when a key is saved (billing.accounts.tokens) and again at every authentication, as a user
+    is staff. Checked when a key is saved (billing.accounts.api_keys) and again at every authentication, as a user
     moved to another group takes their keys' pins with them."""
     return not group or group == owner.group or owner.is_staff
 
@@ -152,36 +153,21 @@ def lookup(key_body: str) -> KeyInfo | None:
         return cached
     info = _load(key_hash)
     # Unknown keys are remembered briefly so a flood of bad keys does not reach the database. A known key's
-    # entry lives a second less than SYNC_FREQUENCY because Recent may hold it a second longer in each process.
-    timeout = max(settings.SYNC_FREQUENCY - Recent.SECONDS, 0) if info else 5
+    # entry lives a second less than SYNC_FREQUENCY because RECENT may hold it a second longer in each process.
+    timeout = max(settings.SYNC_FREQUENCY - RECENT.age_limit(), 0) if info else 5
     cache.set(cache_key(key_hash), info or MISSING, timeout=timeout)
     return info
 
 
-class Recent:
-    """What this process looked up in the last second: a busy key costs one shared-cache read per second
-    instead of one per request (that read goes through the database thread pool, as Redis I/O blocks)."""
-
-    SECONDS = 1.0
-    LIMIT = 10_000  # a flood of made-up keys must not grow it without bound
-    found: dict[str, tuple[float, KeyInfo | None]] = {}
-
-    @classmethod
-    async def lookup(cls, key_body: str) -> KeyInfo | None:
-        now = time.monotonic()
-        seen = cls.found.get(key_body)
-        if seen is not None and now - seen[0] < cls.SECONDS:
-            return seen[1]
-        info = await run_db(lookup, key_body)
-        if len(cls.found) >= cls.LIMIT:
-            cls.found.clear()
-        cls.found[key_body] = (now, info)
-        return info
+# What this process looked up in the last second: a busy key costs one shared-cache read per second instead of
+# one per request (that read goes through the database thread pool, as Redis I/O blocks). At most 10 000 keys,
+# so a flood of made-up keys does not grow it without bound.
+RECENT = Snapshot(lookup, max_age=1.0, limit=10_000)
 
 
 async def authenticate(header_value: str, client_ip: str | None) -> tuple[KeyInfo, int | None]:
     body, pinned = parse_key(header_value)
-    info = await Recent.lookup(body)
+    info = await RECENT.aget(body)
     if info is None:
         raise KeyRejected(401, "invalid API key", "invalid_api_key")
     info.check(client_ip)
@@ -190,11 +176,11 @@ async def authenticate(header_value: str, client_ip: str | None) -> tuple[KeyInf
     return info, pinned
 
 
-def forget_token(token: Token) -> None:
-    Recent.found.clear()
-    cache.delete(cache_key(token.key_hash))
+def forget_key(key: ApiKey) -> None:
+    RECENT.forget()
+    cache.delete(cache_key(key.key_hash))
 
 
 def forget_user(user: User) -> None:
-    Recent.found.clear()
-    cache.delete_many([cache_key(h) for h in Token.objects.filter(user=user).values_list("key_hash", flat=True)])
+    RECENT.forget()
+    cache.delete_many([cache_key(h) for h in ApiKey.objects.filter(user=user).values_list("key_hash", flat=True)])
