@@ -374,10 +374,10 @@ def current() -> Prices:
     _State.checked_at = now
     version = cache.get(VERSION_KEY)
     if prices is None or version != _State.version or now - _State.loaded_at > settings.SYNC_FREQUENCY:
-        _State.prices = _load()
+        prices = _State.prices = _load()
         _State.version = version
         _State.loaded_at = now
-    return _State.prices
+    return prices
 
 
 async def acurrent() -> Prices:
