@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | sha1sum | cut -c1-12)
 TEST_STAMP := $(VENV)/.installed-test-$(shell cat requirements.txt requirements-test.txt | sha1sum | cut -c1-12)
 
-.PHONY: run test setup deps test-deps lint bench
+.PHONY: run test setup deps test-deps lint typecheck bench
 
 $(STAMP): requirements.txt
 	@scripts/system-deps.sh
@@ -35,7 +35,12 @@ test: test-deps
 	@scripts/browser-deps.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	scripts/test-matrix.sh
 
 lint: test-deps
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+
+# mypy over the apps (pyproject.toml [tool.mypy]); `make test` and `make lint` run it too.
+typecheck: test-deps
+	$(VENV)/bin/mypy

@@ -48,7 +48,7 @@ Actor = User | System
 class Subject:
     """One kind of audited object: its model, the fields an entry records and which of them are secret."""
 
-    kind: AuditEntry.Kind
+    kind: str  # an AuditEntry.Kind
     model: type[models.Model]
     fields: tuple[str, ...]
     secret: frozenset[str] = frozenset()
@@ -151,16 +151,16 @@ class AuditedAdmin:
     def save_model(self, request: HttpRequest, obj: models.Model, form: Any, change: bool) -> None:
         if change:
             with tracked(request.user, self.audit_subject, obj.pk):
-                super().save_model(request, obj, form, change)
+                super().save_model(request, obj, form, change)  # type: ignore[misc]  # ModelAdmin's, later in the MRO
             return
         with transaction.atomic():
-            super().save_model(request, obj, form, change)
+            super().save_model(request, obj, form, change)  # type: ignore[misc]  # ModelAdmin's, later in the MRO
             created(request.user, self.audit_subject, obj)
 
     def delete_model(self, request: HttpRequest, obj: models.Model) -> None:
         with tracked(request.user, self.audit_subject, obj.pk, lock=False):
-            super().delete_model(request, obj)
+            super().delete_model(request, obj)  # type: ignore[misc]  # ModelAdmin's, later in the MRO
 
     def delete_queryset(self, request: HttpRequest, queryset: models.QuerySet) -> None:
         with tracked(request.user, self.audit_subject, *queryset.values_list("pk", flat=True), lock=False):
-            super().delete_queryset(request, queryset)
+            super().delete_queryset(request, queryset)  # type: ignore[misc]  # ModelAdmin's, later in the MRO

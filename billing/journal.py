@@ -92,10 +92,11 @@ class Journal:
             directory = Path(settings.SETTLEMENT_JOURNAL_DIR)
             directory.mkdir(parents=True, exist_ok=True)
             self.serial += 1
-            self.current = Segment(directory, self.serial)
-            if current is not None:
-                self._remove_if_finished(current)
-        return self.current
+            previous, current = current, Segment(directory, self.serial)
+            self.current = current
+            if previous is not None:
+                self._remove_if_finished(previous)
+        return current
 
 
 def replay_orphans() -> int:

@@ -29,8 +29,8 @@ class LogFilter:
 def visible_logs(viewer: User, where: LogFilter) -> QuerySet[Log]:
     """Newest first. Staff see every row; other users only their own, and asking for someone else's is 403."""
     where = _scoped(viewer, where)
-    exact = {"user_id": where.user_id, "token_id": where.token_id, "channel_id": where.channel_id}
-    exact.update(model=where.model, type=where.type)
+    exact: dict[str, int | str | None] = {"user_id": where.user_id, "token_id": where.token_id}
+    exact.update(channel_id=where.channel_id, model=where.model, type=where.type)
     logs = Log.objects.order_by("-created_at", "-id")
     logs = logs.filter(**{name: value for name, value in exact.items() if value is not None})
     if where.since is not None:

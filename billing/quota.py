@@ -208,7 +208,8 @@ def settle_many(charges: list[Charge], also_released: bool = False) -> list[bool
             if reservation is not None:
                 settled.append((charge, reservation))
         now = timezone.now()
-        tokens, users, served = Counters(), Counters(), {}
+        tokens, users = Counters(), Counters()
+        served: dict[int, int] = {}
         for charge, reservation in settled:
             delta = charge.quota - reservation.amount
             key_delta = 0 if reservation.unlimited else -delta
@@ -345,7 +346,8 @@ def _released_unbilled(request_ids: list[str]) -> dict[str, Held]:
 def _locked(request_ids: list[str], state: str) -> dict[str, Held]:
     """The reservations among `request_ids` in `state`, locked, by request id."""
     found = rows.select(Reservation, Held._fields, {"state": state}, ("request_id", request_ids), lock=True)
-    return {row[1]: Held(*row[:-1], unlimited=bool(row[-1])) for row in found}  # MySQL and SQLite give 0/1
+    # MySQL and SQLite give 0/1; `unlimited=` is the sixth field, which mypy cannot tell from row's length.
+    return {row[1]: Held(*row[:-1], unlimited=bool(row[-1])) for row in found}  # type: ignore[misc]
 
 
 def _move(held: dict[str, Held], new_state: str) -> None:

@@ -13,10 +13,13 @@ from typing import Any
 
 from django.db import connection, models
 
+# `type: ignore[arg-type]` on the calls of the cached statement builders: a model class is hashable, but without
+# Django's type stubs it is type[Any] to mypy, which mypy does not match with Hashable.
+
 
 def take(model: type[models.Model], column: str, row_id: int, amount: int) -> bool:
     """`column -= amount` on one row if that leaves it at zero or more; whether it did."""
-    sql = _take_sql(model, column)
+    sql = _take_sql(model, column)  # type: ignore[arg-type]
     with connection.cursor() as cursor:
         cursor.execute(sql, [amount, row_id, amount])
         return cursor.rowcount > 0
@@ -25,7 +28,7 @@ def take(model: type[models.Model], column: str, row_id: int, amount: int) -> bo
 def add(model: type[models.Model], where: dict[str, Any], increments: dict[str, int], **also: Any) -> int:
     """`column += value` for each increment and `column = value` for each of `also`, on the rows matching
     `where` (equality on every item); the number of rows matched."""
-    sql = _add_sql(model, tuple(increments), tuple(also), tuple(where))
+    sql = _add_sql(model, tuple(increments), tuple(also), tuple(where))  # type: ignore[arg-type]
     values = [*increments.values(), *_prepared(model, also), *_prepared(model, where)]
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
@@ -36,15 +39,15 @@ def insert(model: type[models.Model], objs: Sequence[models.Model]) -> None:
     """Insert unsaved objects with every concrete field but the automatic primary key (ids are not read back)."""
     if not objs:
         return
-    fields = _insert_fields(model)
+    fields = _insert_fields(model)  # type: ignore[arg-type]
     rows = [[field.get_db_prep_save(getattr(obj, field.attname), connection) for field in fields] for obj in objs]
     with connection.cursor() as cursor:
-        cursor.executemany(_insert_sql(model), rows)
+        cursor.executemany(_insert_sql(model), rows)  # type: ignore[arg-type]
 
 
 def set_in(model: type[models.Model], ids: Sequence[int], **values: Any) -> None:
     """`column = value` for each of `values` on the rows whose primary key is in `ids`."""
-    sql = _set_in_sql(model, tuple(values), len(ids))
+    sql = _set_in_sql(model, tuple(values), len(ids))  # type: ignore[arg-type]
     with connection.cursor() as cursor:
         cursor.execute(sql, [*_prepared(model, values), *ids])
 
@@ -61,7 +64,7 @@ def select(
     column, choices = within
     if not choices:
         return []
-    sql = _select_sql(model, tuple(columns), tuple(where), column, len(choices), lock)
+    sql = _select_sql(model, tuple(columns), tuple(where), column, len(choices), lock)  # type: ignore[arg-type]
     with connection.cursor() as cursor:
         cursor.execute(sql, [*_prepared(model, where), *choices])
         return cursor.fetchall()
@@ -100,7 +103,7 @@ def _insert_fields(model: type[models.Model]) -> list[models.Field]:
 
 @cache
 def _insert_sql(model: type[models.Model]) -> str:
-    fields = _insert_fields(model)
+    fields = _insert_fields(model)  # type: ignore[arg-type]
     columns = ", ".join(_q(field.column) for field in fields)
     return f"INSERT INTO {_q(model._meta.db_table)} ({columns}) VALUES ({_marks(len(fields))})"
 

@@ -40,7 +40,7 @@ class SaveChangedFieldsMixin:
 
     def save_model(self, request: HttpRequest, obj: models.Model, form: forms.Form, change: bool) -> None:
         if not change:
-            super().save_model(request, obj, form, change)
+            super().save_model(request, obj, form, change)  # type: ignore[misc]  # ModelAdmin's, later in the MRO
             return
         columns = {field.name for field in obj._meta.concrete_fields}
         changed = {self.form_to_model.get(name, name) for name in form.changed_data}

@@ -34,9 +34,9 @@ class RelayHandler(ASGIHandler):
     """
 
     def load_middleware(self, is_async: bool = False) -> None:
-        self._view_middleware = []
-        self._template_response_middleware = []
-        self._exception_middleware = []
+        self._view_middleware: list = []
+        self._template_response_middleware: list = []
+        self._exception_middleware: list = []
         self._middleware_chain = convert_exception_to_response(
             self._get_response_async if is_async else self._get_response
         )
@@ -106,6 +106,7 @@ class TimedSend:
         if self.since is not None and now - self.since >= settings.STREAMING_TIMEOUT:
             if isinstance(self.response, RelayedStream):
                 self.response.client_stalled()
+            assert self.serving is not None  # built inside the task serving the response
             self.serving.cancel()
             return
         self.timer = self.loop.call_at((self.since or now) + settings.STREAMING_TIMEOUT, self.check)

@@ -11,7 +11,7 @@ SITE_THREADS connections, plus one for the embedded periodic jobs when there is 
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, ParamSpec, TypeVar
 
@@ -42,7 +42,8 @@ class ConnectionThreads(ThreadPoolExecutor):
     """Threads that each keep one database connection, checked before every call and dropped if it broke."""
 
     def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
-        return super().submit(_call, fn, *args, **kwargs)
+        # mypy cannot match a generic function's own ParamSpec against submit's (mypy's limit, not the code's)
+        return super().submit(_call, fn, *args, **kwargs)  # type: ignore[arg-type]
 
 
 _executor = ConnectionThreads(max_workers=envint("DB_THREADS", 4), thread_name_prefix="db")
@@ -64,7 +65,7 @@ class GroupCommit(Generic[T, R]):
     cancelled.
     """
 
-    def __init__(self, apply: Callable[[list[T]], list[R | Exception]], gather_seconds: float = 0.0) -> None:
+    def __init__(self, apply: Callable[[list[T]], Sequence[R | Exception]], gather_seconds: float = 0.0) -> None:
         self.apply = apply
         self.gather_seconds = gather_seconds
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -32,7 +32,9 @@ def update_balance(channel: Channel) -> float:
 
 async def _query(channel: Channel) -> float:
     info = channel_info(channel)
-    base = (info.base_url or adaptor_for(info.type).default_base_url).removesuffix("/v1")
+    adaptor = adaptor_for(info.type)
+    assert adaptor is not None  # every BALANCE_TYPES entry is a registered adaptor's type
+    base = (info.base_url or adaptor.default_base_url).removesuffix("/v1")
     headers = {"Authorization": f"Bearer {info.key}"}
     try:
         subscription = await _get_json(f"{base}/v1/dashboard/billing/subscription", headers)

@@ -77,7 +77,7 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
         found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         raise httpx.ConnectError(f"cannot resolve {host}") from None
-    return [ipaddress.ip_address(sockaddr[0].partition("%")[0]) for *_, sockaddr in found]
+    return [ipaddress.ip_address(str(sockaddr[0]).partition("%")[0]) for *_, sockaddr in found]
 
 
 async def checked_address(url: httpx.URL) -> IPAddress:

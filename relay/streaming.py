@@ -103,7 +103,9 @@ def choice_chunks(choice: object) -> list[list[dict]]:
     index, reason = choice.get("index") or 0, choice.get("finish_reason")
     if "text" in choice:
         return [[{"index": index, "text": choice["text"], "logprobs": None, "finish_reason": reason}]]
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        message = {}
     delta = {name: value for name, value in message.items() if value is not None}
     if isinstance(delta.get("tool_calls"), list):
         delta["tool_calls"] = [{"index": number, **call} for number, call in enumerate(delta["tool_calls"])]

@@ -116,6 +116,7 @@ class BoundedTransport(AiohttpTransport):
             raise httpx.ReadTimeout("upstream sent no complete headers in time", request=request) from None
         except httpx.ConnectTimeout as mapped:
             raise connection_error(mapped, request) from mapped.__cause__
+        assert isinstance(response.stream, httpx.AsyncByteStream)  # an async transport's answer, as httpx asserts
         body = BoundedBody(response.stream, deadline, settings.MAX_UPSTREAM_RESPONSE_BYTES)
         response.stream = body
         response.extensions[BODY] = body

@@ -125,7 +125,7 @@ async def take_notice(channel_id: int, body: dict) -> bool:
     if not pks:
         return False
     # Of an unverified report only the status and progress count; results come from the upstream itself.
-    update: TaskUpdate | None = TaskUpdate(reported.upstream_id, reported.status, reported.progress)
+    update = TaskUpdate(reported.upstream_id, reported.status, reported.progress)
     if ends_task(reported):
         # An ending moves money: believe the upstream, not the caller. On any doubt the poller decides.
         channel = (await routing.aget_index()).by_id.get(channel_id)
@@ -135,9 +135,10 @@ async def take_notice(channel_id: int, body: dict) -> bool:
             confirmed = await fetch_now(task_adaptor(Task.Platform.MIDJOURNEY), channel, [reported.upstream_id])
         except (httpx.HTTPError, ValueError):
             return True
-        update = next((found for found in confirmed if found.upstream_id == reported.upstream_id), None)
-        if update is None:
+        upstream_update = next((found for found in confirmed if found.upstream_id == reported.upstream_id), None)
+        if upstream_update is None:
             return True
+        update = upstream_update
     for pk in pks:
         await run_db(records.apply_update, pk, update)
     return True

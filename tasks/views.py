@@ -4,6 +4,7 @@ and /suno/.... Each view names the platform and calls one function of tasks.serv
 
 import functools
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import orjson
 from django.http import HttpRequest, HttpResponse
@@ -16,7 +17,7 @@ from tasks.adaptors import midjourney, suno
 from tasks.adaptors.base import TaskAdaptor, TaskError
 from tasks.adaptors.registry import task_adaptor
 
-MJ = task_adaptor("midjourney")
+MJ = cast(midjourney.MidjourneyAdaptor, task_adaptor("midjourney"))  # the registry holds it as a TaskAdaptor
 SUNO = task_adaptor("suno")
 
 View = Callable[..., Awaitable[HttpResponse]]

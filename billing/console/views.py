@@ -4,7 +4,7 @@ Session-authenticated (Django auth) with CSRF on every form; a user sees only th
 included (they have Django admin for everyone's). Views parse, call one billing function, and render.
 """
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
 from django.contrib import messages
@@ -37,8 +37,8 @@ def _usd(quota: int) -> str:
     return f"${quota / pricing.current().quota_per_unit:,.2f}"
 
 
-def _chart(user_id: int, **filters: object) -> dict:
-    series = charts.usage_by_day(user_id, CHART_DAYS, **filters)
+def _chart(user_id: int, token_id: int | None = None, model: str | None = None) -> dict:
+    series = charts.usage_by_day(user_id, CHART_DAYS, token_id=token_id, model=model)
     return {
         "bars": charts.bars(series),
         "first": series[0].day,
@@ -106,7 +106,7 @@ def key_delete(request: HttpRequest, key_id: int) -> HttpResponse:
     return redirect("console:keys")
 
 
-def _day_bounds(since: object, until: object) -> tuple[datetime | None, datetime | None]:
+def _day_bounds(since: date | None, until: date | None) -> tuple[datetime | None, datetime | None]:
     start = timezone.make_aware(datetime.combine(since, time.min)) if since else None
     end = timezone.make_aware(datetime.combine(until, time.min)) + timedelta(days=1, microseconds=-1) if until else None
     return start, end

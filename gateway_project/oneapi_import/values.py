@@ -2,6 +2,7 @@
 
 import json
 from datetime import UTC, datetime
+from typing import SupportsInt
 
 
 def text(value: object) -> str:
@@ -26,7 +27,7 @@ def json_object(value: object) -> dict | None:
     return parsed if isinstance(parsed, dict) else None
 
 
-def moment(value: object) -> datetime | None:
+def moment(value: str | bytes | SupportsInt | None) -> datetime | None:
     seconds = int(value or 0)
     return datetime.fromtimestamp(seconds, tz=UTC) if seconds > 0 else None
 

@@ -12,6 +12,8 @@ Decisions worth knowing:
   is billed by local counting of what was delivered rather than by the input count alone.
 """
 
+from collections.abc import Callable
+
 from channels_app.channel_types import both
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import (
@@ -67,7 +69,7 @@ FINISH_REASONS = {
     "refusal": "content_filter",
 }
 
-ERROR_STATUS = {
+ERROR_STATUS: dict[object, int] = {
     "invalid_request_error": 400,
     "authentication_error": 401,
     "permission_error": 403,
@@ -180,7 +182,7 @@ def anthropic_tools(tools: object) -> list[dict]:
 def anthropic_tool_choice(body: dict) -> dict | None:
     choice = body.get("tool_choice")
     if choice == "required":
-        converted = {"type": "any"}
+        converted: dict[str, object] = {"type": "any"}
     elif choice == "none":
         return {"type": "none"}
     elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
@@ -309,7 +311,7 @@ class AnthropicStream(StreamConverter):
         super().__init__(request)
         self.writer = ChunkWriter(request, self.state)
         self.start_usage: dict = {}
-        self.tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
+        self.tool_index: dict[object, int] = {}  # Anthropic block index -> OpenAI tool call index
         self.tools_with_arguments: set[int] = set()
         self.stopped = False
 
@@ -326,7 +328,8 @@ class AnthropicStream(StreamConverter):
 
     def on_message_start(self, event: dict) -> list[bytes]:
         message = event.get("message") or {}
-        self.start_usage = message.get("usage") if isinstance(message.get("usage"), dict) else {}
+        usage = message.get("usage")
+        self.start_usage = usage if isinstance(usage, dict) else {}
         self.writer.start(message.get("id") or "")
         return [self.writer.chunk({"content": ""})]
 
@@ -364,7 +367,7 @@ class AnthropicStream(StreamConverter):
             return [self.arguments_chunk(block, "{}")]  # a call without arguments still needs valid JSON
         return []
 
-    def arguments_chunk(self, block: int, fragment: str) -> bytes:
+    def arguments_chunk(self, block: object, fragment: str) -> bytes:
         call = {"index": self.tool_index[block], "function": {"arguments": fragment}}
         return self.writer.chunk({"tool_calls": [call]})
 
@@ -380,10 +383,12 @@ class AnthropicStream(StreamConverter):
         return []
 
     def on_error(self, event: dict) -> list[bytes]:
-        error = event.get("error") if isinstance(event.get("error"), dict) else {}
+        error = event.get("error")
+        if not isinstance(error, dict):
+            error = {}
         raise UpstreamFailed(failure_of(ERROR_STATUS.get(error.get("type"), 502), error))
 
-    HANDLERS = {
+    HANDLERS: dict[object, Callable[["AnthropicStream", dict], list[bytes]]] = {
         "message_start": on_message_start,
         "content_block_start": on_block_start,
         "content_block_delta": on_block_delta,

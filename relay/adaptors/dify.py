@@ -54,7 +54,7 @@ from relay.adaptors.openai_format import (
 
 SLUG = "dify"
 DEFAULT_USER = "api-user"
-TRANSCRIPT_ROLES = {"system": "SYSTEM", "developer": "SYSTEM", "assistant": "ASSISTANT"}
+TRANSCRIPT_ROLES: dict[object, str] = {"system": "SYSTEM", "developer": "SYSTEM", "assistant": "ASSISTANT"}
 
 
 def query_and_files(message: dict) -> tuple[str, list[dict]]:
@@ -111,7 +111,9 @@ def failure_of(status: int, body: object) -> UpstreamFailure | None:
 
 def progress_line(event: dict) -> str | None:
     kind = event.get("event")
-    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    data = event.get("data")
+    if not isinstance(data, dict):
+        data = {}
     if kind in ("workflow_started", "workflow_finished"):
         line = f"Workflow: {data.get('workflow_id') or ''}"
     elif kind in ("node_started", "node_finished"):

@@ -87,7 +87,7 @@ DEAD_KEY_REASONS = {
     "SERVICE_DISABLED",
     "BILLING_DISABLED",
 }
-AUDIO_MIME_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
+AUDIO_MIME_TYPES: dict[object, str] = {"wav": "audio/wav", "mp3": "audio/mp3"}
 
 FINISH_REASONS = {
     "STOP": "stop",
@@ -153,7 +153,7 @@ def clean_schema(schema: object) -> object:
         return [clean_schema(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    cleaned = {}
+    cleaned: dict[str, object] = {}
     for key, value in schema.items():
         if key in UNSUPPORTED_SCHEMA_KEYS:
             continue
@@ -185,7 +185,9 @@ def media_part(url: str) -> dict:
 
 
 def audio_part(part: dict) -> dict:
-    audio = part.get("input_audio") if isinstance(part.get("input_audio"), dict) else {}
+    audio = part.get("input_audio")
+    if not isinstance(audio, dict):
+        audio = {}
     if not audio.get("data"):
         raise RelayError(400, "input_audio parts need base64 data", "invalid_audio")
     mime = AUDIO_MIME_TYPES.get(audio.get("format"), f"audio/{audio.get('format') or 'wav'}")
@@ -220,7 +222,8 @@ def function_call_parts(message: dict, names: dict[str, str]) -> list[dict]:
 
 def function_response_part(message: dict, names: dict[str, str]) -> dict:
     name = names.get(text_or_empty(message.get("tool_call_id"))) or message.get("name") or ""
-    text = message.get("content") if isinstance(message.get("content"), str) else content_text(message.get("content"))
+    content = message.get("content")
+    text = content if isinstance(content, str) else content_text(content)
     try:
         response = orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -269,7 +272,9 @@ def generation_config(body: dict) -> dict:
     stops = stop_sequences(body.get("stop"))[:MAX_STOP_SEQUENCES]
     if stops:
         config["stopSequences"] = stops
-    response_format = body.get("response_format") if isinstance(body.get("response_format"), dict) else {}
+    response_format = body.get("response_format")
+    if not isinstance(response_format, dict):
+        response_format = {}
     if response_format.get("type") in ("json_object", "json_schema"):
         config["responseMimeType"] = "application/json"
     schema = (response_format.get("json_schema") or {}).get("schema")
@@ -294,7 +299,7 @@ def function_declarations(tools: object) -> list[dict]:
 
 def tool_config(choice: object) -> dict | None:
     if choice == "auto":
-        config = {"mode": "AUTO"}
+        config: dict[str, object] = {"mode": "AUTO"}
     elif choice == "required":
         config = {"mode": "ANY"}
     elif choice == "none":
@@ -385,7 +390,9 @@ def failure_of(status: int, body: object) -> UpstreamFailure | None:
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict) or not error.get("message"):
         return None
-    details = error.get("details") if isinstance(error.get("details"), list) else []
+    details = error.get("details")
+    if not isinstance(details, list):
+        details = []
     reasons = {str(detail.get("reason")) for detail in details if isinstance(detail, dict)}
     dead = str(error.get("status")) in DEAD_KEY_STATUSES or bool(reasons & DEAD_KEY_REASONS)
     if dead and status == 400:

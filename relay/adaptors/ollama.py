@@ -192,7 +192,9 @@ class OllamaAdaptor(Adaptor):
         body = load_json(content)
         if request.endpoint == "embeddings":
             return embeddings_answer(request, body)
-        raw = body.get("message") if isinstance(body.get("message"), dict) else {}
+        raw = body.get("message")
+        if not isinstance(raw, dict):
+            raw = {}
         calls = tool_calls_of(raw)
         message = assistant_message(raw.get("content") or "", calls, raw.get("thinking") or "")
         choice = {
@@ -222,7 +224,9 @@ class OllamaStream(StreamConverter):
         event = stream_event(payload, SLUG) or {}
         if event.get("error"):
             raise UpstreamFailed(UpstreamFailure(502, str(event["error"]), "upstream_error"))
-        message = event.get("message") if isinstance(event.get("message"), dict) else {}
+        message = event.get("message")
+        if not isinstance(message, dict):
+            message = {}
         delta: dict = {}
         if message.get("content"):
             delta["content"] = message["content"]

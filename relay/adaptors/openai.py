@@ -9,7 +9,7 @@ from collections.abc import Callable
 import orjson
 from django.conf import settings
 
-from channels_app.channel_types import both, new_api, one_api
+from channels_app.channel_types import OldType, both, new_api, one_api
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import (
     Adaptor,
@@ -28,7 +28,7 @@ from relay.adaptors.openai_format import request_json, rerank_answer, rerank_bod
 class OpenAIAdaptor(Adaptor):
     slug = "openai"
     label = "OpenAI-compatible"
-    old_types = (
+    old_types: tuple[OldType, ...] = (
         both(1),
         both(6, "https://api.openaimax.com"),
         both(7, "https://api.ohmygpt.com"),
@@ -86,7 +86,7 @@ class OpenAIAdaptor(Adaptor):
         upstream_model = channel.upstream_model(request.model)
         if request.endpoint == "rerank":
             return request_json(rerank_body(request, upstream_model))
-        changes = {}
+        changes: dict[str, object] = {}
         if upstream_model != request.model:
             changes["model"] = upstream_model
         if request.stream and settings.FORCE_STREAM_OPTION and not request.wants_usage:

@@ -83,7 +83,9 @@ def image_url_of(part: dict) -> str:
 
 def file_data_url(part: dict, slug: str) -> DataUrl:
     """The inline data of a `file` part; uploaded-file ids mean nothing to other providers."""
-    file = part.get("file") if isinstance(part.get("file"), dict) else {}
+    file = part.get("file")
+    if not isinstance(file, dict):
+        file = {}
     data_url = parse_data_url(file.get("file_data") or "")
     if data_url is None:
         raise unsupported("a file part without file_data", slug)
@@ -345,7 +347,7 @@ def rerank_body(request: RelayRequest, model: str) -> dict:
     return {**request.body, "model": model, "return_documents": wants_documents(request.body)}
 
 
-def as_document(document: object) -> dict:
+def as_document(document: str | dict) -> dict:
     """A document as the answer shows it: strings become `{"text": ...}`, objects stay as they are."""
     return {"text": document} if isinstance(document, str) else document
 

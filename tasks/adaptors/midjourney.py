@@ -215,7 +215,9 @@ class MidjourneyAdaptor(TaskAdaptor):
 
     def client_task(self, task) -> dict:
         data = task.data or {}
-        properties = data.get("properties") if isinstance(data.get("properties"), dict) else {}
+        properties = data.get("properties")
+        if not isinstance(properties, dict):
+            properties = {}
         return {
             "id": task.public_id,
             "action": task.action,
