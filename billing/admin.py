@@ -12,7 +12,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import UserChangeForm
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.text import Truncator
@@ -123,6 +123,15 @@ class ShowsNewSecret:
     def response_add(self, request: HttpRequest, obj, post_url_continue: str | None = None) -> HttpResponse:
         change_url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
         return secret_page(request, self, f"The new {self.secret_name}", [obj.new_secret], change_url, f"{obj} ->")
+
+
+def key_pages_at_their_old_path(request: HttpRequest, rest: str) -> HttpResponse:
+    """/admin/billing/token/... was the API keys' admin before the model was named ApiKey: a 308 keeps bookmarks,
+    scripts and posted forms working (the method and body are kept)."""
+    query = request.META.get("QUERY_STRING", "")
+    return HttpResponsePermanentRedirect(
+        f"/admin/billing/apikey/{rest}" + (f"?{query}" if query else ""), preserve_request=True
+    )
 
 
 @admin.register(ApiKey)

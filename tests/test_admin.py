@@ -33,6 +33,14 @@ def test_adding_a_key_generates_it_and_shows_it_once(admin_client, alice):
     assert key not in page and token.key_hash not in page and token.key_hint in page
 
 
+def test_the_key_pages_old_admin_path_keeps_working_for_pages_and_posted_forms(admin_client, alice):
+    page = admin_client.get("/admin/billing/token/?q=app")
+    assert page.status_code == 308 and page["Location"] == "/admin/billing/apikey/?q=app"
+    data = {"user": alice.pk, "name": "old-path", "status": "enabled", "remain_quota": 100, "group": ""}
+    response = admin_client.post("/admin/billing/token/add/", data, follow=True)
+    assert response.status_code == 200 and ApiKey.objects.filter(name="old-path").exists()
+
+
 def test_adding_an_access_token_shows_it_once(admin_client, alice):
     response = admin_client.post("/admin/billing/accesstoken/add/", {"user": alice.pk, "name": "ops"})
     assert response.status_code == 200

@@ -42,7 +42,9 @@ def verified_claims(token: str) -> dict | None:
         and header_fields.get("alg") == "HS256"
         and header_fields.get("sign_type") == "SIGN"
         and claim_fields.get("api_key") == API_ID
-        and abs(claim_fields.get("timestamp", 0) - now_ms) < 60_000  # milliseconds, not seconds
+        # Issued in milliseconds (not seconds) and not in the future; Zhipu accepts a token until its `exp`,
+        # so one the adaptor reuses for an hour stays valid however long ago it was signed.
+        and 10**12 < claim_fields.get("timestamp", 0) < now_ms + 60_000
         and claim_fields.get("exp", 0) > now_ms
     )
     return claim_fields if valid else None
