@@ -23,8 +23,8 @@ application = ProtocolTypeRouter(
 gc.collect()
 gc.freeze()
 # A young collection after 20,000 net new objects instead of 700: a request's objects are freed by reference
-# counting (tests/test_reference_cycles.py), so frequent young passes found next to nothing and only promoted
-# the objects of requests in flight into the old generation, whose full passes then stopped the process.
+# counting (tests/gateway_project/test_reference_cycles.py), so frequent young passes found next to nothing and only
+# promoted the objects of requests in flight into the old generation, whose full passes then stopped the process.
 # At 200 concurrent streams the first byte's p99 went from 182-258 to 129-136 ms (bench/RESULTS.md).
 gc.set_threshold(20_000, 10, 10)
 embedded.start()

@@ -13,8 +13,8 @@
    that stopped reading for STREAMING_TIMEOUT) left daphne's connection open for ever, the client waiting on
    it. Here the connection is closed, as uvicorn closes it.
 
-The overrides lean on daphne 4.2.3 and Twisted 26.10 (requirements.txt): tests/test_body_limits.py and
-tests/test_daphne_backpressure.py run the real server and fail if an upgrade breaks them.
+The overrides lean on daphne 4.2.3 and Twisted 26.10 (requirements.txt): tests/gateway_project/test_body_limits.py and
+tests/gateway_project/test_daphne_backpressure.py run the real server and fail if an upgrade breaks them.
 """
 
 import asyncio

@@ -2,7 +2,7 @@
 # The whole suite on SQLite without Redis, the database-sensitive tests (marker `backend`) on PostgreSQL
 # and MariaDB, and the cache-sensitive ones (marker `cache`) on each database with Redis.
 # Two lanes run at once, one per core: SQLite's legs, and the PostgreSQL and MariaDB legs. Each lane has its
-# own Redis databases (TEST_REDIS_DB_OFFSET, tests/redis_dbs.py); each leg's output is printed when its
+# own Redis databases (TEST_REDIS_DB_OFFSET, tests/support/redis_dbs.py); each leg's output is printed when its
 # lane ends. A database or Redis server that does not answer fails the run (CI must test every backend);
 # on a machine without them, ALLOW_MISSING_BACKENDS=true skips those legs with a message instead.
 set -uo pipefail

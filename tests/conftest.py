@@ -4,20 +4,18 @@ Tests marked `backend` touch the database or cache in ways that differ between b
 in scripts/test-matrix.sh runs them on SQLite, PostgreSQL and MariaDB, with and without Redis.
 """
 
-import asyncio
 import tempfile
 
 import pytest
 from django.conf import settings
 from django.core.cache import cache
 
-from billing.models import AccessToken, ApiKey, User
+from billing.models import AccessToken, User
 from channels_app import healing
 from channels_app.models import Channel
 from gateway_project import snapshot
-from tests.fakes.openai_upstream import FakeOpenAI, start
-
-ALICE_QUOTA = 10_000_000
+from tests.support.factories import ALICE_QUOTA, make_channel, make_key
+from tests.support.fakes.openai_upstream import FakeOpenAI, start
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -67,30 +65,9 @@ def root(transactional_db) -> User:
     return User.objects.create_superuser("root", password="root-pass", quota=ALICE_QUOTA)
 
 
-def make_key(user: User, **fields) -> tuple[ApiKey, str]:
-    fields.setdefault("remain_quota", 5_000_000)
-    token = ApiKey(user=user, name=fields.pop("name", "app"), **fields)
-    plain = token.set_key()
-    token.save()
-    return token, plain
-
-
 @pytest.fixture
 def alice_key(alice: User) -> str:
     return make_key(alice)[1]
-
-
-def make_channel(base_url: str, models: list[str] | None = None, key: str = "sk-upstream-secret", **fields) -> Channel:
-    channel = Channel(
-        name=fields.pop("name", "fake"),
-        type=fields.pop("type", "openai"),
-        base_url=base_url,
-        models=models or ["gpt-4o"],
-        **fields,
-    )
-    channel.key = key
-    channel.save()
-    return channel
 
 
 @pytest.fixture
@@ -101,14 +78,3 @@ def openai_channel(fake_openai: FakeOpenAI, transactional_db) -> Channel:
 @pytest.fixture
 def access_token(root: User) -> str:
     return AccessToken.issue(root)[1]
-
-
-async def wait_for(predicate, timeout: float = 5.0) -> None:
-    """Poll a synchronous predicate (run in the DB thread pool) until it holds."""
-    from gateway_project.db import run_db
-
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await run_db(predicate):
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)

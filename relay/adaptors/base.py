@@ -139,7 +139,7 @@ class Provider:
     channels_app.channel_types at start-up, whence validation, admin, the API and the importer read it.
 
     Each adaptor class declares its own `slug`, `label` and `old_types`, even one that extends another
-    adaptor: it is another type (tests/test_channel_types.py checks).
+    adaptor: it is another type (tests/channels_app/test_channel_types.py checks).
     """
 
     slug = ""
