@@ -18,8 +18,22 @@ from gateway_project.safe_text import is_header_safe
 
 @dataclass
 class Usage:
+    """Tokens of one answer, in OpenAI's convention whatever the provider's: `prompt_tokens` is every input
+    token, cached and cache-written ones included (the uncached rest is `uncached_prompt_tokens`), and
+    `completion_tokens` every output token, reasoning included."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cache_read_tokens: int = 0  # input served from the provider's prompt cache
+    cache_write_5m_tokens: int = 0  # input written to a cache that lives 5 minutes (Anthropic's default)
+    cache_write_1h_tokens: int = 0  # input written to a cache that lives 1 hour
+    reasoning_tokens: int = 0  # output the model spent thinking (part of completion_tokens)
+
+    @property
+    def uncached_prompt_tokens(self) -> int:
+        return max(
+            0, self.prompt_tokens - self.cache_read_tokens - self.cache_write_5m_tokens - self.cache_write_1h_tokens
+        )
 
     @property
     def is_empty(self) -> bool:
