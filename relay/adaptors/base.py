@@ -39,14 +39,6 @@ class Usage:
     def is_empty(self) -> bool:
         return self.prompt_tokens == 0 and self.completion_tokens == 0
 
-    @classmethod
-    def from_openai(cls, usage: object) -> "Usage | None":
-        """None for a missing or all-zero usage object: both mean "count it ourselves"."""
-        if not isinstance(usage, dict):
-            return None
-        found = cls(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
-        return None if found.is_empty else found
-
 
 @dataclass
 class RelayRequest:
@@ -122,6 +114,9 @@ class StreamState:
     """What a stream converter learnt so far: usage if the provider sent it, and the text delivered."""
 
     usage: Usage | None = None
+    # The input counts some providers send before their final usage (Anthropic's message_start, each of
+    # Gemini's events): a stream that ends without the final usage still bills its cache split.
+    input_usage: Usage | None = None
     usage_sent: bool = False  # a usage chunk already went to the client
     chunk_id: str = ""
     created: int = 0

@@ -22,7 +22,7 @@ from relay.adaptors.base import (
     load_json,
     openai_style_error,
 )
-from relay.adaptors.openai_format import request_json, rerank_answer, rerank_body
+from relay.adaptors.openai_format import openai_usage, request_json, rerank_answer, rerank_body
 
 
 class OpenAIAdaptor(Adaptor):
@@ -103,7 +103,7 @@ class OpenAIAdaptor(Adaptor):
         if request.endpoint == "rerank":
             return rerank_answer(request, body.get("results"), rerank_tokens(body.get("usage")))
         text = "".join(choice_text(choice, "message") for choice in body.get("choices") or ())
-        usage = Usage.from_openai(body.get("usage"))
+        usage = openai_usage(body.get("usage"))
         changed = remap_finish_reasons(body.get("choices"), self.finish_reasons)
         if body.get("model") not in (None, request.model):
             body["model"] = request.model  # clients see the model they asked for, not the mapped one
@@ -141,7 +141,7 @@ class OpenAIStream(StreamConverter):
         self._remember(chunk)
         changed = remap_finish_reasons(chunk.get("choices"), self.finish_reasons)
         if chunk.get("usage") is not None:
-            self.state.usage = Usage.from_openai(chunk["usage"]) or self.state.usage
+            self.state.usage = openai_usage(chunk["usage"]) or self.state.usage
             if not self.request.wants_usage:
                 if not chunk.get("choices"):
                     return []
