@@ -81,8 +81,12 @@ def test_a_whole_answer_and_a_stream_report_the_cache_hit(deepseek):
     answer, usage, _ = OpenAIAdaptor().convert_response(chat_request(CHAT), content)
     expected = CACHED if not deepseek else Usage(fake.PROMPT_TOKENS, COMPLETION_TOKENS, fake.CACHED_TOKENS)
     assert usage == expected
-    assert answer == content  # relayed as is: it has the split in the provider's own fields already
     assert streamed_usage(OpenAIAdaptor(), behaviour) == expected
+    if deepseek:  # OpenAI's field is added beside DeepSeek's own, where clients look for it
+        details = orjson.loads(answer)["usage"]["prompt_tokens_details"]
+        assert details == {"cached_tokens": fake.CACHED_TOKENS}
+    else:
+        assert answer == content  # relayed as is: it has the split in OpenAI's fields already
 
 
 def test_zhipu_reports_its_cache_hit_in_openai_fields():
