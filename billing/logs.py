@@ -1,5 +1,6 @@
 """Reading the ledger: which log rows a caller may see, filtered, and their totals."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 
@@ -38,6 +39,33 @@ def visible_logs(viewer: User, where: LogFilter) -> QuerySet[Log]:
     if where.until is not None:
         logs = logs.filter(created_at__lte=where.until)
     return logs
+
+
+# The columns of a CSV export, each a Log field.
+CSV_COLUMNS = (
+    "created_at",
+    "type",
+    "token_name",
+    "model",
+    "prompt_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "quota",
+    "use_time_ms",
+    "is_stream",
+    "request_id",
+    "content",
+)
+
+
+def log_csv_rows(logs: QuerySet[Log]) -> Iterator[list]:
+    """The header, then one list of CSV_COLUMNS per row, read in chunks (an export can be long)."""
+    yield list(CSV_COLUMNS)
+    for values in logs.values_list(*CSV_COLUMNS).iterator(chunk_size=1000):
+        yield [timezone.localtime(value).isoformat() if isinstance(value, datetime) else value for value in values]
 
 
 def log_stats(viewer: User, where: LogFilter) -> dict[str, int]:
@@ -89,10 +117,6 @@ def _scoped(viewer: User, where: LogFilter) -> LogFilter:
 
 
 def _totals(logs: QuerySet[Log]) -> dict[str, int]:
-    totals = logs.order_by().aggregate(
-        quota=Coalesce(Sum("quota"), 0),
-        requests=Count("id"),
-        prompt_tokens=Coalesce(Sum("prompt_tokens"), 0),
-        completion_tokens=Coalesce(Sum("completion_tokens"), 0),
-    )
+    sums = {name: Coalesce(Sum(name), 0) for name in daily_usage.SUMMED}
+    totals = logs.order_by().aggregate(requests=Count("id"), **sums)
     return {name: int(value) for name, value in totals.items()}
