@@ -20,18 +20,10 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from billing import rows
-from billing.models import DailyUsage, Log
+from billing.models import LOG_TOKEN_FIELDS, DailyUsage, Log
 
 # What each consume log adds to its day, besides one request.
-SUMMED = (
-    "prompt_tokens",
-    "completion_tokens",
-    "cache_read_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "reasoning_tokens",
-    "quota",
-)
+SUMMED = (*LOG_TOKEN_FIELDS, "quota")
 COUNTERS = ("requests", *SUMMED)
 
 

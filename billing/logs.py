@@ -10,7 +10,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from billing import daily_usage
-from billing.models import Log, User
+from billing.models import LOG_TOKEN_FIELDS, Log, User
 
 # An `until` in the last second of a day counts as that whole day: clients send 23:59:59, not .999999.
 LAST_SECOND = time(23, 59, 59)
@@ -47,12 +47,7 @@ CSV_COLUMNS = (
     "type",
     "token_name",
     "model",
-    "prompt_tokens",
-    "cache_read_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
+    *LOG_TOKEN_FIELDS,
     "quota",
     "use_time_ms",
     "is_stream",

@@ -152,6 +152,17 @@ class Reservation(models.Model):
         indexes = [models.Index(fields=["state", "created_at"])]
 
 
+# A consume log's tokens: all the input, its cache lanes, all the output, its reasoning part.
+LOG_TOKEN_FIELDS = (
+    "prompt_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+)
+
+
 class Log(models.Model):
     """One row of the ledger, written only by billing.ledger (which also moves DailyUsage with it)."""
 

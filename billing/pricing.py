@@ -501,9 +501,11 @@ class Quote:
         cache_write_1h: int = 0,
     ) -> int:
         """`prompt_tokens` is all the input, the cache lanes included (OpenAI's convention)."""
+        return self._cost(Lanes(prompt_tokens, cache_read, cache_write_5m, cache_write_1h), completion_tokens)
+
+    def _cost(self, lanes: Lanes, completion_tokens: int) -> int:
         if self.price is not None:
             return math.ceil(round(self.price * self.quota_per_unit * self.group_ratio, 6))
-        lanes = Lanes(prompt_tokens, cache_read, cache_write_5m, cache_write_1h)
         return self._token_cost(self._input_units(lanes), completion_tokens)
 
     def hold(self, prompt_tokens: int, completion_tokens: int) -> int:
@@ -511,7 +513,7 @@ class Quote:
         cached: no cache hit is assumed, and every prompt token is priced at the dearest input lane (a cache
         write can cost more than an uncached token)."""
         if self.price is not None:
-            return self.cost(prompt_tokens, completion_tokens)
+            return self._cost(Lanes(prompt_tokens), completion_tokens)
         dearest = max(1.0, self.cache.read, self.cache.write_5m, self.cache.write_1h)
         return self._token_cost(prompt_tokens * dearest, completion_tokens)
 
@@ -559,20 +561,14 @@ class Quote:
         cache_write_5m: int = 0,
         cache_write_1h: int = 0,
     ) -> str:
-        cost = self.cost(
-            prompt_tokens,
-            completion_tokens,
-            cache_read=cache_read,
-            cache_write_5m=cache_write_5m,
-            cache_write_1h=cache_write_1h,
-        )
+        lanes = Lanes(prompt_tokens, cache_read, cache_write_5m, cache_write_1h)
+        cost = self._cost(lanes, completion_tokens)
         if self.price is not None:
             return (
                 f"fixed price ${self.price:g} x {self.quota_per_unit} quota/$ x group ratio {self.group_ratio:g}"
                 f" = {cost}"
             )
         unknown = " (model not in price table: default ratio)" if not self.known else ""
-        lanes = Lanes(prompt_tokens, cache_read, cache_write_5m, cache_write_1h)
         ratios, prompt = self._explain_prompt(lanes)
         return (
             f"model ratio {self.model_ratio:g}{unknown}, completion ratio {self.completion_ratio:g}{ratios}, "
