@@ -167,8 +167,9 @@ class Endpoint:
         return []
 
     def reservation(self, quote: Quote, request: RelayRequest, prompt_tokens: int) -> int:
-        """The most the request can cost: the prompt once, and every answer using its whole budget."""
-        return quote.cost(prompt_tokens, self.most_completion_tokens(request.body))
+        """The most the request can cost: the prompt once, uncached or written to a cache, whichever is dearer,
+        and every answer using its whole budget."""
+        return quote.hold(prompt_tokens, self.most_completion_tokens(request.body))
 
     def most_completion_tokens(self, body: dict) -> int:
         """The budget (`max_completion_tokens` or `max_tokens`) times the answers (`n`); raises RelayError (400)
