@@ -89,10 +89,21 @@ async def relay_whole(call, channel, adaptor: Adaptor, content: bytes) -> HttpRe
     chunk = ChunkShape(call, answer.get("id") or "", answer.get("created") or int(time.time()))
     payloads = [chunk.of(choices) for choice in answer.get("choices") or () for choices in choice_chunks(choice)]
     if call.request.wants_usage:
-        payloads.append(chunk.usage(Usage(charge.prompt_tokens, charge.completion_tokens)))
+        payloads.append(chunk.usage(charged_usage(charge)))
     response = stream_response(call, HttpResponse(sse.frames([*payloads, sse.DONE]), content_type="text/event-stream"))
     metrics.LATENCY.labels(call.request.endpoint, "true").observe(time.perf_counter() - call.started)
     return response
+
+
+def charged_usage(charge: quota.Charge) -> Usage:
+    return Usage(
+        charge.prompt_tokens,
+        charge.completion_tokens,
+        charge.cache_read_tokens,
+        charge.cache_write_5m_tokens,
+        charge.cache_write_1h_tokens,
+        charge.reasoning_tokens,
+    )
 
 
 def choice_chunks(choice: object) -> list[list[dict]]:
