@@ -21,6 +21,7 @@ from billing import audit, pricing
 from billing.accounts import api_keys, users
 from billing.audit import AuditedAdmin
 from billing.models import (
+    LOG_TOKEN_FIELDS,
     AccessToken,
     ApiKey,
     AuditEntry,
@@ -241,8 +242,7 @@ class LogAdmin(ReadOnlyAdmin):
         "token_name",
         "channel_id",
         "model",
-        "prompt_tokens",
-        "completion_tokens",
+        *LOG_TOKEN_FIELDS,
         "quota",
         "use_time_ms",
         "is_stream",

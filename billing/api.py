@@ -31,7 +31,7 @@ def get_prices(request: HttpRequest):
 
 @pricing_router.put("", response=Prices, auth=staff_only)
 def replace_prices(request: HttpRequest, payload: Prices):
-    return pricing.save(payload.model_dump(), actor=request.auth).as_dict()
+    return pricing.save(payload.model_dump(exclude_none=True), actor=request.auth).as_dict()
 
 
 @pricing_router.patch("", response=Prices, auth=staff_only)

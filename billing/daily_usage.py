@@ -20,9 +20,11 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from billing import rows
-from billing.models import DailyUsage, Log
+from billing.models import LOG_TOKEN_FIELDS, DailyUsage, Log
 
-COUNTERS = ("requests", "prompt_tokens", "completion_tokens", "quota")
+# What each consume log adds to its day, besides one request.
+SUMMED = (*LOG_TOKEN_FIELDS, "quota")
+COUNTERS = ("requests", *SUMMED)
 
 
 def record(logs: Sequence[Log]) -> None:
@@ -42,9 +44,8 @@ def _add_consumed(logs: list[Log]) -> None:
     for log in logs:
         counts = days.setdefault(tuple(row_key(log).items()), dict.fromkeys(COUNTERS, 0))
         counts["requests"] += 1
-        counts["prompt_tokens"] += log.prompt_tokens
-        counts["completion_tokens"] += log.completion_tokens
-        counts["quota"] += log.quota
+        for name in SUMMED:
+            counts[name] += getattr(log, name)
     for key in sorted(days, key=repr):
         add(dict(key), **days[key])
 
@@ -114,7 +115,7 @@ def backfill(log_model: type[models.Model], usage_model: type[models.Model], bat
         token=Coalesce("token_id", 0),
         channel=Coalesce("channel_id", 0),
         model_name=F("model"),
-    ).annotate(**{name: Sum(name) for name in COUNTERS[1:]}, requests=Count("id"))
+    ).annotate(**{name: Sum(name) for name in _fields_of(log_model, SUMMED)}, requests=Count("id"))
     created = 0
     for chunk in _chunks(grouped.iterator(), batch_size):
         rows = [usage_model(**_usage_fields(group)) for group in chunk]
@@ -124,6 +125,12 @@ def backfill(log_model: type[models.Model], usage_model: type[models.Model], bat
         if charged is not None:
             usage_model.objects.filter(**row_key(charged)).update(quota=F("quota") - refund.quota)
     return created
+
+
+def _fields_of(model: type[models.Model], names: tuple[str, ...]) -> list[str]:
+    """The `names` a historical model has: a migration before the cache columns backfills without them."""
+    present = {field.name for field in model._meta.get_fields()}
+    return [name for name in names if name in present]
 
 
 def _usage_fields(group: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Reading the ledger: which log rows a caller may see, filtered, and their totals."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 
@@ -9,7 +10,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from billing import daily_usage
-from billing.models import Log, User
+from billing.models import LOG_TOKEN_FIELDS, Log, User
 
 # An `until` in the last second of a day counts as that whole day: clients send 23:59:59, not .999999.
 LAST_SECOND = time(23, 59, 59)
@@ -38,6 +39,28 @@ def visible_logs(viewer: User, where: LogFilter) -> QuerySet[Log]:
     if where.until is not None:
         logs = logs.filter(created_at__lte=where.until)
     return logs
+
+
+# The columns of a CSV export, each a Log field.
+CSV_COLUMNS = (
+    "created_at",
+    "type",
+    "token_name",
+    "model",
+    *LOG_TOKEN_FIELDS,
+    "quota",
+    "use_time_ms",
+    "is_stream",
+    "request_id",
+    "content",
+)
+
+
+def log_csv_rows(logs: QuerySet[Log]) -> Iterator[list]:
+    """The header, then one list of CSV_COLUMNS per row, read in chunks (an export can be long)."""
+    yield list(CSV_COLUMNS)
+    for values in logs.values_list(*CSV_COLUMNS).iterator(chunk_size=1000):
+        yield [timezone.localtime(value).isoformat() if isinstance(value, datetime) else value for value in values]
 
 
 def log_stats(viewer: User, where: LogFilter) -> dict[str, int]:
@@ -89,10 +112,6 @@ def _scoped(viewer: User, where: LogFilter) -> LogFilter:
 
 
 def _totals(logs: QuerySet[Log]) -> dict[str, int]:
-    totals = logs.order_by().aggregate(
-        quota=Coalesce(Sum("quota"), 0),
-        requests=Count("id"),
-        prompt_tokens=Coalesce(Sum("prompt_tokens"), 0),
-        completion_tokens=Coalesce(Sum("completion_tokens"), 0),
-    )
+    sums = {name: Coalesce(Sum(name), 0) for name in daily_usage.SUMMED}
+    totals = logs.order_by().aggregate(requests=Count("id"), **sums)
     return {name: int(value) for name, value in totals.items()}

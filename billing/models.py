@@ -116,6 +116,13 @@ class PriceTable(models.Model):
     completion_ratio = models.JSONField(default=dict, blank=True)
     model_price = models.JSONField(default=dict, blank=True)
     group_ratio = models.JSONField(default=dict, blank=True)
+    cache_ratio = models.JSONField(default=dict, blank=True, help_text="Cache read / input price, per model")
+    create_cache_ratio = models.JSONField(
+        default=dict, blank=True, help_text="5-minute cache write / input price, per model"
+    )
+    create_cache_ratio_1h = models.JSONField(
+        default=dict, blank=True, help_text="1-hour cache write / input price, per model"
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -145,6 +152,17 @@ class Reservation(models.Model):
         indexes = [models.Index(fields=["state", "created_at"])]
 
 
+# A consume log's tokens: all the input, its cache lanes, all the output, its reasoning part.
+LOG_TOKEN_FIELDS = (
+    "prompt_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+)
+
+
 class Log(models.Model):
     """One row of the ledger, written only by billing.ledger (which also moves DailyUsage with it)."""
 
@@ -162,8 +180,12 @@ class Log(models.Model):
     token_name = models.CharField(max_length=64, blank=True, default="")
     channel_id = models.BigIntegerField(null=True)
     model = models.CharField(max_length=128, blank=True, default="")
-    prompt_tokens = models.IntegerField(default=0)
-    completion_tokens = models.IntegerField(default=0)
+    prompt_tokens = models.IntegerField(default=0, help_text="All the input, the cache lanes included")
+    completion_tokens = models.IntegerField(default=0, help_text="All the output, reasoning included")
+    cache_read_tokens = models.IntegerField(default=0)
+    cache_write_5m_tokens = models.IntegerField(default=0)
+    cache_write_1h_tokens = models.IntegerField(default=0)
+    reasoning_tokens = models.IntegerField(default=0)
     quota = models.BigIntegerField(default=0)
     use_time_ms = models.IntegerField(default=0)
     is_stream = models.BooleanField(default=False)
@@ -198,6 +220,10 @@ class DailyUsage(models.Model):
     requests = models.BigIntegerField(default=0)
     prompt_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cache_write_5m_tokens = models.BigIntegerField(default=0)
+    cache_write_1h_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
     quota = models.BigIntegerField(default=0)
 
     class Meta:

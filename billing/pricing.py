@@ -1,5 +1,5 @@
-"""Prices: model ratio, completion ratio, fixed per-call price, group ratio, and every cost formula (tokens,
-fixed price, images, speech) with the explanation the log row shows.
+"""Prices: model ratio, completion ratio, the cache lanes' ratios, fixed per-call price, group ratio, and every
+cost formula (tokens, fixed price, images, speech) with the explanation the log row shows.
 
 Model ratio 1 = $2 per million prompt tokens (1 token x ratio 1 = 1 quota at 500 000 quota per USD).
 Operators' values in the PriceTable row override these defaults key by key.
@@ -69,6 +69,91 @@ DEFAULT_MODEL_RATIO_TABLE: dict[str, float] = {
     "gemini-2.5-flash": 0.15,
     "gemini-2.5-pro": 0.625,
     "text-embedding-004": 0.0,
+    # Current models, as published on the providers' pricing pages in December 2025 (USD per 1M tokens,
+    # input / output; the first tier where the price depends on the prompt's length).
+    # OpenAI (openai.com/api/pricing): GPT-5 and 5.1 $1.25 / $10, mini $0.25 / $2, nano $0.05 / $0.40,
+    # GPT-5.2 $1.75 / $14, GPT-5 pro $15 / $120, o3-pro $20 / $80.
+    "gpt-5": 0.625,
+    "gpt-5-2025-08-07": 0.625,
+    "gpt-5-chat-latest": 0.625,
+    "gpt-5-codex": 0.625,
+    "gpt-5-mini": 0.125,
+    "gpt-5-mini-2025-08-07": 0.125,
+    "gpt-5-nano": 0.025,
+    "gpt-5-nano-2025-08-07": 0.025,
+    "gpt-5-pro": 7.5,
+    "gpt-5.1": 0.625,
+    "gpt-5.1-2025-11-13": 0.625,
+    "gpt-5.1-chat-latest": 0.625,
+    "gpt-5.1-codex": 0.625,
+    "gpt-5.1-codex-mini": 0.125,
+    "gpt-5.2": 0.875,
+    "gpt-4.1-2025-04-14": 1.0,
+    "gpt-4.1-mini-2025-04-14": 0.2,
+    "gpt-4.1-nano-2025-04-14": 0.05,
+    "o3-2025-04-16": 1.0,
+    "o3-pro": 10.0,
+    "o4-mini-2025-04-16": 0.55,
+    # Anthropic (claude.com/pricing): Opus 4.5 $5 / $25, Opus 4.1 $15 / $75, Sonnet 4.5 $3 / $15,
+    # Haiku 4.5 $1 / $5.
+    "claude-opus-4-5": 2.5,
+    "claude-opus-4-5-20251101": 2.5,
+    "claude-opus-4-1": 7.5,
+    "claude-opus-4-1-20250805": 7.5,
+    "claude-opus-4-0": 7.5,
+    "claude-sonnet-4-5": 1.5,
+    "claude-sonnet-4-5-20250929": 1.5,
+    "claude-sonnet-4-0": 1.5,
+    "claude-haiku-4-5": 0.5,
+    "claude-haiku-4-5-20251001": 0.5,
+    "claude-3-7-sonnet-latest": 1.5,
+    # Google (ai.google.dev/gemini-api/docs/pricing): 2.5 Flash-Lite $0.10 / $0.40, 2.0 Flash-Lite
+    # $0.075 / $0.30, 3 Pro preview $2 / $12, 3 Flash preview $0.50 / $3.
+    "gemini-2.5-flash-lite": 0.05,
+    "gemini-2.0-flash-lite": 0.0375,
+    "gemini-3-pro-preview": 1.0,
+    "gemini-3-flash-preview": 0.25,
+    # DeepSeek V3.2 (api-docs.deepseek.com/quick_start/pricing): $0.28 (cache miss) / $0.42, both names.
+    "deepseek-chat": 0.14,
+    "deepseek-reasoner": 0.14,
+    # Qwen (Alibaba Cloud Model Studio, international): qwen3-max $1.2 / $6, qwen-max $1.6 / $6.4, qwen-plus
+    # $0.4 / $1.2, qwen-turbo $0.05 / $0.2, qwen-flash $0.05 / $0.4, qwen3-coder-plus $1 / $5.
+    "qwen3-max": 0.6,
+    "qwen-max": 0.8,
+    "qwen-plus": 0.2,
+    "qwen-turbo": 0.025,
+    "qwen-flash": 0.025,
+    "qwen3-coder-plus": 0.5,
+    # GLM (Z.ai, in USD): GLM-4.6 and 4.5 $0.6 / $2.2, GLM-4.5-Air $0.2 / $1.1.
+    "glm-4.6": 0.3,
+    "glm-4.5": 0.3,
+    "glm-4.5-air": 0.1,
+    # Kimi (Moonshot AI): K2 and K2 Thinking $0.60 / $2.50.
+    "kimi-k2-0905-preview": 0.3,
+    "kimi-k2-0711-preview": 0.3,
+    "kimi-k2-thinking": 0.3,
+    # Doubao (Volcengine, in CNY per 1M tokens, ratio = CNY / 7 / 2): Seed 1.6 and its thinking model 0.8 / 8,
+    # Seed 1.6 Flash 0.15 / 1.5, 1.5 Pro 32k 0.8 / 2.
+    "doubao-seed-1-6-250615": 0.0571,
+    "doubao-seed-1-6-thinking-250715": 0.0571,
+    "doubao-seed-1-6-flash-250615": 0.0107,
+    "doubao-1-5-pro-32k-250115": 0.0571,
+    # Grok (xAI): Grok 4 $3 / $15, Grok 4 Fast $0.20 / $0.50, Grok Code Fast 1 $0.20 / $1.50, Grok 3 $3 / $15,
+    # Grok 3 Mini $0.30 / $0.50.
+    "grok-4": 1.5,
+    "grok-4-0709": 1.5,
+    "grok-4-fast-reasoning": 0.1,
+    "grok-4-fast-non-reasoning": 0.1,
+    "grok-code-fast-1": 0.1,
+    "grok-3": 1.5,
+    "grok-3-mini": 0.15,
+    # Mistral (mistral.ai/pricing): Large 2.1 $2 / $6, Medium 3 $0.4 / $2, Small 3.2 $0.1 / $0.3.
+    "mistral-large-latest": 1.0,
+    "mistral-large-2411": 1.0,
+    "mistral-medium-latest": 0.2,
+    "mistral-medium-2508": 0.2,
+    "mistral-small-latest": 0.05,
+    "mistral-small-2506": 0.05,
     # Llama on Vertex AI (model-as-a-service), under the names clients send with or without `meta/`:
     # 405B $5 in / $16 out per 1M tokens, 70B $0.72 / $0.72.
     "llama3-405b-instruct-maas": 2.5,
@@ -152,9 +237,94 @@ DEFAULT_COMPLETION_RATIO_TABLE: dict[str, float] = {
     "command-r": 4.0,
     "command-a": 4.0,
     "command": 2.0,
+    # The current models above (output / input as published in December 2025).
+    "gpt-5": 8.0,
+    "claude-haiku-4": 5.0,
+    "gemini-2.5-flash-lite": 4.0,
+    "gemini-3": 6.0,
+    "deepseek-chat": 1.5,
+    "deepseek-reasoner": 1.5,
+    "qwen3-max": 5.0,
+    "qwen-max": 4.0,
+    "qwen-plus": 3.0,
+    "qwen-turbo": 4.0,
+    "qwen-flash": 8.0,
+    "qwen3-coder-plus": 5.0,
+    "glm-4.6": 2.2 / 0.6,
+    "glm-4.5": 2.2 / 0.6,
+    "glm-4.5-air": 5.5,
+    "kimi-k2": 2.5 / 0.6,
+    "doubao-seed-1-6": 10.0,
+    "doubao-1-5-pro": 2.5,
+    "grok-4": 5.0,
+    "grok-4-fast": 2.5,
+    "grok-code-fast": 7.5,
+    "grok-3": 5.0,
+    "grok-3-mini": 0.5 / 0.3,
+    "mistral-large": 3.0,
+    "mistral-medium": 5.0,
+    "mistral-small": 3.0,
     "gpt-4-gizmo-*": 2.0,
     "gpt-4o-gizmo-*": 3.0,
 }
+
+# The cache lanes, relative to the model's input price (new-api's names: CacheRatio, CreateCacheRatio; the
+# 1-hour write has no new-api option). Looked up like the model ratio: the exact name, else the longest
+# `prefix*` entry. A model with no entry bills its cache reads and writes at the input price (ratio 1), never
+# free by accident. As published in December 2025 on the pricing pages named above.
+DEFAULT_CACHE_RATIO_TABLE: dict[str, float] = {
+    # Anthropic: a cache read costs 0.1x the input price, every Claude model.
+    "claude-*": 0.1,
+    # OpenAI: cached input 0.5x for GPT-4o, o1 and o3-mini, 0.25x for GPT-4.1, o3 and o4-mini, 0.1x for GPT-5.
+    "gpt-4o": 0.5,
+    "gpt-4o-2024-11-20": 0.5,
+    "gpt-4o-2024-08-06": 0.5,
+    "gpt-4o-mini": 0.5,
+    "gpt-4o-mini-2024-07-18": 0.5,
+    "o1": 0.5,
+    "o1-mini": 0.5,
+    "o3-mini": 0.5,
+    "gpt-4.1": 0.25,
+    "gpt-4.1-2025-04-14": 0.25,
+    "gpt-4.1-mini": 0.25,
+    "gpt-4.1-mini-2025-04-14": 0.25,
+    "gpt-4.1-nano": 0.25,
+    "gpt-4.1-nano-2025-04-14": 0.25,
+    "o3": 0.25,
+    "o3-2025-04-16": 0.25,
+    "o4-mini": 0.25,
+    "o4-mini-2025-04-16": 0.25,
+    "gpt-5": 0.1,
+    "gpt-5-2025-08-07": 0.1,
+    "gpt-5-chat-latest": 0.1,
+    "gpt-5-codex": 0.1,
+    "gpt-5-mini": 0.1,
+    "gpt-5-mini-2025-08-07": 0.1,
+    "gpt-5-nano": 0.1,
+    "gpt-5-nano-2025-08-07": 0.1,
+    "gpt-5.1": 0.1,
+    "gpt-5.1-2025-11-13": 0.1,
+    "gpt-5.1-chat-latest": 0.1,
+    "gpt-5.1-codex": 0.1,
+    "gpt-5.1-codex-mini": 0.1,
+    "gpt-5.2": 0.1,
+    # Google: cached tokens 0.25x the input price for Gemini 2.0 and 2.5, 0.1x for Gemini 3.
+    "gemini-2.0-flash": 0.25,
+    "gemini-2.0-flash-lite": 0.25,
+    "gemini-2.5-pro": 0.25,
+    "gemini-2.5-flash": 0.25,
+    "gemini-2.5-flash-lite": 0.25,
+    "gemini-3-pro-preview": 0.1,
+    "gemini-3-flash-preview": 0.1,
+    # DeepSeek V3.2: a cache hit costs $0.028 against $0.28 for a miss.
+    "deepseek-chat": 0.1,
+    "deepseek-reasoner": 0.1,
+}
+
+# Anthropic: writing the cache costs 1.25x the input price for 5 minutes, 2x for 1 hour. The others do not
+# bill cache writes apart (their usage reports none).
+DEFAULT_CREATE_CACHE_RATIO_TABLE: dict[str, float] = {"claude-*": 1.25}
+DEFAULT_CREATE_CACHE_RATIO_1H_TABLE: dict[str, float] = {"claude-*": 2.0}
 
 # USD per call.
 DEFAULT_MODEL_PRICE_TABLE: dict[str, float] = {
@@ -224,15 +394,12 @@ class Prices:
     completion_ratio: dict[str, float]
     model_price: dict[str, float]
     group_ratio: dict[str, float]
+    cache_ratio: dict[str, float]
+    create_cache_ratio: dict[str, float]
+    create_cache_ratio_1h: dict[str, float]
 
     def as_dict(self) -> dict:
-        return {
-            "quota_per_unit": self.quota_per_unit,
-            "model_ratio": self.model_ratio,
-            "completion_ratio": self.completion_ratio,
-            "model_price": self.model_price,
-            "group_ratio": self.group_ratio,
-        }
+        return {name: getattr(self, name) for name in PRICE_FIELDS}
 
     def quote(self, model: str, group: str) -> "Quote":
         group_ratio = self.group_ratio.get(group, 1.0)
@@ -246,7 +413,21 @@ class Prices:
             model_ratio=DEFAULT_MODEL_RATIO if ratio is None else ratio,
             completion_ratio=lookup_prefix(self.completion_ratio, model) or 1.0,
             known=ratio is not None,
+            cache=CacheRatios(
+                read=_ratio_or_input_price(self.cache_ratio, model),
+                write_5m=_ratio_or_input_price(self.create_cache_ratio, model),
+                write_1h=_ratio_or_input_price(self.create_cache_ratio_1h, model),
+            ),
         )
+
+
+PRICE_FIELDS = tuple(field.name for field in fields(Prices))
+
+
+def _ratio_or_input_price(table: dict[str, float], model: str) -> float:
+    """A cache lane's ratio; 1 (the input price) when the model has none."""
+    found = lookup(table, model)
+    return 1.0 if found is None else found
 
 
 def lookup(table: dict[str, float], model: str) -> float | None:
@@ -270,6 +451,34 @@ def lookup_prefix(table: dict[str, float], model: str) -> float | None:
 
 
 @dataclass(frozen=True)
+class CacheRatios:
+    """What a cached input token costs relative to an uncached one: read, 5-minute write, 1-hour write."""
+
+    read: float = 1.0
+    write_5m: float = 1.0
+    write_1h: float = 1.0
+
+
+@dataclass(frozen=True)
+class Lanes:
+    """How a request's prompt tokens (all its input) split between the cache lanes; the rest is uncached."""
+
+    prompt: int
+    read: int = 0
+    write_5m: int = 0
+    write_1h: int = 0
+
+    @property
+    def uncached(self) -> int:
+        # A usage that reports more cached tokens than prompt tokens bills no negative uncached part.
+        return max(0, self.prompt - self.read - self.write_5m - self.write_1h)
+
+    @property
+    def any_cached(self) -> bool:
+        return bool(self.read or self.write_5m or self.write_1h)
+
+
+@dataclass(frozen=True)
 class Quote:
     """How one request is priced; `cost` is the formula of docs/architecture.md, "Money", rounded up."""
 
@@ -280,11 +489,43 @@ class Quote:
     price: float | None = None
     quota_per_unit: int = 500_000
     known: bool = True
+    cache: CacheRatios = CacheRatios()
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> int:
+    def cost(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        *,
+        cache_read: int = 0,
+        cache_write_5m: int = 0,
+        cache_write_1h: int = 0,
+    ) -> int:
+        """`prompt_tokens` is all the input, the cache lanes included (OpenAI's convention)."""
+        return self._cost(Lanes(prompt_tokens, cache_read, cache_write_5m, cache_write_1h), completion_tokens)
+
+    def _cost(self, lanes: Lanes, completion_tokens: int) -> int:
         if self.price is not None:
             return math.ceil(round(self.price * self.quota_per_unit * self.group_ratio, 6))
-        raw = (prompt_tokens + completion_tokens * self.completion_ratio) * self.model_ratio * self.group_ratio
+        return self._token_cost(self._input_units(lanes), completion_tokens)
+
+    def hold(self, prompt_tokens: int, completion_tokens: int) -> int:
+        """The most a request of this size can cost, to reserve before the upstream says how the prompt was
+        cached: no cache hit is assumed, and every prompt token is priced at the dearest input lane (a cache
+        write can cost more than an uncached token)."""
+        if self.price is not None:
+            return self._cost(Lanes(prompt_tokens), completion_tokens)
+        dearest = max(1.0, self.cache.read, self.cache.write_5m, self.cache.write_1h)
+        return self._token_cost(prompt_tokens * dearest, completion_tokens)
+
+    def _input_units(self, lanes: Lanes) -> float:
+        """The prompt in uncached-token units: each lane weighted by its ratio."""
+        cache = self.cache
+        return (
+            lanes.uncached + lanes.read * cache.read + lanes.write_5m * cache.write_5m + lanes.write_1h * cache.write_1h
+        )
+
+    def _token_cost(self, input_units: float, completion_tokens: int) -> int:
+        raw = (input_units + completion_tokens * self.completion_ratio) * self.model_ratio * self.group_ratio
         return math.ceil(round(raw, 6))
 
     def image_price(self) -> float:
@@ -311,18 +552,44 @@ class Quote:
             f"{self.group_ratio:g} = {quota}"
         )
 
-    def explain(self, prompt_tokens: int, completion_tokens: int) -> str:
+    def explain(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        *,
+        cache_read: int = 0,
+        cache_write_5m: int = 0,
+        cache_write_1h: int = 0,
+    ) -> str:
+        lanes = Lanes(prompt_tokens, cache_read, cache_write_5m, cache_write_1h)
+        cost = self._cost(lanes, completion_tokens)
         if self.price is not None:
             return (
                 f"fixed price ${self.price:g} x {self.quota_per_unit} quota/$ x group ratio {self.group_ratio:g}"
-                f" = {self.cost(prompt_tokens, completion_tokens)}"
+                f" = {cost}"
             )
         unknown = " (model not in price table: default ratio)" if not self.known else ""
+        ratios, prompt = self._explain_prompt(lanes)
         return (
-            f"model ratio {self.model_ratio:g}{unknown}, completion ratio {self.completion_ratio:g}, "
-            f"group ratio {self.group_ratio:g}: ({prompt_tokens} + {completion_tokens} x {self.completion_ratio:g})"
-            f" x {self.model_ratio:g} x {self.group_ratio:g} = {self.cost(prompt_tokens, completion_tokens)}"
+            f"model ratio {self.model_ratio:g}{unknown}, completion ratio {self.completion_ratio:g}{ratios}, "
+            f"group ratio {self.group_ratio:g}: ({prompt} + {completion_tokens} x {self.completion_ratio:g})"
+            f" x {self.model_ratio:g} x {self.group_ratio:g} = {cost}"
         )
+
+    def _explain_prompt(self, lanes: Lanes) -> tuple[str, str]:
+        """The cache ratios and the prompt's terms as the formula shows them: the bare prompt when nothing was
+        cached (the formula of a request without caching), else each non-zero lane with its ratio."""
+        if not lanes.any_cached:
+            return "", str(lanes.prompt)
+        named = (
+            ("cache read", lanes.read, self.cache.read),
+            ("cache write 5m", lanes.write_5m, self.cache.write_5m),
+            ("cache write 1h", lanes.write_1h, self.cache.write_1h),
+        )
+        used = [(name, tokens, ratio) for name, tokens, ratio in named if tokens]
+        ratios = "".join(f", {name} ratio {ratio:g}" for name, _, ratio in used)
+        terms = "".join(f" + {tokens} {name} x {ratio:g}" for name, tokens, ratio in used)
+        return ratios, f"{lanes.uncached} uncached{terms}"
 
 
 def defaults() -> dict:
@@ -332,6 +599,9 @@ def defaults() -> dict:
         "completion_ratio": dict(DEFAULT_COMPLETION_RATIO_TABLE),
         "model_price": dict(DEFAULT_MODEL_PRICE_TABLE),
         "group_ratio": dict(DEFAULT_GROUP_RATIO),
+        "cache_ratio": dict(DEFAULT_CACHE_RATIO_TABLE),
+        "create_cache_ratio": dict(DEFAULT_CREATE_CACHE_RATIO_TABLE),
+        "create_cache_ratio_1h": dict(DEFAULT_CREATE_CACHE_RATIO_1H_TABLE),
     }
 
 
@@ -340,13 +610,7 @@ def _load() -> Prices:
     row = PriceTable.objects.filter(pk=1).first()
     if row is None:
         return Prices(**defaults())
-    return Prices(
-        quota_per_unit=row.quota_per_unit,
-        model_ratio=row.model_ratio,
-        completion_ratio=row.completion_ratio,
-        model_price=row.model_price,
-        group_ratio=row.group_ratio,
-    )
+    return Prices(**{name: getattr(row, name) for name in PRICE_FIELDS})
 
 
 # How stale a price change may be in another process: the version key is checked once a second, and the
@@ -364,7 +628,7 @@ async def acurrent() -> Prices:
 
 
 # What an audit entry records of the prices: every table, entry by entry.
-AUDITED = audit.Subject(AuditEntry.Kind.PRICES, PriceTable, tuple(field.name for field in fields(Prices)))
+AUDITED = audit.Subject(AuditEntry.Kind.PRICES, PriceTable, PRICE_FIELDS)
 
 
 def save(values: dict, merge: bool = False, actor: Actor = System.MANAGE_PY) -> Prices:

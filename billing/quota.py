@@ -65,6 +65,11 @@ class Charge:
     is_stream: bool
     use_time_ms: int
     content: str
+    # The split of prompt_tokens and completion_tokens; journal lines written before it existed load as 0.
+    cache_read_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 @dataclass(eq=False)
@@ -261,6 +266,10 @@ def _consume_log(charge: Charge, reservation: Held, now) -> Log:
         model=charge.model,
         prompt_tokens=charge.prompt_tokens,
         completion_tokens=charge.completion_tokens,
+        cache_read_tokens=charge.cache_read_tokens,
+        cache_write_5m_tokens=charge.cache_write_5m_tokens,
+        cache_write_1h_tokens=charge.cache_write_1h_tokens,
+        reasoning_tokens=charge.reasoning_tokens,
         quota=charge.quota,
         use_time_ms=charge.use_time_ms,
         is_stream=charge.is_stream,

@@ -187,8 +187,12 @@ class LogOut(Schema):
     token_name: str
     channel_id: int | None
     model: str
-    prompt_tokens: int
-    completion_tokens: int
+    prompt_tokens: int = Field(description="All the input, the cache lanes included")
+    completion_tokens: int = Field(description="All the output, reasoning included")
+    cache_read_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
+    reasoning_tokens: int
     quota: int
     use_time_ms: int
     is_stream: bool
@@ -210,16 +214,29 @@ class LogStats(Schema):
     requests: int
     prompt_tokens: int
     completion_tokens: int
+    cache_read_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
+    reasoning_tokens: int
+
+
+CACHE_READ_DOC = "Cache read price / input price, per model; a model without one: 1"
+CACHE_WRITE_5M_DOC = "5-minute cache write price / input price, per model; a model without one: 1"
+CACHE_WRITE_1H_DOC = "1-hour cache write price / input price, per model; a model without one: 1"
 
 
 class Prices(WriteSchema):
-    """PUT replaces every map with the one given, so all five are required."""
+    """PUT replaces every map given with the one given. The first five are required; a cache map left out
+    (a client written before the cache lanes) stays as it is."""
 
     quota_per_unit: Integer = Field(ge=1, le=MAX_QUOTA)
     model_ratio: dict[str, Ratio]
     completion_ratio: dict[str, Ratio]
     model_price: dict[str, Ratio] = Field(description="USD per call")
     group_ratio: dict[str, Ratio]
+    cache_ratio: dict[str, Ratio] | None = Field(None, description=CACHE_READ_DOC)
+    create_cache_ratio: dict[str, Ratio] | None = Field(None, description=CACHE_WRITE_5M_DOC)
+    create_cache_ratio_1h: dict[str, Ratio] | None = Field(None, description=CACHE_WRITE_1H_DOC)
 
 
 class PricesPatch(WriteSchema):
@@ -230,3 +247,6 @@ class PricesPatch(WriteSchema):
     completion_ratio: dict[str, Ratio] | None = None
     model_price: dict[str, Ratio] | None = None
     group_ratio: dict[str, Ratio] | None = None
+    cache_ratio: dict[str, Ratio] | None = Field(None, description=CACHE_READ_DOC)
+    create_cache_ratio: dict[str, Ratio] | None = Field(None, description=CACHE_WRITE_5M_DOC)
+    create_cache_ratio_1h: dict[str, Ratio] | None = Field(None, description=CACHE_WRITE_1H_DOC)

@@ -167,8 +167,9 @@ class Endpoint:
         return []
 
     def reservation(self, quote: Quote, request: RelayRequest, prompt_tokens: int) -> int:
-        """The most the request can cost: the prompt once, and every answer using its whole budget."""
-        return quote.cost(prompt_tokens, self.most_completion_tokens(request.body))
+        """The most the request can cost: the prompt once, uncached or written to a cache, whichever is dearer,
+        and every answer using its whole budget."""
+        return quote.hold(prompt_tokens, self.most_completion_tokens(request.body))
 
     def most_completion_tokens(self, body: dict) -> int:
         """The budget (`max_completion_tokens` or `max_tokens`) times the answers (`n`); raises RelayError (400)
@@ -176,10 +177,15 @@ class Endpoint:
         return completion_budget(body) * choices(body)
 
     def cost(self, quote: Quote, request: RelayRequest, usage: Usage) -> tuple[int, str]:
-        """(quota, the formula as the log shows it)."""
+        """(quota, the formula as the log shows it): cached and cache-written input at their own prices."""
+        lanes = {
+            "cache_read": usage.cache_read_tokens,
+            "cache_write_5m": usage.cache_write_5m_tokens,
+            "cache_write_1h": usage.cache_write_1h_tokens,
+        }
         return (
-            quote.cost(usage.prompt_tokens, usage.completion_tokens),
-            quote.explain(usage.prompt_tokens, usage.completion_tokens),
+            quote.cost(usage.prompt_tokens, usage.completion_tokens, **lanes),
+            quote.explain(usage.prompt_tokens, usage.completion_tokens, **lanes),
         )
 
     def local_usage(self, request: RelayRequest, prompt_tokens: int, text: str) -> Usage:

@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import httpx
 from django.conf import settings
@@ -71,13 +71,19 @@ class Call:
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
 
-    async def usage_of(self, reported: Usage | None, text: str) -> tuple[Usage, bool]:
-        """(usage, counted locally?): the upstream's usage when it reported one, else the prompt and the
-        answer's `text` counted here (off the event loop when large: relay.endpoints.count_usage)."""
+    async def usage_of(
+        self, reported: Usage | None, text: str, reported_input: Usage | None = None
+    ) -> tuple[Usage, bool]:
+        """(usage, counted locally?): the upstream's usage when it reported one, else the answer's `text` counted
+        here (off the event loop when large: relay.endpoints.count_usage) with the prompt: its input split as
+        the upstream reported it before the end (`reported_input`: a cut stream), or counted here too."""
         if reported is not None:
             return reported, False
-        prompt_tokens = await self.count_prompt()
-        return await count_usage(self.endpoint, self.request, prompt_tokens, text), True
+        if reported_input is None:
+            prompt_tokens = await self.count_prompt()
+            return await count_usage(self.endpoint, self.request, prompt_tokens, text), True
+        counted = await count_usage(self.endpoint, self.request, reported_input.prompt_tokens, text)
+        return replace(reported_input, completion_tokens=counted.completion_tokens, reasoning_tokens=0), True
 
     async def whole_charge(
         self, channel: ChannelInfo, reported: Usage | None, text: str, ending: str = ""
@@ -104,6 +110,10 @@ class Call:
             model=self.request.model,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_5m_tokens=usage.cache_write_5m_tokens,
+            cache_write_1h_tokens=usage.cache_write_1h_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
             channel_id=channel.id,
             token_name=self.key.token_name,
             is_stream=self.request.stream,

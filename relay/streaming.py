@@ -33,7 +33,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from billing import quota
 from relay import metrics, sse, upstream
 from relay.adaptors.base import Adaptor, StreamConverter, UpstreamFailed, UpstreamFailure, Usage, scrub
-from relay.adaptors.openai_format import json_or_none
+from relay.adaptors.openai_format import json_or_none, usage_object
 from relay.errors import RelayError
 
 NORMAL = "stream ended normally"
@@ -89,10 +89,21 @@ async def relay_whole(call, channel, adaptor: Adaptor, content: bytes) -> HttpRe
     chunk = ChunkShape(call, answer.get("id") or "", answer.get("created") or int(time.time()))
     payloads = [chunk.of(choices) for choice in answer.get("choices") or () for choices in choice_chunks(choice)]
     if call.request.wants_usage:
-        payloads.append(chunk.usage(Usage(charge.prompt_tokens, charge.completion_tokens)))
+        payloads.append(chunk.usage(charged_usage(charge)))
     response = stream_response(call, HttpResponse(sse.frames([*payloads, sse.DONE]), content_type="text/event-stream"))
     metrics.LATENCY.labels(call.request.endpoint, "true").observe(time.perf_counter() - call.started)
     return response
+
+
+def charged_usage(charge: quota.Charge) -> Usage:
+    return Usage(
+        charge.prompt_tokens,
+        charge.completion_tokens,
+        charge.cache_read_tokens,
+        charge.cache_write_5m_tokens,
+        charge.cache_write_1h_tokens,
+        charge.reasoning_tokens,
+    )
 
 
 def choice_chunks(choice: object) -> list[list[dict]]:
@@ -132,9 +143,7 @@ class ChunkShape:
         return orjson.dumps(chunk)
 
     def usage(self, usage: Usage) -> bytes:
-        total = usage.prompt_tokens + usage.completion_tokens
-        counts = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
-        return orjson.dumps({**self.envelope(), "choices": [], "usage": {**counts, "total_tokens": total}})
+        return orjson.dumps({**self.envelope(), "choices": [], "usage": usage_object(usage)})
 
     def envelope(self) -> dict:
         return {"id": self.id, "object": self.object, "created": self.created, "model": self.request.model}
@@ -275,13 +284,13 @@ class StreamRelay:
 
     async def final_usage(self) -> tuple[Usage, bool]:
         """The upstream's figures when it sent them, else the delivered text counted locally (on a worker thread
-        when large). A write the server had not taken when the stream ended never left: a server like uvicorn
-        waits for room in the socket before it writes."""
+        when large), with the input the upstream reported on the way if it did. A write the server had not taken
+        when the stream ended never left: a server like uvicorn waits for room in the socket before it writes."""
         state = self.converter.state
         text = state.text if state.usage is None else ""
         if len(text) > self.delivered:
             text = text[: self.delivered]
-        usage, counted = await self.call.usage_of(state.usage, text)
+        usage, counted = await self.call.usage_of(state.usage, text, state.input_usage)
         if counted:
             usage.completion_tokens += TOOL_CALL_OVERHEAD_TOKENS * state.max_tool_calls
         return usage, counted

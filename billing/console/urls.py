@@ -21,6 +21,7 @@ urlpatterns = [
     path("keys/<int:key_id>/status", views.key_status, name="key-status"),
     path("keys/<int:key_id>/delete", views.key_delete, name="key-delete"),
     path("usage/", views.usage, name="usage"),
+    path("usage.csv", views.usage_csv, name="usage-csv"),
     path("topup/", views.topup_page, name="topup"),
     path("topup/<str:out_trade_no>/", views.topup_order, name="topup-order"),
     path("topup/<str:out_trade_no>/status", views.topup_status, name="topup-status"),

@@ -4,6 +4,7 @@ Session-authenticated (Django auth) with CSRF on every form; a user sees only th
 included (they have Django admin for everyone's). Views parse, call one billing function, and render.
 """
 
+import csv
 from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
@@ -11,7 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -21,7 +22,7 @@ from billing import pricing
 from billing.accounts import api_keys
 from billing.console import charts
 from billing.console.forms import KeyForm, KeyStatusForm, RedeemForm, TopUpForm, UsageFilterForm
-from billing.logs import LogFilter, log_stats, visible_logs
+from billing.logs import LogFilter, log_csv_rows, log_stats, visible_logs
 from billing.models import ApiKey, Redemption, TopUpOrder
 from billing.payments import qr, redemptions, topup, wechatpay
 from billing.payments.wechatpay import PaymentsDisabled, WeChatPayError
@@ -112,9 +113,8 @@ def _day_bounds(since: date | None, until: date | None) -> tuple[datetime | None
     return start, end
 
 
-@require_GET
-@console_page
-def usage(request: HttpRequest) -> HttpResponse:
+def _usage_filter(request: HttpRequest) -> tuple[UsageFilterForm, LogFilter]:
+    """The usage page's filters (the CSV export takes the same): the form and the rows it selects."""
     form = UsageFilterForm(request.user, request.GET or None)
     chosen = form.cleaned_data if form.is_valid() else {}
     since, until = _day_bounds(chosen.get("since"), chosen.get("until"))
@@ -126,6 +126,13 @@ def usage(request: HttpRequest) -> HttpResponse:
         since=since,
         until=until,
     )
+    return form, where
+
+
+@require_GET
+@console_page
+def usage(request: HttpRequest) -> HttpResponse:
+    form, where = _usage_filter(request)
     page = Paginator(visible_logs(request.user, where), PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -137,6 +144,24 @@ def usage(request: HttpRequest) -> HttpResponse:
         "chart": _chart(request.user.pk, token_id=where.token_id, model=where.model),
     }
     return render(request, "console/usage.html", context)
+
+
+class _Line:
+    """csv.writer's file: hands each line back instead of keeping it."""
+
+    def write(self, line: str) -> str:
+        return line
+
+
+@require_GET
+@console_page
+def usage_csv(request: HttpRequest) -> StreamingHttpResponse:
+    """Every row the usage page's filters select, newest first, streamed as CSV."""
+    _, where = _usage_filter(request)
+    writer = csv.writer(_Line())
+    lines = (writer.writerow(row) for row in log_csv_rows(visible_logs(request.user, where)))
+    headers = {"Content-Disposition": 'attachment; filename="usage.csv"'}
+    return StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8", headers=headers)
 
 
 @console_page

@@ -1,4 +1,5 @@
-"""Prices (ModelRatio, CompletionRatio, ModelPrice, GroupRatio, QuotaPerUnit) and redemption codes."""
+"""Prices (ModelRatio, CompletionRatio, CacheRatio, CreateCacheRatio, ModelPrice, GroupRatio, QuotaPerUnit) and
+redemption codes. new-api has no option for the 1-hour cache write: its price stays as it is here."""
 
 from functools import partial
 from typing import Any
@@ -14,6 +15,8 @@ from gateway_project.oneapi_import.values import json_object, moment, number, te
 PRICE_OPTIONS = {
     "ModelRatio": "model_ratio",
     "CompletionRatio": "completion_ratio",
+    "CacheRatio": "cache_ratio",
+    "CreateCacheRatio": "create_cache_ratio",
     "ModelPrice": "model_price",
     "GroupRatio": "group_ratio",
 }

@@ -48,6 +48,7 @@ from relay.adaptors.openai_format import (
     require_chat,
     stop_sequences,
     stream_event,
+    token_count,
     tool_functions,
     unsupported,
     usage_object,
@@ -238,12 +239,34 @@ def messages_body(request: RelayRequest, model: str) -> dict:
 # --- response: Anthropic -> OpenAI chat ---
 
 
-def usage_of(raw: object) -> tuple[Usage, int]:
-    """(usage with cache tokens in the prompt, cache-read tokens)."""
-    raw = raw if isinstance(raw, dict) else {}
-    cache_read = int(raw.get("cache_read_input_tokens") or 0)
-    prompt = int(raw.get("input_tokens") or 0) + cache_read + int(raw.get("cache_creation_input_tokens") or 0)
-    return Usage(prompt, int(raw.get("output_tokens") or 0)), cache_read
+def usage_of(raw: object) -> Usage:
+    """Anthropic's usage in OpenAI's convention: its `input_tokens` are the uncached input only, beside the
+    cache reads and the cache writes (split by lifetime in `cache_creation`; without the split, all 5-minute)."""
+    written = token_count(raw, "cache_creation_input_tokens")
+    split = raw.get("cache_creation") if isinstance(raw, dict) else None
+    write_5m = token_count(split, "ephemeral_5m_input_tokens") if isinstance(split, dict) else written
+    write_1h = token_count(split, "ephemeral_1h_input_tokens")
+    cache_read = token_count(raw, "cache_read_input_tokens")
+    return Usage(
+        prompt_tokens=token_count(raw, "input_tokens") + cache_read + write_5m + write_1h,
+        completion_tokens=token_count(raw, "output_tokens"),
+        cache_read_tokens=cache_read,
+        cache_write_5m_tokens=write_5m,
+        cache_write_1h_tokens=write_1h,
+    )
+
+
+def latest_counts(earlier: dict, later: object) -> dict:
+    """A stream's usage counts: message_delta's are cumulative and may repeat or update message_start's input
+    counts, so each count is the latest that is not zero."""
+    merged = dict(earlier)
+    for name, value in later.items() if isinstance(later, dict) else ():
+        if isinstance(value, dict):
+            before = merged.get(name)
+            merged[name] = latest_counts(before if isinstance(before, dict) else {}, value)
+        elif value:
+            merged[name] = value
+    return merged
 
 
 def failure_of(status: int, error: object) -> UpstreamFailure:
@@ -287,10 +310,10 @@ class AnthropicAdaptor(Adaptor):
     def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
         body = load_json(content)
         message = message_of(body)
-        usage, cached = usage_of(body.get("usage"))
+        usage = usage_of(body.get("usage"))
         reason = finish_reason(body.get("stop_reason"))
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": reason}
-        answer = completion_body(request, body.get("id") or new_completion_id(), [choice], usage_object(usage, cached))
+        answer = completion_body(request, body.get("id") or new_completion_id(), [choice], usage_object(usage))
         return answer, reported_usage(usage), completion_text(message)
 
     def stream_converter(self, request: RelayRequest) -> StreamConverter:
@@ -310,7 +333,7 @@ class AnthropicStream(StreamConverter):
     def __init__(self, request: RelayRequest) -> None:
         super().__init__(request)
         self.writer = ChunkWriter(request, self.state)
-        self.start_usage: dict = {}
+        self.counts: dict = {}  # the usage counts of message_start, updated by message_delta
         self.tool_index: dict[object, int] = {}  # Anthropic block index -> OpenAI tool call index
         self.tools_with_arguments: set[int] = set()
         self.stopped = False
@@ -328,8 +351,8 @@ class AnthropicStream(StreamConverter):
 
     def on_message_start(self, event: dict) -> list[bytes]:
         message = event.get("message") or {}
-        usage = message.get("usage")
-        self.start_usage = usage if isinstance(usage, dict) else {}
+        self.counts = latest_counts({}, message.get("usage"))
+        self.state.input_usage = reported_usage(usage_of(self.counts))
         self.writer.start(message.get("id") or "")
         return [self.writer.chunk({"content": ""})]
 
@@ -372,9 +395,8 @@ class AnthropicStream(StreamConverter):
         return self.writer.chunk({"tool_calls": [call]})
 
     def on_message_delta(self, event: dict) -> list[bytes]:
-        # message_delta's counts are cumulative and may repeat the input fields; they win over message_start's.
-        usage, _ = usage_of({**self.start_usage, **(event.get("usage") or {})})
-        self.state.usage = reported_usage(usage)
+        self.counts = latest_counts(self.counts, event.get("usage"))
+        self.state.usage = reported_usage(usage_of(self.counts))
         reason = finish_reason((event.get("delta") or {}).get("stop_reason"))
         return [self.writer.chunk({}, reason)]
 

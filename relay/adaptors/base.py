@@ -18,20 +18,26 @@ from gateway_project.safe_text import is_header_safe
 
 @dataclass
 class Usage:
+    """Tokens of one answer, in OpenAI's convention whatever the provider's: `prompt_tokens` is every input
+    token, cached and cache-written ones included (the uncached rest is `uncached_prompt_tokens`), and
+    `completion_tokens` every output token, reasoning included."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cache_read_tokens: int = 0  # input served from the provider's prompt cache
+    cache_write_5m_tokens: int = 0  # input written to a cache that lives 5 minutes (Anthropic's default)
+    cache_write_1h_tokens: int = 0  # input written to a cache that lives 1 hour
+    reasoning_tokens: int = 0  # output the model spent thinking (part of completion_tokens)
+
+    @property
+    def uncached_prompt_tokens(self) -> int:
+        return max(
+            0, self.prompt_tokens - self.cache_read_tokens - self.cache_write_5m_tokens - self.cache_write_1h_tokens
+        )
 
     @property
     def is_empty(self) -> bool:
         return self.prompt_tokens == 0 and self.completion_tokens == 0
-
-    @classmethod
-    def from_openai(cls, usage: object) -> "Usage | None":
-        """None for a missing or all-zero usage object: both mean "count it ourselves"."""
-        if not isinstance(usage, dict):
-            return None
-        found = cls(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
-        return None if found.is_empty else found
 
 
 @dataclass
@@ -108,6 +114,9 @@ class StreamState:
     """What a stream converter learnt so far: usage if the provider sent it, and the text delivered."""
 
     usage: Usage | None = None
+    # The input counts some providers send before their final usage (Anthropic's message_start, each of
+    # Gemini's events): a stream that ends without the final usage still bills its cache split.
+    input_usage: Usage | None = None
     usage_sent: bool = False  # a usage chunk already went to the client
     chunk_id: str = ""
     created: int = 0

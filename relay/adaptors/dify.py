@@ -45,6 +45,7 @@ from relay.adaptors.openai_format import (
     json_or_none,
     last_user_index,
     new_completion_id,
+    openai_usage,
     request_json,
     require_chat,
     stream_event,
@@ -141,7 +142,7 @@ class DifyAdaptor(Adaptor):
 
     def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
         body = load_json(content)
-        usage = Usage.from_openai((body.get("metadata") or {}).get("usage"))
+        usage = openai_usage((body.get("metadata") or {}).get("usage"))
         message = assistant_message(body.get("answer") or "", [])
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
         shown = usage_object(usage) if usage else None
@@ -170,7 +171,7 @@ class DifyStream(StreamConverter):
             return [self.writer.chunk({"content": event["answer"]})] if event.get("answer") else []
         if kind == "message_end":
             self.ended = True
-            self.state.usage = Usage.from_openai((event.get("metadata") or {}).get("usage"))
+            self.state.usage = openai_usage((event.get("metadata") or {}).get("usage"))
             return [self.writer.chunk({}, "stop")]
         if kind == "error":
             raise UpstreamFailed(failure_of(502, event) or UpstreamFailure(502, "dify reported an error"))

@@ -60,6 +60,7 @@ from relay.adaptors.openai_format import (
     stop_sequences,
     stream_event,
     text_or_empty,
+    token_count,
     tool_functions,
     unsupported,
     usage_object,
@@ -332,12 +333,16 @@ def generate_body(request: RelayRequest, version: str) -> dict:
 # --- response: Gemini -> OpenAI chat ---
 
 
-def usage_of(raw: object) -> tuple[Usage, int, int]:
-    """(usage, cached prompt tokens, thinking tokens); thinking is billed as output."""
-    raw = raw if isinstance(raw, dict) else {}
-    thoughts = int(raw.get("thoughtsTokenCount") or 0)
-    usage = Usage(int(raw.get("promptTokenCount") or 0), int(raw.get("candidatesTokenCount") or 0) + thoughts)
-    return usage, int(raw.get("cachedContentTokenCount") or 0), thoughts
+def usage_of(raw: object) -> Usage:
+    """Gemini's usageMetadata: `cachedContentTokenCount` is part of `promptTokenCount`; thinking is billed as
+    output."""
+    thoughts = token_count(raw, "thoughtsTokenCount")
+    return Usage(
+        prompt_tokens=token_count(raw, "promptTokenCount"),
+        completion_tokens=token_count(raw, "candidatesTokenCount") + thoughts,
+        cache_read_tokens=token_count(raw, "cachedContentTokenCount"),
+        reasoning_tokens=thoughts,
+    )
 
 
 def read_parts(parts: object) -> tuple[str, str, list[dict]]:
@@ -426,12 +431,9 @@ class GeminiAdaptor(Adaptor):
         body = load_json(content)
         candidates = [c for c in body.get("candidates") or () if isinstance(c, dict)]
         choices = [choice_of(candidate, position) for position, candidate in enumerate(candidates)]
-        usage, cached, thoughts = usage_of(body.get("usageMetadata"))
+        usage = usage_of(body.get("usageMetadata"))
         answer = completion_body(
-            request,
-            body.get("responseId") or new_completion_id(),
-            choices or [blocked_choice()],
-            usage_object(usage, cached, thoughts),
+            request, body.get("responseId") or new_completion_id(), choices or [blocked_choice()], usage_object(usage)
         )
         return answer, reported_usage(usage), "".join(completion_text(choice["message"]) for choice in choices)
 
@@ -462,7 +464,8 @@ class GeminiStream(StreamConverter):
             raise UpstreamFailed(failure)
         self.writer.start(event.get("responseId") or "")
         if "usageMetadata" in event:
-            self.latest_usage = reported_usage(usage_of(event["usageMetadata"])[0])
+            self.latest_usage = reported_usage(usage_of(event["usageMetadata"]))
+            self.state.input_usage = self.latest_usage
         chunks = self.blocked_chunks(event)
         for position, candidate in enumerate(event.get("candidates") or ()):
             if isinstance(candidate, dict):

@@ -22,7 +22,7 @@ from relay.adaptors.base import (
     load_json,
     openai_style_error,
 )
-from relay.adaptors.openai_format import request_json, rerank_answer, rerank_body
+from relay.adaptors.openai_format import openai_usage, request_json, rerank_answer, rerank_body
 
 
 class OpenAIAdaptor(Adaptor):
@@ -103,8 +103,9 @@ class OpenAIAdaptor(Adaptor):
         if request.endpoint == "rerank":
             return rerank_answer(request, body.get("results"), rerank_tokens(body.get("usage")))
         text = "".join(choice_text(choice, "message") for choice in body.get("choices") or ())
-        usage = Usage.from_openai(body.get("usage"))
-        changed = remap_finish_reasons(body.get("choices"), self.finish_reasons)
+        usage = openai_usage(body.get("usage"))
+        changed = with_openai_cache_field(body.get("usage"), usage)
+        changed = remap_finish_reasons(body.get("choices"), self.finish_reasons) or changed
         if body.get("model") not in (None, request.model):
             body["model"] = request.model  # clients see the model they asked for, not the mapped one
             changed = True
@@ -141,7 +142,7 @@ class OpenAIStream(StreamConverter):
         self._remember(chunk)
         changed = remap_finish_reasons(chunk.get("choices"), self.finish_reasons)
         if chunk.get("usage") is not None:
-            self.state.usage = Usage.from_openai(chunk["usage"]) or self.state.usage
+            self.state.usage = openai_usage(chunk["usage"]) or self.state.usage
             if not self.request.wants_usage:
                 if not chunk.get("choices"):
                     return []
@@ -149,6 +150,7 @@ class OpenAIStream(StreamConverter):
                 changed = True
             else:
                 self.state.usage_sent = True
+                changed = with_openai_cache_field(chunk["usage"], self.state.usage) or changed
         if chunk.get("model") not in (None, self.request.model):
             chunk["model"] = self.request.model
             changed = True
@@ -168,6 +170,19 @@ class OpenAIStream(StreamConverter):
                 for call in tool_calls:
                     function = call.get("function") or {} if isinstance(call, dict) else {}
                     self.state.text_parts.append((function.get("name") or "") + (function.get("arguments") or ""))
+
+
+def with_openai_cache_field(reported: object, usage: Usage | None) -> bool:
+    """Add OpenAI's `prompt_tokens_details.cached_tokens` to usage that reports a cache hit only in its own
+    fields (DeepSeek's `prompt_cache_hit_tokens`), so clients read it where they look; True when added."""
+    if not isinstance(reported, dict) or usage is None or not usage.cache_read_tokens:
+        return False
+    details = reported.get("prompt_tokens_details")
+    if isinstance(details, dict) and details.get("cached_tokens"):
+        return False
+    kept = details if isinstance(details, dict) else {}
+    reported["prompt_tokens_details"] = {**kept, "cached_tokens": usage.cache_read_tokens}
+    return True
 
 
 def choice_text(choice: object, key: str) -> str:

@@ -222,17 +222,46 @@ def assistant_message(text: str, tool_calls: list[dict], reasoning: str = "") ->
     return message
 
 
-def usage_object(usage: Usage, cached_tokens: int = 0, reasoning_tokens: int = 0) -> dict:
+def usage_object(usage: Usage) -> dict:
+    """Usage as OpenAI reports it: `prompt_tokens` counts cached input too, and the cache reads and the
+    reasoning are shown inside it when there are any."""
     answer: dict = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
     }
-    if cached_tokens:
-        answer["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
-    if reasoning_tokens:
-        answer["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+    if usage.cache_read_tokens:
+        answer["prompt_tokens_details"] = {"cached_tokens": usage.cache_read_tokens}
+    if usage.reasoning_tokens:
+        answer["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
     return answer
+
+
+def token_count(counts: object, name: str) -> int:
+    """One count of a provider's usage object; 0 when it or the object is absent."""
+    value = counts.get(name) if isinstance(counts, dict) else None
+    return int(value or 0)
+
+
+def openai_usage(usage: object) -> Usage | None:
+    """OpenAI-style usage in each dialect upstreams speak: chat's `prompt_tokens_details.cached_tokens` and
+    `completion_tokens_details.reasoning_tokens`, the Responses API's `input_tokens` / `output_tokens` with
+    their `*_details`, DeepSeek's `prompt_cache_hit_tokens` / `prompt_cache_miss_tokens`. None for a missing
+    or all-zero usage object: both mean "count it ourselves"."""
+    if not isinstance(usage, dict):
+        return None
+    input_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
+    output_details = usage.get("completion_tokens_details") or usage.get("output_tokens_details")
+    cache_hit = token_count(usage, "prompt_cache_hit_tokens")
+    found = Usage(
+        prompt_tokens=token_count(usage, "prompt_tokens")
+        or token_count(usage, "input_tokens")
+        or cache_hit + token_count(usage, "prompt_cache_miss_tokens"),
+        completion_tokens=token_count(usage, "completion_tokens") or token_count(usage, "output_tokens"),
+        cache_read_tokens=token_count(input_details, "cached_tokens") or cache_hit,
+        reasoning_tokens=token_count(output_details, "reasoning_tokens"),
+    )
+    return None if found.is_empty else found
 
 
 def reported_usage(usage: Usage) -> Usage | None:

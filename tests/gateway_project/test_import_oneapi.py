@@ -139,6 +139,8 @@ def new_api_rows(base_url: str = "http://upstream.invalid") -> dict[str, list[di
         ],
         "options": [
             {"key": "ModelRatio", "value": '{"gpt-4o": 2.5}'},
+            {"key": "CacheRatio", "value": '{"gpt-4o": 0.5, "my-cached": 0.2}'},
+            {"key": "CreateCacheRatio", "value": '{"my-cached": 1.5}'},
             {"key": "GroupRatio", "value": "not json"},
             {"key": "QuotaPerUnit", "value": "lots"},
         ],
@@ -303,6 +305,9 @@ def test_it_imports_a_new_api_database(new_api_db):
     assert "tokens: 3 created, 0 updated, 0 kept, 2 skipped" in printed
     assert "option GroupRatio is not a JSON object" in printed
     assert "option QuotaPerUnit 'lots' is not a positive number" in printed
+    prices = pricing.current()  # new-api's cache prices; it has no 1-hour write price: the default stays
+    assert (prices.cache_ratio["my-cached"], prices.create_cache_ratio["my-cached"]) == (0.2, 1.5)
+    assert prices.create_cache_ratio_1h == pricing.DEFAULT_CREATE_CACHE_RATIO_1H_TABLE
 
 
 @pytest.mark.parametrize("layout", ["one_api_db", "new_api_db"])

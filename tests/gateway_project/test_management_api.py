@@ -296,11 +296,20 @@ def test_logs_filter_by_model_type_key_channel_and_time(access_token, alice, bob
 
 def test_log_stats_total_consumption_for_the_filters(access_token, alice, bob):
     consume(alice, "gpt-4o", 10, prompt_tokens=1, completion_tokens=2)
-    consume(alice, "gpt-4o", 20, prompt_tokens=3, completion_tokens=4)
+    consume(alice, "gpt-4o", 20, prompt_tokens=3, completion_tokens=4, cache_read_tokens=2, reasoning_tokens=1)
     consume(bob, "gpt-4o", 40)
     Log.objects.create(type=Log.Type.MANAGE, user_id=alice.pk, quota=500)
     stats = call("get", f"/api/logs/stats?user_id={alice.pk}", access_token).json()
-    assert stats == {"quota": 30, "requests": 2, "prompt_tokens": 4, "completion_tokens": 6}
+    assert stats == {
+        "quota": 30,
+        "requests": 2,
+        "prompt_tokens": 4,
+        "completion_tokens": 6,
+        "cache_read_tokens": 2,
+        "cache_write_5m_tokens": 0,
+        "cache_write_1h_tokens": 0,
+        "reasoning_tokens": 1,
+    }
     manage = call("get", "/api/logs/stats?type=manage", access_token).json()
     assert (manage["quota"], manage["requests"]) == (500, 1)
 

@@ -230,7 +230,7 @@ def test_it_converts_a_message_with_text_and_tool_use():
             "function": {"name": "lookup_weather", "arguments": '{"city":"Lisbon"}'},
         }
     ]
-    assert usage == Usage(fake.PROMPT_TOKENS, fake.OUTPUT_TOKENS)
+    assert usage == Usage(fake.PROMPT_TOKENS, fake.OUTPUT_TOKENS, cache_read_tokens=fake.CACHE_READ_TOKENS)
     assert body["usage"]["prompt_tokens_details"] == {"cached_tokens": fake.CACHE_READ_TOKENS}
     assert text.startswith(fake.TOOL_TEXT) and "lookup_weather" in text
 
@@ -283,7 +283,9 @@ def test_it_converts_the_event_stream_to_openai_chunks():
     assert finish_reasons(chunks) == ["stop"]
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
     assert not any("usage" in chunk for chunk in chunks)  # the relay adds the usage chunk itself
-    assert converter.state.usage == Usage(fake.PROMPT_TOKENS, fake.OUTPUT_TOKENS)
+    assert converter.state.usage == Usage(
+        fake.PROMPT_TOKENS, fake.OUTPUT_TOKENS, cache_read_tokens=fake.CACHE_READ_TOKENS
+    )
     assert converter.state.chunk_id == fake.MESSAGE_ID and converter.state.created > 0
     assert converter.state.text == fake.REPLY
 
@@ -322,6 +324,72 @@ def test_it_raises_the_provider_error_when_an_error_event_arrives_mid_stream():
             converter.feed(payload)
     assert (raised.value.failure.status, raised.value.failure.message) == (503, "Overloaded")
     assert converter.state.usage is None  # billed on the delivered text, not on a half-known usage
+
+
+CACHED_PROMPT = fake.PROMPT_TOKENS + fake.CACHE_WRITE_5M_TOKENS + fake.CACHE_WRITE_1H_TOKENS
+CACHED_USAGE = Usage(
+    CACHED_PROMPT,
+    fake.OUTPUT_TOKENS,
+    cache_read_tokens=fake.CACHE_READ_TOKENS,
+    cache_write_5m_tokens=fake.CACHE_WRITE_5M_TOKENS,
+    cache_write_1h_tokens=fake.CACHE_WRITE_1H_TOKENS,
+)
+
+
+def test_it_reads_cache_reads_and_writes_split_by_lifetime():
+    content = orjson.dumps(fake.message(chat(), Behaviour(cache_writes=True)))
+    answer, usage, _ = ADAPTOR.convert_response(chat_request(chat()), content)
+    assert usage == CACHED_USAGE
+    assert usage.uncached_prompt_tokens == fake.INPUT_TOKENS
+    assert orjson.loads(answer)["usage"] == {
+        "prompt_tokens": CACHED_PROMPT,  # OpenAI's convention: every input token
+        "completion_tokens": fake.OUTPUT_TOKENS,
+        "total_tokens": CACHED_PROMPT + fake.OUTPUT_TOKENS,
+        "prompt_tokens_details": {"cached_tokens": fake.CACHE_READ_TOKENS},
+    }
+
+
+def test_cache_writes_without_their_split_are_five_minute_writes():
+    message = fake.message(chat(), Behaviour())
+    message["usage"] = {"input_tokens": 4, "cache_creation_input_tokens": 100, "output_tokens": 2}
+    _, usage, _ = ADAPTOR.convert_response(chat_request(chat()), orjson.dumps(message))
+    assert usage == Usage(104, 2, cache_write_5m_tokens=100)
+
+
+def test_a_stream_reads_the_split_from_message_start_and_message_delta():
+    converter, _ = convert_stream(chat(stream=True), event_payloads(Behaviour(cache_writes=True)))
+    assert converter.state.usage == CACHED_USAGE
+
+
+def test_a_message_delta_count_of_zero_keeps_the_count_message_start_gave():
+    start = {"input_tokens": 7, "cache_read_input_tokens": 50, "output_tokens": 1}
+    payloads = [
+        {"type": "message_start", "message": {"id": "msg_1", "usage": start}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": "Hi"}},
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {"input_tokens": 0, "cache_read_input_tokens": 60, "output_tokens": 4},
+        },
+        {"type": "message_stop"},
+    ]
+    converter, _ = convert_stream(chat(stream=True), [orjson.dumps(p) for p in payloads])
+    assert converter.state.usage == Usage(67, 4, cache_read_tokens=60)
+
+
+def test_a_stream_cut_before_message_delta_keeps_the_input_split_of_message_start():
+    converter = ADAPTOR.stream_converter(chat_request(chat(stream=True)))
+    for payload in event_payloads(Behaviour(cache_writes=True, error_after=1))[:-1]:
+        converter.feed(payload)
+    assert converter.state.usage is None
+    assert converter.state.input_usage == Usage(
+        CACHED_PROMPT,
+        1,
+        cache_read_tokens=fake.CACHE_READ_TOKENS,
+        cache_write_5m_tokens=fake.CACHE_WRITE_5M_TOKENS,
+        cache_write_1h_tokens=fake.CACHE_WRITE_1H_TOKENS,
+    )
 
 
 def test_it_treats_a_stream_closed_before_message_stop_as_an_upstream_failure():
@@ -382,6 +450,7 @@ async def test_it_streams_an_answer_with_the_usage_chunk_the_client_asked_for(
         "prompt_tokens": fake.PROMPT_TOKENS,
         "completion_tokens": fake.OUTPUT_TOKENS,
         "total_tokens": fake.PROMPT_TOKENS + fake.OUTPUT_TOKENS,
+        "prompt_tokens_details": {"cached_tokens": fake.CACHE_READ_TOKENS},
     }
     assert usage_chunks[0]["id"] == chunks[0]["id"]
     log = await consume_log(response["X-Request-Id"])
@@ -465,4 +534,5 @@ async def test_it_ends_a_stream_with_an_error_event_when_anthropic_fails_mid_str
     assert chunks[-1]["error"]["message"] == "Overloaded"
     log = await consume_log(response["X-Request-Id"])
     assert log.content.startswith("upstream failed mid-stream")
+    assert (log.prompt_tokens, log.cache_read_tokens) == (fake.PROMPT_TOKENS, fake.CACHE_READ_TOKENS)  # message_start's
     assert log.completion_tokens > 0

@@ -228,9 +228,39 @@ def test_it_converts_a_response_with_usage_including_thoughts():
     assert body["model"] == MODEL and body["object"] == "chat.completion"
     assert body["choices"][0]["message"] == {"role": "assistant", "content": fake.REPLY}
     assert body["choices"][0]["finish_reason"] == "stop"
-    assert usage == Usage(fake.PROMPT_TOKENS, fake.COMPLETION_TOKENS)
+    assert usage == Usage(fake.PROMPT_TOKENS, fake.COMPLETION_TOKENS, reasoning_tokens=fake.THOUGHT_TOKENS)
     assert body["usage"]["completion_tokens_details"] == {"reasoning_tokens": fake.THOUGHT_TOKENS}
     assert text == fake.REPLY
+
+
+def test_it_reads_the_context_cache_hit_as_part_of_the_prompt():
+    content = orjson.dumps(fake.whole_response(Behaviour(cached=True)))
+    answer, usage, _ = ADAPTOR.convert_response(chat_request(chat()), content)
+    assert usage == Usage(
+        fake.PROMPT_TOKENS,
+        fake.COMPLETION_TOKENS,
+        cache_read_tokens=fake.CACHED_TOKENS,
+        reasoning_tokens=fake.THOUGHT_TOKENS,
+    )
+    assert orjson.loads(answer)["usage"] == {
+        "prompt_tokens": fake.PROMPT_TOKENS,
+        "completion_tokens": fake.COMPLETION_TOKENS,
+        "total_tokens": fake.PROMPT_TOKENS + fake.COMPLETION_TOKENS,
+        "prompt_tokens_details": {"cached_tokens": fake.CACHED_TOKENS},
+        "completion_tokens_details": {"reasoning_tokens": fake.THOUGHT_TOKENS},
+    }
+
+
+def test_a_stream_reads_the_cache_hit_and_keeps_it_when_cut():
+    converter, _ = convert_stream(chat(stream=True), fake.stream_events(Behaviour(cached=True)))
+    assert converter.state.usage.cache_read_tokens == fake.CACHED_TOKENS
+    cut = ADAPTOR.stream_converter(chat_request(chat(stream=True)))
+    cut.feed(orjson.dumps(fake.stream_events(Behaviour(cached=True))[0]))
+    assert cut.state.usage is None
+    assert (cut.state.input_usage.prompt_tokens, cut.state.input_usage.cache_read_tokens) == (
+        fake.PROMPT_TOKENS,
+        fake.CACHED_TOKENS,
+    )
 
 
 def test_it_converts_function_calls_to_tool_calls_with_json_string_arguments():
@@ -287,7 +317,9 @@ def test_it_converts_sse_events_to_openai_chunks():
     assert finish_reasons(chunks) == ["stop"]
     assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
     assert not any("usage" in chunk for chunk in chunks)  # the relay adds the usage chunk itself
-    assert converter.state.usage == Usage(fake.PROMPT_TOKENS, fake.COMPLETION_TOKENS)
+    assert converter.state.usage == Usage(
+        fake.PROMPT_TOKENS, fake.COMPLETION_TOKENS, reasoning_tokens=fake.THOUGHT_TOKENS
+    )
 
 
 def test_it_streams_function_calls_as_complete_tool_calls():
@@ -311,7 +343,9 @@ def test_it_adds_a_finish_chunk_when_the_stream_closes_without_a_finish_reason()
     del events[-1]["candidates"][0]["finishReason"]
     converter, chunks = convert_stream(chat(stream=True), events)
     assert finish_reasons(chunks) == ["stop"]
-    assert converter.state.usage == Usage(fake.PROMPT_TOKENS, fake.COMPLETION_TOKENS)
+    assert converter.state.usage == Usage(
+        fake.PROMPT_TOKENS, fake.COMPLETION_TOKENS, reasoning_tokens=fake.THOUGHT_TOKENS
+    )
 
 
 def test_it_raises_the_provider_error_when_an_error_event_arrives_mid_stream():
@@ -365,6 +399,7 @@ async def test_it_streams_an_answer_with_the_usage_chunk_the_client_asked_for(al
         "prompt_tokens": fake.PROMPT_TOKENS,
         "completion_tokens": fake.COMPLETION_TOKENS,
         "total_tokens": fake.PROMPT_TOKENS + fake.COMPLETION_TOKENS,
+        "completion_tokens_details": {"reasoning_tokens": fake.THOUGHT_TOKENS},
     }
     assert fake_gemini.requests[0].query == {"alt": "sse", "key": fake.API_KEY}
     log = await consume_log(response["X-Request-Id"])

@@ -290,6 +290,7 @@ async def test_it_streams_a_claude_answer_with_usage_through_stream_raw_predict(
         "prompt_tokens": anthropic_upstream.PROMPT_TOKENS,
         "completion_tokens": anthropic_upstream.OUTPUT_TOKENS,
         "total_tokens": anthropic_upstream.PROMPT_TOKENS + anthropic_upstream.OUTPUT_TOKENS,
+        "prompt_tokens_details": {"cached_tokens": anthropic_upstream.CACHE_READ_TOKENS},
     }
     assert fake_vertex.requests[0].path.endswith("claude-3-5-sonnet-v2@20241022:streamRawPredict")
     log = await consume_log(response["X-Request-Id"])
@@ -434,7 +435,11 @@ def test_the_stream_converter_reports_the_usage_of_the_format_it_found():
     for _, event in anthropic_upstream.stream_events({**body, "model": CLAUDE}, anthropic_upstream.Behaviour()):
         converter.feed(orjson.dumps(event))
     converter.finish()
-    assert converter.state.usage == Usage(anthropic_upstream.PROMPT_TOKENS, anthropic_upstream.OUTPUT_TOKENS)
+    assert converter.state.usage == Usage(
+        anthropic_upstream.PROMPT_TOKENS,
+        anthropic_upstream.OUTPUT_TOKENS,
+        cache_read_tokens=anthropic_upstream.CACHE_READ_TOKENS,
+    )
     assert converter.state.text == anthropic_upstream.REPLY
 
 

@@ -13,7 +13,15 @@ from relay.tokenizer import count_text
 from tests.support.factories import make_channel, make_key
 from tests.support.fakes import anthropic_upstream
 from tests.support.fakes.anthropic_upstream import FakeAnthropic
-from tests.support.fakes.openai_upstream import PROMPT_TOKENS, REPLY, Behaviour, completion
+from tests.support.fakes.openai_upstream import (
+    CACHED_TOKENS,
+    PROMPT_TOKENS,
+    REASONING_TOKENS,
+    REPLY,
+    Behaviour,
+    completion,
+    usage_object,
+)
 from tests.support.fakes.recording import served
 from tests.support.fakes.server import serve
 from tests.support.live_server import LiveGateway, consume_logs
@@ -77,6 +85,19 @@ async def test_the_usage_chunk_the_client_asked_for_follows_the_answer(alice_key
     assert all(chunk["usage"] is None for chunk in answer)
     assert usage["choices"] == [] and usage["usage"]["prompt_tokens"] == PROMPT_TOKENS
     assert usage["usage"]["completion_tokens"] == 6
+
+
+async def test_the_usage_chunk_and_the_log_keep_the_answers_cache_split(alice_key, openai_channel, fake_openai):
+    fake_openai.script.append(Behaviour(body=whole_answer(usage=usage_object(Behaviour(cached=True)))))
+    chunks, request_id = await relayed(alice_key, {**STREAM, "stream_options": {"include_usage": True}})
+    assert chunks[-1]["usage"]["prompt_tokens_details"] == {"cached_tokens": CACHED_TOKENS}
+    assert chunks[-1]["usage"]["completion_tokens_details"] == {"reasoning_tokens": REASONING_TOKENS}
+    log = await consume_log(request_id)
+    assert (log.prompt_tokens, log.cache_read_tokens, log.reasoning_tokens) == (
+        PROMPT_TOKENS,
+        CACHED_TOKENS,
+        REASONING_TOKENS,
+    )
 
 
 async def test_an_answer_without_usage_is_counted_locally(alice_key, openai_channel, fake_openai):

@@ -19,6 +19,9 @@ INPUT_TOKENS = 25
 CACHE_READ_TOKENS = 5
 PROMPT_TOKENS = INPUT_TOKENS + CACHE_READ_TOKENS  # what an OpenAI client is told the prompt cost
 OUTPUT_TOKENS = 9
+# A behaviour with `cache_writes` also writes input to the prompt cache, for 5 minutes and for an hour.
+CACHE_WRITE_5M_TOKENS = 40
+CACHE_WRITE_1H_TOKENS = 60
 TOOL_TEXT = "Let me check."
 TOOL_ID = "toolu_01A"
 TOOL_NAME = "lookup_weather"
@@ -32,6 +35,7 @@ class Behaviour:
     body: dict | None = None  # a JSON body to answer with instead of a message
     tool_call: bool = False  # answer with a text block and a tool_use block
     error_after: int | None = None  # stream: send an overloaded error event after this many text deltas
+    cache_writes: bool = False  # usage reports cache writes; a stream's message_delta repeats the input counts
 
 
 @dataclass
@@ -76,13 +80,18 @@ class FakeAnthropic:
         return response
 
 
-def start_usage() -> dict:
-    return {
+def start_usage(behaviour: Behaviour) -> dict:
+    usage = {
         "input_tokens": INPUT_TOKENS,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": CACHE_READ_TOKENS,
         "output_tokens": 1,
     }
+    if behaviour.cache_writes:
+        usage["cache_creation_input_tokens"] = CACHE_WRITE_5M_TOKENS + CACHE_WRITE_1H_TOKENS
+        split = {"ephemeral_5m_input_tokens": CACHE_WRITE_5M_TOKENS, "ephemeral_1h_input_tokens": CACHE_WRITE_1H_TOKENS}
+        usage["cache_creation"] = split
+    return usage
 
 
 def message(body: dict, behaviour: Behaviour) -> dict:
@@ -102,7 +111,7 @@ def message(body: dict, behaviour: Behaviour) -> dict:
         "content": content,
         "stop_reason": stop_reason,
         "stop_sequence": None,
-        "usage": {**start_usage(), "output_tokens": OUTPUT_TOKENS},
+        "usage": {**start_usage(behaviour), "output_tokens": OUTPUT_TOKENS},
     }
 
 
@@ -129,7 +138,7 @@ def tool_block_events(index: int) -> list[tuple[str, dict]]:
 
 
 def stream_events(body: dict, behaviour: Behaviour) -> list[tuple[str, dict]]:
-    started = {**message(body, behaviour), "content": [], "stop_reason": None, "usage": start_usage()}
+    started = {**message(body, behaviour), "content": [], "stop_reason": None, "usage": start_usage(behaviour)}
     events = [("message_start", {"message": started})]
     if behaviour.tool_call:
         events += text_block_events(0, [TOOL_TEXT], behaviour) + tool_block_events(1)
@@ -139,6 +148,7 @@ def stream_events(body: dict, behaviour: Behaviour) -> list[tuple[str, dict]]:
         stop_reason = "end_turn"
     if events[-1][0] != "error":
         delta = {"stop_reason": stop_reason, "stop_sequence": None}
-        events.append(("message_delta", {"delta": delta, "usage": {"output_tokens": OUTPUT_TOKENS}}))
+        usage = {**start_usage(behaviour), "output_tokens": OUTPUT_TOKENS} if behaviour.cache_writes else {}
+        events.append(("message_delta", {"delta": delta, "usage": {**usage, "output_tokens": OUTPUT_TOKENS}}))
         events.append(("message_stop", {}))
     return [(name, {"type": name, **data}) if name != "error" else (name, data) for name, data in events]

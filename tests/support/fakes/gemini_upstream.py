@@ -19,6 +19,7 @@ PROMPT_TOKENS = 270
 CANDIDATE_TOKENS = 5
 THOUGHT_TOKENS = 3
 COMPLETION_TOKENS = CANDIDATE_TOKENS + THOUGHT_TOKENS  # thinking is billed as output
+CACHED_TOKENS = 200  # of PROMPT_TOKENS, when a behaviour reports a context cache hit
 FUNCTION_NAME = "lookup_weather"
 BAD_KEY_MESSAGE = "API key not valid. Please pass a valid API key."
 OVERLOADED_MESSAGE = "The model is overloaded. Please try again later."
@@ -47,6 +48,7 @@ class Behaviour:
     function_call: bool = False  # answer with a functionCall part
     finish_reason: str = "STOP"
     error_after: int | None = None  # stream: send an error event after this many text events
+    cached: bool = False  # usageMetadata reports CACHED_TOKENS of the prompt served from the context cache
 
 
 @dataclass
@@ -91,8 +93,10 @@ class FakeGemini:
         return response
 
 
-def usage(candidates: int, thoughts: int) -> dict:
+def usage(candidates: int, thoughts: int, behaviour: Behaviour) -> dict:
     metadata = {"promptTokenCount": PROMPT_TOKENS, "totalTokenCount": PROMPT_TOKENS + candidates + thoughts}
+    if behaviour.cached:
+        metadata["cachedContentTokenCount"] = CACHED_TOKENS
     if candidates:
         metadata["candidatesTokenCount"] = candidates
     if thoughts:
@@ -116,7 +120,7 @@ def answer_parts(behaviour: Behaviour) -> list[dict]:
 def whole_response(behaviour: Behaviour) -> dict:
     return {
         "candidates": [candidate(answer_parts(behaviour), behaviour.finish_reason)],
-        "usageMetadata": usage(CANDIDATE_TOKENS, THOUGHT_TOKENS),
+        "usageMetadata": usage(CANDIDATE_TOKENS, THOUGHT_TOKENS, behaviour),
         "modelVersion": "gemini-2.0-flash",
         "responseId": "resp-fake",
     }
@@ -134,7 +138,7 @@ def stream_events(behaviour: Behaviour) -> list[dict]:
         events.append(
             {
                 "candidates": [candidate(parts, behaviour.finish_reason if last else None)],
-                "usageMetadata": usage(tokens, THOUGHT_TOKENS if last else 0),
+                "usageMetadata": usage(tokens, THOUGHT_TOKENS if last else 0, behaviour),
                 "modelVersion": "gemini-2.0-flash",
                 "responseId": "resp-fake",
             }

@@ -15,6 +15,8 @@ from aiohttp import web
 REPLY = "Hello from the fake upstream!"
 PROMPT_TOKENS = 12
 REPLY_PIECES = ["Hello", " from", " the", " fake", " upstream", "!"]
+CACHED_TOKENS = 8  # of PROMPT_TOKENS, when a behaviour reports a cache hit
+REASONING_TOKENS = 2  # of the completion tokens, alongside a cache hit
 
 
 @dataclass
@@ -23,6 +25,8 @@ class Behaviour:
     body: dict | None = None  # a JSON body to answer with instead of the default
     usage: bool = True  # include usage (non-stream) / honour include_usage (stream)
     zero_usage: bool = False  # send an all-zero usage object
+    cached: bool = False  # usage reports CACHED_TOKENS read from the prompt cache and REASONING_TOKENS
+    deepseek: bool = False  # with `cached`: DeepSeek's usage fields (prompt_cache_hit/miss_tokens) instead
     die_after: int | None = None  # stream: drop the connection after this many content chunks
     stall_after: int | None = None  # stream: stop sending (but keep the connection) after N chunks
     delay: float = 0.0  # seconds before answering
@@ -102,7 +106,21 @@ def usage_object(behaviour: Behaviour) -> dict:
     if behaviour.zero_usage:
         return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     completion = len(REPLY_PIECES)
-    return {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": completion, "total_tokens": PROMPT_TOKENS + completion}
+    usage = {
+        "prompt_tokens": PROMPT_TOKENS,
+        "completion_tokens": completion,
+        "total_tokens": PROMPT_TOKENS + completion,
+    }
+    if behaviour.cached and behaviour.deepseek:
+        return {
+            **usage,
+            "prompt_cache_hit_tokens": CACHED_TOKENS,
+            "prompt_cache_miss_tokens": PROMPT_TOKENS - CACHED_TOKENS,
+        }
+    if behaviour.cached:
+        usage["prompt_tokens_details"] = {"cached_tokens": CACHED_TOKENS, "audio_tokens": 0}
+        usage["completion_tokens_details"] = {"reasoning_tokens": REASONING_TOKENS, "audio_tokens": 0}
+    return usage
 
 
 def embedding(body: dict, behaviour: Behaviour) -> dict:

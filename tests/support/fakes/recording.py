@@ -23,6 +23,7 @@ class Behaviour:
     tool_call: bool = False
     finish_reason: str | None = None  # the provider's own finish reason, instead of its normal one
     usage: bool = True  # report token counts
+    cached: bool = False  # report cached (and, where the format has them, cache-written) input tokens
 
 
 @dataclass

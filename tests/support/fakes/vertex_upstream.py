@@ -141,7 +141,7 @@ class FakeVertex:
 
 
 async def gemini_answer(request: web.Request, body: dict, behaviour: Behaviour) -> web.StreamResponse:
-    gemini = gemini_upstream.Behaviour(function_call=behaviour.tool_call)
+    gemini = gemini_upstream.Behaviour(function_call=behaviour.tool_call, cached=behaviour.cached)
     if request.match_info["call"].endswith(":streamGenerateContent"):
         if request.query.get("alt") != "sse":  # without it Google streams one JSON array
             return web.json_response({"error": {"code": 400, "message": "use alt=sse"}}, status=400)
@@ -153,7 +153,7 @@ async def claude_answer(request: web.Request, body: dict, behaviour: Behaviour) 
     if body.get("anthropic_version") != "vertex-2023-10-16" or "model" in body:
         error = {"type": "invalid_request_error", "message": "anthropic_version: vertex-2023-10-16 required"}
         return web.json_response({"type": "error", "error": error}, status=400)
-    claude = anthropic_upstream.Behaviour(tool_call=behaviour.tool_call)
+    claude = anthropic_upstream.Behaviour(tool_call=behaviour.tool_call, cache_writes=behaviour.cached)
     answered = {**body, "model": request.match_info["call"].rsplit(":", 1)[0]}
     if body.get("stream"):
         events = anthropic_upstream.stream_events(answered, claude)
@@ -164,9 +164,9 @@ async def claude_answer(request: web.Request, body: dict, behaviour: Behaviour) 
 
 async def llama_answer(request: web.Request, body: dict, behaviour: Behaviour) -> web.StreamResponse:
     if body.get("stream"):
-        chunks = openai_upstream.stream_chunks(body, openai_upstream.Behaviour())
+        chunks = openai_upstream.stream_chunks(body, openai_upstream.Behaviour(cached=behaviour.cached))
         return await stream_lines(request, "text/event-stream", [*chunks, b"data: [DONE]\n\n"])
-    return web.json_response(openai_upstream.completion(body, openai_upstream.Behaviour()))
+    return web.json_response(openai_upstream.completion(body, openai_upstream.Behaviour(cached=behaviour.cached)))
 
 
 def claims_problem(claims: dict, token_uri: str) -> str | None:

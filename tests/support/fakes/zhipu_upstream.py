@@ -19,6 +19,7 @@ REPLY_PIECES = ["GLM", " says", " hello"]
 REPLY = "".join(REPLY_PIECES)
 PROMPT_TOKENS = 15
 COMPLETION_TOKENS = 3
+CACHED_TOKENS = 10  # of PROMPT_TOKENS, when a behaviour reports a cache hit
 EMBEDDING = [0.5, -0.25]
 AUTH_FAILED = {"error": {"code": "1000", "message": "身份验证失败。"}}
 IN_ARREARS = {"error": {"code": "1113", "message": "您的账户已欠费，请充值后重试。"}}  # answered with 429
@@ -50,8 +51,11 @@ def verified_claims(token: str) -> dict | None:
     return claim_fields if valid else None
 
 
-def usage() -> dict:
-    return {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS, "total_tokens": 18}
+def usage(behaviour: Behaviour) -> dict:
+    found = {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS, "total_tokens": 18}
+    if behaviour.cached:
+        found["prompt_tokens_details"] = {"cached_tokens": CACHED_TOKENS}  # GLM's context cache, in OpenAI's field
+    return found
 
 
 @dataclass
@@ -72,13 +76,17 @@ class FakeZhipu(RecordingFake):
     async def answer(self, request: web.Request, body: dict, behaviour: Behaviour) -> web.StreamResponse:
         if request.path.endswith("/embeddings"):
             data = [{"object": "embedding", "index": 0, "embedding": EMBEDDING}]
-            return web.json_response({"object": "list", "model": body["model"], "data": data, "usage": usage()})
+            return web.json_response(
+                {"object": "list", "model": body["model"], "data": data, "usage": usage(behaviour)}
+            )
         reason = behaviour.finish_reason or "stop"
         base = {"id": "20240601-zp", "request_id": "req-1", "created": 1717000000, "model": body["model"]}
         if not body.get("stream"):
             choice = {"index": 0, "message": {"role": "assistant", "content": REPLY}, "finish_reason": reason}
-            return web.json_response({**base, "choices": [choice], "usage": usage()})
+            return web.json_response({**base, "choices": [choice], "usage": usage(behaviour)})
         pieces, _ = pieces_until(REPLY_PIECES, behaviour)
         chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": p}}]} for p in pieces]
-        chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}], "usage": usage()})
+        chunks.append(
+            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}], "usage": usage(behaviour)}
+        )
         return await stream_lines(request, "text/event-stream", sse(chunks) + [b"data: [DONE]\n\n"])
