@@ -26,7 +26,7 @@ test-deps: $(TEST_STAMP)
 setup: deps
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py collectstatic --noinput -v0
-	$(PY) manage.py bootstrap_admin
+	$(PY) manage.py bootstrap_admin --port $${PORT:-3000}
 
 run: setup
 	exec scripts/serve.sh daphne 0.0.0.0 $${PORT:-3000}

@@ -16,7 +16,7 @@ cd "$(dirname "$(readlink -f "$0")")/.."
 
 prepare() {
   python manage.py migrate --noinput
-  python manage.py bootstrap_admin
+  python manage.py bootstrap_admin --port "${PORT:-3000}"
 }
 
 role="${1:-web}"

@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from billing.accounts.access import user_for_access_token
-from billing.models import AccessToken, ApiKey, Log, hash_key
+from billing.models import AccessToken, ApiKey, Log, User, hash_key
 from channels_app.models import Channel
 from tests.support.factories import ALICE_QUOTA, make_channel
 from tests.support.fakes.openai_upstream import Behaviour
@@ -114,3 +114,17 @@ def test_channel_test_reports_each_channel_and_fails_if_any_did(fake_openai):
 def test_channel_test_fails_for_an_unknown_channel(db):
     with pytest.raises(CommandError, match="no channel 999"):
         run("channel_test", "999")
+
+
+def test_bootstrap_admin_prints_working_credentials_once_and_where_to_go_every_time():
+    first = run("bootstrap_admin", "--port", "3100")
+    password = first.split("password: ")[1].split()[0]
+    token = first.split("management access token: ")[1].split()[0]
+    admin = User.objects.get(username="admin")
+    assert admin.is_superuser and admin.check_password(password) and user_for_access_token(token) == admin
+    second = run("bootstrap_admin", "--port", "3100")
+    assert "users exist: no admin created" in second and password not in second
+    for printed in (first, second):
+        assert "http://localhost:3100/v1" in printed and "http://localhost:3100/console/" in printed
+        assert "http://localhost:3100/admin/" in printed and "http://localhost:3100/api/docs" in printed
+        assert "manage.py changepassword admin" in printed

@@ -1,4 +1,4 @@
-"""Create the first admin when the database has no user; print its credentials once."""
+"""Create the first admin when the database has no user; print its credentials once, and where to go."""
 
 import secrets
 
@@ -13,12 +13,22 @@ FIRST_ADMIN_QUOTA = 100_000_000  # $200 at 500 000 quota per USD
 
 
 class Command(BaseCommand):
-    help = "Create the first admin (username admin) when there is no user yet, and print its credentials."
+    help = (
+        "Create the first admin (username admin) when there is no user yet and print its credentials once; "
+        "then print the gateway's addresses."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--port", type=int, default=3000, help="the port the gateway will listen on")
 
     def handle(self, *args, **options) -> None:
         if User.objects.exists():
             self.stdout.write("users exist: no admin created")
-            return
+        else:
+            self.create_first_admin()
+        self.stdout.write(where_to_go(options["port"]))
+
+    def create_first_admin(self) -> None:
         password = secrets.token_urlsafe(12)
         with transaction.atomic():
             admin = User.objects.create_superuser("admin", password=password, quota=FIRST_ADMIN_QUOTA)
@@ -27,5 +37,16 @@ class Command(BaseCommand):
         self.stdout.write(
             "created the first admin -- shown only this once:\n"
             f"  username: admin\n  password: {password}\n  management access token: {token}\n"
-            "  admin: /admin/   management API: /api/docs"
         )
+
+
+def where_to_go(port: int) -> str:
+    site = f"http://localhost:{port}"
+    return (
+        "the gateway will answer at:\n"
+        f"  OpenAI base URL (for apps): {site}/v1\n"
+        f"  user console:               {site}/console/\n"
+        f"  admin:                      {site}/admin/\n"
+        f"  management API docs:        {site}/api/docs\n"
+        "lost the admin's password? manage.py changepassword admin (README, first lines)"
+    )
