@@ -261,7 +261,7 @@ def openai_usage(usage: object) -> Usage | None:
         cache_read_tokens=token_count(input_details, "cached_tokens") or cache_hit,
         reasoning_tokens=token_count(output_details, "reasoning_tokens"),
     )
-    return None if found.is_empty else found
+    return reported_usage(found)
 
 
 def reported_usage(usage: Usage) -> Usage | None:
