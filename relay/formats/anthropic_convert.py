@@ -64,12 +64,8 @@ def to_chat(body: dict) -> dict:
             chat["stream_options"] = {"include_usage": True}
     chat.update(sampling_fields(body))
     chat.update(tool_fields(body))
-    effort = reasoning_effort(body)
-    if effort:
-        chat["reasoning_effort"] = effort
-    user = end_user(body.get("metadata"))
-    if user:
-        chat["user"] = user
+    optional = {"reasoning_effort": reasoning_effort(body), "user": end_user(body.get("metadata"))}
+    chat.update({name: value for name, value in optional.items() if value})
     return chat
 
 

@@ -77,6 +77,10 @@ def assert_tool_answers_follow_their_calls(messages: list[dict]) -> None:
             assert sorted(item["tool_call_id"] for item in following) == ids
 
 
+def openai_call(call_id: str, name: str, arguments: str) -> dict:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
 # --- request: Messages -> OpenAI chat ---
 
 
@@ -98,25 +102,13 @@ def test_it_converts_claude_codes_request():
         {
             "role": "assistant",
             "content": "Let me look at the test.",
-            "tool_calls": [
-                {
-                    "id": "toolu_01Read",
-                    "type": "function",
-                    "function": {"name": "Read", "arguments": '{"file_path":"/home/dev/app/t.py"}'},
-                }
-            ],
+            "tool_calls": [openai_call("toolu_01Read", "Read", '{"file_path":"/home/dev/app/t.py"}')],
         },
         {"role": "tool", "tool_call_id": "toolu_01Read", "content": "def test_it():\n    assert 1 == 2\n"},
         {
             "role": "assistant",
             "content": None,
-            "tool_calls": [
-                {
-                    "id": "toolu_01Bash",
-                    "type": "function",
-                    "function": {"name": "Bash", "arguments": '{"command":"pytest -q"}'},
-                }
-            ],
+            "tool_calls": [openai_call("toolu_01Bash", "Bash", '{"command":"pytest -q"}')],
         },
         {"role": "tool", "tool_call_id": "toolu_01Bash", "content": "Error: FAILED tests/test_app.py::test_it"},
         {
@@ -483,9 +475,7 @@ def test_it_maps_finish_reasons(finish_reason, reason):
 
 
 def test_it_reports_the_cache_lanes_of_usage():
-    usage = Usage(
-        prompt_tokens=1000, completion_tokens=50, cache_read_tokens=600, cache_write_5m_tokens=100, cache_write_1h_tokens=200
-    )
+    usage = Usage(1000, 50, cache_read_tokens=600, cache_write_5m_tokens=100, cache_write_1h_tokens=200)
     assert usage_object(usage) == {
         "input_tokens": 100,
         "cache_creation_input_tokens": 300,
