@@ -29,6 +29,7 @@ ROLES = ("user", "assistant")
 CUSTOM_TOOL_TYPES = (None, "custom")  # every other tool type is a server tool Anthropic runs itself
 HISTORY_ONLY_BLOCKS = ("thinking", "redacted_thinking")
 MAX_USER_ID_CHARS = 64
+BLOCK_SEPARATOR = "\n\n"  # between the texts of blocks that become one OpenAI string
 # Anthropic's thinking budget -> OpenAI's effort: (budget below, effort)
 EFFORT_BY_BUDGET = ((4096, "low"), (16384, "medium"))
 EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
@@ -56,6 +57,8 @@ def not_supported(what: str, param: str) -> RelayError:
 
 
 def to_chat(body: dict) -> dict:
+    """A Messages request body (decoded, `model` present) -> an OpenAI chat completions body. Raises
+    RelayError 400 naming the field (`param`) for a shape Messages does not allow or this channel cannot take."""
     chat: dict = {"model": body["model"], "messages": system_messages(body) + chat_messages(body)}
     chat["max_tokens"] = max_tokens(body)
     if "stream" in body:
@@ -97,7 +100,7 @@ def system_messages(body: dict) -> list[dict]:
     if isinstance(system, str):
         text = system
     elif isinstance(system, list):
-        text = "\n\n".join(block_text(block, f"system.{position}") for position, block in enumerate(system))
+        text = BLOCK_SEPARATOR.join(block_text(block, f"system.{position}") for position, block in enumerate(system))
     else:
         raise invalid("system must be a string or a list of text blocks", "system")
     return [{"role": "system", "content": text}] if text else []
@@ -159,7 +162,7 @@ def user_messages(blocks: list[dict], param: str) -> list[dict]:
 def plain_when_text(parts: list[dict]) -> str | list[dict]:
     """Text-only content as one string: every OpenAI-compatible upstream takes that, not all take parts."""
     if all(part["type"] == "text" for part in parts):
-        return "\n\n".join(part["text"] for part in parts)
+        return BLOCK_SEPARATOR.join(part["text"] for part in parts)
     return parts
 
 
@@ -230,7 +233,7 @@ def tool_result_content(block: dict, param: str) -> tuple[str, list[dict]]:
                 texts.append(block_text(item, where))
     else:
         raise invalid("tool_result content must be a string or a list of text and image blocks", f"{param}.content")
-    text = "\n\n".join(texts)
+    text = BLOCK_SEPARATOR.join(texts)
     return (f"Error: {text}" if block.get("is_error") is True else text), images
 
 
@@ -245,7 +248,7 @@ def assistant_messages(blocks: list[dict], param: str) -> list[dict]:
             tool_calls.append(tool_call(block, where))
         elif block["type"] not in HISTORY_ONLY_BLOCKS:
             raise not_supported(f"content block type {block['type']!r} in an assistant turn", where)
-    text = "".join(texts)
+    text = BLOCK_SEPARATOR.join(texts)
     if not text and not tool_calls:
         return []  # a turn of thinking only: nothing another provider can read
     message: dict = {"role": "assistant", "content": text or None}
@@ -350,6 +353,7 @@ def end_user(metadata: object) -> str | None:
 
 
 def from_chat(answer: dict, model: str, message_id: str) -> dict:
+    """An OpenAI chat completion -> a Messages answer named `message_id`, for `model`."""
     choice = first_choice(answer)
     message = object_or_empty(choice.get("message"))
     return {
@@ -426,10 +430,12 @@ def parsed_arguments(arguments: object) -> dict:
 
 
 def stop_reason(finish_reason: str | None) -> str:
+    """OpenAI's finish_reason -> Anthropic's stop_reason."""
     return STOP_REASONS.get(finish_reason or "", "end_turn")
 
 
 def usage_object(usage: Usage) -> dict:
+    """Anthropic's usage: its `input_tokens` leave out the cache reads and writes, which have their own counts."""
     return {
         "input_tokens": usage.uncached_prompt_tokens,
         "cache_creation_input_tokens": usage.cache_write_5m_tokens + usage.cache_write_1h_tokens,
@@ -459,6 +465,7 @@ class MessagesStream:
     """
 
     def __init__(self, model: str, message_id: str, input_tokens: int) -> None:
+        """`input_tokens`: the gateway's estimate of the prompt, shown in message_start."""
         self.model = model
         self.message_id = message_id
         self.input_tokens = input_tokens
@@ -471,6 +478,7 @@ class MessagesStream:
         self.parts = TextParts()
 
     def start(self) -> list[bytes]:
+        """message_start (no content yet) and a ping."""
         message: dict = {
             "id": self.message_id,
             "type": "message",
@@ -484,6 +492,9 @@ class MessagesStream:
         return [sse_frame({"type": "message_start", "message": message}), sse_frame({"type": "ping"})]
 
     def feed(self, chunk: dict) -> list[bytes]:
+        """The frames for one OpenAI chunk; its finish_reason and usage are kept for `finish`."""
+        if self.finished:
+            return []
         self.reported_usage = openai_usage(chunk.get("usage")) or self.reported_usage
         choice = first_choice(chunk)
         if isinstance(choice.get("finish_reason"), str):
@@ -544,6 +555,8 @@ class MessagesStream:
         return sse_frame({"type": "content_block_delta", "index": block, "delta": delta})
 
     def finish(self, usage: Usage | None = None) -> list[bytes]:
+        """Close the open block, then message_delta with `usage` (else the chunks' usage, else zeros) and
+        message_stop. A second call sends nothing."""
         if self.finished:
             return []
         self.finished = True
@@ -555,10 +568,12 @@ class MessagesStream:
         return self.close() + [sse_frame(final), sse_frame({"type": "message_stop"})]
 
     def error(self, message: str, kind: str = "api_error") -> bytes:
+        """An `error` event: the SDKs raise it as an API error."""
         return sse_frame({"type": "error", "error": {"type": kind, "message": message}})
 
     @property
     def text(self) -> str:
+        """Every text, thinking, tool name and argument streamed so far, for counting when usage is missing."""
         return str(self.parts)
 
 
@@ -566,6 +581,9 @@ class MessagesStream:
 
 
 def prompt_tokens(body: dict, measure: Measure) -> int:
+    """The Messages request's prompt by `measure` (tokenizer.Tokens, or tokenizer.utf8_bytes for the bound):
+    system, every message's texts, tool calls and results, and the tool definitions, with a per-message
+    overhead as relay.tokenizer.count_messages counts. Images are left to the caller."""
     total = REPLY_PRIMER + measure(system_text(body.get("system")))
     messages = body.get("messages")
     for message in messages if isinstance(messages, list) else ():
@@ -575,7 +593,7 @@ def prompt_tokens(body: dict, measure: Measure) -> int:
     for tool in tools if isinstance(tools, list) else ():
         if isinstance(tool, dict):
             shown = {name: tool[name] for name in ("name", "description", "input_schema") if name in tool}
-            total += measure(orjson.dumps(shown).decode())
+            total += measure(json_text(shown))
     return total
 
 
@@ -584,7 +602,7 @@ def text_source(source: object) -> bool:
 
 
 def system_text(system: object) -> str:
-    return system if isinstance(system, str) else "\n\n".join(block_texts(system))
+    return system if isinstance(system, str) else BLOCK_SEPARATOR.join(block_texts(system))
 
 
 def block_texts(content: object) -> list[str]:
@@ -598,7 +616,7 @@ def block_texts(content: object) -> list[str]:
         if kind == "text" and isinstance(block.get("text"), str):
             texts.append(block["text"])
         elif kind == "tool_use":
-            texts.append(text_or(block.get("name"), "") + orjson.dumps(block.get("input")).decode())
+            texts.append(text_or(block.get("name"), "") + json_text(block.get("input")))
         elif kind == "tool_result":
             texts += block_texts(block.get("content"))
         elif kind == "document" and text_source(block.get("source")):

@@ -203,6 +203,11 @@ def test_it_drops_an_assistant_turn_of_thinking_only():
     ]
 
 
+def test_it_joins_the_text_blocks_of_an_assistant_turn():
+    texts = [{"type": "text", "text": "First."}, {"type": "text", "text": "Second."}]
+    assert converted_messages(*HI, {"role": "assistant", "content": texts})[-1]["content"] == "First.\n\nSecond."
+
+
 def test_it_keeps_an_assistant_prefill():
     assert converted_messages(*HI, {"role": "assistant", "content": "The answer is"})[-1] == {
         "role": "assistant",
@@ -632,6 +637,29 @@ def test_it_streams_whole_tool_calls_given_in_one_chunk():
     ]
 
 
+def test_a_late_fragment_of_an_earlier_tool_call_reaches_its_block():
+    chunks = [
+        chunk(tool_delta(0, '{"file_path": ', "call_a", "Read")),
+        chunk(tool_delta(1, '{"command": "ls"}', "call_b", "Bash")),
+        chunk(tool_delta(0, '"/a"}')),
+        chunk({}, "tool_calls"),
+    ]
+    frames = stream_frames(chunks)
+    late = events_of(frames)[-4]
+    assert late == {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "input_json_delta", "partial_json": '"/a"}'},
+    }
+    assert [block.input for block in sdk_final_message(frames).content] == [{"file_path": "/a"}, {"command": "ls"}]
+
+
+def test_it_streams_text_after_a_tool_call_in_a_block_of_its_own():
+    chunks = [chunk(tool_delta(0, "{}", "call_a", "Read")), chunk({"content": "done"}), chunk({}, "tool_calls")]
+    _, message = streamed(chunks)
+    assert [block.type for block in message.content] == ["tool_use", "text"]
+
+
 def test_it_streams_a_length_stop():
     _, message = streamed([chunk({"content": "The beginning of a long"}), chunk({}, "length")])
     assert message.stop_reason == "max_tokens"
@@ -665,6 +693,12 @@ def test_finish_is_idempotent():
     stream.feed(chunk({"content": "x"}))
     assert len(stream.finish()) == 3
     assert stream.finish() == []
+
+
+def test_nothing_is_streamed_after_finish():
+    stream = MessagesStream(MODEL, MESSAGE_ID, 1)
+    stream.finish()
+    assert stream.feed(chunk({"content": "late"})) == []
 
 
 def test_an_error_event_makes_the_sdk_raise():
