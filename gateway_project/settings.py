@@ -55,6 +55,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    # Its templates and static files: /api/docs loads Swagger UI from here (collectstatic), not from a CDN.
+    "ninja",
     "gateway_project",  # its management commands: import_oneapi
     "billing",
     "channels_app",

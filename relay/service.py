@@ -313,7 +313,10 @@ def no_channel(index: routing.Index, group: str, model: str) -> RelayError:
     """404 as OpenAI answers an unknown model (SDKs do not retry it); 503 when channels serve it but all are off."""
     if not index.serves_at_all(group, model):
         return RelayError(
-            404, f"The model `{model}` does not exist or you do not have access to it.", "model_not_found", param="model"
+            404,
+            f"The model `{model}` does not exist or you do not have access to it.",
+            "model_not_found",
+            param="model",
         )
     return RelayError(503, f"no available channel for model {model} in group {group}", "no_channel")
 
