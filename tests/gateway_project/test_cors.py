@@ -28,7 +28,7 @@ def preflight(path: str = "/v1/chat/completions", origin: str = APP) -> dict[str
 @pytest.fixture(scope="module")
 def gateway(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
-        server = LiveGateway()
+        server = LiveGateway({"RELAY_MAX_BODY_BYTES": "1000"})
     yield server
     server.stop()
 
@@ -51,12 +51,14 @@ def test_answers_errors_and_streams_carry_the_origin_header(gateway, alice_key, 
     assert answer.status_code == 200
     refused = relay.post("/v1/chat/completions", json=HELLO)
     assert refused.status_code == 401
+    too_large = relay.post("/v1/chat/completions", content=b"x" * 2000)  # refused inside daphne, before the app
+    assert too_large.status_code == 413
     with relay.stream(
         "POST", "/v1/chat/completions", json={**HELLO, "stream": True}, headers={"Authorization": f"Bearer {alice_key}"}
     ) as stream:
         assert stream.status_code == 200
         assert stream.read().endswith(b"data: [DONE]\n\n")
-    for response in (answer, refused, stream):
+    for response in (answer, refused, too_large, stream):
         assert response.headers["access-control-allow-origin"] == "*"
 
 
@@ -115,3 +117,9 @@ def test_a_malformed_origin_stops_the_start(monkeypatch, configured):
     monkeypatch.setenv("CORS_ALLOWED_ORIGINS", configured)
     with pytest.raises(ImproperlyConfigured, match="CORS_ALLOWED_ORIGINS"):
         gateway_settings._cors_origins()
+
+
+@override_settings(RELAY_MAX_BODY_BYTES=10)
+async def test_a_body_refused_as_it_arrives_carries_the_origin_header_too():
+    refused = await Gateway().request("POST", "/v1/chat/completions", b"x" * 11, headers={"Origin": APP})
+    assert (refused.status, refused.headers["access-control-allow-origin"]) == (413, "*")
