@@ -24,7 +24,8 @@ gateway_user="${GATEWAY_USER:-gateway}"
 
 if [ "$(id -u)" = 0 ] && id "$gateway_user" >/dev/null 2>&1; then
   mkdir -p "$data_dir"
-  find "$data_dir" \! -user "$gateway_user" -exec chown "$gateway_user:$(id -gn "$gateway_user")" {} +
+  # -h: a symbolic link in DATA_DIR is given away itself, never what it points at.
+  find "$data_dir" \! -user "$gateway_user" -exec chown -h "$gateway_user:$(id -gn "$gateway_user")" {} +
   exec setpriv --reuid="$gateway_user" --regid="$(id -g "$gateway_user")" --init-groups -- bash "$script" "$@"
 fi
 

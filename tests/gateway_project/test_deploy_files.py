@@ -311,14 +311,19 @@ def root_owned_data_dir():
 @root_only
 def test_entrypoint_gives_a_root_owned_data_dir_to_the_gateway_user_and_runs_as_it(root_owned_data_dir):
     (root_owned_data_dir / "left-by-root").write_text("")
+    outside = root_owned_data_dir.with_name(root_owned_data_dir.name + "-outside")
+    outside.write_text("")
+    (root_owned_data_dir / "link").symlink_to(outside)
     nobody = pwd.getpwnam("nobody")
     env = entrypoint_env(root_owned_data_dir, GATEWAY_USER="nobody")
     # A shell command as the role: this machine's Python lives where only root may read.
     done = entrypoint("sh", "-c", 'id -u && echo written >"$DATA_DIR/by-the-role"', env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(nobody.pw_uid)
-    owners = {path.stat().st_uid for path in [root_owned_data_dir, *root_owned_data_dir.iterdir()]}
+    owners = {path.lstat().st_uid for path in [root_owned_data_dir, *root_owned_data_dir.iterdir()]}
     assert owners == {nobody.pw_uid} and (root_owned_data_dir / "by-the-role").is_file()
+    assert outside.stat().st_uid == 0  # a link is given away, never what it points at
+    outside.unlink()
 
 
 @root_only
