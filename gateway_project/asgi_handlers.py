@@ -191,8 +191,10 @@ class RelayCors:
 def cors_headers(origin: bytes | None) -> list[tuple[bytes, bytes]]:
     """The CORS headers of an answer to a request from `origin` (none without an Origin, or when it is not
     allowed; Vary: Origin whenever the answer depends on it)."""
+    if origin is None:
+        return []
     allowed = settings.CORS_ALLOWED_ORIGINS
-    if origin is None or not allowed:
+    if not allowed:
         return []
     if "*" in allowed:
         return [(b"access-control-allow-origin", b"*")]
