@@ -19,7 +19,8 @@ FROM python:3.11-slim AS runtime
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libmariadb3 \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --user-group --home-dir /app --no-create-home gateway \
+    && groupadd --system --gid 10001 gateway \
+    && useradd --system --uid 10001 --gid gateway --home-dir /app --no-create-home gateway \
     && mkdir /data && chown gateway:gateway /data
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python -m venv /opt/venv \
@@ -33,7 +34,8 @@ WORKDIR /app
 # Application code stays owned by root: the gateway user can read it, not change it.
 COPY . /app
 RUN python -m compileall -q /app
-USER gateway
+# No USER: the entrypoint starts as root only to give /data to `gateway` (a bind-mounted host directory is
+# usually root's), then runs every role as `gateway`. `docker run --user 10001:10001` works too.
 VOLUME ["/data"]
 EXPOSE 3000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \

@@ -42,6 +42,8 @@ class Index:
     # group -> [(prefix, channel)] for `prefix*` model entries
     wildcard: dict[str, list[tuple[str, ChannelInfo]]]
     by_id: dict[int, ChannelInfo]
+    # (group, model entry) of every channel, enabled or not: whether a model is served at all
+    listed: frozenset[tuple[str, str]] = frozenset()
 
     def candidates(self, group: str, model: str) -> list[ChannelInfo]:
         found = self.exact.get((group, model))
@@ -65,6 +67,13 @@ class Index:
             return model
         return next((f"{prefix}*" for prefix in self.listed_prefixes if model.startswith(prefix)), None)
 
+    def serves_at_all(self, group: str, model: str) -> bool:
+        """Whether any channel of `group`, enabled or not, lists `model` (by its name or a `prefix*`): an
+        unknown model is the client's mistake, a known one whose channels are all off is the gateway's."""
+        return (group, model) in self.listed or any(
+            g == group and entry.endswith("*") and model.startswith(entry[:-1]) for g, entry in self.listed
+        )
+
     def models_for_group(self, group: str) -> list[str]:
         names = {model for (g, model) in self.exact if g == group}
         names.update(f"{prefix}*" for prefix, _ in self.wildcard.get(group, ()))
@@ -77,7 +86,9 @@ def build_index() -> Index:
     exact: dict[tuple[str, str], list[ChannelInfo]] = {}
     wildcard: dict[str, list[tuple[str, ChannelInfo]]] = {}
     by_id: dict[int, ChannelInfo] = {}
+    listed: set[tuple[str, str]] = set()
     for row in Channel.objects.all().order_by("-priority", "id"):
+        listed.update((group, model) for group in row.groups or ["default"] for model in row.models)
         try:
             info = channel_info(row)
         except ValueError:
@@ -91,7 +102,7 @@ def build_index() -> Index:
                     wildcard.setdefault(group, []).append((model[:-1], info))
                 else:
                     exact.setdefault((group, model), []).append(info)
-    return Index(exact, wildcard, by_id)
+    return Index(exact, wildcard, by_id, frozenset(listed))
 
 
 def channel_info(row) -> ChannelInfo:

@@ -11,11 +11,18 @@ django.setup(set_prefix=False)
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
-from gateway_project.asgi_handlers import BodyLimit, Lifespan, PathRouter, RelayHandler, SiteHandler  # noqa: E402
+from gateway_project.asgi_handlers import (  # noqa: E402
+    BodyLimit,
+    Lifespan,
+    PathRouter,
+    RelayCors,
+    RelayHandler,
+    SiteHandler,
+)
 from tasks import embedded  # noqa: E402
 
 application = ProtocolTypeRouter(
-    {"http": BodyLimit(PathRouter(relay=RelayHandler(), site=SiteHandler())), "lifespan": Lifespan()}
+    {"http": RelayCors(BodyLimit(PathRouter(relay=RelayHandler(), site=SiteHandler()))), "lifespan": Lifespan()}
 )
 
 # What start-up built lives as long as the process: keep the collector from walking it again and again

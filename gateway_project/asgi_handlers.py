@@ -151,6 +151,72 @@ def is_relay_path(path: str) -> bool:
     return path.startswith(RELAY_PREFIXES)
 
 
+class RelayCors:
+    """CORS on the relay paths, with django-cors-headers' rules (its middleware cannot serve them: they skip
+    Django's middleware), so that browser apps can call the gateway with an API key. Admin, the console and
+    /api/ authenticate by cookie or stay same-origin: they never get a CORS header.
+
+    A preflight (OPTIONS with Access-Control-Request-Method) is answered here, before authentication: 204
+    with the methods, the headers the browser asked for and how long to keep them. Every other answer to
+    a request with an allowed Origin, errors and streams too, carries Access-Control-Allow-Origin: `*` when
+    CORS_ALLOWED_ORIGINS is `*`, else the request's own Origin, with Vary: Origin."""
+
+    METHODS = b"DELETE, GET, OPTIONS, PATCH, POST, PUT"
+    MAX_AGE = b"86400"
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not is_relay_path(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        request_headers = dict(scope["headers"])
+        cors = cors_headers(request_headers.get(b"origin"))
+        if scope["method"] == "OPTIONS" and b"access-control-request-method" in request_headers:
+            await send_preflight(cors, request_headers, send)
+            return
+        if not cors:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_cors(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *cors]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+
+def cors_headers(origin: bytes | None) -> list[tuple[bytes, bytes]]:
+    """The CORS headers of an answer to a request from `origin` (none without an Origin, or when it is not
+    allowed; Vary: Origin whenever the answer depends on it)."""
+    if origin is None:
+        return []
+    allowed = settings.CORS_ALLOWED_ORIGINS
+    if not allowed:
+        return []
+    if "*" in allowed:
+        return [(b"access-control-allow-origin", b"*")]
+    if origin.decode("latin-1") in allowed:
+        return [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]
+    return [(b"vary", b"Origin")]
+
+
+async def send_preflight(cors: list[tuple[bytes, bytes]], request_headers: dict[bytes, bytes], send) -> None:
+    headers = [*cors, (b"content-length", b"0")]
+    if any(name == b"access-control-allow-origin" for name, _ in cors):
+        headers += [
+            (b"access-control-allow-methods", RelayCors.METHODS),
+            (b"access-control-max-age", RelayCors.MAX_AGE),
+        ]
+        asked = request_headers.get(b"access-control-request-headers")
+        if asked:
+            headers.append((b"access-control-allow-headers", asked))
+    await send({"type": "http.response.start", "status": 204, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
 class BodyLimit:
     """Refuses a body over its path's limit (`body_limit`) with a 413 as soon as that is known: at once from
     Content-Length, else when the chunks received pass it -- before any authentication work, and without

@@ -33,7 +33,7 @@ from daphne.http_protocol import HTTPFactory, WebRequest  # noqa: E402
 from twisted.internet.interfaces import IPushProducer  # noqa: E402
 from zope.interface import implementer  # noqa: E402
 
-from gateway_project.asgi_handlers import body_limit, refusal  # noqa: E402
+from gateway_project.asgi_handlers import body_limit, cors_headers, is_relay_path, refusal  # noqa: E402
 
 
 @implementer(IPushProducer)
@@ -90,6 +90,8 @@ class GatewayRequest(WebRequest):
         # Twisted answers "100 Continue" after gotLength to a client that expects it; the 413 is the answer.
         self.requestHeaders.removeHeader(b"Expect")
         headers, body = refusal(self.limit_path)
+        if is_relay_path(self.limit_path):  # the application, whose RelayCors would add them, never runs
+            headers += cors_headers(self.requestHeaders.getRawHeaders(b"origin", [None])[0])
         self.channel.writeHeaders(b"HTTP/1.1", b"413", b"Content Too Large", headers)
         self.channel.write(body)
         self.channel.loseConnection()

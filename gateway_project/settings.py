@@ -1,8 +1,11 @@
 """Settings, read only from environment variables (names shared with one-api/new-api; see README)."""
 
 import os
+import re
 import secrets
 from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
 
 from gateway_project.env import database_from_dsn, envbool, envfloat, envint, envjson, envstr
 
@@ -29,6 +32,20 @@ DEBUG = envbool("DEBUG", False)
 ALLOWED_HOSTS = [host.strip() for host in envstr("ALLOWED_HOSTS", "*").split(",") if host.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in envstr("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]
 
+
+def _cors_origins() -> list[str]:
+    """CORS_ALLOWED_ORIGINS: `*` (any origin), a comma list of `scheme://host[:port]`, or empty (no CORS)."""
+    origins = [origin.strip().rstrip("/") for origin in envstr("CORS_ALLOWED_ORIGINS", "*").split(",")]
+    for origin in filter(None, origins):
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise ImproperlyConfigured(f"CORS_ALLOWED_ORIGINS: {origin!r} is not `*` nor an origin like https://host")
+    return [origin for origin in origins if origin]
+
+
+# Browsers may call the relay (/v1/...: key-authenticated, no cookies) from these origins
+# (gateway_project.asgi_handlers.RelayCors); admin, console and /api/ never answer CORS.
+CORS_ALLOWED_ORIGINS = _cors_origins()
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -38,6 +55,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    # Its templates and static files: /api/docs loads Swagger UI from here (collectstatic), not from a CDN.
+    "ninja",
     "gateway_project",  # its management commands: import_oneapi
     "billing",
     "channels_app",

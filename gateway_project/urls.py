@@ -3,9 +3,11 @@ from django.urls import include, path, re_path
 
 from billing.admin import key_pages_at_their_old_path
 from gateway_project.api import api
+from gateway_project.home import home
 from relay.metrics import metrics_view
 
 urlpatterns = [
+    path("", home, name="home"),
     re_path(r"^admin/billing/token/(?P<rest>.*)$", key_pages_at_their_old_path),
     path("admin/", admin.site.urls),
     path("api/", api.urls),

@@ -304,11 +304,21 @@ async def dispatch(call: Call) -> HttpResponse:
             return response
     await release_if_held(call)
     if failure is None:
-        raise RelayError(
-            503, f"no available channel for model {call.request.model} in group {call.key.group}", "no_channel"
-        )
+        raise no_channel(index, call.key.group, call.request.model)
     await run_db(quota.record_failure, call.request_id, call.key, call.tried, call.request.model, failure.message)
     raise RelayError(failure.status, failure.message, failure.code, failure.type, failure.param)
+
+
+def no_channel(index: routing.Index, group: str, model: str) -> RelayError:
+    """404 as OpenAI answers an unknown model (SDKs do not retry it); 503 when channels serve it but all are off."""
+    if not index.serves_at_all(group, model):
+        return RelayError(
+            404,
+            f"The model `{model}` does not exist or you do not have access to it.",
+            "model_not_found",
+            param="model",
+        )
+    return RelayError(503, f"no available channel for model {model} in group {group}", "no_channel")
 
 
 def pinned_channel(index: routing.Index, channel_id: int) -> list[ChannelInfo]:

@@ -2,12 +2,14 @@
 
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -103,8 +105,9 @@ def test_dockerfile_is_multi_stage_non_root_with_a_health_check():
     runtime = [args for instruction, args in dockerfile()[_last_from() :] if instruction == "RUN"]
     assert not any("gcc" in args or "-dev" in args for args in runtime), "compilers stay in the builder stage"
     assert "libmariadb3" in " ".join(runtime)
-    users = instructions("USER")
-    assert users and users[-1] not in ("root", "0")
+    # Root only until the entrypoint has given /data to the gateway user (test_entrypoint_gives_*).
+    assert not instructions("USER")
+    assert "--uid 10001" in " ".join(instructions("RUN")) and "setpriv" in (DEPLOY / "entrypoint.sh").read_text()
     (health,) = instructions("HEALTHCHECK")
     assert "/api/status" in health and "urllib" in health
     assert instructions("EXPOSE") == ["3000"] and '"/data"' in instructions("VOLUME")[0]
@@ -120,9 +123,48 @@ def _last_from() -> int:
     return max(i for i, (instruction, _) in enumerate(dockerfile()) if instruction == "FROM")
 
 
-def test_dockerignore_keeps_local_state_and_secrets_out():
-    ignored = set((ROOT / ".dockerignore").read_text().split())
-    assert {".git", ".venv", "data", "session_secret", ".env"} <= ignored
+def docker_ignored(path: str) -> bool:
+    """Whether .dockerignore keeps `path` out of the build context, read as Docker reads it: the last matching
+    line wins, `!` keeps, `**` spans directories, `*` and `?` stay inside one, and a directory's match
+    covers everything under it."""
+    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for line in (line for line in lines if line and not line.startswith("#")):
+        pattern = dockerignore_regex(line.removeprefix("!"))
+        if any(pattern.fullmatch(prefix) for prefix in prefixes):
+            ignored = not line.startswith("!")
+    return ignored
+
+
+def dockerignore_regex(pattern: str) -> re.Pattern:
+    wildcards = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+    pieces = re.split(r"(\*\*/|\*\*|\*|\?)", pattern)
+    return re.compile("".join(wildcards.get(piece) or re.escape(piece) for piece in pieces))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [".git/config", ".venv/bin/python", "data/gateway.sqlite3", "session_secret", "tests/conftest.py"]
+    + [".env", ".env.local", "deploy/.env", "deploy/.env.production", "some/where/deep/.env"],
+)
+def test_dockerignore_keeps_local_state_and_secrets_out(path):
+    assert docker_ignored(path)
+
+
+@pytest.mark.parametrize("path", ["deploy/.env.example", "deploy/entrypoint.sh", "gateway_project/settings.py"])
+def test_dockerignore_keeps_what_the_image_needs(path):
+    assert not docker_ignored(path)
+
+
+def test_no_environment_file_in_the_checkout_reaches_the_image():
+    found = [
+        str(path.relative_to(ROOT))
+        for path in ROOT.rglob(".env*")
+        if path.relative_to(ROOT).parts[0] not in (".venv", ".git")
+    ]
+    assert not [path for path in found if not path.endswith(".env.example") and not docker_ignored(path)]
 
 
 def entrypoint_env(data_dir: Path, **extra: str) -> dict[str, str]:
@@ -150,8 +192,12 @@ def test_entrypoint_migrates_and_checks_outside_docker(tmp_path):
     assert first.returncode == 0, first.stderr
     assert "created the first admin" in first.stdout
     assert (tmp_path / "gateway.sqlite3").is_file() and (tmp_path / "session_secret").is_file()
+    credentials = tmp_path / "initial_admin.txt"
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    assert "username: admin" in credentials.read_text() and credentials.read_text() in first.stdout
     again = entrypoint("migrate", env=env)
     assert again.returncode == 0 and "users exist: no admin created" in again.stdout
+    assert credentials.read_text() in first.stdout  # written once, with the first admin
     check = entrypoint("check", env=env)
     assert check.returncode == 0 and "no issues" in check.stdout
     passthrough = entrypoint("manage", "import_oneapi", "--help", env=env)
@@ -248,3 +294,52 @@ def test_nginx_config_passes_nginx_t(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "proxy_buffering off" in (DEPLOY / "nginx.conf").read_text()
+
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root, as the container starts")
+
+
+@pytest.fixture
+def root_owned_data_dir():
+    """A directory as a bind mount from the host usually is: root's, mode 755."""
+    path = Path(tempfile.mkdtemp(prefix="gateway-data-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+@root_only
+def test_entrypoint_gives_a_root_owned_data_dir_to_the_gateway_user_and_runs_as_it(root_owned_data_dir):
+    (root_owned_data_dir / "left-by-root").write_text("")
+    outside = root_owned_data_dir.with_name(root_owned_data_dir.name + "-outside")
+    outside.write_text("")
+    (root_owned_data_dir / "link").symlink_to(outside)
+    nobody = pwd.getpwnam("nobody")
+    env = entrypoint_env(root_owned_data_dir, GATEWAY_USER="nobody")
+    # A shell command as the role: this machine's Python lives where only root may read.
+    done = entrypoint("sh", "-c", 'id -u && echo written >"$DATA_DIR/by-the-role"', env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(nobody.pw_uid)
+    owners = {path.lstat().st_uid for path in [root_owned_data_dir, *root_owned_data_dir.iterdir()]}
+    assert owners == {nobody.pw_uid} and (root_owned_data_dir / "by-the-role").is_file()
+    assert outside.stat().st_uid == 0  # a link is given away, never what it points at
+    outside.unlink()
+
+
+@root_only
+def test_entrypoint_started_as_another_user_says_how_to_fix_the_data_dir(root_owned_data_dir):
+    env = entrypoint_env(root_owned_data_dir)
+    as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    done = subprocess.run(
+        [*as_nobody, "bash", str(DEPLOY / "entrypoint.sh"), "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    nobody = pwd.getpwnam("nobody")
+    assert done.returncode != 0
+    assert (
+        f"sudo chown -R {nobody.pw_uid}:{nobody.pw_gid} <the directory mounted at {root_owned_data_dir}>" in done.stderr
+    )
+    assert not list(root_owned_data_dir.iterdir())

@@ -90,7 +90,6 @@ def test_sdk_errors_arrive_in_openai_shape(gateway, access_token, fake_openai):
         client.models.retrieve("nope")
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="sk-wrong", max_retries=0).models.list()
-    with pytest.raises(openai.InternalServerError) as raised:
+    with pytest.raises(openai.NotFoundError) as raised:
         client.chat.completions.create(model="not-served", messages=MESSAGES)
-    assert raised.value.status_code == 503
-    assert "no available channel" in raised.value.message
+    assert raised.value.code == "model_not_found"

@@ -52,9 +52,9 @@ async def test_the_model_mapping_is_looked_up_by_the_real_name(alice_key, gizmo_
     assert fake_openai.requests[0].body["model"] == GPT
 
 
-async def test_a_name_outside_every_prefix_finds_no_channel(alice_key, gizmo_channel, fake_openai):
+async def test_a_name_outside_every_prefix_is_an_unknown_model(alice_key, gizmo_channel, fake_openai):
     response = await ask(alice_key, "gpt-4-gizm")
-    assert response.status_code == 503
+    assert response.status_code == 404
     assert fake_openai.requests == []
 
 

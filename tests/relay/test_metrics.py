@@ -70,7 +70,7 @@ def test_a_token_replaces_the_network_rule():
 
 
 @pytest.mark.parametrize(
-    ("model", "status", "label"), [("tenant-a1b2c3", 200, "tenant-*"), ("made-up-model-7f3a", 503, "other")]
+    ("model", "status", "label"), [("tenant-a1b2c3", 200, "tenant-*"), ("made-up-model-7f3a", 404, "other")]
 )
 async def test_the_model_label_is_the_channel_entry_that_serves_the_model_else_other(
     alice_key, fake_openai, transactional_db, model, status, label

@@ -262,9 +262,9 @@ async def test_a_key_deleted_behind_a_cached_copy_gets_401_and_reaches_no_upstre
     assert len(fake_openai.requests) == 1
 
 
-async def test_unknown_model_gets_503_no_channel(alice_key, openai_channel):
+async def test_unknown_model_gets_404_model_not_found(alice_key, openai_channel):
     status, code = await error_of(await post_chat(alice_key, {**HELLO, "model": "nobody-serves-this"}))
-    assert (status, code) == (503, "no_channel")
+    assert (status, code) == (404, "model_not_found")
     assert await quota_of("alice") == ALICE_QUOTA
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.core.asgi import get_asgi_application
 from django.core.handlers.asgi import ASGIHandler
 
-from gateway_project.asgi_handlers import PathRouter, RelayHandler
+from gateway_project.asgi_handlers import BodyLimit, PathRouter, RelayCors, RelayHandler
 
 
 def http_scope(method: str, path: str, headers: dict[str, str], query: str = "") -> dict:
@@ -84,12 +84,13 @@ class Answer:
 
 
 class Gateway:
-    """The production routing (relay paths with no middleware, the rest through Django's), called in process.
+    """The production routing (CORS and body limits, relay paths with no middleware, the rest through Django's),
+    called in process.
 
     Header values are sent as latin-1, so a test can put any byte in them."""
 
     def __init__(self) -> None:
-        self.app = PathRouter(relay=RelayHandler(), site=ASGIHandler())
+        self.app = RelayCors(BodyLimit(PathRouter(relay=RelayHandler(), site=ASGIHandler())))
 
     async def request(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> Answer:
         path, _, query = path.partition("?")
