@@ -1,0 +1,20 @@
+"""Translatable names for models and fields whose English names Django derives from the code."""
+
+from django.db import models
+from django.utils.functional import Promise
+
+
+def name_model(
+    model: type[models.Model], name: Promise | None = None, plural: Promise | None = None, /, **fields: Promise
+) -> None:
+    """Gives `model` (when `name` is given) and its `fields` translatable names for the admin and forms.
+
+    Set after the class rather than as `verbose_name=` in it: migrations record a declared verbose_name, and a
+    label is no reason for a migration. Each label is the English Django derives, so English pages stay as
+    they were."""
+    opts = model._meta
+    if name is not None:
+        opts.verbose_name = name
+        opts.verbose_name_plural = plural
+    for field, label in fields.items():
+        opts.get_field(field).verbose_name = label
