@@ -72,7 +72,7 @@ def keys(request: HttpRequest) -> HttpResponse:
     new_key = None
     if request.method == "POST" and form.is_valid():
         try:
-            _, new_key = api_keys.create_key(request.user, actor=request.user, **form.key_fields())
+            new_key = api_keys.create_key(request.user, actor=request.user, **form.key_fields())[1]
         except (ValidationError, PermissionDenied) as refused:
             form.add_error(None, describe(refused) if isinstance(refused, ValidationError) else str(refused))
         else:
@@ -159,7 +159,7 @@ class _Line:
 @console_page
 def usage_csv(request: HttpRequest) -> StreamingHttpResponse:
     """Every row the usage page's filters select, newest first, streamed as CSV."""
-    _, where = _usage_filter(request)
+    where = _usage_filter(request)[1]
     writer = csv.writer(_Line())
     lines = (writer.writerow(row) for row in log_csv_rows(visible_logs(request.user, where)))
     headers = {"Content-Disposition": 'attachment; filename="usage.csv"'}
