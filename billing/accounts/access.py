@@ -31,4 +31,4 @@ def find_user(username: str) -> User:
     try:
         return User.objects.get(username=username)
     except User.DoesNotExist:
-        raise User.DoesNotExist(f"no user named {username!r}") from None
+        raise User.DoesNotExist(_("no user named %(username)r") % {"username": username}) from None
