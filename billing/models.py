@@ -347,6 +347,8 @@ name_model(
 )
 name_model(
     ApiKey,
+    _("API key"),
+    _("API keys"),
     user=_("user"),
     name=_("name"),
     key_hint=_("key hint"),
@@ -368,6 +370,8 @@ name_model(
 )
 name_model(
     PriceTable,
+    _("price table"),
+    _("price tables"),
     quota_per_unit=_("quota per unit"),
     model_ratio=_("model ratio"),
     completion_ratio=_("completion ratio"),

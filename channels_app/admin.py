@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from billing.audit import AuditedAdmin
 from channels_app import channel_types, channels
@@ -16,9 +17,9 @@ from relay import channel_balance, channel_test
 
 
 class ChannelForm(forms.ModelForm):
-    type = forms.ChoiceField(choices=channel_types.choices, initial="openai")
+    type = forms.ChoiceField(choices=channel_types.choices, initial="openai", label=_("Type"))
     new_key = forms.CharField(
-        label=_("Key"),
+        label=pgettext_lazy("upstream", "Key"),
         required=False,
         strip=True,
         widget=forms.PasswordInput(render_value=False),

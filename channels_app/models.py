@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from channels_app import channel_types, crypto
 from gateway_project.labels import name_model
@@ -123,6 +124,7 @@ name_model(
     _("channels"),
     name=_("name"),
     type=_("type"),
+    key_hint=pgettext_lazy("upstream", "key hint"),
     base_url=_("base url"),
     model_mapping=_("model mapping"),
     status_code_mapping=_("status code mapping"),

@@ -7,7 +7,8 @@ from django.utils.functional import Promise
 def name_model(
     model: type[models.Model], name: Promise | None = None, plural: Promise | None = None, /, **fields: Promise
 ) -> None:
-    """Gives `model` (when `name` is given) and its `fields` translatable names for the admin and forms.
+    """Gives `model` (when `name` is given) and its `fields` (or properties) translatable names for the admin
+    and forms.
 
     Set after the class rather than as `verbose_name=` in it: migrations record a declared verbose_name, and a
     label is no reason for a migration. Each label is the English Django derives, so English pages stay as
@@ -17,4 +18,8 @@ def name_model(
         opts.verbose_name = name
         opts.verbose_name_plural = plural
     for field, label in fields.items():
-        opts.get_field(field).verbose_name = label
+        shown = getattr(model, field, None)
+        if isinstance(shown, property):  # shown in the admin as a read-only field
+            shown.fget.short_description = label
+        else:
+            opts.get_field(field).verbose_name = label

@@ -110,7 +110,7 @@ def test_log_in_create_a_key_once_use_it_see_usage_and_top_up(
 
     wait(browser, usage_row_shown)
     row = browser.find_element(By.CSS_SELECTOR, "#usage-log tbody tr").text
-    assert "consume" in row and "gpt-4o" in row
+    assert "Consume" in row and "gpt-4o" in row
     heights = [
         float(bar.get_attribute("height")) for bar in browser.find_elements(By.CSS_SELECTOR, "#usage-chart rect")
     ]
