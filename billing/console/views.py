@@ -94,8 +94,12 @@ def key_status(request: HttpRequest, key_id: int) -> HttpResponse:
             api_keys.update_key(key, {"status": form.cleaned_data["status"]}, actor=request.user)
         except ApiKey.DoesNotExist:  # deleted meanwhile (another tab)
             raise Http404 from None
-        label = key.get_status_display()
-        messages.info(request, _("Key %(key)s is now %(status)s.") % {"key": key.name or key.key_hint, "status": label})
+        said = (
+            _("Key %(key)s is now enabled.")
+            if key.status == ApiKey.Status.ENABLED
+            else _("Key %(key)s is now disabled.")
+        )
+        messages.info(request, said % {"key": key.name or key.key_hint})
     return redirect("console:keys")
 
 
