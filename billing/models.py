@@ -15,7 +15,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from gateway_project.labels import name_model
+from gateway_project.labels import labelled, name_model
 
 KEY_ALPHABET = string.ascii_letters + string.digits
 KEY_LENGTH = 48
@@ -50,8 +50,8 @@ class ApiKey(models.Model):
     word "token": that is what existing databases and new-api clients use."""
 
     class Status(models.TextChoices):
-        ENABLED = "enabled", _("Enabled")
-        DISABLED = "disabled", _("Disabled")
+        ENABLED = labelled("enabled", _("Enabled"))
+        DISABLED = labelled("disabled", _("Disabled"))
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=64, blank=True, default="")
@@ -141,9 +141,9 @@ class Reservation(models.Model):
     """Quota held for one in-flight request, keyed by its request id (idempotency)."""
 
     class State(models.TextChoices):
-        HELD = "held", _("Held")
-        SETTLED = "settled", _("Settled")
-        RELEASED = "released", _("Released")
+        HELD = labelled("held", _("Held"))
+        SETTLED = labelled("settled", _("Settled"))
+        RELEASED = labelled("released", _("Released"))
 
     request_id = models.CharField(max_length=64, unique=True)
     token_id = models.BigIntegerField(null=True)
@@ -172,11 +172,11 @@ class Log(models.Model):
     """One row of the ledger, written only by billing.ledger (which also moves DailyUsage with it)."""
 
     class Type(models.TextChoices):
-        CONSUME = "consume", _("Consume")
-        TOPUP = "topup", _("Topup")
-        REFUND = "refund", _("Refund")
-        MANAGE = "manage", _("Manage")
-        ERROR = "error", _("Error")
+        CONSUME = labelled("consume", _("Consume"))
+        TOPUP = labelled("topup", _("Topup"))
+        REFUND = labelled("refund", _("Refund"))
+        MANAGE = labelled("manage", _("Manage"))
+        ERROR = labelled("error", _("Error"))
 
     created_at = models.DateTimeField(default=timezone.now)
     type = models.CharField(max_length=16, choices=Type.choices)
@@ -249,16 +249,16 @@ class AuditEntry(models.Model):
     """The operators' record of one state change, written by billing.audit in the change's transaction."""
 
     class Kind(models.TextChoices):
-        CHANNEL = "channel", _("Channel")
-        KEY = "key", _("Key")
-        USER = "user", _("User")
-        PRICES = "prices", _("Prices")
+        CHANNEL = labelled("channel", _("Channel"))
+        KEY = labelled("key", _("Key"))
+        USER = labelled("user", _("User"))
+        PRICES = labelled("prices", _("Prices"))
 
     class Action(models.TextChoices):
-        CREATE = "create", _("Create")
-        UPDATE = "update", _("Update")
-        DELETE = "delete", _("Delete")
-        QUOTA = "quota", _("Quota")
+        CREATE = labelled("create", _("Create"))
+        UPDATE = labelled("update", _("Update"))
+        DELETE = labelled("delete", _("Delete"))
+        QUOTA = labelled("quota", _("Quota"))
 
     created_at = models.DateTimeField(default=timezone.now)
     # Not a foreign key: an entry outlives the user who made it, as the ledger does.
@@ -287,8 +287,8 @@ class Redemption(models.Model):
     """A redemption code worth `quota`. Only its SHA-256 is stored: the plain code is shown once, at creation."""
 
     class Status(models.TextChoices):
-        UNUSED = "unused", _("Unused")
-        USED = "used", _("Used")
+        UNUSED = labelled("unused", _("Unused"))
+        USED = labelled("used", _("Used"))
 
     name = models.CharField(max_length=64, help_text=_("Batch label"))
     code_hash = models.CharField(max_length=64, unique=True, editable=False)
@@ -308,9 +308,9 @@ class TopUpOrder(models.Model):
     """A WeChat Pay Native order. Moves pending -> paid (crediting `quota` once) or pending -> closed."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", _("Pending")
-        PAID = "paid", _("Paid")
-        CLOSED = "closed", _("Closed")
+        PENDING = labelled("pending", _("Pending"))
+        PAID = labelled("paid", _("Paid"))
+        CLOSED = labelled("closed", _("Closed"))
 
     out_trade_no = models.CharField(max_length=32, unique=True)
     # SET_NULL: a payment record outlives its user, as the ledger (Log.user_id) does.

@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from channels_app import channel_types, crypto
-from gateway_project.labels import name_model
+from gateway_project.labels import labelled, name_model
 from gateway_project.safe_text import MODEL_NAME_RULE, is_header_safe, is_model_name
 
 
@@ -41,9 +41,9 @@ def validate_string_list(value: object) -> None:
 
 class Channel(models.Model):
     class Status(models.TextChoices):
-        ENABLED = "enabled", _("Enabled")
-        DISABLED = "disabled", _("Disabled")
-        AUTO_DISABLED = "auto_disabled", _("Auto Disabled")
+        ENABLED = labelled("enabled", _("Enabled"))
+        DISABLED = labelled("disabled", _("Disabled"))
+        AUTO_DISABLED = labelled("auto_disabled", _("Auto Disabled"))
 
     name = models.CharField(max_length=128, db_index=True)
     # One of channels_app.channel_types (checked by channels_app.channels and the admin form, not by choices:

@@ -1,5 +1,7 @@
 """Translatable names for models and fields whose English names Django derives from the code."""
 
+from typing import cast
+
 from django.db import models
 from django.utils.functional import Promise
 
@@ -20,6 +22,14 @@ def name_model(
     for field, label in fields.items():
         shown = getattr(model, field, None)
         if isinstance(shown, property):  # shown in the admin as a read-only field
-            shown.fget.short_description = label
+            shown.fget.short_description = label  # type: ignore[union-attr]  # where Django's admin reads it
         else:
             opts.get_field(field).verbose_name = label
+
+
+def labelled(value: str, label: Promise) -> str:
+    """A TextChoices member with a translatable label: `ENABLED = labelled("enabled", _("Enabled"))`.
+
+    Django's metaclass makes the member a str from the (value, label) pair; written as that pair, the type checker
+    (without Django's stubs) would take the member for a tuple."""
+    return cast(str, (value, label))

@@ -12,7 +12,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from gateway_project.labels import name_model
+from gateway_project.labels import labelled, name_model
 
 if TYPE_CHECKING:
     from tasks.updates import TaskUpdate
@@ -33,13 +33,13 @@ class Task(models.Model):
 
     class Status(models.TextChoices):
         # The strings Midjourney-Proxy and Suno-API use on the wire.
-        NOT_START = "NOT_START", _("Not Start")
-        SUBMITTED = "SUBMITTED", _("Submitted")
-        QUEUED = "QUEUED", _("Queued")
-        MODAL = "MODAL", _("Modal")
-        IN_PROGRESS = "IN_PROGRESS", _("In Progress")
-        SUCCESS = "SUCCESS", _("Success")
-        FAILURE = "FAILURE", _("Failure")
+        NOT_START = labelled("NOT_START", _("Not Start"))
+        SUBMITTED = labelled("SUBMITTED", _("Submitted"))
+        QUEUED = labelled("QUEUED", _("Queued"))
+        MODAL = labelled("MODAL", _("Modal"))
+        IN_PROGRESS = labelled("IN_PROGRESS", _("In Progress"))
+        SUCCESS = labelled("SUCCESS", _("Success"))
+        FAILURE = labelled("FAILURE", _("Failure"))
 
     DONE = (Status.SUCCESS, Status.FAILURE)
     OPEN = (Status.NOT_START, Status.SUBMITTED, Status.QUEUED, Status.MODAL, Status.IN_PROGRESS)
