@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.text import Truncator
+from django.utils.translation import gettext_lazy as _
 
 from billing import audit, pricing
 from billing.accounts import api_keys, users
@@ -40,9 +41,11 @@ from gateway_project.admin_tools import STORABLE_JSON, SaveChangedFieldsMixin
 
 class UserForm(UserChangeForm):
     quota_delta = forms.IntegerField(
-        required=False, help_text="Quota to add (negative removes); written to the log as a manage entry"
+        required=False,
+        label=_("Quota delta"),
+        help_text=_("Quota to add (negative removes); written to the log as a manage entry"),
     )
-    quota_reason = forms.CharField(required=False, max_length=500)
+    quota_reason = forms.CharField(required=False, max_length=500, label=_("Quota reason"))
     actor: User | None = None  # who is editing (UserAdmin.get_form)
 
     def clean(self) -> dict:
@@ -73,8 +76,8 @@ class UserAdmin(AuditedAdmin, SaveChangedFieldsMixin, BaseUserAdmin):
     readonly_fields = ("quota", "used_quota", "request_count", "last_login", "date_joined")
     fieldsets = (
         *BaseUserAdmin.fieldsets,
-        ("Gateway", {"fields": ("group", "quota", "used_quota", "request_count", "quota_delta", "quota_reason")}),
-        ("Rate limits (empty = the group's, 0 = none)", {"fields": ("rpm_limit", "tpm_limit")}),
+        (_("Gateway"), {"fields": ("group", "quota", "used_quota", "request_count", "quota_delta", "quota_reason")}),
+        (_("Rate limits (empty = the group's, 0 = none)"), {"fields": ("rpm_limit", "tpm_limit")}),
     )
 
     def get_form(self, request: HttpRequest, obj: User | None = None, **kwargs) -> type[forms.ModelForm]:
@@ -91,7 +94,10 @@ class UserAdmin(AuditedAdmin, SaveChangedFieldsMixin, BaseUserAdmin):
             except QuotaExceeded as refused:
                 messages.error(request, str(refused))
             else:
-                messages.success(request, f"{obj.username}: quota {delta:+d}, now {now}")
+                messages.success(
+                    request,
+                    _("%(user)s: quota %(delta)+d, now %(now)d") % {"user": obj.username, "delta": delta, "now": now},
+                )
 
     def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
         # Django's password form saves the user itself, past save_model.
@@ -123,7 +129,8 @@ class ShowsNewSecret:
 
     def response_add(self, request: HttpRequest, obj, post_url_continue: str | None = None) -> HttpResponse:
         change_url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
-        return secret_page(request, self, f"The new {self.secret_name}", [obj.new_secret], change_url, f"{obj} ->")
+        title = _("The new %(secret)s") % {"secret": self.secret_name}
+        return secret_page(request, self, title, [obj.new_secret], change_url, f"{obj} ->")
 
 
 def key_pages_at_their_old_path(request: HttpRequest, rest: str) -> HttpResponse:
@@ -139,7 +146,7 @@ def key_pages_at_their_old_path(request: HttpRequest, rest: str) -> HttpResponse
 class ApiKeyAdmin(AuditedAdmin, ShowsNewSecret, SaveChangedFieldsMixin, admin.ModelAdmin):
     form = ApiKeyForm
     audit_subject = api_keys.AUDITED
-    secret_name = "key"
+    secret_name = _("key")
     formfield_overrides = STORABLE_JSON
     list_display = (
         "name",
@@ -183,7 +190,7 @@ class ApiKeyAdmin(AuditedAdmin, ShowsNewSecret, SaveChangedFieldsMixin, admin.Mo
 
 @admin.register(AccessToken)
 class AccessTokenAdmin(ShowsNewSecret, admin.ModelAdmin):
-    secret_name = "access token"
+    secret_name = _("access token")
     list_display = ("name", "user", "created_at")
     search_fields = ("name", "user__username")
     list_select_related = ("user",)
@@ -264,7 +271,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
 
-    @admin.display(description="changes")
+    @admin.display(description=_("changes"))
     def summary(self, entry: AuditEntry) -> str:
         said = "; ".join(
             f"{name}: {change}" if isinstance(change, str) else f"{name}: {change[0]!r} -> {change[1]!r}"
@@ -282,9 +289,11 @@ class ReservationAdmin(ReadOnlyAdmin):
 
 
 class RedemptionBatchForm(forms.Form):
-    name = forms.CharField(max_length=64, help_text="Batch label, shown in the ledger when a code is redeemed")
-    quota = forms.IntegerField(min_value=1, help_text="Quota each code credits")
-    count = forms.IntegerField(min_value=1, max_value=redemptions.MAX_BATCH, initial=1)
+    name = forms.CharField(
+        max_length=64, label=_("Name"), help_text=_("Batch label, shown in the ledger when a code is redeemed")
+    )
+    quota = forms.IntegerField(min_value=1, label=_("Quota"), help_text=_("Quota each code credits"))
+    count = forms.IntegerField(min_value=1, max_value=redemptions.MAX_BATCH, initial=1, label=_("Count"))
 
 
 @admin.register(Redemption)
@@ -310,12 +319,15 @@ class RedemptionAdmin(admin.ModelAdmin):
             except ValidationError as refused:
                 form.add_error(None, refused)
             else:
-                title = f"{len(codes)} new redemption code(s) of {form.cleaned_data['name']!r}"
+                title = _("%(count)d new redemption code(s) of %(batch)r") % {
+                    "count": len(codes),
+                    "batch": form.cleaned_data["name"],
+                }
                 changelist = reverse("admin:billing_redemption_changelist")
-                return secret_page(request, self, title, codes, changelist, "All redemption codes ->")
+                return secret_page(request, self, title, codes, changelist, _("All redemption codes ->"))
         context = {
             **self.admin_site.each_context(request),
-            "title": "Create redemption codes",
+            "title": _("Create redemption codes"),
             "opts": self.opts,
             "form": form,
             **(extra_context or {}),
@@ -342,7 +354,7 @@ class TopUpOrderAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     actions = ["check_with_wechat_pay"]
 
-    @admin.action(description="Check selected pending orders with WeChat Pay")
+    @admin.action(description=_("Check selected pending orders with WeChat Pay"))
     def check_with_wechat_pay(self, request: HttpRequest, queryset) -> None:
         changed = 0
         for out_trade_no in queryset.filter(status=TopUpOrder.Status.PENDING).values_list("out_trade_no", flat=True):
@@ -350,4 +362,6 @@ class TopUpOrderAdmin(ReadOnlyAdmin):
                 changed += topup.reconcile_order(out_trade_no)
             except (PaymentsDisabled, WeChatPayError) as failure:
                 messages.error(request, f"{out_trade_no}: {failure}")
-        messages.info(request, f"{changed} order(s) paid or closed after checking with WeChat Pay.")
+        messages.info(
+            request, _("%(count)d order(s) paid or closed after checking with WeChat Pay.") % {"count": changed}
+        )

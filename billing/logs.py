@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from billing import daily_usage
 from billing.models import LOG_TOKEN_FIELDS, Log, User
@@ -107,7 +108,7 @@ def _scoped(viewer: User, where: LogFilter) -> LogFilter:
     if viewer.is_staff:
         return where
     if where.user_id not in (None, viewer.pk):
-        raise PermissionDenied("you may only read your own logs")
+        raise PermissionDenied(_("you may only read your own logs"))
     return replace(where, user_id=viewer.pk)
 
 

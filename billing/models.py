@@ -13,6 +13,9 @@ from django.contrib.auth.models import AbstractUser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from gateway_project.labels import labelled, name_model
 
 KEY_ALPHABET = string.ascii_letters + string.digits
 KEY_LENGTH = 48
@@ -26,13 +29,13 @@ def new_key_body() -> str:
     return "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_LENGTH))
 
 
-RPM_HELP = "Requests per minute; empty = the group's limit (RATE_LIMITS), 0 = no limit"
-TPM_HELP = "Tokens per minute; empty = the group's limit (RATE_LIMITS), 0 = no limit"
+RPM_HELP = _("Requests per minute; empty = the group's limit (RATE_LIMITS), 0 = no limit")
+TPM_HELP = _("Tokens per minute; empty = the group's limit (RATE_LIMITS), 0 = no limit")
 
 
 class User(AbstractUser):
     group = models.CharField(max_length=64, default="default", db_index=True)
-    quota = models.BigIntegerField(default=0, help_text="Remaining quota")
+    quota = models.BigIntegerField(default=0, help_text=_("Remaining quota"))
     used_quota = models.BigIntegerField(default=0)
     request_count = models.BigIntegerField(default=0)
     # Over all the user's keys together (billing.accounts.ratelimit).
@@ -47,8 +50,8 @@ class ApiKey(models.Model):
     word "token": that is what existing databases and new-api clients use."""
 
     class Status(models.TextChoices):
-        ENABLED = "enabled"
-        DISABLED = "disabled"
+        ENABLED = labelled("enabled", _("Enabled"))
+        DISABLED = labelled("disabled", _("Disabled"))
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=64, blank=True, default="")
@@ -59,9 +62,11 @@ class ApiKey(models.Model):
     unlimited_quota = models.BooleanField(default=False)
     used_quota = models.BigIntegerField(default=0)
     expires_at = models.DateTimeField(null=True, blank=True)
-    model_limits = models.JSONField(null=True, blank=True, help_text="Allowed models (API field `models`); empty = all")
-    allow_ips = models.JSONField(null=True, blank=True, help_text="Allowed IPs or CIDRs; empty = any")
-    group = models.CharField(max_length=64, null=True, blank=True, help_text="Empty = the user's group")
+    model_limits = models.JSONField(
+        null=True, blank=True, help_text=_("Allowed models (API field `models`); empty = all")
+    )
+    allow_ips = models.JSONField(null=True, blank=True, help_text=_("Allowed IPs or CIDRs; empty = any"))
+    group = models.CharField(max_length=64, null=True, blank=True, help_text=_("Empty = the user's group"))
     rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text=RPM_HELP)
     tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text=TPM_HELP)
     created_at = models.DateTimeField(default=timezone.now)
@@ -69,7 +74,7 @@ class ApiKey(models.Model):
 
     class Meta:
         db_table = "billing_token"
-        verbose_name = "API key"
+        verbose_name = _("API key")
 
     def __str__(self) -> str:
         return f"{self.name or 'key'} ({self.key_hint})"
@@ -116,17 +121,17 @@ class PriceTable(models.Model):
     completion_ratio = models.JSONField(default=dict, blank=True)
     model_price = models.JSONField(default=dict, blank=True)
     group_ratio = models.JSONField(default=dict, blank=True)
-    cache_ratio = models.JSONField(default=dict, blank=True, help_text="Cache read / input price, per model")
+    cache_ratio = models.JSONField(default=dict, blank=True, help_text=_("Cache read / input price, per model"))
     create_cache_ratio = models.JSONField(
-        default=dict, blank=True, help_text="5-minute cache write / input price, per model"
+        default=dict, blank=True, help_text=_("5-minute cache write / input price, per model")
     )
     create_cache_ratio_1h = models.JSONField(
-        default=dict, blank=True, help_text="1-hour cache write / input price, per model"
+        default=dict, blank=True, help_text=_("1-hour cache write / input price, per model")
     )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        verbose_name = "price table"
+        verbose_name = _("price table")
 
     def __str__(self) -> str:
         return "Prices"
@@ -136,15 +141,15 @@ class Reservation(models.Model):
     """Quota held for one in-flight request, keyed by its request id (idempotency)."""
 
     class State(models.TextChoices):
-        HELD = "held"
-        SETTLED = "settled"
-        RELEASED = "released"
+        HELD = labelled("held", _("Held"))
+        SETTLED = labelled("settled", _("Settled"))
+        RELEASED = labelled("released", _("Released"))
 
     request_id = models.CharField(max_length=64, unique=True)
     token_id = models.BigIntegerField(null=True)
     user_id = models.BigIntegerField()
     amount = models.BigIntegerField()
-    unlimited = models.BooleanField(default=False, help_text="The key was unlimited: only the user was held")
+    unlimited = models.BooleanField(default=False, help_text=_("The key was unlimited: only the user was held"))
     state = models.CharField(max_length=16, choices=State.choices, default=State.HELD)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -167,11 +172,11 @@ class Log(models.Model):
     """One row of the ledger, written only by billing.ledger (which also moves DailyUsage with it)."""
 
     class Type(models.TextChoices):
-        CONSUME = "consume"
-        TOPUP = "topup"
-        REFUND = "refund"
-        MANAGE = "manage"
-        ERROR = "error"
+        CONSUME = labelled("consume", _("Consume"))
+        TOPUP = labelled("topup", _("Topup"))
+        REFUND = labelled("refund", _("Refund"))
+        MANAGE = labelled("manage", _("Manage"))
+        ERROR = labelled("error", _("Error"))
 
     created_at = models.DateTimeField(default=timezone.now)
     type = models.CharField(max_length=16, choices=Type.choices)
@@ -180,8 +185,8 @@ class Log(models.Model):
     token_name = models.CharField(max_length=64, blank=True, default="")
     channel_id = models.BigIntegerField(null=True)
     model = models.CharField(max_length=128, blank=True, default="")
-    prompt_tokens = models.IntegerField(default=0, help_text="All the input, the cache lanes included")
-    completion_tokens = models.IntegerField(default=0, help_text="All the output, reasoning included")
+    prompt_tokens = models.IntegerField(default=0, help_text=_("All the input, the cache lanes included"))
+    completion_tokens = models.IntegerField(default=0, help_text=_("All the output, reasoning included"))
     cache_read_tokens = models.IntegerField(default=0)
     cache_write_5m_tokens = models.IntegerField(default=0)
     cache_write_1h_tokens = models.IntegerField(default=0)
@@ -227,7 +232,7 @@ class DailyUsage(models.Model):
     quota = models.BigIntegerField(default=0)
 
     class Meta:
-        verbose_name_plural = "daily usage"
+        verbose_name_plural = _("daily usage")
         constraints = [
             models.UniqueConstraint(fields=["user_id", "day", "token_id", "channel_id", "model"], name="one_usage_row")
         ]
@@ -244,30 +249,30 @@ class AuditEntry(models.Model):
     """The operators' record of one state change, written by billing.audit in the change's transaction."""
 
     class Kind(models.TextChoices):
-        CHANNEL = "channel"
-        KEY = "key"
-        USER = "user"
-        PRICES = "prices"
+        CHANNEL = labelled("channel", _("Channel"))
+        KEY = labelled("key", _("Key"))
+        USER = labelled("user", _("User"))
+        PRICES = labelled("prices", _("Prices"))
 
     class Action(models.TextChoices):
-        CREATE = "create"
-        UPDATE = "update"
-        DELETE = "delete"
-        QUOTA = "quota"
+        CREATE = labelled("create", _("Create"))
+        UPDATE = labelled("update", _("Update"))
+        DELETE = labelled("delete", _("Delete"))
+        QUOTA = labelled("quota", _("Quota"))
 
     created_at = models.DateTimeField(default=timezone.now)
     # Not a foreign key: an entry outlives the user who made it, as the ledger does.
-    actor_id = models.BigIntegerField(null=True, blank=True, help_text="The user; empty for a system actor")
-    actor_name = models.CharField(max_length=150, help_text='The username, or a system actor such as "manage.py"')
+    actor_id = models.BigIntegerField(null=True, blank=True, help_text=_("The user; empty for a system actor"))
+    actor_name = models.CharField(max_length=150, help_text=_('The username, or a system actor such as "manage.py"'))
     object_type = models.CharField(max_length=16, choices=Kind.choices)
     object_id = models.BigIntegerField()
     action = models.CharField(max_length=16, choices=Action.choices)
     changes = models.JSONField(
-        default=dict, encoder=DjangoJSONEncoder, help_text='{field: [old, new]}; a secret only as "changed"'
+        default=dict, encoder=DjangoJSONEncoder, help_text=_('{field: [old, new]}; a secret only as "changed"')
     )
 
     class Meta:
-        verbose_name_plural = "audit entries"
+        verbose_name_plural = _("audit entries")
         indexes = [
             models.Index(fields=["object_type", "object_id", "created_at"]),
             models.Index(fields=["actor_name", "created_at"]),
@@ -282,10 +287,10 @@ class Redemption(models.Model):
     """A redemption code worth `quota`. Only its SHA-256 is stored: the plain code is shown once, at creation."""
 
     class Status(models.TextChoices):
-        UNUSED = "unused"
-        USED = "used"
+        UNUSED = labelled("unused", _("Unused"))
+        USED = labelled("used", _("Used"))
 
-    name = models.CharField(max_length=64, help_text="Batch label")
+    name = models.CharField(max_length=64, help_text=_("Batch label"))
     code_hash = models.CharField(max_length=64, unique=True, editable=False)
     code_hint = models.CharField(max_length=20, editable=False)
     quota = models.BigIntegerField()
@@ -303,18 +308,18 @@ class TopUpOrder(models.Model):
     """A WeChat Pay Native order. Moves pending -> paid (crediting `quota` once) or pending -> closed."""
 
     class Status(models.TextChoices):
-        PENDING = "pending"
-        PAID = "paid"
-        CLOSED = "closed"
+        PENDING = labelled("pending", _("Pending"))
+        PAID = labelled("paid", _("Paid"))
+        CLOSED = labelled("closed", _("Closed"))
 
     out_trade_no = models.CharField(max_length=32, unique=True)
     # SET_NULL: a payment record outlives its user, as the ledger (Log.user_id) does.
     user = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="topup_orders")
-    amount_fen = models.BigIntegerField(help_text="What the payer pays, in fen (1 CNY = 100 fen)")
-    quota = models.BigIntegerField(help_text="Quota credited when the order is paid")
+    amount_fen = models.BigIntegerField(help_text=_("What the payer pays, in fen (1 CNY = 100 fen)"))
+    quota = models.BigIntegerField(help_text=_("Quota credited when the order is paid"))
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     code_url = models.CharField(max_length=256, blank=True, default="")
-    transaction_id = models.CharField(max_length=64, blank=True, default="", help_text="WeChat Pay's id")
+    transaction_id = models.CharField(max_length=64, blank=True, default="", help_text=_("WeChat Pay's id"))
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     paid_at = models.DateTimeField(null=True, blank=True)
@@ -329,3 +334,127 @@ class TopUpOrder(models.Model):
     @property
     def amount_yuan(self) -> str:
         return f"{self.amount_fen // 100}.{self.amount_fen % 100:02d}"
+
+
+name_model(
+    User,
+    group=_("group"),
+    quota=_("quota"),
+    used_quota=_("used quota"),
+    request_count=_("request count"),
+    rpm_limit=_("rpm limit"),
+    tpm_limit=_("tpm limit"),
+)
+name_model(
+    ApiKey,
+    _("API key"),
+    _("API keys"),
+    user=_("user"),
+    name=_("name"),
+    key_hint=_("key hint"),
+    status=_("status"),
+    remain_quota=_("remain quota"),
+    unlimited_quota=_("unlimited quota"),
+    used_quota=_("used quota"),
+    expires_at=_("expires at"),
+    model_limits=_("model limits"),
+    allow_ips=_("allow ips"),
+    group=_("group"),
+    rpm_limit=_("rpm limit"),
+    tpm_limit=_("tpm limit"),
+    created_at=_("created at"),
+    accessed_at=_("accessed at"),
+)
+name_model(
+    AccessToken, _("access token"), _("access tokens"), user=_("user"), name=_("name"), created_at=_("created at")
+)
+name_model(
+    PriceTable,
+    _("price table"),
+    _("price tables"),
+    quota_per_unit=_("quota per unit"),
+    model_ratio=_("model ratio"),
+    completion_ratio=_("completion ratio"),
+    model_price=_("model price"),
+    group_ratio=_("group ratio"),
+    cache_ratio=_("cache ratio"),
+    create_cache_ratio=_("create cache ratio"),
+    create_cache_ratio_1h=_("create cache ratio 1h"),
+    updated_at=_("updated at"),
+)
+name_model(
+    Reservation,
+    _("reservation"),
+    _("reservations"),
+    request_id=_("request id"),
+    token_id=_("token id"),
+    user_id=_("user id"),
+    amount=_("amount"),
+    unlimited=_("unlimited"),
+    state=_("state"),
+    created_at=_("created at"),
+)
+name_model(
+    Log,
+    _("log"),
+    _("logs"),
+    created_at=_("created at"),
+    type=_("type"),
+    user_id=_("user id"),
+    token_id=_("token id"),
+    token_name=_("token name"),
+    channel_id=_("channel id"),
+    model=_("model"),
+    prompt_tokens=_("prompt tokens"),
+    completion_tokens=_("completion tokens"),
+    cache_read_tokens=_("cache read tokens"),
+    cache_write_5m_tokens=_("cache write 5m tokens"),
+    cache_write_1h_tokens=_("cache write 1h tokens"),
+    reasoning_tokens=_("reasoning tokens"),
+    quota=_("quota"),
+    use_time_ms=_("use time ms"),
+    is_stream=_("is stream"),
+    request_id=_("request id"),
+    content=_("content"),
+)
+name_model(
+    AuditEntry,
+    _("audit entry"),
+    _("audit entries"),
+    created_at=_("created at"),
+    actor_id=_("actor id"),
+    actor_name=_("actor name"),
+    object_type=_("object type"),
+    object_id=_("object id"),
+    action=_("action"),
+    changes=_("changes"),
+)
+name_model(
+    Redemption,
+    _("redemption"),
+    _("redemptions"),
+    name=_("name"),
+    code_hint=_("code hint"),
+    quota=_("quota"),
+    status=_("status"),
+    created_by=_("created by"),
+    created_at=_("created at"),
+    used_by=_("used by"),
+    used_at=_("used at"),
+)
+name_model(
+    TopUpOrder,
+    _("top up order"),
+    _("top up orders"),
+    out_trade_no=_("out trade no"),
+    user=_("user"),
+    amount_fen=_("amount fen"),
+    quota=_("quota"),
+    status=_("status"),
+    code_url=_("code url"),
+    transaction_id=_("transaction id"),
+    created_at=_("created at"),
+    expires_at=_("expires at"),
+    paid_at=_("paid at"),
+    closed_at=_("closed at"),
+)

@@ -6,6 +6,8 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from billing.audit import AuditedAdmin
 from channels_app import channel_types, channels
@@ -15,13 +17,13 @@ from relay import channel_balance, channel_test
 
 
 class ChannelForm(forms.ModelForm):
-    type = forms.ChoiceField(choices=channel_types.choices, initial="openai")
+    type = forms.ChoiceField(choices=channel_types.choices, initial="openai", label=_("Type"))
     new_key = forms.CharField(
-        label="Key",
+        label=pgettext_lazy("upstream", "Key"),
         required=False,
         strip=True,
         widget=forms.PasswordInput(render_value=False),
-        help_text="The upstream API key; stored encrypted. Leave empty to keep the current key.",
+        help_text=_("The upstream API key; stored encrypted. Leave empty to keep the current key."),
     )
 
     class Meta:
@@ -31,7 +33,7 @@ class ChannelForm(forms.ModelForm):
     def clean(self) -> dict:
         cleaned = super().clean()
         if not self.instance.pk and not cleaned.get("new_key"):
-            self.add_error("new_key", "A new channel needs its upstream key.")
+            self.add_error("new_key", _("A new channel needs its upstream key."))
         key = cleaned.get("new_key") or (self.instance.key if self.instance.pk else "")
         if key and channels.type_rule(cleaned.get("type")):
             for field, problem in channels.type_problems(cleaned["type"], key, cleaned.get("config")).items():
@@ -54,7 +56,7 @@ class ChannelForm(forms.ModelForm):
 class TypeFilter(admin.SimpleListFilter):
     """The registered channel types (Channel.type has no choices: channels_app.channel_types)."""
 
-    title = "type"
+    title = _("type")
     parameter_name = "type__exact"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
@@ -110,39 +112,40 @@ class ChannelAdmin(AuditedAdmin, SaveChangedFieldsMixin, admin.ModelAdmin):
     )
     actions = ("enable", "disable", "test", "update_balance")
 
-    @admin.display(description="type", ordering="type")
+    @admin.display(description=_("type"), ordering="type")
     def type_label(self, channel: Channel) -> str:
         kind = channel_types.find(channel.type)
         return kind.label if kind else channel.type
 
-    @admin.display(description="models")
+    @admin.display(description=_("models"))
     def model_list(self, channel: Channel) -> str:
         shown = ", ".join(channel.models[:5])
         return shown + (f" (+{len(channel.models) - 5})" if len(channel.models) > 5 else "")
 
-    @admin.action(description="Enable selected channels")
+    @admin.action(description=_("Enable selected channels"))
     def enable(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         changed = channels.set_status(queryset.values_list("pk", flat=True), Channel.Status.ENABLED, actor=request.user)
-        messages.success(request, f"{changed} channel(s) enabled")
+        messages.success(request, _("%(count)d channel(s) enabled") % {"count": changed})
 
-    @admin.action(description="Test selected channels (one small real request each)")
+    @admin.action(description=_("Test selected channels (one small real request each)"))
     def test(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         found = list(queryset)
         for channel, result in zip(found, channel_test.probe_channels(found), strict=True):
             level = messages.SUCCESS if result.success else messages.ERROR
             self.message_user(request, f"{channel}: {result.message}", level)
 
-    @admin.action(description="Update the balance of selected channels (OpenAI-compatible upstreams)")
+    @admin.action(description=_("Update the balance of selected channels (OpenAI-compatible upstreams)"))
     def update_balance(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         for channel in queryset:
             try:
-                self.message_user(request, f"{channel}: ${channel_balance.update_balance(channel):,.2f} left")
+                left = f"${channel_balance.update_balance(channel):,.2f}"
+                self.message_user(request, _("%(channel)s: %(left)s left") % {"channel": channel, "left": left})
             except channel_balance.BalanceUnavailable as unavailable:
                 self.message_user(request, f"{channel}: {unavailable}", messages.WARNING)
 
-    @admin.action(description="Disable selected channels")
+    @admin.action(description=_("Disable selected channels"))
     def disable(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         reason = f"disabled by {request.user.get_username()} in admin"
         ids = queryset.values_list("pk", flat=True)
         changed = channels.set_status(ids, Channel.Status.DISABLED, reason, actor=request.user)
-        messages.success(request, f"{changed} channel(s) disabled")
+        messages.success(request, _("%(count)d channel(s) disabled") % {"count": changed})

@@ -5,6 +5,7 @@ from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from billing import audit
 from billing.audit import Actor, System
@@ -60,7 +61,7 @@ def update_channel(channel: Channel, changes: dict, actor: Actor = System.MANAGE
     _check_known(changes)
     nulls = sorted(name for name, value in changes.items() if value is None)
     if nulls:  # no channel field is nullable; some are blank, which Django's validation lets through as None
-        raise ValidationError({name: "must not be null" for name in nulls})
+        raise ValidationError({name: _("must not be null") for name in nulls})
     for field_name, value in changes.items():
         if field_name == "key":
             _set_key(channel, value)
@@ -78,7 +79,7 @@ def set_status(channel_ids: Iterable[int], status: str, reason: str = "", actor:
     """Switch many channels at once; returns how many changed. A bulk UPDATE sends no post_save, so the
     routing index is invalidated here."""
     if status not in Channel.Status.values:
-        raise ValidationError({"status": f"must be one of {', '.join(Channel.Status.values)}"})
+        raise ValidationError({"status": _("must be one of %(values)s") % {"values": ", ".join(Channel.Status.values)}})
     ids = list(channel_ids)
     with audit.tracked(actor, AUDITED, *ids):
         changed = Channel.objects.filter(pk__in=ids).update(status=status, status_reason=reason)
@@ -95,12 +96,12 @@ def delete_channel(channel_id: int, actor: Actor) -> None:
 def _check_known(fields: dict) -> None:
     unknown = set(fields) - EDITABLE
     if unknown:
-        raise ValidationError({name: "not a channel field that can be set" for name in sorted(unknown)})
+        raise ValidationError({name: _("not a channel field that can be set") for name in sorted(unknown)})
 
 
 def _set_key(channel: Channel, key: object) -> None:
     if not isinstance(key, str) or not key.strip():
-        raise ValidationError({"key": "must be the upstream's non-empty API key"})
+        raise ValidationError({"key": _("must be the upstream's non-empty API key")})
     channel.key = key.strip()
 
 
@@ -120,11 +121,12 @@ def type_problems(channel_type: str, key: str, config: object) -> dict[str, str]
 def _validate(channel: Channel) -> None:
     known = channel_types.slugs()
     if channel.type not in known:
-        raise ValidationError({"type": f"unknown channel type {channel.type!r}; one of {', '.join(known)}"})
+        unknown = {"type": channel.type, "known": ", ".join(known)}
+        raise ValidationError({"type": _("unknown channel type %(type)r; one of %(known)s") % unknown})
     if channel.groups == []:
         channel.groups = ["default"]
     if not channel.models:
-        raise ValidationError({"models": "list at least one model the channel serves"})
+        raise ValidationError({"models": _("list at least one model the channel serves")})
     channel.full_clean()
     if type_rule(channel.type):  # only these need the key decrypted
         problems = type_problems(channel.type, channel.key, channel.config)

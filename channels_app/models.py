@@ -3,38 +3,47 @@
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from channels_app import channel_types, crypto
+from gateway_project.labels import labelled, name_model
 from gateway_project.safe_text import MODEL_NAME_RULE, is_header_safe, is_model_name
 
 
 def validate_status_code_mapping(value: object) -> None:
     if not isinstance(value, dict):
-        raise ValidationError('status_code_mapping must be an object such as {"400": "500"}')
+        raise ValidationError(_('status_code_mapping must be an object such as {"400": "500"}'))
     for source, target in value.items():
         if not (str(source).isdigit() and str(target).isdigit() and 100 <= int(target) <= 599):
-            raise ValidationError(f"status_code_mapping entry {source!r}: {target!r} must map a status to a status")
+            raise ValidationError(
+                _("status_code_mapping entry %(source)r: %(target)r must map a status to a status"),
+                params={"source": source, "target": target},
+            )
 
 
 def validate_string_map(value: object) -> None:
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise ValidationError("model_mapping must be an object of model name to model name")
+        raise ValidationError(_("model_mapping must be an object of model name to model name"))
     # The upstream name goes into URLs (Azure deployments, Gemini paths, custom `{model}` templates).
     for source, target in value.items():
         if not is_model_name(target):
-            raise ValidationError(f"model_mapping {source!r}: the upstream model name {MODEL_NAME_RULE}")
+            raise ValidationError(
+                _("model_mapping %(source)r: the upstream model name %(rule)s"),
+                params={"source": source, "rule": MODEL_NAME_RULE},
+            )
 
 
 def validate_string_list(value: object) -> None:
     if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
-        raise ValidationError("must be a list of non-empty strings")
+        raise ValidationError(_("must be a list of non-empty strings"))
 
 
 class Channel(models.Model):
     class Status(models.TextChoices):
-        ENABLED = "enabled"
-        DISABLED = "disabled"
-        AUTO_DISABLED = "auto_disabled"
+        ENABLED = labelled("enabled", _("Enabled"))
+        DISABLED = labelled("disabled", _("Disabled"))
+        AUTO_DISABLED = labelled("auto_disabled", _("Auto Disabled"))
 
     name = models.CharField(max_length=128, db_index=True)
     # One of channels_app.channel_types (checked by channels_app.channels and the admin form, not by choices:
@@ -57,7 +66,7 @@ class Channel(models.Model):
     balance = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     # Last field on purpose: from here on the class body's `models` names this field, not django.db.models.
-    models = models.JSONField(default=list, validators=[validate_string_list], help_text="`*` suffix = prefix")
+    models = models.JSONField(default=list, validators=[validate_string_list], help_text=_("`*` suffix = prefix"))
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.name} ({self.type})"
@@ -80,9 +89,9 @@ class Channel(models.Model):
     def clean(self) -> None:
         problems = {}
         if self.test_model and not is_model_name(self.test_model):
-            problems["test_model"] = f"the model name {MODEL_NAME_RULE}"
+            problems["test_model"] = _("the model name %(rule)s") % {"rule": MODEL_NAME_RULE}
         if self.key_in_headers and not is_header_safe(self.readable_key()):
-            problems["key"] = (
+            problems["key"] = _(
                 "must be printable ASCII: an HTTP header cannot carry a line break, another control character "
                 "or a non-ASCII letter (one key per channel)"
             )
@@ -107,3 +116,29 @@ class Channel(models.Model):
         if not self.groups:
             self.groups = ["default"]
         super().save(*args, **kwargs)
+
+
+name_model(
+    Channel,
+    _("channel"),
+    _("channels"),
+    name=_("name"),
+    type=_("type"),
+    key_hint=pgettext_lazy("upstream", "key hint"),
+    base_url=_("base url"),
+    model_mapping=_("model mapping"),
+    status_code_mapping=_("status code mapping"),
+    groups=_("groups"),
+    priority=_("priority"),
+    weight=_("weight"),
+    status=_("status"),
+    status_reason=_("status reason"),
+    auto_ban=_("auto ban"),
+    test_model=_("test model"),
+    config=_("config"),
+    used_quota=_("used quota"),
+    response_time_ms=_("response time ms"),
+    balance=_("balance"),
+    created_at=_("created at"),
+    models=_("models"),
+)

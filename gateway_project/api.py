@@ -10,6 +10,7 @@ from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
 from django.http import HttpRequest, HttpResponse
+from django.utils.translation import gettext as _
 from ninja import NinjaAPI, Router, Schema, Swagger
 from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -95,7 +96,7 @@ unmatched_router = Router(auth=None)
 
 @unmatched_router.api_operation(["GET", "POST", "PUT", "PATCH", "DELETE"], "/{path:rest}", include_in_schema=False)
 def no_such_path(request: HttpRequest, rest: str) -> HttpResponse:
-    return _detail(request, 404, "Not Found")
+    return _detail(request, 404, _("Not Found"))
 
 
 api.add_router("", unmatched_router)
@@ -136,13 +137,13 @@ def _detail(request: HttpRequest, status_code: int, detail: str, **extra: object
 
 @api.exception_handler(AuthenticationError)
 def unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    return _detail(request, 401, "missing or invalid access token: send Authorization: Bearer <access token>")
+    return _detail(request, 401, _("missing or invalid access token: send Authorization: Bearer <access token>"))
 
 
 @api.exception_handler(NinjaValidationError)
 def invalid_request(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
     problems = [f"{field_name(error.get('loc', ()))}: {error.get('msg', 'invalid')}" for error in exc.errors]
-    return _detail(request, 422, "; ".join(problems) or "invalid request", errors=exc.errors)
+    return _detail(request, 422, "; ".join(problems) or _("invalid request"), errors=exc.errors)
 
 
 @api.exception_handler(DjangoValidationError)
@@ -152,18 +153,18 @@ def invalid_value(request: HttpRequest, exc: DjangoValidationError) -> HttpRespo
 
 @api.exception_handler(PermissionDenied)
 def forbidden(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
-    return _detail(request, 403, str(exc) or "not allowed")
+    return _detail(request, 403, str(exc) or _("not allowed"))
 
 
 @api.exception_handler(ObjectDoesNotExist)
 def not_found(request: HttpRequest, exc: ObjectDoesNotExist) -> HttpResponse:
-    return _detail(request, 404, "Not Found")
+    return _detail(request, 404, _("Not Found"))
 
 
 @api.exception_handler(DataError)
 def unstorable(request: HttpRequest, exc: DataError) -> HttpResponse:
     # What SQLite stores and PostgreSQL or MySQL refuse: a NUL character, an over-long text, a number out of range.
-    return _detail(request, 422, "a value is out of range, too long, or has characters the database cannot store")
+    return _detail(request, 422, _("a value is out of range, too long, or has characters the database cannot store"))
 
 
 @api.exception_handler(QuotaExceeded)

@@ -69,6 +69,8 @@ MIDDLEWARE = [
     # Serves /static/ (admin and console CSS) from STATIC_ROOT, so `make run` needs no web server in front.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The language: the console's switch (a cookie), else the browser's Accept-Language, else LANGUAGE_CODE.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -164,7 +166,11 @@ else:
         }
     }
 
-LANGUAGE_CODE = "en-us"
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LANGUAGE_CODE = envstr("LANGUAGE_CODE", "en").strip().lower().replace("_", "-")
+if LANGUAGE_CODE not in dict(LANGUAGES):
+    raise ImproperlyConfigured(f"LANGUAGE_CODE must be one of {', '.join(dict(LANGUAGES))}, not {LANGUAGE_CODE!r}")
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = envstr("TZ", "UTC")
 USE_I18N = True
 USE_TZ = True

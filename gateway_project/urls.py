@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/", api.urls),
     path("metrics", metrics_view),
     path("console/", include("billing.console.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),  # set_language: the console's language switch
     path("", include("relay.urls")),
     path("", include("tasks.urls")),
 ]

@@ -4,6 +4,7 @@ on stuck tasks, which fails and refunds them exactly like the poller's timeout."
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from tasks import records
 from tasks.models import Task
@@ -37,9 +38,9 @@ class TaskAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Give up on selected open tasks (fail and refund)")
+    @admin.action(description=_("Give up on selected open tasks (fail and refund)"))
     def fail_and_refund(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
         reason = f"given up by {request.user.get_username()} in admin"
         open_pks = queryset.filter(status__in=Task.OPEN).values_list("pk", flat=True)
         failed = sum(records.fail(pk, reason) for pk in open_pks)
-        messages.success(request, f"{failed} task(s) failed and refunded")
+        messages.success(request, _("%(count)d task(s) failed and refunded") % {"count": failed})

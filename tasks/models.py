@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from gateway_project.labels import labelled, name_model
 
 if TYPE_CHECKING:
     from tasks.updates import TaskUpdate
@@ -30,38 +33,40 @@ class Task(models.Model):
 
     class Status(models.TextChoices):
         # The strings Midjourney-Proxy and Suno-API use on the wire.
-        NOT_START = "NOT_START"
-        SUBMITTED = "SUBMITTED"
-        QUEUED = "QUEUED"
-        MODAL = "MODAL"
-        IN_PROGRESS = "IN_PROGRESS"
-        SUCCESS = "SUCCESS"
-        FAILURE = "FAILURE"
+        NOT_START = labelled("NOT_START", _("Not Start"))
+        SUBMITTED = labelled("SUBMITTED", _("Submitted"))
+        QUEUED = labelled("QUEUED", _("Queued"))
+        MODAL = labelled("MODAL", _("Modal"))
+        IN_PROGRESS = labelled("IN_PROGRESS", _("In Progress"))
+        SUCCESS = labelled("SUCCESS", _("Success"))
+        FAILURE = labelled("FAILURE", _("Failure"))
 
     DONE = (Status.SUCCESS, Status.FAILURE)
     OPEN = (Status.NOT_START, Status.SUBMITTED, Status.QUEUED, Status.MODAL, Status.IN_PROGRESS)
 
     public_id = models.CharField(max_length=64, unique=True)
     platform = models.CharField(max_length=16, choices=Platform.choices)
-    action = models.CharField(max_length=32, help_text="IMAGINE, UPSCALE, ... for Midjourney; MUSIC or LYRICS for Suno")
-    model = models.CharField(max_length=64, help_text="The price-table entry charged, e.g. mj_imagine")
+    action = models.CharField(
+        max_length=32, help_text=_("IMAGINE, UPSCALE, ... for Midjourney; MUSIC or LYRICS for Suno")
+    )
+    model = models.CharField(max_length=64, help_text=_("The price-table entry charged, e.g. mj_imagine"))
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks")
     token = models.ForeignKey("billing.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     channel = models.ForeignKey(
         "channels_app.Channel", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     origin = models.ForeignKey(
-        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="follow_ups", help_text="Acted upon"
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="follow_ups", help_text=_("Acted upon")
     )
     upstream_id = models.CharField(max_length=128, blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NOT_START)
     progress = models.CharField(max_length=8, default="0%")
     prompt = models.TextField(blank=True, default="")
     fail_reason = models.TextField(blank=True, default="")
-    result_urls = models.JSONField(default=list, blank=True, help_text="Image or audio URLs")
-    data = models.JSONField(default=dict, blank=True, help_text="The task as the upstream last reported it")
-    properties = models.JSONField(default=dict, blank=True, help_text="What the client asked (mode, state, ...)")
-    quota = models.BigIntegerField(default=0, help_text="Quota charged when the upstream accepted the submit")
+    result_urls = models.JSONField(default=list, blank=True, help_text=_("Image or audio URLs"))
+    data = models.JSONField(default=dict, blank=True, help_text=_("The task as the upstream last reported it"))
+    properties = models.JSONField(default=dict, blank=True, help_text=_("What the client asked (mode, state, ...)"))
+    quota = models.BigIntegerField(default=0, help_text=_("Quota charged when the upstream accepted the submit"))
     refunded = models.BooleanField(default=False)
     submitted_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -120,3 +125,32 @@ class Task(models.Model):
             self.started_at,
             self.finished_at,
         )
+
+
+name_model(
+    Task,
+    _("task"),
+    _("tasks"),
+    public_id=_("public id"),
+    platform=_("platform"),
+    action=_("action"),
+    model=_("model"),
+    user=_("user"),
+    token=_("token"),
+    channel=_("channel"),
+    origin=_("origin"),
+    upstream_id=_("upstream id"),
+    status=_("status"),
+    progress=_("progress"),
+    prompt=_("prompt"),
+    fail_reason=_("fail reason"),
+    result_urls=_("result urls"),
+    data=_("data"),
+    properties=_("properties"),
+    quota=_("quota"),
+    refunded=_("refunded"),
+    submitted_at=_("submitted at"),
+    started_at=_("started at"),
+    finished_at=_("finished at"),
+    updated_at=_("updated at"),
+)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
 
 from billing import quota
 from billing.models import User
@@ -118,7 +119,7 @@ def visible_tasks(viewer: User, platform: str | None, status: str | None, user_i
     found = Task.objects.order_by("-submitted_at", "-id")
     if not viewer.is_staff:
         if user_id not in (None, viewer.pk):
-            raise PermissionDenied("you may only list your own tasks")
+            raise PermissionDenied(_("you may only list your own tasks"))
         user_id = viewer.pk
     exact = {"platform": platform, "status": status, "user_id": user_id}
     return found.filter(**{name: value for name, value in exact.items() if value is not None})

@@ -5,10 +5,12 @@ in scripts/test-matrix.sh runs them on SQLite, PostgreSQL and MariaDB, with and 
 """
 
 import tempfile
+from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
 from django.core.cache import cache
+from django.utils import translation
 
 from billing.models import AccessToken, User
 from channels_app import healing
@@ -33,6 +35,14 @@ def _fresh_caches() -> None:
     cache.clear()
     snapshot.reset_all()
     healing.Rests.streaks.clear()
+
+
+@pytest.fixture(autouse=True)
+def _default_language() -> Iterator[None]:
+    """A test client's request leaves the language it chose active in the test's thread (LocaleMiddleware):
+    every test starts from LANGUAGE_CODE."""
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(scope="session")

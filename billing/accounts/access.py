@@ -5,6 +5,7 @@ traffic, and a deleted token or deactivated user must lose access at once.
 """
 
 from django.core.exceptions import PermissionDenied
+from django.utils.translation import gettext as _
 
 from billing.models import AccessToken, User, hash_key
 
@@ -22,7 +23,7 @@ def user_for_access_token(plain: str) -> User | None:
 
 def require_staff(user: User) -> None:
     if not user.is_staff:
-        raise PermissionDenied("this needs a staff account")
+        raise PermissionDenied(_("this needs a staff account"))
 
 
 def find_user(username: str) -> User:
@@ -30,4 +31,4 @@ def find_user(username: str) -> User:
     try:
         return User.objects.get(username=username)
     except User.DoesNotExist:
-        raise User.DoesNotExist(f"no user named {username!r}") from None
+        raise User.DoesNotExist(_("no user named %(username)r") % {"username": username}) from None

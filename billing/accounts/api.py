@@ -6,6 +6,7 @@ The API keys' paths (/api/tokens), parameters (`token_id`), schemas and operatio
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
 from ninja import Router, Status
 from ninja.pagination import paginate
 
@@ -58,7 +59,7 @@ def update_user(request: HttpRequest, user_id: Id, payload: UserPatch):
 @users_router.delete("/{int:user_id}", response={204: None})
 def delete_user(request: HttpRequest, user_id: Id):
     if user_id == request.auth.pk:
-        raise PermissionDenied("you cannot delete your own account")
+        raise PermissionDenied(_("you cannot delete your own account"))
     users.delete_user(user_id, actor=request.auth)
     return Status(204, None)
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
 
 from billing import audit
 from billing.accounts import ratelimit
@@ -88,7 +89,7 @@ def create_key(
 def update_key(key: ApiKey, changes: dict, actor: User) -> ApiKey:
     unknown = set(changes) - EDITABLE
     if unknown:
-        raise ValidationError({name: "this field cannot be changed here" for name in sorted(unknown)})
+        raise ValidationError({name: _("this field cannot be changed here") for name in sorted(unknown)})
     check_fields(changes, key.user, actor, stored_group=key.group)
     if not changes:
         return key
@@ -108,28 +109,31 @@ def delete_key(deletable: QuerySet[ApiKey], key_id: int, actor: Actor) -> None:
 def check_fields(fields: dict, owner: User, actor: User, stored_group: str | None = None) -> None:
     for name, value in fields.items():
         if value is None and name not in NULLABLE:
-            raise ValidationError({name: "must not be null"})
+            raise ValidationError({name: _("must not be null")})
     for name in ("name", "group"):
         limit = ApiKey._meta.get_field(name).max_length
         value = fields.get(name)
         # PostgreSQL refuses a NUL character where SQLite stores it.
         if isinstance(value, str) and (len(value) > limit or "\x00" in value):
-            raise ValidationError({name: f"must be at most {limit} characters, none of them NUL"})
+            raise ValidationError(
+                {name: _("must be at most %(limit)d characters, none of them NUL") % {"limit": limit}}
+            )
     if fields.get("status") not in (None, *ApiKey.Status.values):
-        raise ValidationError({"status": f"must be one of {', '.join(ApiKey.Status.values)}"})
+        raise ValidationError({"status": _("must be one of %(values)s") % {"values": ", ".join(ApiKey.Status.values)}})
     if fields.get("remain_quota") is not None and fields["remain_quota"] < 0:
-        raise ValidationError({"remain_quota": "must be >= 0"})
+        raise ValidationError({"remain_quota": _("must be >= 0")})
     if fields.get("models") is not None and not all(isinstance(m, str) and m.strip() for m in fields["models"]):
-        raise ValidationError({"models": "must be a list of model names"})
+        raise ValidationError({"models": _("must be a list of model names")})
     for entry in fields.get("allow_ips") or ():
         try:
             ipaddress.ip_network(entry, strict=False)
         except ValueError:
-            raise ValidationError({"allow_ips": f"{entry!r} is not an IP address or CIDR range"}) from None
+            problem = _("%(entry)r is not an IP address or CIDR range") % {"entry": entry}
+            raise ValidationError({"allow_ips": problem}) from None
     group = fields.get("group")
     # The group sets prices and reachable channels, so users may only pick their own.
     if group is not None and group != owner.group and not actor.is_staff:
-        raise PermissionDenied(f"group: you may only use your own group ({owner.group}) or null")
+        raise PermissionDenied(_("group: you may only use your own group (%(group)s) or null") % {"group": owner.group})
     check_key_group(group, owner)
     key_group = (group if "group" in fields else stored_group) or owner.group
     check_rate_limits(fields, key_group, actor)
@@ -139,7 +143,11 @@ def check_key_group(group: str | None, owner: User) -> None:
     """Staff too may pin a key only to its owner's group (unless the owner is staff): authentication would
     refuse any other (billing.accounts.key_auth.key_group_allowed)."""
     if not key_group_allowed(group, owner):
-        message = f"{owner.username} is in group {owner.group}, not {group}: move the user first, or leave it empty"
+        message = _("%(user)s is in group %(group)s, not %(asked)s: move the user first, or leave it empty") % {
+            "user": owner.username,
+            "group": owner.group,
+            "asked": group,
+        }
         raise ValidationError({"group": message})
 
 
@@ -151,10 +159,15 @@ def check_rate_limits(fields: dict, key_group: str, actor: User) -> None:
         if value is None:
             continue
         if not 0 <= value <= MAX_RATE_LIMIT:
-            raise ValidationError({name: f"must be between 0 (no limit) and {MAX_RATE_LIMIT}, or null"})
+            raise ValidationError(
+                {name: _("must be between 0 (no limit) and %(max)d, or null") % {"max": MAX_RATE_LIMIT}}
+            )
         ceiling = getattr(group_limits, group_field)
         if ceiling and not 0 < value <= ceiling and not actor.is_staff:
-            raise PermissionDenied(f"{name}: you may only lower your key's limit (group {key_group}: {ceiling})")
+            limit = {"name": name, "group": key_group, "ceiling": ceiling}
+            raise PermissionDenied(
+                _("%(name)s: you may only lower your key's limit (group %(group)s: %(ceiling)s)") % limit
+            )
 
 
 def _apply(key: ApiKey, fields: dict) -> None:

@@ -18,6 +18,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
+from django.utils.translation import gettext as _
 
 HASHING = threading.Lock()  # one password check at a time in this process
 
@@ -58,7 +59,7 @@ class ThrottledModelBackend(ModelBackend):
     ) -> AbstractBaseUser | None:
         keys = _keys(request, username or kwargs.get("username"))
         if not count_attempt(keys):
-            raise PermissionDenied("too many failed logins: try again later")
+            raise PermissionDenied(_("too many failed logins: try again later"))
         with HASHING:
             user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is not None:

@@ -4,6 +4,7 @@ its audit entry (billing.audit) with the actor the caller names."""
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import F
+from django.utils.translation import gettext as _
 
 from billing import audit, ledger
 from billing.audit import Actor, System
@@ -59,7 +60,7 @@ def update_user(user: User, changes: dict, actor: Actor = System.MANAGE_PY) -> U
     User.DoesNotExist when another request deleted the user meanwhile."""
     unknown = set(changes) - EDITABLE
     if unknown:
-        raise ValidationError({name: "this field cannot be changed here" for name in sorted(unknown)})
+        raise ValidationError({name: _("this field cannot be changed here") for name in sorted(unknown)})
     check_own_account(user, changes, actor)
     if "username" in changes and changes["username"] != user.username:
         check_username(changes["username"])
@@ -67,9 +68,9 @@ def update_user(user: User, changes: dict, actor: Actor = System.MANAGE_PY) -> U
         check_group(changes["group"])
     nulls = [name for name, value in changes.items() if value is None and name not in NULLABLE]
     if nulls:
-        raise ValidationError({name: "must not be null" for name in nulls})
+        raise ValidationError({name: _("must not be null") for name in nulls})
     if "password" in changes and not changes["password"]:
-        raise ValidationError({"password": "must not be empty"})
+        raise ValidationError({"password": _("must not be empty")})
     if not changes:
         return user
     for name, value in changes.items():
@@ -94,7 +95,7 @@ def check_own_account(user: User, changes: dict, actor: Actor | None) -> None:
     (PermissionDenied); another staff user can do either."""
     if isinstance(actor, User) and actor.pk == user.pk and False in (changes.get("is_active"), changes.get("is_staff")):
         raise PermissionDenied(
-            "you cannot deactivate your own account or take away your own staff rights; ask another staff user"
+            _("you cannot deactivate your own account or take away your own staff rights; ask another staff user")
         )
 
 
@@ -108,14 +109,17 @@ def adjust_quota(user: User, delta: int, reason: str = "", actor: Actor = System
     balance below zero on its own.
     """
     if delta == 0:
-        raise ValidationError({"delta": "must not be 0"})
+        raise ValidationError({"delta": _("must not be 0")})
     rows = User.objects.filter(pk=user.pk)
     if delta < 0:
         rows = rows.filter(quota__gte=-delta)
     with transaction.atomic():
         if not rows.update(quota=F("quota") + delta):
             left = User.objects.filter(pk=user.pk).values_list("quota", flat=True).first()
-            raise QuotaExceeded(f"{user.username} has {left} quota left; cannot remove {-delta}")
+            raise QuotaExceeded(
+                _("%(user)s has %(left)s quota left; cannot remove %(removed)d")
+                % {"user": user.username, "left": left, "removed": -delta}
+            )
         user.quota = audit.quota_moved(actor, user.pk, delta)
         by = audit.name_of(actor)
         ledger.write(
@@ -136,14 +140,16 @@ def check_username(username: str) -> None:
     except ValidationError as error:
         raise ValidationError({"username": error.messages}) from None
     if User.objects.filter(username=username).exists():
-        raise ValidationError({"username": f"{username!r} is taken"})
+        raise ValidationError({"username": _("%(username)r is taken") % {"username": username}})
 
 
 def check_group(group: str) -> None:
     limit = User._meta.get_field("group").max_length
     # PostgreSQL refuses a NUL character and an over-long value where SQLite stores them: check here.
     if not isinstance(group, str) or not group.strip() or len(group) > limit or "\x00" in group:
-        raise ValidationError({"group": f"must be a non-empty group name of at most {limit} characters"})
+        raise ValidationError(
+            {"group": _("must be a non-empty group name of at most %(limit)d characters") % {"limit": limit}}
+        )
 
 
 def _set_password(user: User, password: str | None) -> None:

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from billing import daily_usage
 
@@ -59,7 +60,8 @@ def bars(series: list[Day], width: int = CHART_WIDTH, height: int = CHART_HEIGHT
                 y=round(height - bar_height, 1),
                 width=round(max(slot - 2, 1), 1),
                 height=bar_height,
-                label=f"{day.day:%Y-%m-%d}: {day.quota} quota, {day.requests} requests",
+                label=_("%(day)s: %(quota)d quota, %(requests)d requests")
+                % {"day": f"{day.day:%Y-%m-%d}", "quota": day.quota, "requests": day.requests},
             )
         )
     return drawn

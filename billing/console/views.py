@@ -15,6 +15,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -71,7 +72,7 @@ def keys(request: HttpRequest) -> HttpResponse:
     new_key = None
     if request.method == "POST" and form.is_valid():
         try:
-            _, new_key = api_keys.create_key(request.user, actor=request.user, **form.key_fields())
+            new_key = api_keys.create_key(request.user, actor=request.user, **form.key_fields())[1]
         except (ValidationError, PermissionDenied) as refused:
             form.add_error(None, describe(refused) if isinstance(refused, ValidationError) else str(refused))
         else:
@@ -93,7 +94,12 @@ def key_status(request: HttpRequest, key_id: int) -> HttpResponse:
             api_keys.update_key(key, {"status": form.cleaned_data["status"]}, actor=request.user)
         except ApiKey.DoesNotExist:  # deleted meanwhile (another tab)
             raise Http404 from None
-        messages.info(request, f"Key {key.name or key.key_hint} is now {key.status}.")
+        said = (
+            _("Key %(key)s is now enabled.")
+            if key.status == ApiKey.Status.ENABLED
+            else _("Key %(key)s is now disabled.")
+        )
+        messages.info(request, said % {"key": key.name or key.key_hint})
     return redirect("console:keys")
 
 
@@ -103,7 +109,7 @@ def key_delete(request: HttpRequest, key_id: int) -> HttpResponse:
     key = get_object_or_404(ApiKey, pk=key_id, user=request.user)
     # 404 if another tab deleted it first
     api_keys.delete_key(ApiKey.objects.filter(user=request.user), key.pk, actor=request.user)
-    messages.info(request, f"Key {key.name or key.key_hint} deleted.")
+    messages.info(request, _("Key %(key)s deleted.") % {"key": key.name or key.key_hint})
     return redirect("console:keys")
 
 
@@ -157,7 +163,7 @@ class _Line:
 @console_page
 def usage_csv(request: HttpRequest) -> StreamingHttpResponse:
     """Every row the usage page's filters select, newest first, streamed as CSV."""
-    _, where = _usage_filter(request)
+    where = _usage_filter(request)[1]
     writer = csv.writer(_Line())
     lines = (writer.writerow(row) for row in log_csv_rows(visible_logs(request.user, where)))
     headers = {"Content-Disposition": 'attachment; filename="usage.csv"'}
@@ -194,9 +200,12 @@ def topup_page(request: HttpRequest) -> HttpResponse:
 def topup_order(request: HttpRequest, out_trade_no: str) -> HttpResponse:
     order = get_object_or_404(TopUpOrder, out_trade_no=out_trade_no, user=request.user)
     pending = order.status == TopUpOrder.Status.PENDING and order.code_url
-    return render(
-        request, "console/topup_order.html", {"order": order, "qr_svg": qr.svg(order.code_url) if pending else ""}
-    )
+    context = {
+        "order": order,
+        "qr_svg": qr.svg(order.code_url) if pending else "",
+        "status_labels": dict(TopUpOrder.Status.choices),  # for the page's poll, which gets the status's value
+    }
+    return render(request, "console/topup_order.html", context)
 
 
 @require_GET
@@ -214,10 +223,11 @@ def redeem(request: HttpRequest) -> HttpResponse:
         try:
             credited = redemptions.redeem(request.user, form.cleaned_data["key"])
         except Redemption.DoesNotExist:
-            form.add_error("key", "No such redemption code.")
+            form.add_error("key", _("No such redemption code."))
         except redemptions.AlreadyRedeemed:
-            form.add_error("key", "This code has already been used.")
+            form.add_error("key", _("This code has already been used."))
         else:
-            messages.success(request, f"Redeemed: {credited:,} quota ({_usd(credited)}) added to your account.")
+            added = {"quota": f"{credited:,}", "usd": _usd(credited)}
+            messages.success(request, _("Redeemed: %(quota)s quota (%(usd)s) added to your account.") % added)
             return redirect("console:redeem")
     return render(request, "console/redeem.html", {"form": form})

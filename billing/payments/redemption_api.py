@@ -1,6 +1,7 @@
 """Management API: redemption codes (README, "Management API"). Rules live in billing.payments.redemptions."""
 
 from django.http import HttpRequest
+from django.utils.translation import gettext as _
 from ninja import Field, Router, Schema, Status
 
 from billing.models import Redemption
@@ -45,6 +46,6 @@ def redeem(request: HttpRequest, payload: RedeemIn):
     try:
         return {"quota": redemptions.redeem(request.auth, payload.key)}
     except Redemption.DoesNotExist:
-        return Status(404, {"detail": "no such redemption code"})
+        return Status(404, {"detail": _("no such redemption code")})
     except redemptions.AlreadyRedeemed as used:
         return Status(409, {"detail": str(used)})

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from billing import audit, ledger
 from billing.models import KEY_ALPHABET, Log, Redemption, User, hash_key
@@ -29,11 +30,11 @@ def new_code() -> str:
 def create_batch(name: str, quota: int, count: int, actor: User | None = None) -> list[str]:
     """`count` new unused codes worth `quota` each; returns the plain codes, which are not stored."""
     if not name.strip() or len(name) > Redemption._meta.get_field("name").max_length:
-        raise ValidationError({"name": "must be 1 to 64 characters"})
+        raise ValidationError({"name": _("must be 1 to 64 characters")})
     if quota <= 0:
-        raise ValidationError({"quota": "must be > 0"})
+        raise ValidationError({"quota": _("must be > 0")})
     if not 1 <= count <= MAX_BATCH:
-        raise ValidationError({"count": f"must be between 1 and {MAX_BATCH}"})
+        raise ValidationError({"count": _("must be between 1 and %(max)d") % {"max": MAX_BATCH}})
     codes = [new_code() for _ in range(count)]
     Redemption.objects.bulk_create(
         Redemption(name=name, code_hash=hash_key(code), code_hint=hint(code), quota=quota, created_by=actor)
@@ -71,7 +72,7 @@ def redeem(user: User, code: str) -> int:
             status=Redemption.Status.USED, used_by=user, used_at=timezone.now()
         )
         if not claimed:
-            raise AlreadyRedeemed("this redemption code has already been used")
+            raise AlreadyRedeemed(_("this redemption code has already been used"))
         User.objects.filter(pk=user.pk).update(quota=F("quota") + found["quota"])
         audit.quota_moved(user, user.pk, found["quota"])
         ledger.write(

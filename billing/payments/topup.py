@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from billing import audit, ledger
 from billing.models import Log, TopUpOrder, User
@@ -59,7 +60,8 @@ def create_order(user: User, amount_yuan: int) -> TopUpOrder:
     """
     wechatpay.load_config()
     if not settings.TOPUP_MIN_YUAN <= amount_yuan <= MAX_YUAN:
-        raise ValidationError({"amount": f"must be between {settings.TOPUP_MIN_YUAN} and {MAX_YUAN} yuan"})
+        bounds = {"min": settings.TOPUP_MIN_YUAN, "max": MAX_YUAN}
+        raise ValidationError({"amount": _("must be between %(min)d and %(max)d yuan") % bounds})
     order = TopUpOrder.objects.create(
         out_trade_no=new_out_trade_no(),
         user=user,

@@ -8,6 +8,7 @@ from typing import Literal
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
 from ninja import Field, Router, Schema, Status
 
 from billing.models import TopUpOrder
@@ -66,7 +67,7 @@ def create_order(request: HttpRequest, payload: OrderCreate):
         order = topup.create_order(request.auth, payload.amount)
     except PaymentsDisabled as disabled:
         logger.info("top-up refused: %s", disabled)
-        return Status(503, {"detail": "payments are not enabled"})
+        return Status(503, {"detail": _("payments are not enabled")})
     except WeChatPayError as failure:
         return Status(502, {"detail": str(failure)})
     return Status(201, {**_fields(order), "qr_svg": qr.svg(order.code_url)})

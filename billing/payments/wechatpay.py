@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 from wechatpayv3 import WeChatPay, WeChatPayType
 from wechatpayv3.core import Core
 
@@ -77,7 +78,7 @@ def load_config() -> Config:
     public_key, public_key_id = settings.WECHATPAY_PUBLIC_KEY, settings.WECHATPAY_PUBLIC_KEY_ID
     cert_dir = settings.WECHATPAY_CERT_DIR
     if not any(values.values()):
-        raise PaymentsDisabled("payments are not enabled")
+        raise PaymentsDisabled(_("payments are not enabled"))
     missing = [name for name, value in values.items() if not value]
     if missing:
         raise PaymentsDisabled(f"WeChat Pay is misconfigured: {', '.join(missing)} not set")

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import models
+from django.utils.translation import gettext as _
 
 from billing import audit
 from billing.accounts import api_keys, users
@@ -25,11 +26,15 @@ class Tally:
     skipped: int = 0
 
     def line(self, table: str, dry_run: bool) -> str:
-        would = "would be " if dry_run else ""
-        return (
-            f"{table}: {self.created} {would}created, {self.updated} {would}updated, {self.kept} kept,"
-            f" {self.skipped} skipped"
-        )
+        counts = {"table": table, "created": self.created, "updated": self.updated, "kept": self.kept}
+        if dry_run:
+            line = _(
+                "%(table)s: %(created)d would be created, %(updated)d would be updated, %(kept)d kept,"
+                " %(skipped)d skipped"
+            )
+        else:
+            line = _("%(table)s: %(created)d created, %(updated)d updated, %(kept)d kept, %(skipped)d skipped")
+        return line % {**counts, "skipped": self.skipped}
 
 
 @dataclass

@@ -110,7 +110,7 @@ def test_log_in_create_a_key_once_use_it_see_usage_and_top_up(
 
     wait(browser, usage_row_shown)
     row = browser.find_element(By.CSS_SELECTOR, "#usage-log tbody tr").text
-    assert "consume" in row and "gpt-4o" in row
+    assert "Consume" in row and "gpt-4o" in row
     heights = [
         float(bar.get_attribute("height")) for bar in browser.find_elements(By.CSS_SELECTOR, "#usage-chart rect")
     ]
@@ -119,7 +119,7 @@ def test_log_in_create_a_key_once_use_it_see_usage_and_top_up(
     browser.get(f"{gateway.url}/console/topup/")
     submit(browser, "topup-form", amount="2")
     status = wait(browser, lambda d: d.find_element(By.ID, "order-status"))
-    assert status.text == "pending" and browser.find_element(By.CSS_SELECTOR, "#order-qr svg").is_displayed()
+    assert status.text == "Pending" and browser.find_element(By.CSS_SELECTOR, "#order-qr svg").is_displayed()
     order = TopUpOrder.objects.get(user=alice)
     fake = wechatpay_server()
     body, headers = fake.keys.notification(fake.pay(order.out_trade_no))
@@ -127,5 +127,5 @@ def test_log_in_create_a_key_once_use_it_see_usage_and_top_up(
         f"{gateway.url}{NOTIFY_PATH}", content=body, headers={**headers, "Content-Type": "application/json"}
     )
     assert acked.status_code == 200, acked.text
-    wait(browser, lambda d: d.find_element(By.ID, "order-status").text == "paid")  # polled, no reload
+    wait(browser, lambda d: d.find_element(By.ID, "order-status").text == "Paid")  # polled, no reload
     assert browser.find_element(By.ID, "order-paid").is_displayed() and not browser.find_elements(By.ID, "order-qr")

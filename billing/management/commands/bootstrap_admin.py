@@ -4,6 +4,7 @@ import secrets
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from billing import audit
 from billing.accounts import users
@@ -23,7 +24,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         if User.objects.exists():
-            self.stdout.write("users exist: no admin created")
+            self.stdout.write(_("users exist: no admin created"))
         else:
             self.create_first_admin()
         self.stdout.write(where_to_go(options["port"]))
@@ -33,20 +34,23 @@ class Command(BaseCommand):
         with transaction.atomic():
             admin = User.objects.create_superuser("admin", password=password, quota=FIRST_ADMIN_QUOTA)
             audit.created(audit.System.MANAGE_PY, users.AUDITED, admin)
-            _, token = AccessToken.issue(admin, name="first admin")
+            token = AccessToken.issue(admin, name="first admin")[1]
         self.stdout.write(
-            "created the first admin -- shown only this once:\n"
-            f"  username: admin\n  password: {password}\n  management access token: {token}\n"
+            _(
+                "created the first admin -- shown only this once:\n"
+                "  username: admin\n  password: %(password)s\n  management access token: %(token)s\n"
+            )
+            % {"password": password, "token": token}
         )
 
 
 def where_to_go(port: int) -> str:
     site = f"http://localhost:{port}"
-    return (
+    return _(
         "the gateway will answer at:\n"
-        f"  OpenAI base URL (for apps): {site}/v1\n"
-        f"  user console:               {site}/console/\n"
-        f"  admin:                      {site}/admin/\n"
-        f"  management API docs:        {site}/api/docs\n"
+        "  OpenAI base URL (for apps): %(site)s/v1\n"
+        "  user console:               %(site)s/console/\n"
+        "  admin:                      %(site)s/admin/\n"
+        "  management API docs:        %(site)s/api/docs\n"
         "lost the admin's password? manage.py changepassword admin (README, first lines)"
-    )
+    ) % {"site": site}

@@ -3,6 +3,7 @@
 from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 from billing import log_cleanup
 
@@ -29,11 +30,13 @@ class Command(BaseCommand):
         try:
             day = date.fromisoformat(before)
         except ValueError:
-            raise CommandError(f"--before needs a date like 2024-05-01, not {before!r}") from None
+            raise CommandError(_("--before needs a date like 2024-05-01, not %(given)r") % {"given": before}) from None
         cutoff = log_cleanup.start_of(day)
         if dry_run:
             count = log_cleanup.old_logs(cutoff).count()
-            self.stdout.write(f"would delete {count} request logs created before {day}")
+            self.stdout.write(
+                _("would delete %(count)d request logs created before %(day)s") % {"count": count, "day": day}
+            )
         else:
             count = log_cleanup.delete_before(cutoff, batch_size)
-            self.stdout.write(f"deleted {count} request logs created before {day}")
+            self.stdout.write(_("deleted %(count)d request logs created before %(day)s") % {"count": count, "day": day})

@@ -2,6 +2,7 @@
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 from billing.accounts import users
 from billing.accounts.access import find_user
@@ -28,4 +29,4 @@ class Command(BaseCommand):
             raise CommandError(describe(invalid)) from None
         except QuotaExceeded as refused:
             raise CommandError(str(refused)) from None
-        self.stdout.write(f"{username}: quota {delta:+d}, now {now}")
+        self.stdout.write(_("%(user)s: quota %(delta)+d, now %(now)d") % {"user": username, "delta": delta, "now": now})

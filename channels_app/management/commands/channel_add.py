@@ -2,6 +2,7 @@
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 from channels_app import channel_types, channels
 from gateway_project.errors import describe
@@ -38,7 +39,11 @@ class Command(BaseCommand):
             )
         except ValidationError as invalid:
             raise CommandError(describe(invalid)) from None
-        self.stdout.write(
-            f"added channel {channel.pk} {channel.name!r} ({channel.type}) for {', '.join(channel.models)}"
-            f" in {', '.join(channel.groups)}"
-        )
+        added = {
+            "id": channel.pk,
+            "name": channel.name,
+            "type": channel.type,
+            "models": ", ".join(channel.models),
+            "groups": ", ".join(channel.groups),
+        }
+        self.stdout.write(_("added channel %(id)d %(name)r (%(type)s) for %(models)s in %(groups)s") % added)

@@ -1,6 +1,7 @@
 """Test channels with one tiny real request each, as the management API's channel test does."""
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 from channels_app.models import Channel
 from relay.channel_test import probe_channels
@@ -20,11 +21,12 @@ class Command(BaseCommand):
         else:
             found = list(Channel.objects.filter(pk=channel_id))
             if not found:
-                raise CommandError(f"no channel {channel_id}")
+                raise CommandError(_("no channel %(id)d") % {"id": channel_id})
         results = probe_channels(found)
         for channel, result in zip(found, results, strict=True):
-            verdict = "ok" if result.success else "FAILED"
-            self.stdout.write(f"channel {channel.pk} {channel.name!r}: {verdict}: {result.message}")
+            verdict = _("ok") if result.success else _("FAILED")
+            line = {"id": channel.pk, "name": channel.name, "verdict": verdict, "message": result.message}
+            self.stdout.write(_("channel %(id)d %(name)r: %(verdict)s: %(message)s") % line)
         failed = sum(not result.success for result in results)
         if failed:
-            raise CommandError(f"{failed} of {len(results)} channels failed")
+            raise CommandError(_("%(failed)d of %(all)d channels failed") % {"failed": failed, "all": len(results)})

@@ -1,6 +1,7 @@
 """Move a one-api / new-api deployment here: channels, users, API keys and prices from its database."""
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 from gateway_project.oneapi_import.importer import Importer
 from gateway_project.oneapi_import.source import SourceError, open_source
@@ -40,12 +41,13 @@ class Command(BaseCommand):
             report = importer.run()
         finally:
             source.close()
-        dry = " -- dry run, nothing written" if report.dry_run else ""
-        self.stdout.write(f"source: {source.description} ({report.flavour} layout){dry}")
+        dry = _(" -- dry run, nothing written") if report.dry_run else ""
+        source_line = {"source": source.description, "flavour": report.flavour, "dry": dry}
+        self.stdout.write(_("source: %(source)s (%(flavour)s layout)%(dry)s") % source_line)
         if report.dry_run or options["verbosity"] > 1:
             for action in report.actions:
                 self.stdout.write(f"  {action}")
         for note in report.notes:
-            self.stdout.write(self.style.WARNING(f"note: {note}"))
+            self.stdout.write(self.style.WARNING(_("note: %(note)s") % {"note": note}))
         for line in report.summary():
             self.stdout.write(line)
