@@ -13,13 +13,16 @@ from billing.accounts.key_auth import KeyInfo
 from billing.accounts.key_balance import key_balance
 from channels_app import routing
 from gateway_project.db import run_db
-from relay import endpoints, service
-from relay.endpoints import Endpoint
+from relay import count_tokens as token_counting
+from relay import service
 from relay.errors import RelayError, database_down, error_response
+from relay.formats import anthropic_messages, openai_chat
+from relay.formats.base import InboundFormat
 
 log = logging.getLogger(__name__)
 
 MODEL_CREATED = int(time.mktime((2024, 1, 1, 0, 0, 0, 0, 0, 0)))
+MODEL_CREATED_AT = "2024-01-01T00:00:00Z"  # Anthropic's model objects carry an RFC 3339 time
 
 
 def only(method: str):
@@ -40,48 +43,56 @@ def only(method: str):
     return decorate
 
 
-def relay_view(endpoint: Endpoint):
+def relay_view(inbound: InboundFormat):
     @csrf_exempt
     @only("POST")
     async def view(request: HttpRequest, **_path) -> HttpResponse:
-        return await service.relay(request, endpoint)
+        return await service.relay(request, inbound)
 
-    view.__name__ = f"relay_{endpoint.name}"
+    view.__name__ = f"relay_{inbound.endpoint.name}"
     return view
 
 
-chat_completions = relay_view(endpoints.CHAT)
-completions = relay_view(endpoints.COMPLETIONS)
-embeddings = relay_view(endpoints.EMBEDDINGS)
-moderations = relay_view(endpoints.MODERATIONS)
-rerank = relay_view(endpoints.RERANK)
-images = relay_view(endpoints.IMAGES)
-speech = relay_view(endpoints.SPEECH)
-transcriptions = relay_view(endpoints.TRANSCRIPTIONS)
+chat_completions = relay_view(openai_chat.CHAT)
+completions = relay_view(openai_chat.COMPLETIONS)
+embeddings = relay_view(openai_chat.EMBEDDINGS)
+moderations = relay_view(openai_chat.MODERATIONS)
+rerank = relay_view(openai_chat.RERANK)
+images = relay_view(openai_chat.IMAGES)
+speech = relay_view(openai_chat.SPEECH)
+transcriptions = relay_view(openai_chat.TRANSCRIPTIONS)
+messages = relay_view(anthropic_messages.MESSAGES)
 
 
 def json_response(body: dict, status: int = 200) -> HttpResponse:
     return HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
 
 
+def speaks_anthropic(request: HttpRequest) -> bool:
+    """Anthropic's SDKs send `anthropic-version` with every request; the answer then takes their shapes."""
+    return "anthropic-version" in request.headers
+
+
 def openai_errors(view):
-    """A refused key and an unreachable database answered in the OpenAI error shape, as the relay does."""
+    """A refused key and an unreachable database answered in the client's error shape, as the relay does."""
 
     @functools.wraps(view)
     async def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        answer = anthropic_messages.error_response if speaks_anthropic(request) else error_response
         try:
             return await view(request, *args, **kwargs)
         except RelayError as error:
-            return error_response(error)
+            return answer(error)
         except DatabaseError:
             log.exception("%s: the database is unavailable", request.path)
-            return error_response(database_down())
+            return answer(database_down())
 
     return wrapped
 
 
 async def authenticated(request: HttpRequest) -> KeyInfo:
-    key, _ = await service.authenticate(request.headers.get("Authorization", ""), request)
+    """The key in `Authorization: Bearer` or in Anthropic's `x-api-key`."""
+    key, _ = await service.authenticate(anthropic_messages.MESSAGES.credential(request), request)
     return key
 
 
@@ -94,11 +105,26 @@ def model_object(name: str) -> dict:
     return {"id": name, "object": "model", "created": MODEL_CREATED, "owned_by": "gateway"}
 
 
+def anthropic_model_object(name: str) -> dict:
+    return {"type": "model", "id": name, "display_name": name, "created_at": MODEL_CREATED_AT}
+
+
+def anthropic_model_list(names: list[str]) -> dict:
+    return {
+        "data": [anthropic_model_object(name) for name in names],
+        "has_more": False,
+        "first_id": names[0] if names else None,
+        "last_id": names[-1] if names else None,
+    }
+
+
 @only("GET")
 @openai_errors
 async def list_models(request: HttpRequest) -> HttpResponse:
-    key = await authenticated(request)
-    return json_response({"object": "list", "data": [model_object(name) for name in await usable_models(key)]})
+    names = await usable_models(await authenticated(request))
+    if speaks_anthropic(request):
+        return json_response(anthropic_model_list(names))
+    return json_response({"object": "list", "data": [model_object(name) for name in names]})
 
 
 @only("GET")
@@ -107,9 +133,21 @@ async def retrieve_model(request: HttpRequest, model: str) -> HttpResponse:
     key = await authenticated(request)
     index = await routing.aget_index()
     if not (key.allows(model) and index.candidates(key.group, model)):
-        error = RelayError(404, f"The model '{model}' does not exist", "model_not_found", param="model")
-        return error_response(error)
-    return json_response(model_object(model))
+        raise RelayError(404, f"The model '{model}' does not exist", "model_not_found", param="model")
+    return json_response(anthropic_model_object(model) if speaks_anthropic(request) else model_object(model))
+
+
+@csrf_exempt
+@only("POST")
+async def count_tokens(request: HttpRequest) -> HttpResponse:
+    """Anthropic's token count: errors in Anthropic's shape, whatever the client sends."""
+    try:
+        return await token_counting.count_tokens(request)
+    except RelayError as error:
+        return anthropic_messages.error_response(error)
+    except DatabaseError:
+        log.exception("%s: the database is unavailable", request.path)
+        return anthropic_messages.error_response(database_down())
 
 
 @only("GET")
