@@ -191,7 +191,7 @@ def test_openai_channel_converted_with_tools(world):
     (call,) = asked.content
     assert (call.type, call.name, call.input) == ("tool_use", "lookup_weather", {"city": "Lisbon"})
     sent = fake.requests[-1].body
-    assert sent["messages"][0]["role"] == "system" and "Answer briefly." in sent["messages"][0]["content"]
+    assert sent["messages"][0]["role"] == "system" and "Answer briefly." in json.dumps(sent["messages"][0])
     assert sent["tools"][0]["function"]["parameters"] == TOOLS[0]["input_schema"]
     assert sent["max_tokens"] == CLAUDE_CODE["max_tokens"]
     follow_up = [
