@@ -14,10 +14,12 @@ from billing.accounts.key_balance import key_balance
 from channels_app import routing
 from gateway_project.db import run_db
 from relay import count_tokens as token_counting
-from relay import service
+from relay import endpoints, service
+from relay.endpoints import Endpoint
 from relay.errors import RelayError, database_down, error_response
 from relay.formats import anthropic_messages, openai_chat
 from relay.formats.base import InboundFormat
+from relay.formats.openai_chat import OpenAIFormat
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +55,18 @@ def relay_view(inbound: InboundFormat):
     return view
 
 
+def openai_view(endpoint: Endpoint):
+    return relay_view(OpenAIFormat(endpoint))
+
+
 chat_completions = relay_view(openai_chat.CHAT)
-completions = relay_view(openai_chat.COMPLETIONS)
-embeddings = relay_view(openai_chat.EMBEDDINGS)
-moderations = relay_view(openai_chat.MODERATIONS)
-rerank = relay_view(openai_chat.RERANK)
-images = relay_view(openai_chat.IMAGES)
-speech = relay_view(openai_chat.SPEECH)
-transcriptions = relay_view(openai_chat.TRANSCRIPTIONS)
+completions = openai_view(endpoints.COMPLETIONS)
+embeddings = openai_view(endpoints.EMBEDDINGS)
+moderations = openai_view(endpoints.MODERATIONS)
+rerank = openai_view(endpoints.RERANK)
+images = openai_view(endpoints.IMAGES)
+speech = openai_view(endpoints.SPEECH)
+transcriptions = openai_view(endpoints.TRANSCRIPTIONS)
 messages = relay_view(anthropic_messages.MESSAGES)
 
 

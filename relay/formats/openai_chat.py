@@ -52,10 +52,3 @@ class OpenAIFormat(InboundFormat):
 
 
 CHAT = OpenAIFormat(endpoints.CHAT)
-COMPLETIONS = OpenAIFormat(endpoints.COMPLETIONS)
-EMBEDDINGS = OpenAIFormat(endpoints.EMBEDDINGS)
-MODERATIONS = OpenAIFormat(endpoints.MODERATIONS)
-RERANK = OpenAIFormat(endpoints.RERANK)
-IMAGES = OpenAIFormat(endpoints.IMAGES)
-SPEECH = OpenAIFormat(endpoints.SPEECH)
-TRANSCRIPTIONS = OpenAIFormat(endpoints.TRANSCRIPTIONS)

@@ -17,13 +17,20 @@ from tests.support.fakes import gemini_upstream as gemini
 from tests.support.fakes import openai_upstream
 from tests.support.fakes.openai_upstream import FakeOpenAI, start
 from tests.support.fakes.recording import Behaviour as VertexBehaviour
-from tests.support.live_server import LiveGateway, consume_logs
+from tests.support.live_server import LiveGateway, consume_logs, set_prices
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CLAUDE, VERTEX_CLAUDE, GPT, GEMINI = "claude-sonnet-4-5", "claude-opus-4-1", "gpt-4.1", "gemini-2.5-flash"
 MODEL_RATIO, COMPLETION_RATIO = 2.0, 3.0
 CACHE_RATIO, CREATE_CACHE_RATIO, CREATE_CACHE_RATIO_1H = 0.1, 1.25, 2.0
+RATIOS = {
+    "model_ratio": MODEL_RATIO,
+    "completion_ratio": COMPLETION_RATIO,
+    "cache_ratio": CACHE_RATIO,
+    "create_cache_ratio": CREATE_CACHE_RATIO,
+    "create_cache_ratio_1h": CREATE_CACHE_RATIO_1H,
+}
 BETA = "prompt-caching-2024-07-31,interleaved-thinking-2025-05-14"
 
 # What Claude Code sends: the system prompt as cached blocks, tools with input_schema, thinking, a user id.
@@ -96,16 +103,7 @@ def world(alice, access_token, fakes, fake_vertex, account_json):
     make_channel(fake_vertex.url, models=[VERTEX_CLAUDE], key=account_json, type="vertex", name="vertex")
     token, key = make_key(alice)
     server = LiveGateway()
-    models = [CLAUDE, VERTEX_CLAUDE, GPT, GEMINI]
-    prices = {
-        "model_ratio": dict.fromkeys(models, MODEL_RATIO),
-        "completion_ratio": dict.fromkeys(models, COMPLETION_RATIO),
-        "cache_ratio": dict.fromkeys(models, CACHE_RATIO),
-        "create_cache_ratio": dict.fromkeys(models, CREATE_CACHE_RATIO),
-        "create_cache_ratio_1h": dict.fromkeys(models, CREATE_CACHE_RATIO_1H),
-    }
-    answer = httpx.patch(f"{server.url}/api/pricing", json=prices, headers={"Authorization": f"Bearer {access_token}"})
-    assert answer.status_code == 200, answer.text
+    set_prices(server.url, access_token, [CLAUDE, VERTEX_CLAUDE, GPT, GEMINI], **RATIOS)
     sent = Sent()
     http = httpx2.Client(event_hooks={"request": [sent]})
     client = anthropic.Anthropic(base_url=server.url, api_key=key, max_retries=0, http_client=http)
