@@ -17,7 +17,7 @@ from tests.support.fakes import gemini_upstream as gemini
 from tests.support.fakes import openai_upstream
 from tests.support.fakes.openai_upstream import FakeOpenAI, start
 from tests.support.fakes.recording import Behaviour as VertexBehaviour
-from tests.support.live_server import LiveGateway, consume_logs, set_prices
+from tests.support.live_server import LiveGateway, consume_logs, set_prices, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -276,3 +276,23 @@ def test_stream_broken_mid_way_ends_with_an_error_event(world):
     logs = consume_logs(2)
     assert all(log.content.split(": ")[1].startswith("upstream failed mid-stream") for log in logs)
     assert used(token) == sum(log.quota for log in logs) > 0
+
+
+def test_failover_from_a_passed_through_channel_to_a_converted_one(world):
+    client, fakes, _, _, token, _ = world
+    model = "claude-failover"
+    make_channel(fakes["anthropic"].url, models=[model], key=claude.API_KEY, type="anthropic", priority=1)
+    make_channel(fakes["openai"].url, models=[model], name="backup")
+    wait_until(lambda: model in {listed.id for listed in client.models.list()})
+    fakes["anthropic"].script.append(
+        claude.Behaviour(status=500, body={"type": "error", "error": {"type": "api_error"}})
+    )
+    answer = client.messages.create(model=model, **CLAUDE_CODE)
+    assert answer.content[0].text == openai_upstream.REPLY
+    assert [request.path for request in fakes["anthropic"].requests] == ["/v1/messages"]
+    (log,) = consume_logs(1)
+    assert log.content.startswith("anthropic messages, converted to chat") and log.quota == used(token)
+    assert (log.prompt_tokens, log.completion_tokens) == (
+        openai_upstream.PROMPT_TOKENS,
+        len(openai_upstream.REPLY_PIECES),
+    )
