@@ -201,7 +201,7 @@ class StreamRelay:
         self.unwritten: list[bytes] | None = None
         if self.writer.relays_bytes:
             self.unwritten = []
-            chunks = self.recorded(chunks)
+            chunks = recorded(chunks, self.unwritten)
         self.payloads = sse.data_payloads(chunks)
         self.first: list[bytes] = []
         self.backlog: list[bytes] = []  # payloads read with the first event, not converted yet
@@ -211,11 +211,6 @@ class StreamRelay:
         self.delivered = 0  # characters of the converter's text in the writes the server has taken
         self.counting: asyncio.Task | None = None
         self.accounted = False
-
-    async def recorded(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        async for chunk in chunks:
-            self.unwritten.append(chunk)  # type: ignore[union-attr]
-            yield chunk
 
     def written(self, payloads: list[bytes]) -> bytes:
         """What the client gets for these converted payloads: the writer's frames, or the upstream's bytes."""
@@ -338,6 +333,13 @@ class StreamRelay:
         if counted:
             usage.completion_tokens += TOOL_CALL_OVERHEAD_TOKENS * state.max_tool_calls
         return usage, counted
+
+
+async def recorded(chunks: AsyncIterator[bytes], into: list[bytes]) -> AsyncIterator[bytes]:
+    """The chunks, each also appended to `into` as it is read."""
+    async for chunk in chunks:
+        into.append(chunk)
+        yield chunk
 
 
 def interruption(exc: Exception, key: str, sent: httpx.Request) -> UpstreamFailure:

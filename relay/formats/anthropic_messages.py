@@ -23,7 +23,8 @@ from relay.tokenizer import Measure
 
 ENDPOINT = "messages"  # RelayRequest.endpoint of a Messages request: the adaptors that pass it through know it
 COUNT_TOKENS_ENDPOINT = "messages_count_tokens"
-FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
+# The client's headers a pass-through forwards, by their WSGI names (request.META: no header mapping built).
+FORWARDED_HEADERS = {"anthropic-version": "HTTP_ANTHROPIC_VERSION", "anthropic-beta": "HTTP_ANTHROPIC_BETA"}
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -64,7 +65,8 @@ def message_id(answer_id: str) -> str:
 
 
 def forwarded_headers(request: HttpRequest) -> dict[str, str]:
-    return {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
+    meta = request.META
+    return {name: meta[wsgi_name] for name, wsgi_name in FORWARDED_HEADERS.items() if wsgi_name in meta}
 
 
 def image_url(block: dict) -> str:
@@ -166,7 +168,7 @@ class AnthropicMessages(InboundFormat):
     endpoint = Messages()
 
     def credential(self, request: HttpRequest) -> str:
-        return request.headers.get("x-api-key") or super().credential(request)
+        return request.META.get("HTTP_X_API_KEY") or super().credential(request)
 
     def native_for(self, channel_type: str, upstream_model: str) -> bool:
         return channel_type == "anthropic" or (channel_type == "vertex" and upstream_model.startswith("claude"))
