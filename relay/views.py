@@ -3,6 +3,7 @@
 import functools
 import logging
 import time
+from collections.abc import Callable
 
 import orjson
 from django.db import Error as DatabaseError
@@ -27,15 +28,15 @@ MODEL_CREATED = int(time.mktime((2024, 1, 1, 0, 0, 0, 0, 0, 0)))
 MODEL_CREATED_AT = "2024-01-01T00:00:00Z"  # Anthropic's model objects carry an RFC 3339 time
 
 
-def only(method: str):
-    """Django's require_GET/require_POST, with the 405 in the OpenAI error shape."""
+def only(method: str, answer: Callable[[RelayError], HttpResponse] = error_response):
+    """Django's require_GET/require_POST, with the 405 in the endpoint's error shape (OpenAI's by default)."""
 
     def decorate(view):
         @functools.wraps(view)
         async def checked(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             if request.method != method:
                 message = f"{request.method} is not allowed on {request.path}; use {method}"
-                response = error_response(RelayError(405, message, "method_not_allowed"))
+                response = answer(RelayError(405, message, "method_not_allowed"))
                 response["Allow"] = method
                 return response
             return await view(request, *args, **kwargs)
@@ -47,7 +48,7 @@ def only(method: str):
 
 def relay_view(inbound: InboundFormat):
     @csrf_exempt
-    @only("POST")
+    @only("POST", inbound.error_response)
     async def view(request: HttpRequest, **_path) -> HttpResponse:
         return await service.relay(request, inbound)
 
@@ -144,7 +145,7 @@ async def retrieve_model(request: HttpRequest, model: str) -> HttpResponse:
 
 
 @csrf_exempt
-@only("POST")
+@only("POST", anthropic_messages.error_response)
 async def count_tokens(request: HttpRequest) -> HttpResponse:
     """Anthropic's token count: errors in Anthropic's shape, whatever the client sends."""
     try:

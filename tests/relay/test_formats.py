@@ -190,3 +190,10 @@ def test_native_stream_error_event_and_cut():
     assert failed.value.failure.type == "overloaded_error"
     with pytest.raises(UpstreamFailed):
         NativeStream(parsed(BODY)).finish()
+
+
+def test_wrong_method_on_messages_answers_in_anthropic_shape(client):
+    for path in ("/v1/messages", "/v1/messages/count_tokens"):
+        response = client.get(path)
+        assert response.status_code == 405 and response["Allow"] == "POST"
+        assert response.json()["error"]["type"] == "invalid_request_error"
