@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 
 from channels_app import routing, selection
 from relay import service, tokenizer
-from relay.adaptors.base import RelayRequest, UpstreamFailed
+from relay.adaptors.base import ANTHROPIC_COUNT_TOKENS, RelayRequest, UpstreamFailed
 from relay.endpoints import load_body, require_model
 from relay.errors import RelayError
 from relay.exchange import Exchange
@@ -30,8 +30,9 @@ async def count_tokens(request: HttpRequest) -> HttpResponse:
     channel = await routed_channel(key.group, pinned, model)
     if channel is not None and channel.type == COUNTED_BY_UPSTREAM:
         headers = anthropic_messages.forwarded_headers(request)
-        endpoint = anthropic_messages.COUNT_TOKENS_ENDPOINT
-        native = RelayRequest(endpoint, model, body, raw, False, False, request.path, passthrough=True, headers=headers)
+        native = RelayRequest(
+            ANTHROPIC_COUNT_TOKENS, model, body, raw, False, False, request.path, passthrough=True, headers=headers
+        )
         return await asked(channel, native)
     tokens = await asyncio.to_thread(anthropic_convert.prompt_tokens, body, tokenizer.Tokens(model))
     return HttpResponse(orjson.dumps({"input_tokens": tokens}), content_type="application/json")

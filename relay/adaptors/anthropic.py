@@ -23,6 +23,8 @@ import orjson
 from channels_app.channel_types import both
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import (
+    ANTHROPIC_COUNT_TOKENS,
+    ANTHROPIC_MESSAGES,
     Adaptor,
     ErrorEventRelayed,
     RelayRequest,
@@ -63,9 +65,7 @@ from relay.adaptors.openai_format import (
 
 SLUG = "anthropic"
 API_VERSION = "2023-06-01"
-MESSAGES = "messages"  # a client's own Messages request (relay.formats.anthropic_messages), passed through
-COUNT_TOKENS = "messages_count_tokens"
-NATIVE_ENDPOINTS = (MESSAGES, COUNT_TOKENS)
+NATIVE_ENDPOINTS = (ANTHROPIC_MESSAGES, ANTHROPIC_COUNT_TOKENS)
 DEFAULT_MAX_TOKENS = 8192
 LEGACY_MAX_TOKENS = 4096
 LEGACY_MODEL_PREFIXES = ("claude-3-haiku", "claude-3-sonnet", "claude-3-opus", "claude-2", "claude-instant")
@@ -338,7 +338,7 @@ class AnthropicAdaptor(Adaptor):
         return answer, reported_usage(usage), completion_text(message)
 
     def stream_converter(self, request: RelayRequest) -> StreamConverter:
-        return NativeStream(request) if request.endpoint == MESSAGES else AnthropicStream(request)
+        return NativeStream(request) if request.endpoint == ANTHROPIC_MESSAGES else AnthropicStream(request)
 
     def parse_error(self, status: int, content: bytes) -> UpstreamFailure:
         status = 503 if status == OVERLOADED else status

@@ -40,6 +40,12 @@ class Usage:
         return self.prompt_tokens == 0 and self.completion_tokens == 0
 
 
+# RelayRequest.endpoint of a client's request in Anthropic's own format (relay.formats.anthropic_messages), which
+# the adaptors that speak it pass through.
+ANTHROPIC_MESSAGES = "messages"
+ANTHROPIC_COUNT_TOKENS = "messages_count_tokens"
+
+
 @dataclass
 class RelayRequest:
     """The client's request as parsed once by the relay."""

@@ -28,6 +28,7 @@ from channels_app.routing import ChannelInfo
 from gateway_project.safe_text import model_path_segment
 from relay.adaptors import anthropic, gemini, google_auth
 from relay.adaptors.base import (
+    ANTHROPIC_MESSAGES,
     Adaptor,
     RelayRequest,
     StreamConverter,
@@ -119,7 +120,7 @@ def gemini_call(request: RelayRequest, location: Location, model: str) -> tuple[
 def claude_call(request: RelayRequest, location: Location, model: str) -> tuple[str, dict]:
     action = "streamRawPredict" if request.stream else "rawPredict"
     url = f"{location.url('v1')}/publishers/anthropic/models/{model_path_segment(claude_id(model))}:{action}"
-    body = request.body if request.endpoint == anthropic.MESSAGES else anthropic.messages_body(request, model)
+    body = request.body if request.endpoint == ANTHROPIC_MESSAGES else anthropic.messages_body(request, model)
     # Vertex takes the model from the URL only
     return url, {"anthropic_version": ANTHROPIC_VERSION, **{name: v for name, v in body.items() if name != "model"}}
 
@@ -170,7 +171,7 @@ class VertexAdaptor(Adaptor):
 
     def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:
         model = channel.upstream_model(request.model)
-        native = request.endpoint == anthropic.MESSAGES  # only ever for claude models (relay.formats)
+        native = request.endpoint == ANTHROPIC_MESSAGES  # only ever for claude models (relay.formats)
         if not native:
             require_chat(request, SLUG)
         account = account_of(channel)

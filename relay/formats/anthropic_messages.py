@@ -14,15 +14,13 @@ from django.http import HttpRequest, HttpResponse
 
 from billing.pricing import Quote
 from relay import media
-from relay.adaptors.base import RelayRequest, StreamState, UpstreamFailure, Usage
+from relay.adaptors.base import ANTHROPIC_MESSAGES, RelayRequest, StreamState, UpstreamFailure, Usage
 from relay.endpoints import Endpoint, counts_images, load_body, positive_int, require_model, stream_flags
 from relay.errors import RelayError
 from relay.formats import anthropic_convert
 from relay.formats.base import InboundFormat, StreamWriter
 from relay.tokenizer import Measure
 
-ENDPOINT = "messages"  # RelayRequest.endpoint of a Messages request: the adaptors that pass it through know it
-COUNT_TOKENS_ENDPOINT = "messages_count_tokens"
 # The client's headers a pass-through forwards, by their WSGI names (request.META: no header mapping built).
 FORWARDED_HEADERS = {"anthropic-version": "HTTP_ANTHROPIC_VERSION", "anthropic-beta": "HTTP_ANTHROPIC_BETA"}
 ERROR_TYPES = {
@@ -93,7 +91,7 @@ def image_blocks(blocks: object) -> list[dict]:
 class Messages(Endpoint):
     """A Messages request, as the client sent it: counted, reserved and priced like chat."""
 
-    name = ENDPOINT
+    name = ANTHROPIC_MESSAGES
 
     def parse(self, raw: bytes, request: HttpRequest) -> RelayRequest:
         body = load_body(raw)
