@@ -139,6 +139,11 @@ def counts_at_once(model: str, size: int) -> bool:
     return size < LARGE_BODY_BYTES and tokenizer.is_ready(model)
 
 
+def counts_images(request: RelayRequest) -> bool:
+    """Whether the prompt's images are counted by the tile rule (GET_MEDIA_TOKEN, GET_MEDIA_TOKEN_NOT_STREAM)."""
+    return settings.GET_MEDIA_TOKEN and (request.stream or settings.GET_MEDIA_TOKEN_NOT_STREAM)
+
+
 def token_arrays(value: object) -> int:
     """Prompts given as token ids: [1, 2] or [[1, 2], [3]] count one token per id."""
     if isinstance(value, list) and value and all(isinstance(i, int) for i in value):
@@ -195,8 +200,6 @@ class Endpoint:
 class Streamable(Endpoint):
     """An endpoint whose answer may stream: chat and legacy completions."""
 
-    chunk_object: str  # the `object` of its stream chunks
-
     def parse(self, raw: bytes, request: HttpRequest) -> RelayRequest:
         body = load_body(raw)
         model = require_model(body)
@@ -214,7 +217,6 @@ class Chat(Streamable):
     """Chat completions: messages, tools, and the only prompt that may hold images."""
 
     name = "chat"
-    chunk_object = "chat.completion.chunk"
 
     def check_fields(self, body: dict) -> None:
         messages = body.get("messages")
@@ -228,14 +230,11 @@ class Chat(Streamable):
 
     def images(self, request: RelayRequest) -> list[media.ImagePart]:
         """Cheap: nothing is read yet (relay.media.image_tokens does that)."""
-        if settings.GET_MEDIA_TOKEN and (request.stream or settings.GET_MEDIA_TOKEN_NOT_STREAM):
-            return media.images_in(request.body["messages"])
-        return []
+        return media.images_in(request.body["messages"]) if counts_images(request) else []
 
 
 class Completions(Streamable):
     name = "completions"
-    chunk_object = "text_completion"
 
     def check_fields(self, body: dict) -> None:
         if "prompt" not in body:

@@ -1,7 +1,8 @@
 """The request path: authenticate, parse once, reserve, pick a channel, call upstream, relay, settle.
 
-Views call `relay` with their endpoint (relay.endpoints); everything that decides money goes through
-billing, everything that decides routing through channels_app.
+Views call `relay` with the inbound format of their endpoint (relay.formats): it reads the key and the body,
+renders answers and errors, and converts the request for channels that do not speak it. Everything that
+decides money goes through billing, everything that decides routing through channels_app.
 """
 
 import asyncio
@@ -27,8 +28,9 @@ from gateway_project.db import run_db
 from relay import media, metrics, streaming, tokenizer
 from relay.adaptors.base import RelayRequest, UpstreamFailed, UpstreamFailure, Usage
 from relay.endpoints import Endpoint, count_prompt, count_usage
-from relay.errors import RelayError, body_too_large, database_down, error_response
+from relay.errors import RelayError, body_too_large, database_down
 from relay.exchange import Exchange, Waited
+from relay.formats.base import InboundFormat, StreamWriter
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,8 @@ class Call:
     started: float
     key: KeyInfo
     pinned: int | None
-    endpoint: Endpoint
-    request: RelayRequest
+    inbound: InboundFormat
+    request: RelayRequest  # as the client sent it
     quote: Quote
     media_tokens: int = 0
     prompt_tokens: int = 0  # the byte bound (tokenizer.utf8_bytes) until count_prompt replaces it
@@ -50,6 +52,12 @@ class Call:
     reserved: bool = False
     waited: Waited = field(default_factory=Waited)  # for upstreams
     tried: list[int] = field(default_factory=list)
+    native: bool = False  # the current attempt passes the client's request through (InboundFormat.native_for)
+    hub: RelayRequest | None = None  # the request converted to the hub form, once a channel needed it
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self.inbound.endpoint
 
     def __post_init__(self) -> None:
         self.prompt_tokens = self.endpoint.prompt_tokens(self.request, tokenizer.utf8_bytes) + self.media_tokens
@@ -64,6 +72,21 @@ class Call:
             self.prompt_tokens = await count_prompt(self.endpoint, self.request) + self.media_tokens
             self.prompt_counted = True
         return self.prompt_tokens
+
+    def request_for(self, channel: ChannelInfo) -> RelayRequest:
+        """The request this channel is sent: the client's own where the channel speaks its format, else the
+        hub form (converted once, on the first channel that needs it)."""
+        self.native = self.inbound.native_for(channel.type, channel.upstream_model(self.request.model))
+        if self.native:
+            return self.request
+        if self.hub is None:
+            self.hub = self.inbound.to_hub(self.request)
+        return self.hub
+
+    def stream_writer(self) -> StreamWriter:
+        if self.native:
+            return self.inbound.native_writer()
+        return self.inbound.stream_writer(self.request, self.request_id, self.prompt_tokens)
 
     def gateway_ms(self) -> float:
         return (time.perf_counter() - self.started - self.waited.seconds) * 1000
@@ -118,24 +141,25 @@ class Call:
             token_name=self.key.token_name,
             is_stream=self.request.stream,
             use_time_ms=self.elapsed_ms(),
-            content=f"{rule}; {formula}",
+            content=f"{self.inbound.log_note(self.native)}{rule}; {formula}",
         )
 
 
-async def relay(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
+async def relay(request: HttpRequest, inbound: InboundFormat) -> HttpResponse:
     """Serve one relay endpoint from authentication to settlement."""
     request_id = uuid.uuid4().hex
     started = time.perf_counter()
     call = None
+    error_response = inbound.error_response
     try:
-        key, pinned = await authenticate(request.headers.get("Authorization", ""), request)
-        relay_request = endpoint.parse(read_body(request), request)
+        key, pinned = await authenticate(inbound.credential(request), request)
+        relay_request = inbound.endpoint.parse(read_body(request), request)
         check_model(key, relay_request.model)
         if ratelimit.limits_for_key(key).any:
             await run_db(ratelimit.admit, key)
         prices = await pricing.acurrent()
         quote = prices.quote(relay_request.model, key.group)
-        call = Call(request_id, started, key, pinned, endpoint, relay_request, quote)
+        call = Call(request_id, started, key, pinned, inbound, relay_request, quote)
         await count_media(call)
         await reserve(call)
         response = await dispatch(call)
@@ -160,7 +184,7 @@ async def relay(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
         await release_if_held(call)
         raise
     response["X-Request-Id"] = request_id
-    observe(endpoint, call, response, started)
+    observe(inbound.endpoint, call, response, started)
     return response
 
 
@@ -331,7 +355,7 @@ def pinned_channel(index: routing.Index, channel_id: int) -> list[ChannelInfo]:
 async def attempt(call: Call, channel: ChannelInfo) -> HttpResponse:
     """One try on one channel (relay.exchange). A failure leaves with the channel's secrets scrubbed from its
     message, before the client's answer, the error log, auto-disable or the server log can use it."""
-    exchange = Exchange(channel, call.request, call.waited)
+    exchange = Exchange(channel, call.request_for(channel), call.waited)
     try:
         await exchange.prepare()
         response = await exchange.answer(stream=True, status_map=channel.status_code_mapping)
@@ -344,21 +368,22 @@ async def attempt(call: Call, channel: ChannelInfo) -> HttpResponse:
 async def relay_answer(call: Call, exchange: Exchange, response: httpx.Response) -> HttpResponse:
     """The client's answer from an upstream answer that is no error: a stream relayed as it comes, or a whole
     answer read, billed and converted."""
-    channel, adaptor = exchange.channel, exchange.adaptor
     if call.request.stream and not streaming.answered_whole(response):
-        return await streaming.start(call, channel, adaptor, response)
+        return await streaming.start(call, exchange, response)
     content = await exchange.read(response)
-    if call.request.stream:
-        return await streaming.relay_whole(call, channel, adaptor, content)
-    return await finish_whole(call, channel, adaptor, content, response.headers.get("Content-Type"))
+    if call.request.stream and not call.native:  # a native JSON answer is the client's format already
+        return await streaming.relay_whole(call, exchange, content)
+    return await finish_whole(call, exchange, content, response.headers.get("Content-Type"))
 
 
-async def finish_whole(call: Call, channel: ChannelInfo, adaptor, content: bytes, content_type: str | None):
+async def finish_whole(call: Call, exchange: Exchange, content: bytes, content_type: str | None):
     """Bill and answer a whole answer. Once the upstream has answered, the call is billed even if its client
     hangs up while the charge is worked out (shielded); a call cancelled before that is released by relay()."""
-    body, usage, text = adaptor.convert_response(call.request, content)
-    await asyncio.shield(call.settle_when_known(call.whole_charge(channel, usage, text)))
-    if not call.request.passthrough:
+    body, usage, text = exchange.adaptor.convert_response(exchange.request, content)
+    charge = await asyncio.shield(call.settle_when_known(call.whole_charge(exchange.channel, usage, text)))
+    if not call.native:
+        body = call.inbound.whole(call.request, body, call.request_id, streaming.charged_usage(charge))
+    if not exchange.request.passthrough:
         content_type = "application/json"
     response = HttpResponse(body, content_type=content_type or "application/octet-stream")
     response["X-Gateway-Time-Ms"] = f"{call.gateway_ms():.2f}"

@@ -19,6 +19,10 @@ a client that stops reading holds a bounded buffer until the stall rule ends its
 However a stream ends, its usage is worked out and settled in a task of its own (`StreamRelay.account`), so
 a client that hangs up meanwhile cannot cancel its charge: the first local count of a process builds the
 tokenizer table (about a second), and an SDK closes its connection as soon as it has `[DONE]`.
+
+What the client reads is written by its inbound format (relay.formats, a StreamWriter): OpenAI chunks framed as
+`data:` lines, Anthropic's typed events, or -- when the request was passed through to a channel that speaks the
+client's format -- the upstream's own bytes as they came, parsed on the side for usage and text only.
 """
 
 import asyncio
@@ -32,9 +36,18 @@ from django.http import HttpResponse, StreamingHttpResponse
 
 from billing import quota
 from relay import metrics, sse, upstream
-from relay.adaptors.base import Adaptor, StreamConverter, UpstreamFailed, UpstreamFailure, Usage, scrub
+from relay.adaptors.base import (
+    ErrorEventRelayed,
+    RelayRequest,
+    StreamConverter,
+    StreamState,
+    UpstreamFailed,
+    UpstreamFailure,
+    Usage,
+    scrub,
+)
 from relay.adaptors.openai_format import json_or_none, usage_object
-from relay.errors import RelayError
+from relay.exchange import Exchange
 
 NORMAL = "stream ended normally"
 CLIENT_GONE = "client disconnected: billed what was delivered"
@@ -45,9 +58,9 @@ WHOLE_ANSWER = "upstream answered the stream request with one JSON body, relayed
 TOOL_CALL_OVERHEAD_TOKENS = 7
 
 
-async def start(call, channel, adaptor: Adaptor, response: httpx.Response) -> HttpResponse:
+async def start(call, exchange: Exchange, response: httpx.Response) -> HttpResponse:
     """Read up to the first chunk the client will get; failures until then are retryable."""
-    relay = StreamRelay(call, channel, adaptor, response)
+    relay = StreamRelay(call, exchange, response)
     try:
         await relay.prime()
     except TimeoutError:
@@ -61,7 +74,7 @@ async def start(call, channel, adaptor: Adaptor, response: httpx.Response) -> Ht
         raise
     if relay.whole is not None:
         await upstream.close(response)
-        return await relay_whole(call, channel, adaptor, relay.whole)
+        return await relay_whole(call, exchange, relay.whole)
     return stream_response(call, RelayedStream(relay))
 
 
@@ -80,17 +93,22 @@ def answered_whole(response: httpx.Response) -> bool:
     return response.headers.get("Content-Type", "").partition(";")[0].strip().lower() == "application/json"
 
 
-async def relay_whole(call, channel, adaptor: Adaptor, content: bytes) -> HttpResponse:
+async def relay_whole(call, exchange: Exchange, content: bytes) -> HttpResponse:
     """An upstream that answered a stream request with one JSON body (LiteLLM's proxy does for mocked models):
     billed as a whole answer, then relayed as the stream the client asked for."""
-    body, reported, text = adaptor.convert_response(call.request, content)
-    charge = await asyncio.shield(call.settle_when_known(call.whole_charge(channel, reported, text, WHOLE_ANSWER)))
+    request = exchange.request
+    body, reported, text = exchange.adaptor.convert_response(request, content)
+    charging = call.whole_charge(exchange.channel, reported, text, WHOLE_ANSWER)
+    charge = await asyncio.shield(call.settle_when_known(charging))
     answer = orjson.loads(body)
-    chunk = ChunkShape(call, answer.get("id") or "", answer.get("created") or int(time.time()))
+    created = answer.get("created") or int(time.time())
+    state = StreamState(chunk_id=answer.get("id") or f"chatcmpl-{call.request_id}", created=created)
+    chunk = ChunkShape(request, state.chunk_id, state.created)
     payloads = [chunk.of(choices) for choice in answer.get("choices") or () for choices in choice_chunks(choice)]
-    if call.request.wants_usage:
-        payloads.append(chunk.usage(charged_usage(charge)))
-    response = stream_response(call, HttpResponse(sse.frames([*payloads, sse.DONE]), content_type="text/event-stream"))
+    writer = call.stream_writer()
+    usage = charged_usage(charge) if writer.wants_usage(state) else None
+    content = writer.frames(payloads) + writer.closing(state, usage, None)
+    response = stream_response(call, HttpResponse(content, content_type="text/event-stream"))
     metrics.LATENCY.labels(call.request.endpoint, "true").observe(time.perf_counter() - call.started)
     return response
 
@@ -126,14 +144,18 @@ def choice_chunks(choice: object) -> list[list[dict]]:
     ]
 
 
+def chunk_object(request: RelayRequest) -> str:
+    return "text_completion" if request.endpoint == "completions" else "chat.completion.chunk"
+
+
 class ChunkShape:
     """The envelope of the chunks the relay writes itself: the answer's id and creation time, the model the
     client asked for, and `"usage": null` in every chunk before a usage chunk, as OpenAI's have."""
 
-    def __init__(self, call, chunk_id: str, created: int) -> None:
-        self.request = call.request
-        self.object = call.endpoint.chunk_object
-        self.id = chunk_id or f"chatcmpl-{call.request_id}"
+    def __init__(self, request: RelayRequest, chunk_id: str, created: int) -> None:
+        self.request = request
+        self.object = chunk_object(request)
+        self.id = chunk_id
         self.created = created
 
     def of(self, choices: list[dict]) -> bytes:
@@ -167,13 +189,20 @@ class RelayedStream(StreamingHttpResponse):
 
 
 class StreamRelay:
-    def __init__(self, call, channel, adaptor: Adaptor, response: httpx.Response) -> None:
+    def __init__(self, call, exchange: Exchange, response: httpx.Response) -> None:
         self.call = call
-        self.channel = channel
+        self.channel = exchange.channel
         self.response = response
-        self.converter: StreamConverter = adaptor.stream_converter(call.request)
+        self.converter: StreamConverter = exchange.adaptor.stream_converter(exchange.request)
+        self.writer = call.stream_writer()
         upstream.lift_deadline(response)  # a stream is bounded by STREAMING_TIMEOUT between events instead
-        self.payloads = sse.data_payloads(response.aiter_bytes())
+        chunks = response.aiter_bytes()
+        # A passed-through stream: the bytes read and not yet written, relayed instead of converted events.
+        self.unwritten: list[bytes] | None = None
+        if self.writer.relays_bytes:
+            self.unwritten = []
+            chunks = recorded(chunks, self.unwritten)
+        self.payloads = sse.data_payloads(chunks)
         self.first: list[bytes] = []
         self.backlog: list[bytes] = []  # payloads read with the first event, not converted yet
         self.ended = False
@@ -182,6 +211,14 @@ class StreamRelay:
         self.delivered = 0  # characters of the converter's text in the writes the server has taken
         self.counting: asyncio.Task | None = None
         self.accounted = False
+
+    def written(self, payloads: list[bytes]) -> bytes:
+        """What the client gets for these converted payloads: the writer's frames, or the upstream's bytes."""
+        if self.unwritten is None:
+            return self.writer.frames(payloads) if payloads else b""
+        data = b"".join(self.unwritten)
+        self.unwritten.clear()
+        return data
 
     async def next_payloads(self) -> list[bytes]:
         """The payloads of the next upstream read, up to `[DONE]`; [] once the stream has ended."""
@@ -222,24 +259,25 @@ class StreamRelay:
     async def relayed(self) -> AsyncIterator[bytes]:
         """Our events, one write per upstream read (the events that arrived together leave together)."""
         if self.first:
-            yield sse.frames(self.first)
+            yield self.written(self.first)
         payloads = self.backlog
         while True:
             out, failed = self.converted(payloads)
-            if out:
-                yield sse.frames(out)
+            written = self.written(out)
+            if written:
+                yield written
             if failed is not None:
                 raise failed
             if self.ended:
                 break
             payloads = await self.next_payloads()
-        tail = self.converter.finish()
-        if tail:
-            yield sse.frames(tail)
+        written = self.written(self.converter.finish())
+        if written:
+            yield written
 
     async def frames(self) -> AsyncIterator[bytes]:
         try:
-            tail = []
+            failure = None
             try:
                 async for framed in self.relayed():
                     yield framed
@@ -249,14 +287,15 @@ class StreamRelay:
                 self.ending = IDLE_TIMEOUT
             except (UpstreamFailed, httpx.HTTPError) as exc:
                 self.ending = UPSTREAM_ERROR
-                tail.append(interruption(exc, self.channel.key, self.response.request))
-            if self.call.request.wants_usage and not self.converter.state.usage_sent:
+                if not isinstance(exc, ErrorEventRelayed):
+                    failure = interruption(exc, self.channel.key, self.response.request)
+            state = self.converter.state
+            usage = None
+            if self.writer.wants_usage(state):
                 usage, _ = await asyncio.shield(self.usage())
-                state = self.converter.state
-                tail.append(sse.frame(ChunkShape(self.call, state.chunk_id, state.created).usage(usage)))
-            tail.append(sse.DONE_FRAME)
-            for framed in tail:
-                yield framed
+            closing = self.writer.closing(state, usage, failure)
+            if closing:
+                yield closing
         finally:
             # Nothing awaited here: a client that hangs up now would cancel it (the charge is a task's).
             self.account()
@@ -296,9 +335,16 @@ class StreamRelay:
         return usage, counted
 
 
-def interruption(exc: Exception, key: str, sent: httpx.Request) -> bytes:
-    """The error event that ends a stream the upstream broke off (the channel's secrets scrubbed from it)."""
-    message = scrub(exc.failure.message, key, sent) if isinstance(exc, UpstreamFailed) else "upstream connection lost"
-    if isinstance(exc, upstream.AnswerTooLarge):
-        message = str(exc)
-    return sse.frame(orjson.dumps(RelayError(502, message, "stream_interrupted", type="upstream_error").body()))
+async def recorded(chunks: AsyncIterator[bytes], into: list[bytes]) -> AsyncIterator[bytes]:
+    """The chunks, each also appended to `into` as it is read."""
+    async for chunk in chunks:
+        into.append(chunk)
+        yield chunk
+
+
+def interruption(exc: Exception, key: str, sent: httpx.Request) -> UpstreamFailure:
+    """Why a stream the upstream broke off ended (the channel's secrets scrubbed from it), for its error event."""
+    if isinstance(exc, UpstreamFailed):
+        return UpstreamFailure(502, scrub(exc.failure.message, key, sent), exc.failure.type, exc.failure.code)
+    message = str(exc) if isinstance(exc, upstream.AnswerTooLarge) else "upstream connection lost"
+    return UpstreamFailure(502, message)

@@ -4,6 +4,8 @@ from relay import views
 
 urlpatterns = [
     path("v1/chat/completions", views.chat_completions),
+    path("v1/messages", views.messages),
+    path("v1/messages/count_tokens", views.count_tokens),
     path("v1/completions", views.completions),
     path("v1/embeddings", views.embeddings),
     path("v1/engines/<str:model>/embeddings", views.embeddings),

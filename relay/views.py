@@ -3,6 +3,7 @@
 import functools
 import logging
 import time
+from collections.abc import Callable
 
 import orjson
 from django.db import Error as DatabaseError
@@ -13,24 +14,29 @@ from billing.accounts.key_auth import KeyInfo
 from billing.accounts.key_balance import key_balance
 from channels_app import routing
 from gateway_project.db import run_db
+from relay import count_tokens as token_counting
 from relay import endpoints, service
 from relay.endpoints import Endpoint
 from relay.errors import RelayError, database_down, error_response
+from relay.formats import anthropic_messages, openai_chat
+from relay.formats.base import InboundFormat
+from relay.formats.openai_chat import OpenAIFormat
 
 log = logging.getLogger(__name__)
 
 MODEL_CREATED = int(time.mktime((2024, 1, 1, 0, 0, 0, 0, 0, 0)))
+MODEL_CREATED_AT = "2024-01-01T00:00:00Z"  # Anthropic's model objects carry an RFC 3339 time
 
 
-def only(method: str):
-    """Django's require_GET/require_POST, with the 405 in the OpenAI error shape."""
+def only(method: str, answer: Callable[[RelayError], HttpResponse] = error_response):
+    """Django's require_GET/require_POST, with the 405 in the endpoint's error shape (OpenAI's by default)."""
 
     def decorate(view):
         @functools.wraps(view)
         async def checked(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             if request.method != method:
                 message = f"{request.method} is not allowed on {request.path}; use {method}"
-                response = error_response(RelayError(405, message, "method_not_allowed"))
+                response = answer(RelayError(405, message, "method_not_allowed"))
                 response["Allow"] = method
                 return response
             return await view(request, *args, **kwargs)
@@ -40,48 +46,60 @@ def only(method: str):
     return decorate
 
 
-def relay_view(endpoint: Endpoint):
+def relay_view(inbound: InboundFormat):
     @csrf_exempt
-    @only("POST")
+    @only("POST", inbound.error_response)
     async def view(request: HttpRequest, **_path) -> HttpResponse:
-        return await service.relay(request, endpoint)
+        return await service.relay(request, inbound)
 
-    view.__name__ = f"relay_{endpoint.name}"
+    view.__name__ = f"relay_{inbound.endpoint.name}"
     return view
 
 
-chat_completions = relay_view(endpoints.CHAT)
-completions = relay_view(endpoints.COMPLETIONS)
-embeddings = relay_view(endpoints.EMBEDDINGS)
-moderations = relay_view(endpoints.MODERATIONS)
-rerank = relay_view(endpoints.RERANK)
-images = relay_view(endpoints.IMAGES)
-speech = relay_view(endpoints.SPEECH)
-transcriptions = relay_view(endpoints.TRANSCRIPTIONS)
+def openai_view(endpoint: Endpoint):
+    return relay_view(OpenAIFormat(endpoint))
+
+
+chat_completions = relay_view(openai_chat.CHAT)
+completions = openai_view(endpoints.COMPLETIONS)
+embeddings = openai_view(endpoints.EMBEDDINGS)
+moderations = openai_view(endpoints.MODERATIONS)
+rerank = openai_view(endpoints.RERANK)
+images = openai_view(endpoints.IMAGES)
+speech = openai_view(endpoints.SPEECH)
+transcriptions = openai_view(endpoints.TRANSCRIPTIONS)
+messages = relay_view(anthropic_messages.MESSAGES)
 
 
 def json_response(body: dict, status: int = 200) -> HttpResponse:
     return HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
 
 
+def speaks_anthropic(request: HttpRequest) -> bool:
+    """Anthropic's SDKs send `anthropic-version` with every request; the answer then takes their shapes."""
+    return "anthropic-version" in request.headers
+
+
 def openai_errors(view):
-    """A refused key and an unreachable database answered in the OpenAI error shape, as the relay does."""
+    """A refused key and an unreachable database answered in the client's error shape, as the relay does."""
 
     @functools.wraps(view)
     async def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        answer = anthropic_messages.error_response if speaks_anthropic(request) else error_response
         try:
             return await view(request, *args, **kwargs)
         except RelayError as error:
-            return error_response(error)
+            return answer(error)
         except DatabaseError:
             log.exception("%s: the database is unavailable", request.path)
-            return error_response(database_down())
+            return answer(database_down())
 
     return wrapped
 
 
 async def authenticated(request: HttpRequest) -> KeyInfo:
-    key, _ = await service.authenticate(request.headers.get("Authorization", ""), request)
+    """The key in `Authorization: Bearer` or in Anthropic's `x-api-key`."""
+    key, _ = await service.authenticate(anthropic_messages.MESSAGES.credential(request), request)
     return key
 
 
@@ -94,11 +112,26 @@ def model_object(name: str) -> dict:
     return {"id": name, "object": "model", "created": MODEL_CREATED, "owned_by": "gateway"}
 
 
+def anthropic_model_object(name: str) -> dict:
+    return {"type": "model", "id": name, "display_name": name, "created_at": MODEL_CREATED_AT}
+
+
+def anthropic_model_list(names: list[str]) -> dict:
+    return {
+        "data": [anthropic_model_object(name) for name in names],
+        "has_more": False,
+        "first_id": names[0] if names else None,
+        "last_id": names[-1] if names else None,
+    }
+
+
 @only("GET")
 @openai_errors
 async def list_models(request: HttpRequest) -> HttpResponse:
-    key = await authenticated(request)
-    return json_response({"object": "list", "data": [model_object(name) for name in await usable_models(key)]})
+    names = await usable_models(await authenticated(request))
+    if speaks_anthropic(request):
+        return json_response(anthropic_model_list(names))
+    return json_response({"object": "list", "data": [model_object(name) for name in names]})
 
 
 @only("GET")
@@ -107,9 +140,21 @@ async def retrieve_model(request: HttpRequest, model: str) -> HttpResponse:
     key = await authenticated(request)
     index = await routing.aget_index()
     if not (key.allows(model) and index.candidates(key.group, model)):
-        error = RelayError(404, f"The model '{model}' does not exist", "model_not_found", param="model")
-        return error_response(error)
-    return json_response(model_object(model))
+        raise RelayError(404, f"The model '{model}' does not exist", "model_not_found", param="model")
+    return json_response(anthropic_model_object(model) if speaks_anthropic(request) else model_object(model))
+
+
+@csrf_exempt
+@only("POST", anthropic_messages.error_response)
+async def count_tokens(request: HttpRequest) -> HttpResponse:
+    """Anthropic's token count: errors in Anthropic's shape, whatever the client sends."""
+    try:
+        return await token_counting.count_tokens(request)
+    except RelayError as error:
+        return anthropic_messages.error_response(error)
+    except DatabaseError:
+        log.exception("%s: the database is unavailable", request.path)
+        return anthropic_messages.error_response(database_down())
 
 
 @only("GET")

@@ -10,14 +10,23 @@ Decisions worth knowing:
   the input ratio, since billing has no cache ratios yet; reads also appear as `cached_tokens`.
 - A stream's usage is committed at `message_delta`, when both counts are final. A stream cut before it
   is billed by local counting of what was delivered rather than by the input count alone.
+- A client that speaks the Messages API itself (RelayRequest.endpoint "messages", see relay.formats) is passed
+  through: its raw body is forwarded (re-serialised only to map the model), with its `anthropic-version` and
+  `anthropic-beta` headers, and the answer is relayed as it came; `NativeStream` only reads the events for
+  the usage and the text.
 """
 
 from collections.abc import Callable
 
+import orjson
+
 from channels_app.channel_types import both
 from channels_app.routing import ChannelInfo
 from relay.adaptors.base import (
+    ANTHROPIC_COUNT_TOKENS,
+    ANTHROPIC_MESSAGES,
     Adaptor,
+    ErrorEventRelayed,
     RelayRequest,
     StreamConverter,
     UpstreamFailed,
@@ -56,6 +65,7 @@ from relay.adaptors.openai_format import (
 
 SLUG = "anthropic"
 API_VERSION = "2023-06-01"
+NATIVE_ENDPOINTS = (ANTHROPIC_MESSAGES, ANTHROPIC_COUNT_TOKENS)
 DEFAULT_MAX_TOKENS = 8192
 LEGACY_MAX_TOKENS = 4096
 LEGACY_MODEL_PREFIXES = ("claude-3-haiku", "claude-3-sonnet", "claude-3-opus", "claude-2", "claude-instant")
@@ -296,18 +306,29 @@ class AnthropicAdaptor(Adaptor):
     default_base_url = "https://api.anthropic.com"
 
     def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:
+        if request.endpoint in NATIVE_ENDPOINTS:
+            content = native_body(request, channel.upstream_model(request.model))
+            return UpstreamRequest(self.url(channel, request.path), self.headers(channel, request.headers), content)
         require_chat(request, SLUG)
         body = messages_body(request, channel.upstream_model(request.model))
         return UpstreamRequest(url=self.url(channel), headers=self.headers(channel), content=request_json(body))
 
-    def url(self, channel: ChannelInfo) -> str:
+    def url(self, channel: ChannelInfo, path: str = "/v1/messages") -> str:
         base = self.base_url(channel)
-        return base.removesuffix("/v1") + "/v1/messages"
+        return base.removesuffix("/v1") + path
 
-    def headers(self, channel: ChannelInfo) -> dict[str, str]:
-        return {"x-api-key": channel.key, "anthropic-version": API_VERSION, "Content-Type": "application/json"}
+    def headers(self, channel: ChannelInfo, forwarded: dict[str, str] | None = None) -> dict[str, str]:
+        """The channel's key; the client's anthropic-version and anthropic-beta on a pass-through."""
+        return {
+            "anthropic-version": API_VERSION,
+            **(forwarded or {}),
+            "x-api-key": channel.key,
+            "Content-Type": "application/json",
+        }
 
     def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
+        if request.endpoint in NATIVE_ENDPOINTS:
+            return native_answer(content)
         body = load_json(content)
         message = message_of(body)
         usage = usage_of(body.get("usage"))
@@ -317,7 +338,7 @@ class AnthropicAdaptor(Adaptor):
         return answer, reported_usage(usage), completion_text(message)
 
     def stream_converter(self, request: RelayRequest) -> StreamConverter:
-        return AnthropicStream(request)
+        return NativeStream(request) if request.endpoint == ANTHROPIC_MESSAGES else AnthropicStream(request)
 
     def parse_error(self, status: int, content: bytes) -> UpstreamFailure:
         status = 503 if status == OVERLOADED else status
@@ -325,6 +346,75 @@ class AnthropicAdaptor(Adaptor):
         if isinstance(body, dict) and body.get("type") == "error":
             return failure_of(status, body.get("error"))
         return openai_style_error(status, content)
+
+
+def native_body(request: RelayRequest, model: str) -> bytes:
+    """The client's own body: its bytes unless the channel maps the model."""
+    return request.raw if model == request.model else request_json({**request.body, "model": model})
+
+
+def message_text(body: dict) -> str:
+    """A message's text, thinking and tool input, for local counting should its usage be missing."""
+    parts = []
+    for block in body.get("content") or ():
+        if isinstance(block, dict):
+            parts.append(block.get("text") or block.get("thinking") or "")
+            if block.get("type") == "tool_use":
+                parts.append(orjson.dumps(block.get("input")).decode())
+    return "".join(parts)
+
+
+def native_answer(content: bytes) -> tuple[bytes, Usage | None, str]:
+    """A passed-through answer: its bytes, and what billing needs from them."""
+    body = load_json(content)
+    return content, reported_usage(usage_of(body.get("usage"))), message_text(body)
+
+
+class NativeStream(StreamConverter):
+    """A passed-through stream's events read for billing only (the relay writes the upstream's bytes): usage from
+    message_start and message_delta, the text of the deltas. Each event is returned as it came."""
+
+    DELTA_TEXT: dict[object, str] = {
+        "text_delta": "text",
+        "thinking_delta": "thinking",
+        "input_json_delta": "partial_json",
+    }
+
+    def __init__(self, request: RelayRequest) -> None:
+        super().__init__(request)
+        self.counts: dict = {}
+        self.stopped = False
+
+    def feed(self, payload: bytes) -> list[bytes]:
+        event = stream_event(payload, SLUG) or {}
+        kind = event.get("type")
+        if kind == "content_block_delta":
+            delta = event.get("delta") or {}
+            text = delta.get(self.DELTA_TEXT.get(delta.get("type"), ""))
+            if isinstance(text, str):
+                self.state.text_parts.append(text)
+        elif kind == "content_block_start" and (event.get("content_block") or {}).get("type") == "tool_use":
+            self.state.max_tool_calls += 1
+        elif kind in ("message_start", "message_delta"):
+            usage = (event.get("message") or {}).get("usage") if kind == "message_start" else event.get("usage")
+            self.counts = latest_counts(self.counts, usage)
+            counted = reported_usage(usage_of(self.counts))
+            if kind == "message_start":
+                self.state.input_usage = counted
+            else:
+                self.state.usage = counted
+        elif kind == "message_stop":
+            self.stopped = True
+        elif kind == "error":
+            error = event.get("error")
+            kind = error.get("type") if isinstance(error, dict) else None
+            raise ErrorEventRelayed(failure_of(ERROR_STATUS.get(kind, 502), error))
+        return [payload]
+
+    def finish(self) -> list[bytes]:
+        if not self.stopped:
+            raise UpstreamFailed(UpstreamFailure(502, "anthropic stream ended before message_stop", "upstream_error"))
+        return []
 
 
 class AnthropicStream(StreamConverter):

@@ -40,6 +40,12 @@ class Usage:
         return self.prompt_tokens == 0 and self.completion_tokens == 0
 
 
+# RelayRequest.endpoint of a client's request in Anthropic's own format (relay.formats.anthropic_messages), which
+# the adaptors that speak it pass through.
+ANTHROPIC_MESSAGES = "messages"
+ANTHROPIC_COUNT_TOKENS = "messages_count_tokens"
+
+
 @dataclass
 class RelayRequest:
     """The client's request as parsed once by the relay."""
@@ -53,6 +59,7 @@ class RelayRequest:
     path: str = "/v1/chat/completions"
     content_type: str = "application/json"
     passthrough: bool = False  # the answer is relayed as is (audio bytes, transcripts), not parsed as JSON
+    headers: dict[str, str] = field(default_factory=dict)  # the client's headers an adaptor forwards as they are
 
 
 @dataclass
@@ -218,6 +225,10 @@ class UpstreamFailed(Exception):
     def __init__(self, failure: UpstreamFailure) -> None:
         super().__init__(failure.message)
         self.failure = failure
+
+
+class ErrorEventRelayed(UpstreamFailed):
+    """A passed-through stream's own error event: the client already has it in the upstream's bytes."""
 
 
 def load_json(content: bytes) -> dict:

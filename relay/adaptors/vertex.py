@@ -12,6 +12,8 @@ Decisions worth knowing:
 - Region: config `region`, a string or `{"default": ..., "<client model>": ...}` (new-api's convention),
   default DEFAULT_REGION; project: config `project_id`, else the JSON's. A non-empty base_url replaces
   the regional host.
+- A client's own Messages request (relay.formats) to a Claude model is passed through: its body without
+  `model`, with `anthropic_version`, and its `anthropic-beta` header; the answer is relayed as it came.
 - Anthropic's dash-dated ids become Vertex's `@` ids (claude-3-5-sonnet-20241022 ->
   claude-3-5-sonnet-v2@20241022); `stream_options` is not sent to Llama (the relay adds the usage chunk).
 """
@@ -26,6 +28,7 @@ from channels_app.routing import ChannelInfo
 from gateway_project.safe_text import model_path_segment
 from relay.adaptors import anthropic, gemini, google_auth
 from relay.adaptors.base import (
+    ANTHROPIC_MESSAGES,
     Adaptor,
     RelayRequest,
     StreamConverter,
@@ -117,9 +120,9 @@ def gemini_call(request: RelayRequest, location: Location, model: str) -> tuple[
 def claude_call(request: RelayRequest, location: Location, model: str) -> tuple[str, dict]:
     action = "streamRawPredict" if request.stream else "rawPredict"
     url = f"{location.url('v1')}/publishers/anthropic/models/{model_path_segment(claude_id(model))}:{action}"
-    body = anthropic.messages_body(request, model)
-    del body["model"]  # Vertex takes the model from the URL only
-    return url, {"anthropic_version": ANTHROPIC_VERSION, **body}
+    body = request.body if request.endpoint == ANTHROPIC_MESSAGES else anthropic.messages_body(request, model)
+    # Vertex takes the model from the URL only
+    return url, {"anthropic_version": ANTHROPIC_VERSION, **{name: v for name, v in body.items() if name != "model"}}
 
 
 def llama_call(request: RelayRequest, location: Location, model: str) -> tuple[str, dict]:
@@ -167,14 +170,18 @@ class VertexAdaptor(Adaptor):
         await google_auth.Tokens.ensure(account_of(channel))
 
     def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:
-        require_chat(request, SLUG)
-        account = account_of(channel)
         model = channel.upstream_model(request.model)
+        native = request.endpoint == ANTHROPIC_MESSAGES  # only ever for claude models (relay.formats)
+        if not native:
+            require_chat(request, SLUG)
+        account = account_of(channel)
         url, body = CALLS[family_of(model)](request, location_of(request, channel, account), model)
         token = google_auth.Tokens.usable(account)
         if token is None:
             raise UpstreamFailed(UpstreamFailure(500, "no vertex access token: prepare() was not awaited"))
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        if native and "anthropic-beta" in request.headers:
+            headers["anthropic-beta"] = request.headers["anthropic-beta"]
         return UpstreamRequest(url=url, headers=headers, content=request_json(body))
 
     def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:

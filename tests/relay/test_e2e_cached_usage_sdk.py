@@ -5,7 +5,6 @@ columns are what the provider reported, for stream and non-stream alike."""
 import math
 from dataclasses import dataclass
 
-import httpx
 import openai
 import pytest
 
@@ -13,7 +12,7 @@ from tests.support.factories import make_channel, make_key
 from tests.support.fakes import anthropic_upstream, gemini_upstream, openai_upstream
 from tests.support.fakes.openai_upstream import FakeOpenAI, start
 from tests.support.fakes.recording import Behaviour as VertexBehaviour
-from tests.support.live_server import LiveGateway, consume_logs
+from tests.support.live_server import LiveGateway, consume_logs, set_prices
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -99,18 +98,18 @@ def channels(fakes: dict, fake_vertex, account_json: str) -> None:
     make_channel(fake_vertex.url, models=["claude-sonnet-4-5", "gemini-2.5-pro"], key=account_json, type="vertex")
 
 
-def set_prices(server: LiveGateway, access_token: str) -> None:
+def cache_prices(server: LiveGateway, access_token: str) -> None:
     """The operator's prices with cache lanes, through the management API (new-api's names)."""
-    models = list(CASES)
-    prices = {
-        "model_ratio": dict.fromkeys(models, MODEL_RATIO),
-        "completion_ratio": dict.fromkeys(models, COMPLETION_RATIO),
-        "cache_ratio": dict.fromkeys(models, CACHE_RATIO),
-        "create_cache_ratio": dict.fromkeys(models, CREATE_CACHE_RATIO),
-        "create_cache_ratio_1h": dict.fromkeys(models, CREATE_CACHE_RATIO_1H),
-    }
-    answer = httpx.patch(f"{server.url}/api/pricing", json=prices, headers={"Authorization": f"Bearer {access_token}"})
-    assert answer.status_code == 200, answer.text
+    set_prices(
+        server.url,
+        access_token,
+        list(CASES),
+        model_ratio=MODEL_RATIO,
+        completion_ratio=COMPLETION_RATIO,
+        cache_ratio=CACHE_RATIO,
+        create_cache_ratio=CREATE_CACHE_RATIO,
+        create_cache_ratio_1h=CREATE_CACHE_RATIO_1H,
+    )
 
 
 @pytest.fixture
@@ -121,7 +120,7 @@ def client(alice, access_token, fakes, fake_vertex, account_json):
     channels(fakes, fake_vertex, account_json)
     _, key = make_key(alice)
     server = LiveGateway()
-    set_prices(server, access_token)
+    cache_prices(server, access_token)
     yield openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
     server.stop()
 

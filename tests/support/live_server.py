@@ -64,6 +64,14 @@ def consume_logs(count: int, **filters) -> list[Log]:
     return wait_until(enough)
 
 
+def set_prices(server_url: str, access_token: str, models: list[str], **ratios: float) -> None:
+    """The operator's prices for `models` through the management API: each ratio by its new-api name
+    (model_ratio, completion_ratio, cache_ratio, create_cache_ratio, create_cache_ratio_1h, ...)."""
+    prices = {name: dict.fromkeys(models, ratio) for name, ratio in ratios.items()}
+    answer = httpx.patch(f"{server_url}/api/pricing", json=prices, headers={"Authorization": f"Bearer {access_token}"})
+    assert answer.status_code == 200, answer.text
+
+
 def child_pids(pid: int) -> list[int]:
     with open(f"/proc/{pid}/task/{pid}/children") as children:
         return [int(child) for child in children.read().split()]

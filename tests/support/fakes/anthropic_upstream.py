@@ -3,7 +3,8 @@
 It answers `POST /v1/messages` with `REPLY` (or a tool call when a behaviour asks for one), as a whole
 message or as the typed event stream (message_start ... message_stop, with a ping in between), with
 the usage Anthropic reports: input and cache tokens at message_start, output tokens at message_delta.
-Requests without the expected `x-api-key` get Anthropic's authentication error.
+Requests without the expected `x-api-key` get Anthropic's authentication error. `POST /v1/messages/count_tokens`
+answers COUNTED_TOKENS. Every request's bytes and every answer's bytes are recorded (`requests`, `answers`).
 """
 
 import json
@@ -27,6 +28,7 @@ TOOL_ID = "toolu_01A"
 TOOL_NAME = "lookup_weather"
 TOOL_ARGUMENT_PIECES = ['{"city": "Lis', 'bon"}']
 OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+COUNTED_TOKENS = 1234
 
 
 @dataclass
@@ -43,12 +45,14 @@ class Recorded:
     path: str
     headers: dict
     body: dict
+    raw: bytes = b""
 
 
 @dataclass
 class FakeAnthropic:
     script: list[Behaviour] = field(default_factory=list)
     requests: list[Recorded] = field(default_factory=list)
+    answers: list[bytes] = field(default_factory=list)
     port: int = 0
 
     @property
@@ -58,25 +62,34 @@ class FakeAnthropic:
     def reset(self) -> None:
         self.script.clear()
         self.requests.clear()
+        self.answers.clear()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        self.requests.append(Recorded(request.path, dict(request.headers), body))
+        raw = await request.read()
+        body = json.loads(raw)
+        self.requests.append(Recorded(request.path, dict(request.headers), body, raw))
         behaviour = self.script.pop(0) if self.script else Behaviour()
         if request.headers.get("x-api-key") != API_KEY:
             error = {"type": "authentication_error", "message": "invalid x-api-key"}
             return web.json_response({"type": "error", "error": error}, status=401)
         if behaviour.status != 200 or behaviour.body is not None:
             return web.json_response(behaviour.body or {}, status=behaviour.status)
+        if request.path.endswith("/count_tokens"):
+            return web.json_response({"input_tokens": COUNTED_TOKENS})
         if body.get("stream"):
             return await self.stream(request, body, behaviour)
-        return web.json_response(message(body, behaviour))
+        answer = json.dumps(message(body, behaviour)).encode()
+        self.answers.append(answer)
+        return web.Response(body=answer, content_type="application/json")
 
     async def stream(self, request: web.Request, body: dict, behaviour: Behaviour) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "request-id": "req_fake"})
         await response.prepare(request)
+        self.answers.append(b"")
         for name, data in stream_events(body, behaviour):
-            await response.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+            event = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+            self.answers[-1] += event
+            await response.write(event)
         return response
 
 

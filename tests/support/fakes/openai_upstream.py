@@ -32,6 +32,7 @@ class Behaviour:
     delay: float = 0.0  # seconds before answering
     chunk_delay: float = 0.0  # seconds between stream chunks
     headers: dict = field(default_factory=dict)  # more response headers (a whole chat answer)
+    tool_call: bool = False  # chat: answer with a call of TOOL_NAME (streamed as two argument fragments)
 
 
 @dataclass
@@ -46,6 +47,9 @@ class Recorded:
 SPEECH_BYTES = bytes(range(256)) * 64  # stands in for an MP3
 TRANSCRIPT = "The quick brown fox jumps over the lazy dog."
 EMBEDDING = [0.0123, -0.0456, 0.0789]
+TOOL_CALL_ID = "call_fake1"
+TOOL_NAME = "lookup_weather"
+TOOL_ARGUMENT_PIECES = ['{"city": "Lis', 'bon"}']
 
 
 @dataclass
@@ -141,6 +145,10 @@ def completion(body: dict, behaviour: Behaviour) -> dict:
         if legacy
         else {"index": 0, "message": {"role": "assistant", "content": REPLY}, "finish_reason": "stop"}
     )
+    if behaviour.tool_call:
+        call = {"id": TOOL_CALL_ID, "type": "function", "function": tool_function("".join(TOOL_ARGUMENT_PIECES))}
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
     answer = {
         "id": "chatcmpl-fake",
         "object": "text_completion" if legacy else "chat.completion",
@@ -163,13 +171,26 @@ def stream_chunks(body: dict, behaviour: Behaviour) -> list[bytes]:
         chunks.append({**base, "choices": [{"index": 0, "text": "", "finish_reason": "stop"}]})
     else:
         deltas = [{"role": "assistant", "content": ""}] + [{"content": piece} for piece in REPLY_PIECES]
+        if behaviour.tool_call:
+            deltas = [{"role": "assistant", "content": None}] + tool_call_deltas()
         chunks = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
-        chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        reason = "tool_calls" if behaviour.tool_call else "stop"
+        chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
     if wants_usage:
         for chunk in chunks:
             chunk["usage"] = None
         chunks.append({**base, "choices": [], "usage": usage_object(behaviour)})
     return [f"data: {json.dumps(chunk)}\n\n".encode() for chunk in chunks]
+
+
+def tool_function(arguments: str) -> dict:
+    return {"name": TOOL_NAME, "arguments": arguments}
+
+
+def tool_call_deltas() -> list[dict]:
+    first = {"index": 0, "id": TOOL_CALL_ID, "type": "function", "function": tool_function("")}
+    fragments = [{"index": 0, "function": {"arguments": piece}} for piece in TOOL_ARGUMENT_PIECES]
+    return [{"tool_calls": [call]} for call in [first, *fragments]]
 
 
 FAKE_GRANT_USD = 25.0

@@ -1,0 +1,56 @@
+"""`POST /v1/messages/count_tokens`: free, nothing reserved, nothing logged.
+
+The channel the model would be routed to decides who counts: an Anthropic channel is asked (the client's request
+passed through, so the count is Anthropic's own), any other channel's model is counted here with tiktoken.
+"""
+
+import asyncio
+
+import orjson
+from django.http import HttpRequest, HttpResponse
+
+from channels_app import routing, selection
+from relay import service, tokenizer
+from relay.adaptors.base import ANTHROPIC_COUNT_TOKENS, RelayRequest, UpstreamFailed
+from relay.endpoints import load_body, require_model
+from relay.errors import RelayError
+from relay.exchange import Exchange
+from relay.formats import anthropic_convert, anthropic_messages
+from relay.formats.anthropic_messages import MESSAGES
+
+COUNTED_BY_UPSTREAM = "anthropic"  # the channel type that has Anthropic's count_tokens
+
+
+async def count_tokens(request: HttpRequest) -> HttpResponse:
+    key, pinned = await service.authenticate(MESSAGES.credential(request), request)
+    raw = service.read_body(request)
+    body = load_body(raw)
+    model = require_model(body)
+    service.check_model(key, model)
+    channel = await routed_channel(key.group, pinned, model)
+    if channel is not None and channel.type == COUNTED_BY_UPSTREAM:
+        headers = anthropic_messages.forwarded_headers(request)
+        native = RelayRequest(
+            ANTHROPIC_COUNT_TOKENS, model, body, raw, False, False, request.path, passthrough=True, headers=headers
+        )
+        return await asked(channel, native)
+    tokens = await asyncio.to_thread(anthropic_convert.prompt_tokens, body, tokenizer.Tokens(model))
+    return HttpResponse(orjson.dumps({"input_tokens": tokens}), content_type="application/json")
+
+
+async def routed_channel(group: str, pinned: int | None, model: str) -> routing.ChannelInfo | None:
+    index = await routing.aget_index()
+    candidates = service.pinned_channel(index, pinned) if pinned else index.candidates(group, model)
+    return next(selection.channels_to_try(candidates, 1), None)
+
+
+async def asked(channel: routing.ChannelInfo, native: RelayRequest) -> HttpResponse:
+    exchange = Exchange(channel, native)
+    try:
+        await exchange.prepare()
+        response = await exchange.answer(stream=False, status_map=channel.status_code_mapping)
+    except UpstreamFailed as failed:
+        failure = failed.failure
+        message = exchange.scrub(failure.message)
+        raise RelayError(failure.status, message, failure.code, failure.type) from None
+    return HttpResponse(response.content, content_type="application/json")

@@ -1,0 +1,70 @@
+"""What an inbound format is: the API dialect a client speaks to the gateway.
+
+A format finds the key in the client's request, parses and validates its body into the hub request (an
+OpenAI chat body in a RelayRequest, which every adaptor takes; the client's own request rides along in
+`RelayRequest.original` when the hub form is a conversion), says which channels speak it natively (those get
+the client's request passed through), and renders answers, streams and errors in its own grammar.
+
+Formats sit above the adaptors and never import them; adaptors know a native request only by its endpoint
+name (RelayRequest.endpoint).
+"""
+
+from django.http import HttpRequest, HttpResponse
+
+from relay.adaptors.base import RelayRequest, StreamState, UpstreamFailure, Usage
+from relay.endpoints import Endpoint
+from relay.errors import RelayError
+
+
+class StreamWriter:
+    """Writes one stream answer for the client: the hub's chunks (OpenAI chat chunk payloads, as the adaptors'
+    stream converters emit them) in the format's framing, then how the stream ends."""
+
+    relays_bytes = False  # a passed-through stream: the relay writes the upstream's bytes, not `frames`
+
+    def frames(self, payloads: list[bytes]) -> bytes:
+        raise NotImplementedError
+
+    def wants_usage(self, state: StreamState) -> bool:
+        """Whether `closing` needs the stream's final usage (worked out locally when the upstream sent none)."""
+        return False
+
+    def closing(self, state: StreamState, usage: Usage | None, failure: UpstreamFailure | None) -> bytes:
+        """The end of the stream; `failure`: why the upstream broke it off mid-stream."""
+        raise NotImplementedError
+
+
+class InboundFormat:
+    name: str
+    endpoint: Endpoint  # validates, counts, reserves and prices the client's request
+
+    def credential(self, request: HttpRequest) -> str:
+        """The key the client sent, as billing.accounts.key_auth reads it (`Bearer sk-...` or `sk-...`)."""
+        return request.headers.get("Authorization", "")
+
+    def native_for(self, channel_type: str, upstream_model: str) -> bool:
+        """Whether a channel of this type serving this model speaks the format: the client's request is then
+        passed through and the upstream's answer relayed as it is."""
+        return False
+
+    def to_hub(self, request: RelayRequest) -> RelayRequest:
+        """The request in the hub form (OpenAI chat) that every adaptor takes."""
+        return request
+
+    def whole(self, request: RelayRequest, body: bytes, answer_id: str, usage: Usage) -> bytes:
+        """The client's answer from the hub's whole answer (an OpenAI JSON body) and the usage it was billed."""
+        return body
+
+    def stream_writer(self, request: RelayRequest, answer_id: str, input_tokens: int) -> StreamWriter:
+        raise NotImplementedError
+
+    def native_writer(self) -> StreamWriter:
+        """The writer of a passed-through stream."""
+        raise NotImplementedError
+
+    def error_response(self, error: RelayError) -> HttpResponse:
+        raise NotImplementedError
+
+    def log_note(self, native: bool) -> str:
+        """What the consume log's content says first about the inbound format (nothing for OpenAI's)."""
+        return ""
