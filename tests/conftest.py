@@ -9,6 +9,7 @@ import tempfile
 import pytest
 from django.conf import settings
 from django.core.cache import cache
+from django.test import Client
 
 from billing.models import AccessToken, User
 from channels_app import healing
@@ -63,6 +64,14 @@ def bob(transactional_db) -> User:
 @pytest.fixture
 def root(transactional_db) -> User:
     return User.objects.create_superuser("root", password="root-pass", quota=ALICE_QUOTA)
+
+
+@pytest.fixture
+def admin_client(root: User) -> Client:
+    """A browser signed in to admin as root."""
+    client = Client()
+    client.force_login(root)
+    return client
 
 
 @pytest.fixture

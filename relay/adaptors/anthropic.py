@@ -307,6 +307,10 @@ class AnthropicAdaptor(Adaptor):
     def headers(self, channel: ChannelInfo) -> dict[str, str]:
         return {"x-api-key": channel.key, "anthropic-version": API_VERSION, "Content-Type": "application/json"}
 
+    def model_list_request(self, channel: ChannelInfo) -> UpstreamRequest | None:
+        url = self.base_url(channel).removesuffix("/v1") + "/v1/models?limit=1000"
+        return UpstreamRequest(url, self.headers(channel), b"", "GET")
+
     def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
         body = load_json(content)
         message = message_of(body)
