@@ -2,11 +2,13 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from billing.admin import key_pages_at_their_old_path
+from gateway_project.admin_dashboard import dashboard
 from gateway_project.api import api
 from relay.metrics import metrics_view
 
 urlpatterns = [
     re_path(r"^admin/billing/token/(?P<rest>.*)$", key_pages_at_their_old_path),
+    path("admin/dashboard/", admin.site.admin_view(dashboard), name="admin_dashboard"),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("metrics", metrics_view),
