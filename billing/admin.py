@@ -279,7 +279,7 @@ class PriceTableAdmin(AuditedAdmin, admin.ModelAdmin):
             "search": search,
             "prices": price_list.price_list(search),
             "can_change": self.has_change_permission(request),
-            "quota_per_unit": pricing.current().quota_per_unit,
+            "quota_per_unit": f"{pricing.current().quota_per_unit:,}",
         }
         return TemplateResponse(request, "admin/billing/pricetable/model_prices.html", context)
 

@@ -21,7 +21,7 @@ from relay import channel_balance, channel_models, channel_test
 
 
 class ChannelForm(forms.ModelForm):
-    type = forms.ChoiceField(label=_("type"), choices=channel_types.choices, initial="openai")
+    type = forms.ChoiceField(label=_("Type"), choices=channel_types.choices, initial="openai")
     new_key = forms.CharField(
         label=_("Key"),
         required=False,
@@ -30,14 +30,14 @@ class ChannelForm(forms.ModelForm):
         help_text=_("The upstream API key; stored encrypted. Leave empty to keep the current key."),
     )
     models = NameListField(
-        label=_("models"),
+        label=_("Models"),
         help_text=_(
             "Model names separated by commas or lines, e.g. gpt-4o, gpt-4o-mini. "
             "A name ending in * serves every model that starts with it."
         ),
     )
     groups = NameListField(
-        label=_("groups"),
+        label=_("Groups"),
         initial=["default"],
         help_text=_("The user groups this channel serves, separated by commas or lines, e.g. default, vip."),
     )
@@ -45,6 +45,10 @@ class ChannelForm(forms.ModelForm):
     class Meta:
         model = Channel
         fields = "__all__"
+        widgets = {
+            name: forms.Textarea(attrs={"rows": 3, "cols": 60})
+            for name in ("model_mapping", "status_code_mapping", "config")
+        }
         help_texts = {
             "model_mapping": _(
                 'JSON: the model a client asks for → the name the upstream knows, e.g. {"gpt-4o": "gpt-4o-2024-08-06"}.'
@@ -55,9 +59,13 @@ class ChannelForm(forms.ModelForm):
         }
 
     def full_clean(self) -> None:
+        stored = self.instance.key_encrypted
         super().full_clean()
+        if not self.errors:
+            return
+        self.instance.key_encrypted = stored  # the page shows the hint of the key kept, not of the one typed
         # A password box is never filled in again, so a key typed into a form that failed is gone.
-        if self.errors and self.data.get(self.add_prefix("new_key")) and "new_key" not in self.errors:
+        if self.data.get(self.add_prefix("new_key")) and "new_key" not in self.errors:
             self.add_error("new_key", _("The key was not kept; enter it again."))
 
     def clean(self) -> dict:
@@ -105,6 +113,7 @@ class ChannelAdmin(AuditedAdmin, SaveChangedFieldsMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "name",
+        "row_tools",
         "type_label",
         "status",
         "priority",
@@ -113,7 +122,6 @@ class ChannelAdmin(AuditedAdmin, SaveChangedFieldsMixin, admin.ModelAdmin):
         "used_quota",
         "response_time_ms",
         "balance",
-        "row_tools",
     )
     list_display_links = ("id", "name")
     list_filter = (TypeFilter, "status", "auto_ban")

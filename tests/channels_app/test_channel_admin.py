@@ -54,7 +54,16 @@ def test_a_failed_save_keeps_what_was_typed_but_the_key_and_says_so(admin_client
     assert form.errors["new_key"] == ["The key was not kept; enter it again."]
     assert "model_mapping" in form.errors
     assert "gpt-4o, o3</textarea>" in page and "{&quot;gpt-4o&quot;: </textarea>" in page
-    assert SECRET not in page
+    assert SECRET not in page and "sk-...cret" not in page  # no hint of a key that was not kept
+
+
+def test_a_failed_change_shows_the_hint_of_the_key_still_stored(admin_client, openai_channel):
+    url = f"/admin/channels_app/channel/{openai_channel.pk}/change/"
+    response = admin_client.post(url, {**CHANNEL_FORM, "models": "", "new_key": "sk-typed-but-refused"})
+    page = response.content.decode()
+    assert "sk-...cret" in page and "sk-...used" not in page
+    openai_channel.refresh_from_db()
+    assert openai_channel.key == SECRET
 
 
 def test_the_mapping_fields_show_an_example(admin_client):
