@@ -71,7 +71,7 @@ class ChannelForm(forms.ModelForm):
     def clean(self) -> dict:
         cleaned = super().clean()
         if not self.instance.pk and not cleaned.get("new_key"):
-            self.add_error("new_key", "A new channel needs its upstream key.")
+            self.add_error("new_key", _("A new channel needs its upstream key."))
         key = cleaned.get("new_key") or (self.instance.key if self.instance.pk else "")
         if key and channels.type_rule(cleaned.get("type")):
             for field, problem in channels.type_problems(cleaned["type"], key, cleaned.get("config")).items():
@@ -94,7 +94,7 @@ class ChannelForm(forms.ModelForm):
 class TypeFilter(admin.SimpleListFilter):
     """The registered channel types (Channel.type has no choices: channels_app.channel_types)."""
 
-    title = "type"
+    title = _("type")
     parameter_name = "type__exact"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
@@ -151,20 +151,20 @@ class ChannelAdmin(AuditedAdmin, SaveChangedFieldsMixin, admin.ModelAdmin):
     )
     actions = ("enable", "disable", "test", "update_balance")
 
-    @admin.display(description="type", ordering="type")
+    @admin.display(description=_("type"), ordering="type")
     def type_label(self, channel: Channel) -> str:
         kind = channel_types.find(channel.type)
         return kind.label if kind else channel.type
 
-    @admin.display(description="models")
+    @admin.display(description=_("models"))
     def model_list(self, channel: Channel) -> str:
         shown = ", ".join(channel.models[:5])
         return shown + (f" (+{len(channel.models) - 5})" if len(channel.models) > 5 else "")
 
-    @admin.action(description="Enable selected channels")
+    @admin.action(description=_("Enable selected channels"))
     def enable(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         changed = channels.set_status(queryset.values_list("pk", flat=True), Channel.Status.ENABLED, actor=request.user)
-        messages.success(request, f"{changed} channel(s) enabled")
+        messages.success(request, _("%(count)d channel(s) enabled") % {"count": changed})
 
     @admin.action(description=_("Test selected channels (one small real request each)"))
     def test(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
@@ -247,7 +247,7 @@ class ChannelAdmin(AuditedAdmin, SaveChangedFieldsMixin, admin.ModelAdmin):
             added = _("%(count)d model(s) added to %(channel)s.") % {"count": len(new), "channel": channel}
             messages.success(request, added)
 
-    @admin.action(description="Update the balance of selected channels (OpenAI-compatible upstreams)")
+    @admin.action(description=_("Update the balance of selected channels (OpenAI-compatible upstreams)"))
     def update_balance(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         for channel in queryset:
             try:
@@ -255,9 +255,9 @@ class ChannelAdmin(AuditedAdmin, SaveChangedFieldsMixin, admin.ModelAdmin):
             except channel_balance.BalanceUnavailable as unavailable:
                 self.message_user(request, f"{channel}: {unavailable}", messages.WARNING)
 
-    @admin.action(description="Disable selected channels")
+    @admin.action(description=_("Disable selected channels"))
     def disable(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         reason = f"disabled by {request.user.get_username()} in admin"
         ids = queryset.values_list("pk", flat=True)
         changed = channels.set_status(ids, Channel.Status.DISABLED, reason, actor=request.user)
-        messages.success(request, f"{changed} channel(s) disabled")
+        messages.success(request, _("%(count)d channel(s) disabled") % {"count": changed})

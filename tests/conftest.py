@@ -5,6 +5,7 @@ in scripts/test-matrix.sh runs them on SQLite, PostgreSQL and MariaDB, with and 
 """
 
 import tempfile
+from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
@@ -72,6 +73,15 @@ def admin_client(root: User) -> Client:
     client = Client()
     client.force_login(root)
     return client
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    """A headless chromium for the browser tests (tests/support/browser.py, which skips without one)."""
+    from tests.support.browser import chromium  # deferred: selenium is needed by the browser tests only
+
+    with chromium() as driver:
+        yield driver
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from billing.models import ApiKey, TopUpOrder, User, hash_key
-from tests.support.browser import By, chromium, needs_browser, styled, submit, wait
+from tests.support.browser import By, needs_browser, styled, submit, wait
 from tests.support.fakes.openai_upstream import FakeOpenAI
 from tests.support.live_server import LiveGateway
 from tests.support.wechatpay_world import NOTIFY_PATH, wechatpay_server
@@ -23,12 +23,6 @@ def gateway(transactional_db) -> Iterator[LiveGateway]:
     server = LiveGateway(extra_env={**fake.settings, **styled()})
     yield server
     server.stop()
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    with chromium() as driver:
-        yield driver
 
 
 def test_log_in_create_a_key_once_use_it_see_usage_and_top_up(

@@ -9,7 +9,7 @@ import pytest
 
 from billing.models import User
 from channels_app.models import Channel
-from tests.support.browser import By, chromium, needs_browser, screenshot, styled, submit, wait
+from tests.support.browser import By, needs_browser, screenshot, styled, submit, wait
 from tests.support.factories import make_channel
 from tests.support.fakes.openai_upstream import Behaviour, FakeOpenAI
 from tests.support.live_server import LiveGateway, consume_logs
@@ -23,12 +23,6 @@ def gateway(transactional_db) -> Iterator[LiveGateway]:
     server = LiveGateway(extra_env=styled())
     yield server
     server.stop()
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    with chromium() as driver:
-        yield driver
 
 
 def fill(driver, **fields: str) -> None:
