@@ -39,8 +39,6 @@ class NameListField(forms.CharField):
     }
 
     def __init__(self, **kwargs) -> None:
-        kwargs.pop("encoder", None)  # what a model JSONField passes to its form field
-        kwargs.pop("decoder", None)
         kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 2, "cols": 60}))
         super().__init__(**kwargs)
 
