@@ -7,18 +7,21 @@ billing.accounts.users.adjust_quota so each one leaves a manage log; top-up orde
 changing and deleting users, keys and prices writes audit entries (billing.audit.AuditedAdmin).
 """
 
+from dataclasses import asdict
+from urllib.parse import urlencode
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import UserChangeForm
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 
-from billing import audit, pricing
+from billing import audit, price_list, pricing
 from billing.accounts import api_keys, users
 from billing.audit import AuditedAdmin
 from billing.models import (
@@ -37,6 +40,7 @@ from billing.payments import redemptions, topup
 from billing.payments.wechatpay import PaymentsDisabled, WeChatPayError
 from billing.quota import QuotaExceeded
 from gateway_project.admin_tools import STORABLE_JSON, SaveChangedFieldsMixin
+from gateway_project.safe_text import MODEL_NAME_RULE, is_model_name
 
 
 class UserForm(UserChangeForm):
@@ -204,13 +208,105 @@ class AccessTokenAdmin(ShowsNewSecret, admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
+class ModelPriceForm(forms.Form):
+    """One model's price in USD, as billing.price_list shows and stores it."""
+
+    model = forms.CharField(label=_("Model"), max_length=128)
+    input = forms.FloatField(label=_("Input, USD per 1M tokens"), min_value=0, required=False)
+    output = forms.FloatField(label=_("Output, USD per 1M tokens"), min_value=0, required=False)
+    cache_read = forms.FloatField(
+        label=_("Cache read, USD per 1M tokens"), min_value=0, required=False, help_text=_("Empty: billed as input.")
+    )
+    cache_write_5m = forms.FloatField(
+        label=_("Cache write (5 min), USD per 1M tokens"),
+        min_value=0,
+        required=False,
+        help_text=_("Empty: billed as input."),
+    )
+    cache_write_1h = forms.FloatField(
+        label=_("Cache write (1 hour), USD per 1M tokens"),
+        min_value=0,
+        required=False,
+        help_text=_("Empty: billed as input."),
+    )
+    per_call = forms.FloatField(
+        label=_("USD per call"),
+        min_value=0,
+        required=False,
+        help_text=_("A fixed price per request instead of token prices (Midjourney, Suno, image models)."),
+    )
+
+    def clean_model(self) -> str:
+        model = self.cleaned_data["model"].strip()
+        if not is_model_name(model):
+            raise ValidationError(_("The model name %(rule)s.") % {"rule": MODEL_NAME_RULE})
+        return model
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if cleaned.get("per_call") is None:
+            for name in ("input", "output"):
+                if cleaned.get(name) is None and name not in self.errors:
+                    self.add_error(name, _("Enter a price, or a price per call below."))
+        return cleaned
+
+    def model_price(self) -> price_list.ModelPrice:
+        return price_list.ModelPrice(overridden=True, **self.cleaned_data)
+
+
 @admin.register(PriceTable)
 class PriceTableAdmin(AuditedAdmin, admin.ModelAdmin):
-    """The single price row (pk 1); saving it reprices every instance at once."""
+    """The single price row (pk 1); saving it reprices every instance at once. "Model prices" shows every
+    model's effective price in USD and edits one model at a time."""
 
     audit_subject = pricing.AUDITED
     list_display = ("__str__", "quota_per_unit", "updated_at")
     formfield_overrides = STORABLE_JSON
+
+    def get_urls(self) -> list[URLPattern]:
+        pages = [
+            path("model-prices/", self.admin_site.admin_view(self.model_prices_view), name="billing_model_prices"),
+            path(
+                "model-prices/edit/",
+                self.admin_site.admin_view(self.edit_model_price_view),
+                name="billing_model_price_edit",
+            ),
+        ]
+        return pages + super().get_urls()
+
+    def model_prices_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        search = request.GET.get("q", "").strip()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Model prices"),
+            "opts": self.opts,
+            "search": search,
+            "prices": price_list.price_list(search),
+            "can_change": self.has_change_permission(request),
+            "quota_per_unit": f"{pricing.current().quota_per_unit:,}",
+        }
+        return TemplateResponse(request, "admin/billing/pricetable/model_prices.html", context)
+
+    def edit_model_price_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        model = request.GET.get("model", "")
+        current = next((price for price in price_list.price_list() if price.model == model), None)
+        form = ModelPriceForm(request.POST or None, initial=asdict(current) if current else {"model": model})
+        if request.method == "POST" and form.is_valid():
+            price_list.set_model_price(form.cleaned_data["model"], form.model_price(), actor=request.user)
+            messages.success(request, _("The price of %(model)s is saved.") % {"model": form.cleaned_data["model"]})
+            listing = reverse("admin:billing_model_prices")
+            return HttpResponseRedirect(f"{listing}?{urlencode({'q': form.cleaned_data['model']})}")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Price of %(model)s") % {"model": model} if model else _("Add a model price"),
+            "opts": self.opts,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/billing/pricetable/edit_model_price.html", context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return not PriceTable.objects.exists() and super().has_add_permission(request)

@@ -3,17 +3,22 @@ masked hint is ever shown. Adding, changing, switching and deleting channels wri
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from billing.audit import AuditedAdmin
 from channels_app import channel_types, channels
 from channels_app.models import Channel
-from gateway_project.admin_tools import STORABLE_JSON, SaveChangedFieldsMixin
-from relay import channel_balance, channel_test
+from gateway_project.admin_tools import STORABLE_JSON, NameListField, SaveChangedFieldsMixin
+from relay import channel_balance, channel_models, channel_test
 
 
 class ChannelForm(forms.ModelForm):
@@ -25,10 +30,44 @@ class ChannelForm(forms.ModelForm):
         widget=forms.PasswordInput(render_value=False),
         help_text=_("The upstream API key; stored encrypted. Leave empty to keep the current key."),
     )
+    models = NameListField(
+        label=_("Models"),
+        help_text=_(
+            "Model names separated by commas or lines, e.g. gpt-4o, gpt-4o-mini. "
+            "A name ending in * serves every model that starts with it."
+        ),
+    )
+    groups = NameListField(
+        label=_("Groups"),
+        initial=["default"],
+        help_text=_("The user groups this channel serves, separated by commas or lines, e.g. default, vip."),
+    )
 
     class Meta:
         model = Channel
         fields = "__all__"
+        widgets = {
+            name: forms.Textarea(attrs={"rows": 3, "cols": 60})
+            for name in ("model_mapping", "status_code_mapping", "config")
+        }
+        help_texts = {
+            "model_mapping": _(
+                'JSON: the model a client asks for → the name the upstream knows, e.g. {"gpt-4o": "gpt-4o-2024-08-06"}.'
+            ),
+            "status_code_mapping": _(
+                'JSON: an upstream status → the status clients get (and retries follow), e.g. {"400": 500}.'
+            ),
+        }
+
+    def full_clean(self) -> None:
+        stored = self.instance.key_encrypted
+        super().full_clean()
+        if not self.errors:
+            return
+        self.instance.key_encrypted = stored  # the page shows the hint of the key kept, not of the one typed
+        # A password box is never filled in again, so a key typed into a form that failed is gone.
+        if self.data.get(self.add_prefix("new_key")) and "new_key" not in self.errors:
+            self.add_error("new_key", _("The key was not kept; enter it again."))
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -75,6 +114,7 @@ class ChannelAdmin(AuditedAdmin, SaveChangedFieldsMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "name",
+        "row_tools",
         "type_label",
         "status",
         "priority",
@@ -133,6 +173,80 @@ class ChannelAdmin(AuditedAdmin, SaveChangedFieldsMixin, admin.ModelAdmin):
         for channel, result in zip(found, channel_test.probe_channels(found), strict=True):
             level = messages.SUCCESS if result.success else messages.ERROR
             self.message_user(request, f"{channel}: {result.message}", level)
+
+    @admin.display(description=_("tools"))
+    def row_tools(self, channel: Channel) -> str:
+        # Inside the changelist's own form (forms cannot nest): the button posts that form, with its CSRF
+        # token, to the channel's test URL.
+        return format_html(
+            '<button type="submit" class="button channel-test" formmethod="post" formaction="{}">{}</button> '
+            '<a class="button channel-fetch-models" href="{}">{}</a>',
+            reverse("admin:channels_app_channel_test", args=[channel.pk]),
+            _("Test"),
+            reverse("admin:channels_app_channel_models", args=[channel.pk]),
+            _("Fetch models"),
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        tools = [
+            path(
+                "<int:channel_id>/test/", self.admin_site.admin_view(self.test_view), name="channels_app_channel_test"
+            ),
+            path(
+                "<int:channel_id>/models/",
+                self.admin_site.admin_view(self.models_view),
+                name="channels_app_channel_models",
+            ),
+        ]
+        return tools + super().get_urls()
+
+    def changeable(self, request: HttpRequest, channel_id: int) -> Channel:
+        channel = get_object_or_404(Channel, pk=channel_id)
+        if not self.has_change_permission(request, channel):
+            raise PermissionDenied
+        return channel
+
+    def test_view(self, request: HttpRequest, channel_id: int) -> HttpResponse:
+        """The Test button: the test action on one channel, then back to the page the button was on."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        self.test(request, Channel.objects.filter(pk=self.changeable(request, channel_id).pk))
+        back = request.META.get("HTTP_REFERER", "")
+        if not url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
+            back = reverse("admin:channels_app_channel_changelist")
+        return HttpResponseRedirect(back)
+
+    def models_view(self, request: HttpRequest, channel_id: int) -> HttpResponse:
+        """Fetch models: the upstream's model list, and a form that adds the chosen ones to the channel."""
+        channel = self.changeable(request, channel_id)
+        if request.method == "POST":
+            self.add_chosen_models(request, channel)
+            return HttpResponseRedirect(reverse("admin:channels_app_channel_change", args=[channel.pk]))
+        try:
+            found, problem = channel_models.fetch_models(channel), ""
+        except channel_models.NoModelList as unavailable:
+            found, problem = [], str(unavailable)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Models of %(channel)s") % {"channel": channel},
+            "opts": self.opts,
+            "channel": channel,
+            "problem": problem,
+            "models": [(name, name in channel.models) for name in found],
+        }
+        return TemplateResponse(request, "admin/channels_app/channel/fetch_models.html", context)
+
+    def add_chosen_models(self, request: HttpRequest, channel: Channel) -> None:
+        """Add the ticked models the channel does not list yet, audited as any change of the channel."""
+        new = [name for name in dict.fromkeys(request.POST.getlist("model")) if name not in channel.models]
+        try:
+            if new:
+                channels.update_channel(channel, {"models": channel.models + new}, actor=request.user)
+        except ValidationError as refused:
+            messages.error(request, "; ".join(refused.messages))
+        else:
+            added = _("%(count)d model(s) added to %(channel)s.") % {"count": len(new), "channel": channel}
+            messages.success(request, added)
 
     @admin.action(description=_("Update the balance of selected channels (OpenAI-compatible upstreams)"))
     def update_balance(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:

@@ -1,10 +1,14 @@
 """Shared Django admin behaviour."""
 
+import json
+import re
+
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from gateway_project.safe_text import UNSTORABLE, has_lone_surrogate
 
@@ -22,6 +26,46 @@ class StorableJSONField(forms.JSONField):
         # Shown again as typed: written out anew, the surrogate itself would not encode into the page.
         bound = super().bound_data(data, initial)
         return InvalidJSONInput(data) if has_lone_surrogate(bound) else bound
+
+
+class NameListField(forms.CharField):
+    """A list of names typed as text: separated by commas or lines, or as a JSON array. Blank items are
+    dropped and repeats kept once, in the order typed; the list is shown back comma-separated. What a name
+    may be is the model's to say (its validators run on the parsed list)."""
+
+    SEPARATORS = re.compile(r"[,\n]")
+    default_error_messages = {
+        "invalid_json": _("Enter names separated by commas or lines, or a JSON array of strings."),
+    }
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 2, "cols": 60}))
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: object) -> object:
+        return ", ".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value: object) -> list[str]:
+        text = super().to_python(value)
+        items = self.from_json(text) if text.lstrip().startswith("[") else self.SEPARATORS.split(text)
+        return list(dict.fromkeys(item.strip() for item in items if item.strip()))
+
+    def from_json(self, text: str) -> list[str]:
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, list) or not all(isinstance(item, str) for item in parsed):
+            raise ValidationError(self.error_messages["invalid_json"], code="invalid_json")
+        if has_lone_surrogate(parsed):
+            raise ValidationError(_("This value %(problem)s.") % {"problem": UNSTORABLE})
+        return parsed
+
+    def has_changed(self, initial: object, data: object) -> bool:
+        try:
+            return self.to_python(data) != (initial or [])
+        except ValidationError:
+            return True
 
 
 # For ModelAdmin.formfield_overrides of admins with JSON fields.

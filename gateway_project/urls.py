@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from billing.admin import key_pages_at_their_old_path
+from gateway_project.admin_dashboard import dashboard
 from gateway_project.api import api
 from gateway_project.home import home
 from relay.metrics import metrics_view
@@ -9,6 +10,7 @@ from relay.metrics import metrics_view
 urlpatterns = [
     path("", home, name="home"),
     re_path(r"^admin/billing/token/(?P<rest>.*)$", key_pages_at_their_old_path),
+    path("admin/dashboard/", admin.site.admin_view(dashboard), name="admin_dashboard"),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("metrics", metrics_view),

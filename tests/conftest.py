@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import translation
+from django.test import Client
 
 from billing.models import AccessToken, User
 from channels_app import healing
@@ -73,6 +74,23 @@ def bob(transactional_db) -> User:
 @pytest.fixture
 def root(transactional_db) -> User:
     return User.objects.create_superuser("root", password="root-pass", quota=ALICE_QUOTA)
+
+
+@pytest.fixture
+def admin_client(root: User) -> Client:
+    """A browser signed in to admin as root."""
+    client = Client()
+    client.force_login(root)
+    return client
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    """A headless chromium for the browser tests (tests/support/browser.py, which skips without one)."""
+    from tests.support.browser import chromium  # deferred: selenium is needed by the browser tests only
+
+    with chromium() as driver:
+        yield driver
 
 
 @pytest.fixture

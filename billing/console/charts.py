@@ -1,4 +1,5 @@
-"""Daily usage for the console: consumption per day, and the bars of a server-rendered SVG chart."""
+"""Daily usage for the console and admin's dashboard: consumption per day, and the bars of a server-rendered
+SVG chart."""
 
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -29,10 +30,14 @@ class Bar:
 
 
 def usage_by_day(
-    user_id: int, days: int = 30, token_id: int | None = None, model: str | None = None, today: date | None = None
+    user_id: int | None,
+    days: int = 30,
+    token_id: int | None = None,
+    model: str | None = None,
+    today: date | None = None,
 ) -> list[Day]:
-    """Consumption of `user_id` per day (in TIME_ZONE, net of refunds), oldest first, `days` entries ending
-    today; read from the daily aggregate, so it outlives deleted logs."""
+    """Consumption of `user_id` (None: of everyone) per day (in TIME_ZONE, net of refunds), oldest first, `days`
+    entries ending today; read from the daily aggregate, so it outlives deleted logs."""
     today = today or timezone.localdate()
     first = today - timedelta(days=days - 1)
     rows = daily_usage.usage_rows(user_id=user_id, token_id=token_id, model=model or None, first=first, last=today)
@@ -45,15 +50,16 @@ def usage_by_day(
     return series
 
 
-def bars(series: list[Day], width: int = CHART_WIDTH, height: int = CHART_HEIGHT) -> list[Bar]:
-    """One bar per day, scaled so the busiest day fills the height (an empty series draws flat)."""
+def bars(series: list[Day], width: int = CHART_WIDTH, height: int = CHART_HEIGHT, measure: str = "quota") -> list[Bar]:
+    """One bar per day of its `measure` ("quota" or "requests"), scaled so the busiest day fills the height (an
+    empty series draws flat)."""
     if not series:
         return []
-    peak = max(day.quota for day in series) or 1
+    peak = max(getattr(day, measure) for day in series) or 1
     slot = width / len(series)
     drawn = []
     for index, day in enumerate(series):
-        bar_height = round(day.quota / peak * height, 1)
+        bar_height = round(getattr(day, measure) / peak * height, 1)
         drawn.append(
             Bar(
                 x=round(index * slot + 1, 1),
@@ -65,3 +71,18 @@ def bars(series: list[Day], width: int = CHART_WIDTH, height: int = CHART_HEIGHT
             )
         )
     return drawn
+
+
+def chart(series: list[Day], measure: str = "quota") -> dict:
+    """What a chart template draws of `series` (at least one day): the bars of `measure`, the first and last
+    day, the peak and the total."""
+    values = [getattr(day, measure) for day in series]
+    return {
+        "bars": bars(series, measure=measure),
+        "first": series[0].day,
+        "last": series[-1].day,
+        "peak": max(values),
+        "total": sum(values),
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+    }

@@ -40,16 +40,7 @@ def _usd(quota: int) -> str:
 
 
 def _chart(user_id: int, token_id: int | None = None, model: str | None = None) -> dict:
-    series = charts.usage_by_day(user_id, CHART_DAYS, token_id=token_id, model=model)
-    return {
-        "bars": charts.bars(series),
-        "first": series[0].day,
-        "last": series[-1].day,
-        "peak": max(day.quota for day in series),
-        "total": sum(day.quota for day in series),
-        "width": charts.CHART_WIDTH,
-        "height": charts.CHART_HEIGHT,
-    }
+    return charts.chart(charts.usage_by_day(user_id, CHART_DAYS, token_id=token_id, model=model))
 
 
 @require_GET

@@ -326,6 +326,10 @@ class AnthropicAdaptor(Adaptor):
             "Content-Type": "application/json",
         }
 
+    def model_list_request(self, channel: ChannelInfo) -> UpstreamRequest | None:
+        url = self.base_url(channel).removesuffix("/v1") + "/v1/models?limit=1000"
+        return UpstreamRequest(url, self.headers(channel), b"", "GET")
+
     def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
         if request.endpoint in NATIVE_ENDPOINTS:
             return native_answer(content)

@@ -3,7 +3,7 @@
 from channels_app.channel_types import both
 from channels_app.routing import ChannelInfo
 from gateway_project.safe_text import model_path_segment
-from relay.adaptors.base import RelayRequest
+from relay.adaptors.base import RelayRequest, UpstreamRequest
 from relay.adaptors.openai import OpenAIAdaptor
 
 DEFAULT_API_VERSION = "2024-10-21"
@@ -28,3 +28,6 @@ class AzureAdaptor(OpenAIAdaptor):
 
     def headers(self, channel: ChannelInfo) -> dict[str, str]:
         return {"api-key": channel.key}
+
+    def model_list_request(self, channel: ChannelInfo) -> UpstreamRequest | None:
+        return None  # Azure lists base models, not the deployments a channel calls

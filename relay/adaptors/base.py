@@ -191,6 +191,15 @@ class Adaptor(Provider):
     def base_url(self, channel: ChannelInfo) -> str:
         return channel.base_url or self.default_base_url
 
+    def model_list_request(self, channel: ChannelInfo) -> UpstreamRequest | None:
+        """The GET that asks the upstream which models it serves (admin's Fetch models); None: the provider
+        has no such list."""
+        return None
+
+    def model_names(self, content: bytes) -> list[str]:
+        """The names in the answer to `model_list_request` (OpenAI's and Anthropic's `data[].id`)."""
+        return names_in(content, "data", "id")
+
 
 # OpenAI's codes and types (kept by Azure and the OpenAI-compatible providers) for a key or account that
 # cannot serve anyone. Not `permission_error`: gateways upstream (this one included) answer a model their
@@ -242,6 +251,13 @@ def load_json(content: bytes) -> dict:
         failure = openai_style_error(502, content)
         raise UpstreamFailed(failure)
     return body
+
+
+def names_in(content: bytes, list_key: str, name_key: str) -> list[str]:
+    """The `name_key` string of every item of the JSON answer's `list_key` array (a provider's model list)."""
+    items = load_json(content).get(list_key)
+    found = [item.get(name_key) for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+    return [name for name in found if isinstance(name, str) and name]
 
 
 MASK = "***"

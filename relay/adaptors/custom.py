@@ -6,7 +6,7 @@
 from channels_app.channel_types import new_api, one_api
 from channels_app.routing import ChannelInfo
 from gateway_project.safe_text import model_path_segment
-from relay.adaptors.base import RelayRequest
+from relay.adaptors.base import RelayRequest, UpstreamRequest
 from relay.adaptors.openai import OpenAIAdaptor
 
 MINIMAX = ("https://api.minimax.chat", "/v1/text/chatcompletion_v2")  # one-api and new-api number it apart
@@ -25,3 +25,6 @@ class CustomAdaptor(OpenAIAdaptor):
 
     def url(self, request: RelayRequest, channel: ChannelInfo) -> str:
         return channel.base_url.replace("{model}", model_path_segment(channel.upstream_model(request.model)))
+
+    def model_list_request(self, channel: ChannelInfo) -> UpstreamRequest | None:
+        return None  # the base URL is one endpoint, not an API root

@@ -35,6 +35,7 @@ from relay.adaptors.base import (
     UpstreamRequest,
     Usage,
     load_json,
+    names_in,
     openai_style_error,
 )
 from relay.adaptors.openai_format import (
@@ -68,6 +69,7 @@ from relay.adaptors.openai_format import (
 from relay.errors import RelayError
 
 SLUG = "gemini"
+MODEL_LIST_PAGE = 1000  # the most models.list returns at once
 DEFAULT_API_VERSION = "v1beta"
 DEFAULT_SAFETY_THRESHOLD = "BLOCK_NONE"
 CIVIC_INTEGRITY = "HARM_CATEGORY_CIVIC_INTEGRITY"
@@ -426,6 +428,13 @@ class GeminiAdaptor(Adaptor):
         action, query = ("streamGenerateContent", {"alt": "sse"}) if stream else ("generateContent", {})
         query["key"] = channel.key
         return f"{self.base_url(channel)}/{version}/models/{model_path_segment(model)}:{action}?{urlencode(query)}"
+
+    def model_list_request(self, channel: ChannelInfo) -> UpstreamRequest | None:
+        query = urlencode({"pageSize": MODEL_LIST_PAGE, "key": channel.key})
+        return UpstreamRequest(f"{self.base_url(channel)}/v1beta/models?{query}", {}, b"", "GET")
+
+    def model_names(self, content: bytes) -> list[str]:
+        return [name.removeprefix("models/") for name in names_in(content, "models", "name")]
 
     def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
         body = load_json(content)

@@ -22,3 +22,6 @@ class JinaAdaptor(OpenAIAdaptor):
     def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:
         require_endpoint(request, SLUG, "rerank", "embeddings")
         return super().build_request(request, channel)
+
+    def model_list_request(self, channel: ChannelInfo) -> UpstreamRequest | None:
+        return None  # Jina has no model list

@@ -30,6 +30,7 @@ from relay.adaptors.base import (
     UpstreamRequest,
     Usage,
     load_json,
+    names_in,
 )
 from relay.adaptors.openai_format import (
     ChunkWriter,
@@ -187,6 +188,13 @@ class OllamaAdaptor(Adaptor):
         if channel.key:
             headers["Authorization"] = f"Bearer {channel.key}"
         return UpstreamRequest(url=url, headers=headers, content=request_json(body))
+
+    def model_list_request(self, channel: ChannelInfo) -> UpstreamRequest | None:
+        headers = {"Authorization": f"Bearer {channel.key}"} if channel.key else {}
+        return UpstreamRequest(f"{self.base_url(channel).removesuffix('/v1')}/api/tags", headers, b"", "GET")
+
+    def model_names(self, content: bytes) -> list[str]:
+        return names_in(content, "models", "name")
 
     def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
         body = load_json(content)

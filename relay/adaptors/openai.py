@@ -80,6 +80,10 @@ class OpenAIAdaptor(Adaptor):
             headers["OpenAI-Organization"] = organization
         return headers
 
+    def model_list_request(self, channel: ChannelInfo) -> UpstreamRequest | None:
+        listing = RelayRequest("models", "", {}, b"", stream=False, wants_usage=False, path="/v1/models")
+        return UpstreamRequest(self.url(listing, channel), self.headers(channel), b"", "GET")
+
     def body(self, request: RelayRequest, channel: ChannelInfo) -> bytes:
         if not request.content_type.startswith("application/json"):
             return request.raw  # multipart uploads go through byte for byte

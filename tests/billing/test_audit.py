@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from billing import audit, ledger, pricing
 from billing.accounts import api_keys, users
-from billing.models import AccessToken, ApiKey, AuditEntry, Log, TopUpOrder, User
+from billing.models import AccessToken, ApiKey, AuditEntry, Log, TopUpOrder
 from billing.payments import redemptions, topup
 from billing.quota import QuotaExceeded
 from channels_app import channels, healing
@@ -40,13 +40,6 @@ def only_entry(**where: object) -> AuditEntry:
 
 def actor_of(entry: AuditEntry) -> tuple[int | None, str]:
     return entry.actor_id, entry.actor_name
-
-
-@pytest.fixture
-def admin_client(root: User) -> Client:
-    client = Client()
-    client.force_login(root)
-    return client
 
 
 @pytest.fixture

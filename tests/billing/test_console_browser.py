@@ -2,81 +2,27 @@
 real server: log in, create a key and see it once, use it and see the usage, pay a top-up and watch the
 order turn paid without a reload."""
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from billing.models import ApiKey, TopUpOrder, User, hash_key
+from tests.support.browser import By, needs_browser, styled, submit, wait
 from tests.support.fakes.openai_upstream import FakeOpenAI
 from tests.support.live_server import LiveGateway
 from tests.support.wechatpay_world import NOTIFY_PATH, wechatpay_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path(shutil.which("chromedriver") or "/usr/bin/chromedriver")
-INSTALL = "apt-get install -y chromium chromium-driver"
-
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not CHROMIUM.exists() or not CHROMEDRIVER.exists(),
-        reason=f"needs {CHROMIUM} and chromedriver (Debian/Ubuntu: {INSTALL})",
-    ),
-]
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in requirements-test.txt")
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,1000",
-]
+pytestmark = [pytest.mark.django_db(transaction=True), needs_browser]
 
 
 @pytest.fixture
 def gateway(transactional_db) -> Iterator[LiveGateway]:
     fake = wechatpay_server()
     fake.reset()
-    server = LiveGateway(extra_env=fake.settings)
+    server = LiveGateway(extra_env={**fake.settings, **styled()})
     yield server
     server.stop()
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    profile = tempfile.mkdtemp(prefix="console-browser-")
-    for flag in [*FLAGS, f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.implicitly_wait(0)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
-
-
-def wait(driver, condition, timeout: float = 15):
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
-
-
-def submit(driver, form_id: str, **fields: str) -> None:
-    form = driver.find_element(By.ID, form_id)
-    for name, value in fields.items():
-        field = form.find_element(By.NAME, name)
-        field.clear()
-        field.send_keys(value)
-    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
 
 
 def test_log_in_create_a_key_once_use_it_see_usage_and_top_up(

@@ -3,9 +3,8 @@
 import re
 
 import pytest
-from django.test import Client
 
-from billing.models import AccessToken, ApiKey, Log, User, hash_key
+from billing.models import AccessToken, ApiKey, Log, hash_key
 from channels_app import routing
 from channels_app.models import Channel
 from tests.support.factories import ALICE_QUOTA, CHANNEL_FORM, make_channel
@@ -13,13 +12,6 @@ from tests.support.factories import ALICE_QUOTA, CHANNEL_FORM, make_channel
 pytestmark = pytest.mark.django_db(transaction=True)
 
 NEW_SECRET = re.compile(r'<code class="new-secret">([^<]+)</code>')
-
-
-@pytest.fixture
-def admin_client(root: User) -> Client:
-    client = Client()
-    client.force_login(root)
-    return client
 
 
 def test_adding_a_key_generates_it_and_shows_it_once(admin_client, alice):

@@ -72,6 +72,8 @@ class FakeOpenAI:
         if behaviour.status != 200 or behaviour.body is not None:
             return web.json_response(behaviour.body or {}, status=behaviour.status)
         operation = request.path.rsplit("/v1/", 1)[-1].split("/deployments/")[-1]
+        if operation == "models":
+            return web.json_response(model_list())
         if operation.endswith("audio/speech"):
             return web.Response(body=SPEECH_BYTES, content_type="audio/mpeg")
         if operation.endswith(("audio/transcriptions", "audio/translations")):
@@ -104,6 +106,15 @@ class FakeOpenAI:
             self.cancelled_streams += 1
             raise
         return response
+
+
+MODEL_LIST = ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"]
+
+
+def model_list() -> dict:
+    """GET /v1/models: what OpenAI lists."""
+    data = [{"id": name, "object": "model", "created": 1715367049, "owned_by": "system"} for name in MODEL_LIST]
+    return {"object": "list", "data": data}
 
 
 def usage_object(behaviour: Behaviour) -> dict:
@@ -213,6 +224,7 @@ def start(fake: FakeOpenAI) -> tuple[asyncio.AbstractEventLoop, threading.Thread
         app = web.Application()
         app.router.add_route("POST", "/{tail:.*}", fake.handle)
         app.router.add_route("GET", "/v1/dashboard/billing/{kind}", billing)
+        app.router.add_route("GET", "/v1/models", fake.handle)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
