@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# The console's browser test drives Debian's Chromium with its chromedriver. Install them when missing
-# (Debian/Ubuntu, as root); elsewhere the browser test skips and says what to install.
+# The browser tests drive Debian's Chromium with its chromedriver, and take screenshots of Chinese pages, which
+# need a CJK font. Install them when missing (Debian/Ubuntu, as root); elsewhere the browser tests skip and say
+# what to install.
 set -euo pipefail
-if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+PACKAGES="chromium chromium-driver fonts-wqy-microhei"
+if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && [ -d /usr/share/fonts/truetype/wqy ]; then
   exit 0
 fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "installing chromium and chromium-driver (for the console's browser test)"
+  echo "installing $PACKAGES (for the browser tests)"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PACKAGES >/dev/null
 else
-  echo "chromium/chromedriver missing: the browser test will be skipped" \
-       "(Debian/Ubuntu: sudo apt-get install chromium chromium-driver)" >&2
+  echo "chromium/chromedriver or a CJK font missing: browser tests may be skipped or show boxes" \
+       "(Debian/Ubuntu: sudo apt-get install $PACKAGES)" >&2
 fi

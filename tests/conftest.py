@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from django.conf import settings
 from django.core.cache import cache
-from django.utils import translation
 from django.test import Client
+from django.utils import translation
 
 from billing.models import AccessToken, User
 from channels_app import healing

@@ -7,25 +7,23 @@ import httpx
 import pytest
 
 from billing.models import User
-from tests.support.browser_zh import chromium, collect_static, needs_chromium, screenshot, wait
+from tests.support.browser import By, chromium, needs_browser, screenshot, styled, wait
 from tests.support.fakes.openai_upstream import FakeOpenAI
 from tests.support.live_server import LiveGateway
 
-pytestmark = [pytest.mark.django_db(transaction=True), needs_chromium]
-By = pytest.importorskip("selenium.webdriver.common.by", reason="selenium is in requirements-test.txt").By
+pytestmark = [pytest.mark.django_db(transaction=True), needs_browser]
 
 
 @pytest.fixture
 def gateway(transactional_db) -> Iterator[LiveGateway]:
-    collect_static()
-    server = LiveGateway()
+    server = LiveGateway(extra_env=styled())
     yield server
     server.stop()
 
 
 @pytest.fixture
 def browser() -> Iterator[object]:
-    with chromium(accept_language="zh-CN,zh") as driver:
+    with chromium(language="zh-CN") as driver:
         yield driver
 
 
