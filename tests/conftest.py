@@ -19,6 +19,7 @@ from channels_app.models import Channel
 from gateway_project import snapshot
 from tests.support.factories import ALICE_QUOTA, make_channel, make_key
 from tests.support.fakes.openai_upstream import FakeOpenAI, start
+from tests.support.live_server import LiveGateway
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -91,6 +92,16 @@ def browser() -> Iterator[object]:
 
     with chromium() as driver:
         yield driver
+
+
+@pytest.fixture
+def styled_gateway(transactional_db) -> Iterator[LiveGateway]:
+    """The real server serving admin's and the console's CSS, for browser tests' screenshots."""
+    from tests.support.browser import styled  # deferred, as above
+
+    server = LiveGateway(extra_env=styled())
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -2,27 +2,18 @@
 every step (test-artifacts/screenshots/admin-*.png): sign in, add a channel typing its models as a comma
 list (a failed save first), test it, fetch its models and add one, then read the dashboard and the prices."""
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
 from billing.models import User
 from channels_app.models import Channel
-from tests.support.browser import By, needs_browser, screenshot, styled, submit, wait
+from tests.support.browser import By, needs_browser, screenshot, submit, wait
 from tests.support.factories import make_channel
 from tests.support.fakes.openai_upstream import Behaviour, FakeOpenAI
-from tests.support.live_server import LiveGateway, consume_logs
+from tests.support.live_server import consume_logs
 from tests.support.relay_client import HELLO
 
 pytestmark = [pytest.mark.django_db(transaction=True), needs_browser]
-
-
-@pytest.fixture
-def gateway(transactional_db) -> Iterator[LiveGateway]:
-    server = LiveGateway(extra_env=styled())
-    yield server
-    server.stop()
 
 
 def fill(driver, **fields: str) -> None:
@@ -38,14 +29,14 @@ def shows_message(driver, expected: str) -> bool:
 
 
 def test_an_operator_adds_tests_and_fills_a_channel_then_reads_dashboard_and_prices(
-    gateway, browser, root: User, alice: User, alice_key: str, fake_openai: FakeOpenAI
+    styled_gateway, browser, root: User, alice: User, alice_key: str, fake_openai: FakeOpenAI
 ):
-    browser.get(f"{gateway.url}/admin/")
+    browser.get(f"{styled_gateway.url}/admin/")
     submit(browser, "login-form", username="root", password="root-pass")
     wait(browser, lambda d: d.find_elements(By.ID, "gateway-module"))
     screenshot(browser, "admin-01-index")
 
-    browser.get(f"{gateway.url}/admin/channels_app/channel/add/")
+    browser.get(f"{styled_gateway.url}/admin/channels_app/channel/add/")
     fill(browser, name="fake openai", new_key="sk-upstream-secret", base_url=fake_openai.url)
     fill(browser, models="gpt-4o, gpt-4o-mini", groups="default", model_mapping='{"gpt-4o": ')
     browser.find_element(By.NAME, "_save").click()
@@ -78,18 +69,21 @@ def test_an_operator_adds_tests_and_fills_a_channel_then_reads_dashboard_and_pri
     dead = make_channel(fake_openai.url, name="revoked key", key="sk-revoked-secret")
     refusal = {"error": {"message": "Incorrect API key provided: sk-revoked-secret", "code": "invalid_api_key"}}
     fake_openai.script.append(Behaviour(status=401, body=refusal))
-    browser.get(f"{gateway.url}/admin/channels_app/channel/")
+    browser.get(f"{styled_gateway.url}/admin/channels_app/channel/")
     browser.find_element(By.CSS_SELECTOR, f'button.channel-test[formaction$="/{dead.pk}/test/"]').click()
     assert shows_message(browser, "upstream answered 401: Incorrect API key provided: ***")
     assert "sk-revoked-secret" not in browser.page_source
     screenshot(browser, "admin-07-test-failed-auto-disabled")
 
     answered = httpx.post(
-        f"{gateway.url}/v1/chat/completions", headers={"Authorization": f"Bearer {alice_key}"}, json=HELLO, timeout=30
+        f"{styled_gateway.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {alice_key}"},
+        json=HELLO,
+        timeout=30,
     )
     assert answered.status_code == 200, answered.text
     consume_logs(1)
-    browser.get(f"{gateway.url}/admin/")
+    browser.get(f"{styled_gateway.url}/admin/")
     browser.find_element(By.ID, "dashboard-link").click()
     top_users = wait(browser, lambda d: d.find_element(By.ID, "top-users")).text
     assert "alice" in top_users and "fake openai" in browser.find_element(By.ID, "channel-health").text
@@ -103,7 +97,7 @@ def test_an_operator_adds_tests_and_fills_a_channel_then_reads_dashboard_and_pri
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#quota-chart rect")) == 30)
     screenshot(browser, "admin-09-dashboard-30-days")
 
-    browser.get(f"{gateway.url}/admin/billing/pricetable/")
+    browser.get(f"{styled_gateway.url}/admin/billing/pricetable/")
     assert "built-in default prices are in force" in browser.find_element(By.ID, "price-table-note").text
     screenshot(browser, "admin-10-price-tables")
     browser.find_element(By.ID, "model-prices-link").click()

@@ -7,18 +7,10 @@ import httpx
 import pytest
 
 from billing.models import User
-from tests.support.browser import By, chromium, needs_browser, screenshot, styled, wait
+from tests.support.browser import By, chromium, needs_browser, screenshot, wait
 from tests.support.fakes.openai_upstream import FakeOpenAI
-from tests.support.live_server import LiveGateway
 
 pytestmark = [pytest.mark.django_db(transaction=True), needs_browser]
-
-
-@pytest.fixture
-def gateway(transactional_db) -> Iterator[LiveGateway]:
-    server = LiveGateway(extra_env=styled())
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -40,15 +32,15 @@ def text(driver) -> str:
 
 
 def test_console_and_admin_in_chinese(
-    gateway, browser, alice: User, root: User, openai_channel, fake_openai: FakeOpenAI
+    styled_gateway, browser, alice: User, root: User, openai_channel, fake_openai: FakeOpenAI
 ) -> None:
-    browser.get(f"{gateway.url}/console/login/")
+    browser.get(f"{styled_gateway.url}/console/login/")
     wait(browser, lambda d: "登录" in d.find_element(By.TAG_NAME, "h1").text)
     screenshot(browser, "zh-console-login")
-    log_in(browser, f"{gateway.url}/console/login/", "alice", "alice-pass")
+    log_in(browser, f"{styled_gateway.url}/console/login/", "alice", "alice-pass")
     wait(browser, lambda d: "概览" in d.find_element(By.TAG_NAME, "h1").text)
 
-    browser.get(f"{gateway.url}/console/keys/")
+    browser.get(f"{styled_gateway.url}/console/keys/")
     form = browser.find_element(By.ID, "create-key")
     form.find_element(By.NAME, "name").send_keys("我的应用")
     form.find_element(By.NAME, "remain_quota").clear()
@@ -60,35 +52,35 @@ def test_console_and_admin_in_chinese(
 
     chat = {"model": "gpt-4o", "messages": [{"role": "user", "content": "你好"}]}
     answer = httpx.post(
-        f"{gateway.url}/v1/chat/completions", headers={"Authorization": f"Bearer {plain}"}, json=chat, timeout=30
+        f"{styled_gateway.url}/v1/chat/completions", headers={"Authorization": f"Bearer {plain}"}, json=chat, timeout=30
     )
     assert answer.status_code == 200, answer.text
 
     def usage_shown(driver) -> bool:
-        driver.get(f"{gateway.url}/console/usage/")
+        driver.get(f"{styled_gateway.url}/console/usage/")
         return "我的应用" in driver.find_element(By.ID, "usage-log").text
 
     wait(browser, usage_shown)
     assert "消费" in browser.find_element(By.ID, "usage-log").text and "下载 CSV" in text(browser)
     screenshot(browser, "zh-console-usage")
-    browser.get(f"{gateway.url}/console/")
+    browser.get(f"{styled_gateway.url}/console/")
     assert "余额" in text(browser) and "每日额度用量" in text(browser)
     screenshot(browser, "zh-console-home")
 
     browser.delete_all_cookies()
-    log_in(browser, f"{gateway.url}/admin/login/", "root", "root-pass")
+    log_in(browser, f"{styled_gateway.url}/admin/login/", "root", "root-pass")
     wait(browser, lambda d: "渠道" in text(d))
     assert "API 令牌" in text(browser) and "用户控制台" in text(browser)
     screenshot(browser, "zh-admin-index")
-    browser.get(f"{gateway.url}/admin/channels_app/channel/")
+    browser.get(f"{styled_gateway.url}/admin/channels_app/channel/")
     assert "启用所选渠道" in browser.page_source and "优先级" in text(browser)
     screenshot(browser, "zh-admin-channels")
-    browser.get(f"{gateway.url}/admin/channels_app/channel/add/")
+    browser.get(f"{styled_gateway.url}/admin/channels_app/channel/add/")
     assert "模型映射" in text(browser) and "上游的 API 密钥" in text(browser)
     screenshot(browser, "zh-admin-channel-add")
 
     browser.find_element(By.CSS_SELECTOR, "#language-switch button[value=en]").click()
     wait(browser, lambda d: "Model mapping" in text(d))
     assert "/admin/channels_app/channel/add/" in browser.current_url
-    browser.get(f"{gateway.url}/console/")
+    browser.get(f"{styled_gateway.url}/console/")
     assert "Overview" in browser.find_element(By.TAG_NAME, "h1").text  # the cookie beats Accept-Language
