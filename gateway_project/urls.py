@@ -1,11 +1,16 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.utils.translation import gettext_lazy as _
 
 from billing.admin import key_pages_at_their_old_path
 from gateway_project.admin_dashboard import dashboard
 from gateway_project.api import api
 from gateway_project.home import home
 from relay.metrics import metrics_view
+
+# The admin's title names the product, in the reader's language, not "Django administration".
+admin.site.site_header = _("LLM Gateway administration")
+admin.site.site_title = _("LLM Gateway admin")
 
 urlpatterns = [
     path("", home, name="home"),

@@ -24,6 +24,23 @@ from relay.adaptors.base import (
 )
 from relay.adaptors.openai_format import openai_usage, request_json, rerank_answer, rerank_body
 
+# OpenAI's reasoning models refuse `max_tokens` (they take `max_completion_tokens`); its older chat models
+# refuse `reasoning_effort`. Clients of other formats (a Messages request converted to chat) cannot know which
+# model a channel maps theirs to, so the body is fitted to the upstream model here.
+REASONING_MODELS = ("o1", "o3", "o4", "gpt-5")
+MODELS_WITHOUT_REASONING = ("gpt-4", "gpt-3.5", "chatgpt-4o")
+
+
+def reasoning_fields(body: dict, upstream_model: str, changes: dict[str, object]) -> list[str]:
+    """Add to `changes` what the upstream model needs instead; the names of the fields it refuses."""
+    if upstream_model.startswith(REASONING_MODELS) and "max_tokens" in body:
+        if "max_completion_tokens" not in body:
+            changes["max_completion_tokens"] = body["max_tokens"]
+        return ["max_tokens"]
+    if upstream_model.startswith(MODELS_WITHOUT_REASONING) and "reasoning_effort" in body:
+        return ["reasoning_effort"]
+    return []
+
 
 class OpenAIAdaptor(Adaptor):
     slug = "openai"
@@ -96,9 +113,13 @@ class OpenAIAdaptor(Adaptor):
         if request.stream and settings.FORCE_STREAM_OPTION and not request.wants_usage:
             # Ask for usage so billing is exact; the usage chunk is kept from the client (see OpenAIStream).
             changes["stream_options"] = {**(request.body.get("stream_options") or {}), "include_usage": True}
-        if not changes:
+        dropped = reasoning_fields(request.body, upstream_model, changes)
+        if not changes and not dropped:
             return request.raw
-        return request_json({**request.body, **changes})
+        body = {**request.body, **changes}
+        for name in dropped:
+            body.pop(name, None)
+        return request_json(body)
 
     def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
         if request.passthrough:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from billing.models import ApiKey, TopUpOrder, User, hash_key
-from tests.support.browser import By, needs_browser, styled, submit, wait
+from tests.support.browser import By, needs_browser, screenshot, styled, submit, wait
 from tests.support.fakes.openai_upstream import FakeOpenAI
 from tests.support.live_server import LiveGateway
 from tests.support.wechatpay_world import NOTIFY_PATH, wechatpay_server
@@ -28,10 +28,13 @@ def gateway(transactional_db) -> Iterator[LiveGateway]:
 def test_log_in_create_a_key_once_use_it_see_usage_and_top_up(
     gateway, browser, alice: User, openai_channel, fake_openai: FakeOpenAI
 ):
-    browser.get(f"{gateway.url}/console/keys/")
-    wait(browser, lambda d: "/console/login/" in d.current_url)
+    browser.get(f"{gateway.url}/")  # where a user lands, and where admin's "View site" leads
+    assert wait(browser, lambda d: d.find_element(By.ID, "base-url")).text == f"{gateway.url}/v1"
+    screenshot(browser, "console-00-home-page")
     submit(browser, "login-form", username="alice", password="alice-pass")
-    wait(browser, lambda d: d.current_url.endswith("/console/keys/"))
+    wait(browser, lambda d: d.current_url.endswith("/console/"))
+    browser.get(f"{gateway.url}/console/keys/")
+    wait(browser, lambda d: d.find_elements(By.ID, "create-key"))
     assert not browser.find_elements(By.ID, "admin-link")
 
     submit(browser, "create-key", name="browser-key", remain_quota="2000000", models="gpt-4o")

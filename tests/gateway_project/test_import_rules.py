@@ -7,7 +7,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 APPS = ("gateway_project", "relay", "channels_app", "billing", "tasks")
 # What the apps may use of gateway_project; the rest of it (urls, asgi, asgi_handlers, the importer...) composes them.
-KERNEL = {"env", "db", "errors", "existing", "safe_text", "admin_tools", "auth", "snapshot"}
+KERNEL = {"env", "db", "errors", "existing", "safe_text", "admin_tools", "auth", "snapshot", "labels"}
 # (importer, imported): parts of the code base; a part is a module path prefix.
 FORBIDDEN = [
     ("billing", "relay"),
