@@ -22,6 +22,7 @@ from relay.errors import body_too_large
 from relay.streaming import RelayedStream
 
 RELAY_PREFIXES = ("/v1/", "/dashboard/", "/mj/", "/mj-", "/suno/")
+RELAY_URLCONF = "gateway_project.relay_urls"
 SHUTDOWN_SETTLE_SECONDS = 10
 
 
@@ -51,6 +52,7 @@ class RelayHandler(ASGIHandler):
             if request is None:
                 await self.send_response(with_request_id(refused), send)
                 return
+            request.urlconf = RELAY_URLCONF
             await self.serve_until_disconnect(request, receive, send)
 
     async def serve_until_disconnect(self, request, receive, send) -> None:

@@ -21,6 +21,5 @@ urlpatterns = [
     path("metrics", metrics_view),
     path("console/", include("billing.console.urls")),
     path("i18n/", include("django.conf.urls.i18n")),  # set_language: the console's language switch
-    path("", include("relay.urls")),
-    path("", include("tasks.urls")),
+    path("", include("gateway_project.relay_urls")),
 ]

@@ -76,6 +76,8 @@ class Call:
     def request_for(self, channel: ChannelInfo) -> RelayRequest:
         """The request this channel is sent: the client's own where the channel speaks its format, else the
         hub form (converted once, on the first channel that needs it)."""
+        if self.inbound.is_hub:
+            return self.request
         self.native = self.inbound.native_for(channel.type, channel.upstream_model(self.request.model))
         if self.native:
             return self.request
@@ -381,7 +383,7 @@ async def finish_whole(call: Call, exchange: Exchange, content: bytes, content_t
     hangs up while the charge is worked out (shielded); a call cancelled before that is released by relay()."""
     body, usage, text = exchange.adaptor.convert_response(exchange.request, content)
     charge = await asyncio.shield(call.settle_when_known(call.whole_charge(exchange.channel, usage, text)))
-    if not call.native:
+    if not (call.native or call.inbound.is_hub):
         body = call.inbound.whole(call.request, body, call.request_id, streaming.charged_usage(charge))
     if not exchange.request.passthrough:
         content_type = "application/json"

@@ -37,10 +37,13 @@ class StreamWriter:
 class InboundFormat:
     name: str
     endpoint: Endpoint  # validates, counts, reserves and prices the client's request
+    # The hub form itself (OpenAI's): every channel takes its requests as they are and its answers need no
+    # rendering, so the relay skips `native_for`, `to_hub` and `whole` (the chat hot path).
+    is_hub = False
 
     def credential(self, request: HttpRequest) -> str:
         """The key the client sent, as billing.accounts.key_auth reads it (`Bearer sk-...` or `sk-...`)."""
-        return request.headers.get("Authorization", "")
+        return request.META.get("HTTP_AUTHORIZATION", "")
 
     def native_for(self, channel_type: str, upstream_model: str) -> bool:
         """Whether a channel of this type serving this model speaks the format: the client's request is then

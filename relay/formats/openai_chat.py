@@ -40,6 +40,7 @@ class OpenAIStream(StreamWriter):
 
 class OpenAIFormat(InboundFormat):
     name = "openai"
+    is_hub = True
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
