@@ -13,6 +13,8 @@ Decisions worth knowing:
   model's reasoning comes back as a reasoning item with one `summary_text`, which the SDK and Codex show.
 - Files are read from the request only: an `input_file` with inline `file_data` becomes a chat `file` part,
   while a `file_id` or `file_url` (OpenAI's file storage) is refused.
+- Several text parts become one string, separated as the Messages conversion separates its text blocks: every
+  OpenAI-compatible upstream takes a string, not all take parts.
 - A chat tool message holds text only: images and files in a function call's output follow the run of outputs
   in a user message, so that every tool call is still answered right after the assistant message making it.
 - Function calls join the assistant message just before them: chat's form of "text, then tool calls".
@@ -22,6 +24,7 @@ import uuid
 
 from relay.adaptors.base import TextParts, Usage
 from relay.formats.anthropic_convert import (
+    BLOCK_SEPARATOR,
     chunk_parts,
     converted_tools,
     first_choice,
@@ -174,7 +177,7 @@ def text_content(content: object, param: str) -> str:
         return content
     if not isinstance(content, list):
         raise invalid("content must be a string or a list of text parts", param)
-    return "".join(part_text(part, f"{param}.{position}") for position, part in enumerate(content))
+    return BLOCK_SEPARATOR.join(part_text(part, f"{param}.{position}") for position, part in enumerate(content))
 
 
 def part_text(part: object, param: str) -> str:
@@ -262,7 +265,7 @@ def tool_output(output: object, param: str) -> tuple[str, list[dict]]:
             texts.append(converted["text"])
         else:
             attachments.append(converted)
-    return "".join(texts), attachments
+    return BLOCK_SEPARATOR.join(texts), attachments
 
 
 def tool_fields(body: dict) -> dict:
@@ -378,10 +381,9 @@ def message_item(item_id: str, content: list[dict], status: str) -> dict:
 
 
 def function_call_item(call_id: str, name: str, arguments: str, status: str) -> dict:
-    item_id = new_id("fc")
     return {
         "type": "function_call",
-        "id": item_id,
+        "id": new_id("fc"),
         "call_id": call_id,
         "name": name,
         "arguments": arguments,

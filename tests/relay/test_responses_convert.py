@@ -184,13 +184,13 @@ def test_it_takes_input_as_a_string():
 def test_it_takes_messages_without_a_type_and_maps_developer_to_system():
     messages = converted_messages(
         {"role": "developer", "content": "Use tabs."},
-        {"role": "system", "content": [{"type": "input_text", "text": "Be "}, {"type": "input_text", "text": "kind."}]},
+        {"role": "system", "content": [{"type": "input_text", "text": "Be"}, {"type": "input_text", "text": "kind."}]},
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": "hello"},
     )
     assert messages == [
         {"role": "system", "content": "Use tabs."},
-        {"role": "system", "content": "Be kind."},
+        {"role": "system", "content": "Be\n\nkind."},
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": "hello"},
     ]
@@ -451,11 +451,14 @@ def test_it_refuses_files_kept_in_openais_storage(part, param):
 # --- answer: OpenAI chat -> a response object ---
 
 
-def sdk_client(content: bytes, content_type: str) -> openai.OpenAI:
-    """The official SDK, answered by a transport that returns `content` for POST /v1/responses."""
+def sdk_client(content: bytes, content_type: str, sent_bodies: list | None = None) -> openai.OpenAI:
+    """The official SDK, answered by a transport that returns `content` for POST /v1/responses and keeps the
+    bodies the SDK sent in `sent_bodies`."""
 
     def answer(sent: httpx2.Request) -> httpx2.Response:
         assert (sent.method, sent.url.path) == ("POST", "/v1/responses")
+        if sent_bodies is not None:
+            sent_bodies.append(orjson.loads(sent.read()))
         return httpx2.Response(200, content=content, headers={"content-type": content_type})
 
     http_client = httpx2.Client(transport=httpx2.MockTransport(answer))
@@ -542,6 +545,25 @@ def test_it_answers_reasoning_and_function_calls():
     ]
     assert first.id.startswith("fc_") and first.id != second.id
     assert (response.status, response.output_text) == ("completed", "")
+
+
+def test_a_function_call_round_trip_converts_what_the_sdk_sends_back():
+    """The app sends the first response's output items back with its function's output, as OpenAI's guide shows."""
+    calls = [chat_call("call_1", "shell", '{"command":["ls"]}')]
+    message = {"content": "Listing.", "reasoning_content": "ls first.", "tool_calls": calls}
+    answer = from_chat(completion(message, "tool_calls"), request(), RESPONSE_ID, CREATED_AT, Usage(10, 5))
+    sent: list[dict] = []
+    client = sdk_client(orjson.dumps(answer), "application/json", sent)
+    first = client.responses.create(model=MODEL, input="What is here?", tools=[SHELL_TOOL])
+    output = {"type": "function_call_output", "call_id": first.output[-1].call_id, "output": "a.txt"}
+    question = {"role": "user", "content": "What is here?"}
+    client.responses.create(model=MODEL, input=[question, *first.output, output], tools=[SHELL_TOOL])
+
+    assert to_chat(sent[1])["messages"] == [
+        {"role": "user", "content": "What is here?"},
+        {"role": "assistant", "content": "Listing.", "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "call_1", "content": "a.txt"},
+    ]
 
 
 def test_it_mints_a_call_id_when_the_upstream_sent_none():
