@@ -16,6 +16,7 @@ Decisions worth knowing:
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from typing import TypeGuard
 
 import orjson
@@ -286,16 +287,24 @@ def sampling_fields(body: dict) -> dict:
 
 def tool_fields(body: dict) -> dict:
     """`tools`, `tool_choice` and `parallel_tool_calls`; OpenAI refuses the last two without tools."""
-    tools = body.get("tools")
-    if tools is None or tools == []:
+    tools = converted_tools(body, function_tool)
+    if not tools:
         return {}
-    if not isinstance(tools, list):
-        raise invalid("tools must be a list of tool definitions", "tools")
-    fields: dict = {"tools": [function_tool(tool, f"tools.{position}") for position, tool in enumerate(tools)]}
+    fields: dict = {"tools": tools}
     choice = body.get("tool_choice")
     if choice is not None:
         fields.update(choice_fields(choice))
     return fields
+
+
+def converted_tools(body: dict, convert: Callable[[object, str], dict]) -> list[dict]:
+    """The request's `tools`, each converted by `convert(tool, param)`."""
+    tools = body.get("tools")
+    if tools is None:
+        return []
+    if not isinstance(tools, list):
+        raise invalid("tools must be a list of tool definitions", "tools")
+    return [convert(tool, f"tools.{position}") for position, tool in enumerate(tools)]
 
 
 def function_tool(tool: object, param: str) -> dict:
@@ -372,6 +381,14 @@ def first_choice(answer: dict) -> dict:
     """The first choice of an answer or chunk: a Messages answer has one."""
     choices = answer.get("choices")
     return object_or_empty(choices[0]) if isinstance(choices, list) and choices else {}
+
+
+def chunk_parts(chunk: dict) -> tuple[dict, str | None, Usage | None]:
+    """A stream chunk's delta (of its first choice), its finish_reason and the usage it reports, if any."""
+    choice = first_choice(chunk)
+    finish_reason = choice.get("finish_reason")
+    usage = openai_usage(chunk.get("usage"))
+    return object_or_empty(choice.get("delta")), finish_reason if isinstance(finish_reason, str) else None, usage
 
 
 def object_or_empty(value: object) -> dict:
@@ -495,11 +512,9 @@ class MessagesStream:
         """The frames for one OpenAI chunk; its finish_reason and usage are kept for `finish`."""
         if self.finished:
             return []
-        self.reported_usage = openai_usage(chunk.get("usage")) or self.reported_usage
-        choice = first_choice(chunk)
-        if isinstance(choice.get("finish_reason"), str):
-            self.finish_reason = choice["finish_reason"]
-        delta = object_or_empty(choice.get("delta"))
+        delta, finish_reason, usage = chunk_parts(chunk)
+        self.finish_reason = finish_reason or self.finish_reason
+        self.reported_usage = usage or self.reported_usage
         frames = self.thinking_frames(reasoning_of(delta))
         if isinstance(delta.get("content"), str) and delta["content"]:
             frames += self.text_frames(delta["content"])

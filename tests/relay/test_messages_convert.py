@@ -28,6 +28,7 @@ from relay.formats.anthropic_convert import (
     usage_object,
 )
 from relay.tokenizer import utf8_bytes
+from tests.support.chat_shapes import chunk, completion, tool_delta
 from tests.support.claude_code_shapes import (
     BASH_TOOL,
     CLAUDE_CODE_REQUEST,
@@ -405,17 +406,6 @@ def sdk_message(answer: dict) -> Message:
     return client.messages.create(model=MODEL, max_tokens=256, messages=[{"role": "user", "content": "hi"}])
 
 
-def completion(message: dict, finish_reason: str = "stop", usage: dict | None = None) -> dict:
-    return {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "created": 1,
-        "model": MODEL,
-        "choices": [{"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish_reason}],
-        "usage": usage or {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-    }
-
-
 def test_it_answers_text_as_the_sdk_reads_it():
     answer = from_chat(completion({"content": "Hello!"}), "claude-x", MESSAGE_ID)
     message = sdk_message(answer)
@@ -491,19 +481,6 @@ def test_it_reports_the_cache_lanes_of_usage():
 
 
 # --- stream: OpenAI chunks -> Anthropic events ---
-
-
-def chunk(delta: dict | None = None, finish_reason: str | None = None, usage: dict | None = None) -> dict:
-    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
-    return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": MODEL, "choices": choices, "usage": usage}
-
-
-def tool_delta(index: int, arguments: str, call_id: str = "", name: str = "") -> dict:
-    call: dict = {"index": index, "function": {"arguments": arguments}}
-    if call_id:
-        call.update(id=call_id, type="function")
-        call["function"]["name"] = name
-    return {"tool_calls": [call]}
 
 
 def stream_frames(chunks: list[dict], usage: Usage | None = None, input_tokens: int = 12) -> list[bytes]:
