@@ -43,12 +43,19 @@ def test_the_key_never_shows_the_identity_and_has_a_fixed_size():
     assert "secret" not in long and len(long) == len(SESSION) == len("affinity:") + 64
 
 
+def counted(result: str) -> float:
+    return affinity.SESSIONS.labels(result)._value.get()
+
+
 async def test_a_session_remembers_the_channel_that_served_it_last():
+    before = {result: counted(result) for result in ("new", "hit", "moved")}
     assert await affinity.recall(SESSION) is None
     await affinity.remember(SESSION, 7, None)
     assert await affinity.recall(SESSION) == 7
+    await affinity.remember(SESSION, 7, 7)
     await affinity.remember(SESSION, 9, 7)  # failover moved it
     assert await affinity.recall(SESSION) == 9
+    assert {result: counted(result) - before[result] for result in before} == {"new": 1, "hit": 1, "moved": 1}
 
 
 @pytest.mark.cache
