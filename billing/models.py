@@ -9,7 +9,9 @@ import hashlib
 import secrets
 import string
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
@@ -113,6 +115,17 @@ class AccessToken(models.Model):
         return token, plain
 
 
+def check_group_affinity(value: object) -> None:
+    """Channel affinity per group: each group names where a conversation identity may come from (channels_app.
+    affinity), or nothing to turn it off; a group left out uses AFFINITY_SOURCES."""
+    names = settings.AFFINITY_SOURCE_NAMES
+    if not isinstance(value, dict) or not all(
+        isinstance(sources, list) and all(source in names for source in sources) for sources in value.values()
+    ):
+        message = _("Map each group to a list of some of: %(names)s (an empty list turns affinity off).")
+        raise ValidationError(message, params={"names": ", ".join(names)})
+
+
 class PriceTable(models.Model):
     """The single row of prices. Missing maps fall back to billing.pricing.DEFAULTS."""
 
@@ -127,6 +140,12 @@ class PriceTable(models.Model):
     )
     create_cache_ratio_1h = models.JSONField(
         default=dict, blank=True, help_text=_("1-hour cache write / input price, per model")
+    )
+    group_affinity = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[check_group_affinity],
+        help_text=_("Per group: where a conversation identity may come from, for sticky sessions ([] = off)"),
     )
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -380,6 +399,7 @@ name_model(
     cache_ratio=_("cache ratio"),
     create_cache_ratio=_("create cache ratio"),
     create_cache_ratio_1h=_("create cache ratio 1h"),
+    group_affinity=_("group affinity"),
     updated_at=_("updated at"),
 )
 name_model(

@@ -6,7 +6,10 @@ Operators' values in the PriceTable row override these defaults key by key.
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
+
+from django.conf import settings
 
 from billing import audit
 from billing.audit import Actor, System
@@ -397,6 +400,7 @@ class Prices:
     cache_ratio: dict[str, float]
     create_cache_ratio: dict[str, float]
     create_cache_ratio_1h: dict[str, float]
+    group_affinity: dict[str, list[str]]
 
     def as_dict(self) -> dict:
         return {name: getattr(self, name) for name in PRICE_FIELDS}
@@ -419,6 +423,11 @@ class Prices:
                 write_1h=_ratio_or_input_price(self.create_cache_ratio_1h, model),
             ),
         )
+
+    def affinity_sources(self, group: str) -> Sequence[str]:
+        """Where a request of `group` may name its conversation, for channel affinity (channels_app.affinity):
+        the group's own list when it has one, else AFFINITY_SOURCES."""
+        return self.group_affinity.get(group, settings.AFFINITY_SOURCES)
 
 
 PRICE_FIELDS = tuple(field.name for field in fields(Prices))
@@ -602,6 +611,7 @@ def defaults() -> dict:
         "cache_ratio": dict(DEFAULT_CACHE_RATIO_TABLE),
         "create_cache_ratio": dict(DEFAULT_CREATE_CACHE_RATIO_TABLE),
         "create_cache_ratio_1h": dict(DEFAULT_CREATE_CACHE_RATIO_1H_TABLE),
+        "group_affinity": {},
     }
 
 

@@ -7,12 +7,13 @@ their sums): a larger number is a 422 naming the field, not a 500 from the datab
 from datetime import datetime
 from typing import Annotated, Literal
 
+from django.core.exceptions import ValidationError
 from ninja import Field, Schema
 from ninja.conf import settings as ninja_settings
 from ninja.pagination import LimitOffsetPagination
-from pydantic import BeforeValidator, ConfigDict, field_validator
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, field_validator
 
-from billing.models import ApiKey
+from billing.models import ApiKey, check_group_affinity
 from gateway_project.safe_text import UNSTORABLE, has_lone_surrogate
 
 MAX_ID = 2**63 - 1
@@ -225,6 +226,23 @@ CACHE_WRITE_5M_DOC = "5-minute cache write price / input price, per model; a mod
 CACHE_WRITE_1H_DOC = "1-hour cache write price / input price, per model; a model without one: 1"
 
 
+GROUP_AFFINITY_DOC = (
+    "Channel affinity per group: the sources of a conversation identity it honours (X-Session-Id, prompt_cache_key,"
+    " metadata.user_id, previous_response_id); [] = off; a group left out: AFFINITY_SOURCES"
+)
+
+
+def known_affinity_sources(value: dict[str, list[str]]) -> dict[str, list[str]]:
+    try:
+        check_group_affinity(value)
+    except ValidationError as error:
+        raise ValueError(error.messages[0]) from None
+    return value
+
+
+GroupAffinity = Annotated[dict[str, list[str]], AfterValidator(known_affinity_sources)]
+
+
 class Prices(WriteSchema):
     """PUT replaces every map given with the one given. The first five are required; a cache map left out
     (a client written before the cache lanes) stays as it is."""
@@ -237,6 +255,7 @@ class Prices(WriteSchema):
     cache_ratio: dict[str, Ratio] | None = Field(None, description=CACHE_READ_DOC)
     create_cache_ratio: dict[str, Ratio] | None = Field(None, description=CACHE_WRITE_5M_DOC)
     create_cache_ratio_1h: dict[str, Ratio] | None = Field(None, description=CACHE_WRITE_1H_DOC)
+    group_affinity: GroupAffinity | None = Field(None, description=GROUP_AFFINITY_DOC)
 
 
 class PricesPatch(WriteSchema):
@@ -250,3 +269,4 @@ class PricesPatch(WriteSchema):
     cache_ratio: dict[str, Ratio] | None = Field(None, description=CACHE_READ_DOC)
     create_cache_ratio: dict[str, Ratio] | None = Field(None, description=CACHE_WRITE_5M_DOC)
     create_cache_ratio_1h: dict[str, Ratio] | None = Field(None, description=CACHE_WRITE_1H_DOC)
+    group_affinity: GroupAffinity | None = Field(None, description=GROUP_AFFINITY_DOC)

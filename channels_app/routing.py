@@ -145,8 +145,11 @@ async def aget_index() -> Index:
     return await INDEX.aget()
 
 
-def choose(candidates: list[ChannelInfo], exclude: set[int], rng: random.Random | None = None) -> ChannelInfo | None:
-    """Weighted random inside the highest priority tier that still has an untried channel.
+def choose(
+    candidates: list[ChannelInfo], exclude: set[int], rng: random.Random | None = None, preferred: int | None = None
+) -> ChannelInfo | None:
+    """Weighted random inside the highest priority tier that still has an untried channel; the `preferred`
+    channel (channels_app.affinity) whenever the draw could have given it.
 
     Weight 0 means "only when nothing else in the tier is left"; a tier of only zero weights is uniform.
     """
@@ -158,4 +161,7 @@ def choose(candidates: list[ChannelInfo], exclude: set[int], rng: random.Random 
     weights = [c.weight for c in tier]
     if not any(weights):
         weights = [1] * len(tier)
+    for channel, weight in zip(tier, weights, strict=True):
+        if channel.id == preferred and weight:
+            return channel
     return (rng or random).choices(tier, weights=weights, k=1)[0]

@@ -31,14 +31,17 @@ def retryable(status: int) -> bool:
 
 
 def channels_to_try(
-    candidates: list[ChannelInfo], attempts: int, tried: list[int] | None = None
+    candidates: list[ChannelInfo], attempts: int, tried: list[int] | None = None, preferred: int | None = None
 ) -> Iterator[ChannelInfo]:
-    """Up to `attempts` channels of `candidates`, one per try; each is added to `tried` as it is handed out."""
+    """Up to `attempts` channels of `candidates`, one per try; each is added to `tried` as it is handed out.
+    The `preferred` one (a conversation's channel: channels_app.affinity) is taken first where routing would
+    have drawn from it anyway, never when it rests."""
     tried = [] if tried is None else tried
     for _ in range(attempts):
         excluded = set(tried)
         # Resting channels are skipped while anything else can serve, but never leave the client with nothing.
-        channel = routing.choose(candidates, excluded | healing.Rests.resting()) or routing.choose(candidates, excluded)
+        awake = routing.choose(candidates, excluded | healing.Rests.resting(), preferred=preferred)
+        channel = awake or routing.choose(candidates, excluded)
         if channel is None:
             return
         tried.append(channel.id)

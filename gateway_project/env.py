@@ -43,6 +43,18 @@ def envjson(name: str, default: dict) -> dict:
     return parsed
 
 
+def envlist(name: str, default: tuple[str, ...], allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated list of some of `allowed`; set but empty is the empty list."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    items = tuple(item.strip() for item in value.split(",") if item.strip())
+    unknown = [item for item in items if item not in allowed]
+    if unknown:
+        raise ImproperlyConfigured(f"{name}: {', '.join(unknown)} not one of {', '.join(allowed)}")
+    return items
+
+
 def envint(name: str, default: int) -> int:
     value = os.environ.get(name, "").strip()
     if not value:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from gateway_project.env import database_from_dsn, envbool, envfloat, envint, envjson, envstr
+from gateway_project.env import database_from_dsn, envbool, envfloat, envint, envjson, envlist, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(envstr("DATA_DIR", str(BASE_DIR / "data")))
@@ -157,13 +157,21 @@ if REDIS_CONN_STRING:
             "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5, "IGNORE_EXCEPTIONS": True},
         }
     }
+    CACHES["affinity"] = {**CACHES["default"]}  # conversations' channels expire after AFFINITY_TTL
 else:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
             "TIMEOUT": SYNC_FREQUENCY,
             "OPTIONS": {"MAX_ENTRIES": 100_000},
-        }
+        },
+        # Apart from the rest, so that a flood of made-up session ids evicts only other sessions (least
+        # recently used first), never a key's authentication or a snapshot's version.
+        "affinity": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "affinity",
+            "OPTIONS": {"MAX_ENTRIES": envint("AFFINITY_MAX_ENTRIES", 100_000)},
+        },
     }
 
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
@@ -229,6 +237,12 @@ RECONCILE_INTERVAL = envint("RECONCILE_INTERVAL", 60)
 CHANNEL_FAILURE_THRESHOLD = envint("CHANNEL_FAILURE_THRESHOLD", 3)
 CHANNEL_COOLDOWN_SECONDS = envfloat("CHANNEL_COOLDOWN_SECONDS", 30)
 CHANNEL_TEST_FREQUENCY = envint("CHANNEL_TEST_FREQUENCY", 0)
+# Channel affinity (channels_app.affinity): where a request's conversation identity may come from, and how long
+# after its last use a conversation keeps its channel. Each group may name its own sources (the price table's
+# group_affinity); an empty list, or AFFINITY_TTL=0, turns it off.
+AFFINITY_SOURCE_NAMES = ("X-Session-Id", "prompt_cache_key", "metadata.user_id", "previous_response_id")
+AFFINITY_SOURCES = envlist("AFFINITY_SOURCES", AFFINITY_SOURCE_NAMES, allowed=AFFINITY_SOURCE_NAMES)
+AFFINITY_TTL = envint("AFFINITY_TTL", 3600)
 METRICS_TOKEN = envstr("METRICS_TOKEN")
 METRICS_ALLOW_IPS = [
     net.strip() for net in envstr("METRICS_ALLOW_IPS", "127.0.0.1/32,::1/128").split(",") if net.strip()

@@ -22,7 +22,7 @@ from billing import pricing, quota, settlement
 from billing.accounts import key_auth, ratelimit
 from billing.accounts.key_auth import KeyInfo
 from billing.pricing import Quote
-from channels_app import routing, selection
+from channels_app import affinity, routing, selection
 from channels_app.routing import ChannelInfo
 from gateway_project.db import run_db
 from relay import media, metrics, streaming, tokenizer
@@ -54,6 +54,7 @@ class Call:
     tried: list[int] = field(default_factory=list)
     native: bool = False  # the current attempt passes the client's request through (InboundFormat.native_for)
     hub: RelayRequest | None = None  # the request converted to the hub form, once a channel needed it
+    session: str | None = None  # the conversation it continues (channels_app.affinity.session_key), if it names one
 
     @property
     def endpoint(self) -> Endpoint:
@@ -162,6 +163,7 @@ async def relay(request: HttpRequest, inbound: InboundFormat) -> HttpResponse:
         prices = await pricing.acurrent()
         quote = prices.quote(relay_request.model, key.group)
         call = Call(request_id, started, key, pinned, inbound, relay_request, quote)
+        call.session = conversation(inbound, relay_request, request, key, prices)
         await count_media(call)
         await reserve(call)
         response = await dispatch(call)
@@ -211,6 +213,18 @@ async def release_if_held(call: Call | None) -> None:
         except DatabaseError:
             log.warning("request %s: reservation left to the reconciler", call.request_id)
         call.reserved = False
+
+
+def conversation(
+    inbound: InboundFormat, relay_request: RelayRequest, request: HttpRequest, key: KeyInfo, prices: pricing.Prices
+) -> str | None:
+    """The conversation the request names where the key's group honours its source, scoped to the key's user,
+    group and model; None otherwise, or when affinity is off (AFFINITY_TTL 0)."""
+    sources = prices.affinity_sources(key.group)
+    if not sources or settings.AFFINITY_TTL <= 0:
+        return None
+    identity = inbound.session_identity(relay_request, request, sources)
+    return affinity.session_key(key.user_id, key.group, relay_request.model, identity) if identity else None
 
 
 def refused(rejected: key_auth.KeyRejected) -> RelayError:
@@ -313,8 +327,10 @@ async def dispatch(call: Call) -> HttpResponse:
     else:
         candidates = index.candidates(call.key.group, call.request.model)
     attempts = 1 if call.pinned else settings.RETRY_TIMES + 1
+    session = None if call.pinned else call.session
+    recalled = await affinity.recall(session) if session else None
     failure: UpstreamFailure | None = None
-    for channel in selection.channels_to_try(candidates, attempts, call.tried):
+    for channel in selection.channels_to_try(candidates, attempts, call.tried, recalled):
         try:
             response = await attempt(call, channel)
         except UpstreamFailed as failed:
@@ -327,6 +343,8 @@ async def dispatch(call: Call) -> HttpResponse:
             metrics.RETRIES.inc()
         else:
             selection.succeeded(channel)
+            if session:
+                await affinity.remember(session, channel.id, recalled)
             return response
     await release_if_held(call)
     if failure is None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.test import Client
 from django.utils import translation
 
@@ -35,6 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> None:
     cache.clear()
+    caches["affinity"].clear()
     snapshot.reset_all()
     healing.Rests.streaks.clear()
 

@@ -9,6 +9,8 @@
   exception classes; a stream that breaks off after it started ends with an `error` event.
 """
 
+from collections.abc import Sequence
+
 import orjson
 from django.http import HttpRequest, HttpResponse
 
@@ -18,7 +20,7 @@ from relay.adaptors.base import ANTHROPIC_MESSAGES, RelayRequest, StreamState, U
 from relay.endpoints import Endpoint, counts_images, load_body, positive_int, require_model, stream_flags
 from relay.errors import RelayError
 from relay.formats import anthropic_convert
-from relay.formats.base import InboundFormat, StreamWriter
+from relay.formats.base import InboundFormat, StreamWriter, text_field
 from relay.tokenizer import Measure
 
 # The client's headers a pass-through forwards, by their WSGI names (request.META: no header mapping built).
@@ -170,6 +172,15 @@ class AnthropicMessages(InboundFormat):
 
     def native_for(self, channel_type: str, upstream_model: str) -> bool:
         return channel_type == "anthropic" or (channel_type == "vertex" and upstream_model.startswith("claude"))
+
+    def session_identity(self, request: RelayRequest, http_request: HttpRequest, sources: Sequence[str]) -> str | None:
+        """The X-Session-Id header, else `metadata.user_id`, which Claude Code fills with the account and the
+        session."""
+        named = super().session_identity(request, http_request, sources)
+        metadata = request.body.get("metadata")
+        if named or "metadata.user_id" not in sources or not isinstance(metadata, dict):
+            return named
+        return text_field(metadata, "user_id")
 
     def to_hub(self, request: RelayRequest) -> RelayRequest:
         chat = anthropic_convert.to_chat(request.body)

@@ -9,11 +9,21 @@ Formats sit above the adaptors and never import them; adaptors know a native req
 name (RelayRequest.endpoint).
 """
 
+from collections.abc import Sequence
+
 from django.http import HttpRequest, HttpResponse
 
 from relay.adaptors.base import RelayRequest, StreamState, UpstreamFailure, Usage
 from relay.endpoints import Endpoint
 from relay.errors import RelayError
+
+SESSION_HEADER = "X-Session-Id"
+
+
+def text_field(body: dict, name: str) -> str | None:
+    """A non-empty string field of the body (anything else names nothing)."""
+    value = body.get(name)
+    return value if isinstance(value, str) and value else None
 
 
 class StreamWriter:
@@ -49,6 +59,17 @@ class InboundFormat:
         """Whether a channel of this type serving this model speaks the format: the client's request is then
         passed through and the upstream's answer relayed as it is."""
         return False
+
+    def session_identity(self, request: RelayRequest, http_request: HttpRequest, sources: Sequence[str]) -> str | None:
+        """The conversation the request continues, read from those of its sources (names of
+        settings.AFFINITY_SOURCE_NAMES) that the key's group honours; None when it names none. Requests of one
+        conversation go to the same channel (channels_app.affinity). Here: the X-Session-Id header, else the
+        body's prompt_cache_key (OpenAI's own name for it)."""
+        if SESSION_HEADER in sources:
+            header = http_request.META.get("HTTP_X_SESSION_ID")  # META: no header mapping built
+            if header:
+                return header
+        return text_field(request.body, "prompt_cache_key") if "prompt_cache_key" in sources else None
 
     def to_hub(self, request: RelayRequest) -> RelayRequest:
         """The request in the hub form (OpenAI chat) that every adaptor takes."""

@@ -1,9 +1,9 @@
-"""SQL_DSN accepts URLs and the Go form one-api/new-api operators already have; booleans are strict."""
+"""SQL_DSN accepts URLs and the Go form one-api/new-api operators already have; booleans and lists are strict."""
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from gateway_project.env import database_from_dsn, envbool
+from gateway_project.env import database_from_dsn, envbool, envlist
 
 
 def test_postgres_url():
@@ -59,3 +59,15 @@ def test_booleans_accept_only_true_or_false(monkeypatch):
     monkeypatch.setenv("X_FLAG", "yes")
     with pytest.raises(ImproperlyConfigured):
         envbool("X_FLAG", False)
+
+
+def test_a_list_takes_only_known_names_and_may_be_empty(monkeypatch):
+    known = ("X-Session-Id", "prompt_cache_key")
+    assert envlist("X_SOURCES", known, allowed=known) == known
+    monkeypatch.setenv("X_SOURCES", " prompt_cache_key , ")
+    assert envlist("X_SOURCES", known, allowed=known) == ("prompt_cache_key",)
+    monkeypatch.setenv("X_SOURCES", "")
+    assert envlist("X_SOURCES", known, allowed=known) == ()
+    monkeypatch.setenv("X_SOURCES", "prompt_cache_key,cookie")
+    with pytest.raises(ImproperlyConfigured, match="cookie"):
+        envlist("X_SOURCES", known, allowed=known)
