@@ -161,7 +161,8 @@ def choose(
     weights = [c.weight for c in tier]
     if not any(weights):
         weights = [1] * len(tier)
-    for channel, weight in zip(tier, weights, strict=True):
-        if channel.id == preferred and weight:
-            return channel
+    if preferred is not None:
+        for channel, weight in zip(tier, weights, strict=True):
+            if channel.id == preferred and weight:
+                return channel
     return (rng or random).choices(tier, weights=weights, k=1)[0]
