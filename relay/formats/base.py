@@ -11,6 +11,8 @@ name (RelayRequest.endpoint).
 
 from django.http import HttpRequest, HttpResponse
 
+from billing.accounts.key_auth import KeyInfo
+from channels_app.routing import ChannelInfo
 from relay.adaptors.base import RelayRequest, StreamState, UpstreamFailure, Usage
 from relay.endpoints import Endpoint
 from relay.errors import RelayError
@@ -37,6 +39,9 @@ class StreamWriter:
 class InboundFormat:
     name: str
     endpoint: Endpoint  # validates, counts, reserves and prices the client's request
+    # Passed-through answers are kept by the upstream under an id that later calls name (the Responses API):
+    # the relay then asks the format to `remember` who got each, and which channels may `continue_on`.
+    stores_answers = False
 
     def credential(self, request: HttpRequest) -> str:
         """The key the client sent, as billing.accounts.key_auth reads it (`Bearer sk-...` or `sk-...`)."""
@@ -64,6 +69,20 @@ class InboundFormat:
 
     def error_response(self, error: RelayError) -> HttpResponse:
         raise NotImplementedError
+
+    def answer_id(self, body: bytes) -> str:
+        """The id of a passed-through whole answer (only where `stores_answers`)."""
+        return ""
+
+    async def remember(self, key: KeyInfo, channel: ChannelInfo, answer_id: str) -> None:
+        """Note that `channel` stores the passed-through answer `answer_id` for `key` (only where `stores_answers`)."""
+
+    async def continue_on(
+        self, key: KeyInfo, request: RelayRequest, candidates: list[ChannelInfo]
+    ) -> list[ChannelInfo]:
+        """The channels that may serve a request that continues an answer stored upstream (only where
+        `stores_answers`)."""
+        return candidates
 
     def log_note(self, native: bool) -> str:
         """What the consume log's content says first about the inbound format (nothing for OpenAI's)."""

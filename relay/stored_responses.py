@@ -1,0 +1,29 @@
+"""Who owns each response an upstream stores (relay.models.StoredResponse): written when a passed-through
+Responses call answers, read by the calls on a stored response and by `previous_response_id`.
+
+What it costs a Responses call passed through: one INSERT (an upsert) before the client can read the id; one
+indexed SELECT more when the request continues a previous response. Chat and every other format never come here.
+"""
+
+from relay.models import StoredResponse
+
+
+def remember(response_id: str, token_id: int, channel_id: int) -> None:
+    """Note the key and the channel of a response; an id seen again (a channel that reuses ids) gets the latest."""
+    row = StoredResponse(response_id=response_id, token_id=token_id, channel_id=channel_id)
+    StoredResponse.objects.bulk_create(
+        [row],
+        update_conflicts=True,
+        unique_fields=["response_id"],
+        update_fields=["token_id", "channel_id", "created_at"],
+    )
+
+
+def owner_channel(response_id: str, token_id: int) -> int | None:
+    """The channel that stores the response, when this key created it; None for another key's or an unknown id."""
+    row = StoredResponse.objects.filter(response_id=response_id, token_id=token_id).values_list("channel_id").first()
+    return row[0] if row else None
+
+
+def forget(response_id: str) -> None:
+    StoredResponse.objects.filter(response_id=response_id).delete()
