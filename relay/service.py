@@ -386,7 +386,7 @@ async def finish_whole(call: Call, exchange: Exchange, content: bytes, content_t
     if not call.native:
         body = call.inbound.whole(call.request, body, call.request_id, streaming.charged_usage(charge))
     elif call.inbound.stores_answers:
-        await call.inbound.remember(call.key, exchange.channel, call.inbound.answer_id(body))
+        await call.inbound.remember(call.key, exchange.channel, call.request, call.inbound.answer_id(body))
     if not exchange.request.passthrough:
         content_type = "application/json"
     response = HttpResponse(body, content_type=content_type or "application/octet-stream")

@@ -1,8 +1,9 @@
 """Who owns each response an upstream stores (relay.models.StoredResponse): written when a passed-through
 Responses call answers, read by the calls on a stored response and by `previous_response_id`.
 
-What it costs a Responses call passed through: one INSERT (an upsert) before the client can read the id; one
-indexed SELECT more when the request continues a previous response. Chat and every other format never come here.
+What it costs a Responses call passed through: one INSERT (an upsert) before the client can read the id, unless
+the request says `"store": false` (Codex CLI does); one indexed SELECT more when the request continues a previous
+response. Chat and every other format never come here.
 """
 
 from relay.models import StoredResponse

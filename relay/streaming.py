@@ -286,7 +286,7 @@ class StreamRelay:
         answer_id = self.converter.state.chunk_id
         if answer_id:
             self.unremembered = False
-            await self.call.inbound.remember(self.call.key, self.channel, answer_id)
+            await self.call.inbound.remember(self.call.key, self.channel, self.call.request, answer_id)
 
     async def frames(self) -> AsyncIterator[bytes]:
         try:

@@ -74,8 +74,9 @@ class InboundFormat:
         """The id of a passed-through whole answer (only where `stores_answers`)."""
         return ""
 
-    async def remember(self, key: KeyInfo, channel: ChannelInfo, answer_id: str) -> None:
-        """Note that `channel` stores the passed-through answer `answer_id` for `key` (only where `stores_answers`)."""
+    async def remember(self, key: KeyInfo, channel: ChannelInfo, request: RelayRequest, answer_id: str) -> None:
+        """Note that `channel` may store the passed-through answer `answer_id` to `request` for `key` (only where
+        `stores_answers`)."""
 
     async def continue_on(
         self, key: KeyInfo, request: RelayRequest, candidates: list[ChannelInfo]

@@ -155,8 +155,8 @@ class OpenAIResponses(InboundFormat):
         found = answer.get("id") if isinstance(answer, dict) else None
         return found if isinstance(found, str) else ""
 
-    async def remember(self, key: KeyInfo, channel: ChannelInfo, answer_id: str) -> None:
-        if not answer_id:
+    async def remember(self, key: KeyInfo, channel: ChannelInfo, request: RelayRequest, answer_id: str) -> None:
+        if not answer_id or request.body.get("store") is False:  # the upstream keeps no such response
             return
         try:
             await run_db(stored_responses.remember, answer_id, key.token_id, channel.id)

@@ -200,6 +200,31 @@ def test_previous_response_id_sticks_to_the_channel_that_stores_it(world):
     assert StoredResponse.objects.count() == 7
 
 
+@pytest.mark.backend
+def test_a_response_the_upstream_does_not_store_is_not_remembered(world):
+    client, _, _, token, _ = world
+    client.responses.create(model=GPT, store=False, **CODEX)
+    with client.responses.stream(model=GPT, store=False, **CODEX) as stream:
+        stream.get_final_response()
+    assert not StoredResponse.objects.exists() and used(token) == 2 * PASSED_QUOTA
+
+
+def test_streams_broken_mid_way(world):
+    client, _, fakes, token, _ = world
+    fakes["openai"].cut_after = 4
+    with client.responses.stream(model=GPT, **CODEX) as stream:
+        cut = list(stream)
+    assert [event.type for event in cut][::4] == ["response.created", "error"]  # the fake's 4 events, then ours
+    assert cut[-1].message == "upstream connection lost"
+    fakes["anthropic"].script.append(claude.Behaviour(error_after=2))
+    with client.responses.stream(model=CLAUDE, **CODEX) as stream:
+        events = [event.type for event in stream]
+    assert events[0] == "response.created" and events[-1] == "response.failed"
+    logs = consume_logs(2)
+    assert all(log.content.split(": ")[1].startswith("upstream failed mid-stream") for log in logs)
+    assert used(token) == sum(log.quota for log in logs) > 0
+
+
 def test_model_mapping_renames_the_model_only(world):
     client, _, fakes, _, _ = world
     client.responses.create(model=DATED, **CODEX)

@@ -40,6 +40,7 @@ class FakeResponses:
     answers: list[bytes] = field(default_factory=list)
     stored: dict[str, dict] = field(default_factory=dict)
     inputs: dict[str, list] = field(default_factory=dict)
+    cut_after: int | None = None  # the next stream drops its connection after this many events
     port: int = 0
     numbers: itertools.count = field(default_factory=itertools.count)
 
@@ -52,6 +53,7 @@ class FakeResponses:
         return self
 
     def reset(self) -> None:
+        self.cut_after = None
         self.requests.clear()
         self.answers.clear()
 
@@ -78,12 +80,15 @@ class FakeResponses:
             content = json.dumps(response).encode()
             self.answers.append(content)
             return web.Response(body=content, content_type="application/json")
-        events = stream_events(response)
+        events = stream_events(response)[: self.cut_after]
         self.answers.append(b"".join(events))
         answer = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await answer.prepare(request)
         for event in events:
             await answer.write(event)
+        if self.cut_after is not None:
+            self.cut_after = None
+            request.transport.close()
         return answer
 
     def on_stored(self, method: str, response_id: str, action: str) -> web.Response:
