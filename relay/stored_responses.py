@@ -6,7 +6,14 @@ the request says `"store": false` (Codex CLI does); one indexed SELECT more when
 response. Chat and every other format never come here.
 """
 
+from datetime import timedelta
+
+from django.utils import timezone
+
 from relay.models import StoredResponse
+
+# OpenAI keeps a stored response 30 days; past that no call on it can succeed, so its row goes too.
+KEPT_FOR = timedelta(days=30)
 
 
 def remember(response_id: str, token_id: int, channel_id: int) -> None:
@@ -28,3 +35,9 @@ def owner_channel(response_id: str, token_id: int) -> int | None:
 
 def forget(response_id: str) -> None:
     StoredResponse.objects.filter(response_id=response_id).delete()
+
+
+def forget_expired() -> int:
+    """Delete the rows of responses older than their upstream keeps them (a periodic job); how many went."""
+    deleted, _ = StoredResponse.objects.filter(created_at__lt=timezone.now() - KEPT_FOR).delete()
+    return deleted

@@ -2,9 +2,11 @@
 reads from the answer and the stream, the request's validation and hold, and the table of stored responses."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.test import RequestFactory
+from django.utils import timezone
 
 from channels_app.routing import ChannelInfo
 from relay import stored_responses
@@ -15,6 +17,7 @@ from relay.adaptors.responses_native import NativeStream, native_answer
 from relay.errors import RelayError
 from relay.formats.openai_responses import RESPONSES
 from relay.models import StoredResponse
+from tasks.jobs import periodic_jobs
 from tests.support.fakes import responses_upstream as fake
 
 
@@ -136,3 +139,15 @@ def test_a_stored_response_has_one_owner_the_latest():
     assert (stored_responses.owner_channel("resp_a", 1), stored_responses.owner_channel("resp_a", 2)) == (None, 12)
     stored_responses.forget("resp_a")
     assert list(StoredResponse.objects.values_list("response_id", flat=True)) == ["resp_b"]
+
+
+@pytest.mark.backend
+@pytest.mark.django_db(transaction=True)
+def test_owners_are_forgotten_once_the_upstream_no_longer_keeps_the_response():
+    stored_responses.remember("resp_old", 1, 10)
+    stored_responses.remember("resp_new", 1, 10)
+    expired = timezone.now() - stored_responses.KEPT_FOR - timedelta(minutes=1)
+    StoredResponse.objects.filter(response_id="resp_old").update(created_at=expired)
+    assert "forget_expired_responses" in [job.name for job in periodic_jobs()]
+    assert stored_responses.forget_expired() == 1
+    assert list(StoredResponse.objects.values_list("response_id", flat=True)) == ["resp_new"]
