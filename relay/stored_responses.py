@@ -8,6 +8,7 @@ response. Chat and every other format never come here.
 
 from datetime import timedelta
 
+from django.db import connection
 from django.utils import timezone
 
 from relay.models import StoredResponse
@@ -19,11 +20,10 @@ KEPT_FOR = timedelta(days=30)
 def remember(response_id: str, token_id: int, channel_id: int) -> None:
     """Note the key and the channel of a response; an id seen again (a channel that reuses ids) gets the latest."""
     row = StoredResponse(response_id=response_id, token_id=token_id, channel_id=channel_id)
+    # MySQL and MariaDB upsert on any unique key and refuse to be told which; the others must be told.
+    conflict = ["response_id"] if connection.features.supports_update_conflicts_with_target else None
     StoredResponse.objects.bulk_create(
-        [row],
-        update_conflicts=True,
-        unique_fields=["response_id"],
-        update_fields=["token_id", "channel_id", "created_at"],
+        [row], update_conflicts=True, unique_fields=conflict, update_fields=["token_id", "channel_id", "created_at"]
     )
 
 
