@@ -9,6 +9,10 @@ Formats sit above the adaptors and never import them; adaptors know a native req
 name (RelayRequest.endpoint).
 """
 
+from collections.abc import Callable
+from typing import Protocol
+
+import orjson
 from django.http import HttpRequest, HttpResponse
 
 from billing.accounts.key_auth import KeyInfo
@@ -34,6 +38,55 @@ class StreamWriter:
     def closing(self, state: StreamState, usage: Usage | None, failure: UpstreamFailure | None) -> bytes:
         """The end of the stream; `failure`: why the upstream broke it off mid-stream."""
         raise NotImplementedError
+
+
+class EventWriter(Protocol):
+    """A format's conversion of the hub's chunks into its own stream events (each method: the events' bytes)."""
+
+    def start(self) -> list[bytes]: ...
+
+    def feed(self, chunk: dict) -> list[bytes]: ...
+
+    def finish(self, usage: Usage | None) -> list[bytes]: ...
+
+
+class ConvertedStream(StreamWriter):
+    """The hub's chunks as the format's event stream; `broken` ends one the upstream broke off."""
+
+    def __init__(self, events: EventWriter) -> None:
+        self.events = events
+        self.started = False
+
+    def frames(self, payloads: list[bytes]) -> bytes:
+        written = []
+        if not self.started:
+            self.started = True
+            written += self.events.start()
+        for payload in payloads:
+            written += self.events.feed(orjson.loads(payload))
+        return b"".join(written)
+
+    def wants_usage(self, state: StreamState) -> bool:
+        return True
+
+    def closing(self, state: StreamState, usage: Usage | None, failure: UpstreamFailure | None) -> bytes:
+        return self.broken(failure) if failure is not None else b"".join(self.events.finish(usage))
+
+    def broken(self, failure: UpstreamFailure) -> bytes:
+        raise NotImplementedError
+
+
+class PassedThrough(StreamWriter):
+    """A stream in the client's format relayed as it came; only a break the upstream did not report itself adds
+    the format's error event (`error_event`), after a blank line in case the break cut an event short."""
+
+    relays_bytes = True
+
+    def __init__(self, error_event: Callable[[UpstreamFailure], bytes]) -> None:
+        self.error_event = error_event
+
+    def closing(self, state: StreamState, usage: Usage | None, failure: UpstreamFailure | None) -> bytes:
+        return b"\n\n" + self.error_event(failure) if failure is not None else b""
 
 
 class InboundFormat:

@@ -23,11 +23,11 @@ from billing.accounts.key_auth import KeyInfo
 from channels_app.routing import ChannelInfo
 from gateway_project.db import run_db
 from relay import media, stored_responses
-from relay.adaptors.base import OPENAI_RESPONSES, RelayRequest, StreamState, UpstreamFailure, Usage
+from relay.adaptors.base import OPENAI_RESPONSES, RelayRequest, UpstreamFailure, Usage
 from relay.endpoints import Endpoint, counts_images, load_body, positive_int, require_model, stream_flags
 from relay.errors import RelayError, error_response
 from relay.formats import responses_convert
-from relay.formats.base import InboundFormat, StreamWriter
+from relay.formats.base import ConvertedStream, InboundFormat, PassedThrough, StreamWriter
 from relay.tokenizer import Measure
 
 log = logging.getLogger(__name__)
@@ -84,38 +84,13 @@ class Responses(Endpoint):
         return media.images_in([{"content": image_parts(request.body["input"])}])
 
 
-class ConvertedStream(StreamWriter):
+class ResponsesEvents(ConvertedStream):
     """The hub's chunks as the Responses event stream."""
 
-    def __init__(self, stream: responses_convert.ResponsesStream) -> None:
-        self.stream = stream
-        self.started = False
+    events: responses_convert.ResponsesStream
 
-    def frames(self, payloads: list[bytes]) -> bytes:
-        events = []
-        if not self.started:
-            self.started = True
-            events += self.stream.start()
-        for payload in payloads:
-            events += self.stream.feed(orjson.loads(payload))
-        return b"".join(events)
-
-    def wants_usage(self, state: StreamState) -> bool:
-        return True
-
-    def closing(self, state: StreamState, usage: Usage | None, failure: UpstreamFailure | None) -> bytes:
-        if failure is not None:
-            return b"".join(self.stream.failed(failure.message))
-        return b"".join(self.stream.finish(usage))
-
-
-class PassedThrough(StreamWriter):
-    """A Responses stream relayed as it came; only a break the upstream did not report itself adds an event."""
-
-    relays_bytes = True
-
-    def closing(self, state: StreamState, usage: Usage | None, failure: UpstreamFailure | None) -> bytes:
-        return b"\n\n" + error_event(failure) if failure is not None else b""
+    def broken(self, failure: UpstreamFailure) -> bytes:
+        return b"".join(self.events.failed(failure.message))  # the Responses grammar: response.failed ends it
 
 
 class OpenAIResponses(InboundFormat):
@@ -139,10 +114,10 @@ class OpenAIResponses(InboundFormat):
 
     def stream_writer(self, request: RelayRequest, answer_id: str, input_tokens: int) -> StreamWriter:
         stream = responses_convert.ResponsesStream(request.body, response_id(answer_id), int(time.time()))
-        return ConvertedStream(stream)
+        return ResponsesEvents(stream)
 
     def native_writer(self) -> StreamWriter:
-        return PassedThrough()
+        return PassedThrough(error_event)
 
     def error_response(self, error: RelayError) -> HttpResponse:
         return error_response(error)

@@ -11,7 +11,15 @@ from django.utils import timezone
 from channels_app.routing import ChannelInfo
 from relay import stored_responses
 from relay.adaptors.azure import AzureAdaptor
-from relay.adaptors.base import OPENAI_RESPONSES, OPENAI_STORED_RESPONSE, ErrorEventRelayed, RelayRequest, Usage
+from relay.adaptors.base import (
+    OPENAI_RESPONSES,
+    OPENAI_STORED_RESPONSE,
+    ErrorEventRelayed,
+    RelayRequest,
+    StreamState,
+    UpstreamFailure,
+    Usage,
+)
 from relay.adaptors.openai import OpenAIAdaptor
 from relay.adaptors.responses_native import NativeStream, native_answer
 from relay.errors import RelayError
@@ -151,3 +159,16 @@ def test_owners_are_forgotten_once_the_upstream_no_longer_keeps_the_response():
     assert "forget_expired_responses" in [job.name for job in periodic_jobs()]
     assert stored_responses.forget_expired() == 1
     assert list(StoredResponse.objects.values_list("response_id", flat=True)) == ["resp_new"]
+
+
+def test_a_passed_through_stream_ends_with_an_error_event_only_for_a_break_it_did_not_relay():
+    writer = RESPONSES.native_writer()
+    assert writer.relays_bytes and writer.closing(StreamState(), None, None) == b""
+    broke = writer.closing(StreamState(), None, UpstreamFailure(502, "upstream connection lost"))
+    kind, data = broke.strip().split(b"\n")
+    assert kind == b"event: error" and json.loads(data.removeprefix(b"data: ")) == {
+        "type": "error",
+        "code": "upstream_error",
+        "message": "upstream connection lost",
+        "param": None,
+    }
