@@ -159,24 +159,21 @@ async def count_tokens(request: HttpRequest) -> HttpResponse:
         return anthropic_messages.error_response(database_down())
 
 
-@csrf_exempt
-@only("GET", "DELETE")
-@openai_errors
-async def stored_response(request: HttpRequest, response_id: str) -> HttpResponse:
-    return await responses_api.stored_response(request, response_id)
+def stored_response_view(*methods: str):
+    """A call on a stored response (relay.responses_api): sent to the channel that stores it, for its key only."""
+
+    @csrf_exempt
+    @only(*methods)
+    @openai_errors
+    async def view(request: HttpRequest, response_id: str) -> HttpResponse:
+        return await responses_api.stored_response(request, response_id)
+
+    return view
 
 
-@csrf_exempt
-@only("POST")
-@openai_errors
-async def cancel_response(request: HttpRequest, response_id: str) -> HttpResponse:
-    return await responses_api.stored_response(request, response_id)
-
-
-@only("GET")
-@openai_errors
-async def response_input_items(request: HttpRequest, response_id: str) -> HttpResponse:
-    return await responses_api.stored_response(request, response_id)
+stored_response = stored_response_view("GET", "DELETE")
+cancel_response = stored_response_view("POST")
+response_input_items = stored_response_view("GET")
 
 
 @csrf_exempt
