@@ -5,7 +5,8 @@
   endpoint) and the answer's bytes relayed unchanged. The upstream stores such a response: the gateway
   remembers which key and which channel created it (relay.stored_responses), the calls on it
   (relay.responses_api) go to that channel for that key only, and a request with its `previous_response_id`
-  goes to that channel while it still serves the key's group.
+  goes to that channel while it still serves the key's group. `background: true` is refused: such a response
+  is generated after its answer, whose usage is all the gateway bills from.
 - Every other channel gets the request converted to OpenAI chat (relay.formats.responses_convert.to_chat); its
   answer comes back as a response object (`from_chat`) or as the Responses event stream (`ResponsesStream`),
   which ends with `response.failed` when the upstream broke it off. Such a response is not stored anywhere.
@@ -69,6 +70,9 @@ class Responses(Endpoint):
         items = body.get("input")
         if not isinstance(items, str) and not (isinstance(items, list) and all(isinstance(i, dict) for i in items)):
             raise RelayError(400, "input: must be a string or an array of input items", param="input")
+        if body.get("background") is True:
+            message = "background responses are not supported: their usage comes after the answer, unbilled"
+            raise RelayError(400, message, "unsupported_parameter", param="background")
         self.most_completion_tokens(body)
         return RelayRequest(self.name, model, body, raw, stream, False, request.path, passthrough=True)
 

@@ -120,6 +120,7 @@ def test_a_stream_without_its_last_event_or_with_an_error_event_failed():
         ({"model": "gpt-5", "input": "hi", "max_output_tokens": 0}, "max_output_tokens"),
         ({"model": "gpt-5", "input": "hi", "stream": "yes"}, "stream"),
         ({"input": "hi"}, "model"),
+        ({"model": "gpt-5", "input": "hi", "background": True}, "background"),
     ],
 )
 def test_invalid_requests_are_refused(body, param):
