@@ -23,7 +23,7 @@ from relay.adaptors.base import (
 from relay.adaptors.openai import OpenAIAdaptor
 from relay.adaptors.responses_native import NativeStream, native_answer
 from relay.errors import RelayError
-from relay.formats.openai_responses import RESPONSES
+from relay.formats.openai_responses import RESPONSES, image_parts
 from relay.models import StoredResponse
 from tasks.jobs import periodic_jobs
 from tests.support.fakes import responses_upstream as fake
@@ -173,3 +173,14 @@ def test_a_passed_through_stream_ends_with_an_error_event_only_for_a_break_it_di
         "message": "upstream connection lost",
         "param": None,
     }
+
+
+def test_the_input_images_are_found_for_the_tile_count():
+    image = {"type": "input_image", "image_url": "https://example.com/a.png", "detail": "auto"}
+    items = [
+        {"role": "user", "content": [{"type": "input_text", "text": "What is this?"}, image]},
+        {"role": "user", "content": [{"type": "input_image", "file_id": "file_1"}]},  # uploaded: not ours to size
+        {"type": "function_call_output", "call_id": "c", "output": "x"},
+    ]
+    assert image_parts(items) == [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]
+    assert image_parts("just text") == []
