@@ -237,6 +237,7 @@ def test_input_tokens_are_counted_locally_and_free(world):
         f"{server.url}/v1/responses/input_tokens",
         json={"model": GPT, **CODEX},
         headers={"Authorization": f"Bearer {client.api_key}"},
+        timeout=60,  # the server's first local count builds the tokenizer's table
     )
     assert answer.status_code == 200
     counted = answer.json()
