@@ -1,6 +1,8 @@
 """Gateway CPU per request by inbound format, in one run: OpenAI chat to an OpenAI channel against Anthropic
-Messages passed through to an Anthropic channel, whole and streamed (issue 22: a pass-through must cost no more
-than chat), plus Messages converted for the OpenAI channel for reference.
+Messages passed through to an Anthropic channel and OpenAI Responses passed through to the OpenAI channel (stored
+upstream, its owner remembered, and with `store: false`), whole and streamed (issues 22 and 23: a pass-through
+must cost no more than chat), plus Messages converted for the OpenAI channel and Responses converted for the
+Anthropic channel for reference.
 
 It provisions a scratch database, starts one fake upstream (fixed answers of the same size in both wire formats)
 and the gateway (`scripts/serve.sh`), then sends the kinds in alternating rounds at a fixed concurrency and reads
@@ -10,6 +12,7 @@ the server process's CPU time from /proc/<pid>/stat around each round.
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import socket
@@ -72,6 +75,35 @@ def anthropic_stream(model: str) -> bytes:
     return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
 
 
+def responses_answer(model: str, number: int) -> dict:
+    message = {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant"}
+    usage = {"input_tokens": 220, "output_tokens": 120, "total_tokens": 340}
+    output = [{**message, "content": [{"type": "output_text", "text": TEXT, "annotations": []}]}]
+    return {"id": f"resp_{number}", "object": "response", "status": "completed", "model": model, "output": output,
+            "usage": usage}  # fmt: skip
+
+
+def responses_stream(model: str, number: int) -> bytes:
+    answer = responses_answer(model, number)
+    started = {**answer, "status": "in_progress", "output": [], "usage": None}
+    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    events = [{"type": "response.created", "response": started}, {"type": "response.in_progress", "response": started}]
+    events.append(
+        {"type": "response.output_item.added", "output_index": 0, "item": {**answer["output"][0], "content": []}}
+    )
+    events.append({"type": "response.content_part.added", **where, "part": {"type": "output_text", "text": ""}})
+    events += [{"type": "response.output_text.delta", **where, "delta": piece} for piece in PIECES]
+    events.append({"type": "response.output_text.done", **where, "text": TEXT})
+    events.append({"type": "response.output_item.done", "output_index": 0, "item": answer["output"][0]})
+    events.append({"type": "response.completed", "response": answer})
+    return b"".join(
+        f"event: {e['type']}\ndata: {json.dumps({**e, 'sequence_number': n})}\n\n".encode()
+        for n, e in enumerate(events)
+    )
+
+
+RESPONSE_NUMBERS = itertools.count()  # every response its own id, as OpenAI's are
+
 ANSWERS = {
     ("chat", False): chat_answer("bench-gpt"),
     ("chat", True): chat_stream("bench-gpt"),
@@ -82,9 +114,15 @@ ANSWERS = {
 
 async def upstream(request: web.Request) -> web.StreamResponse:
     body = await request.json()
-    kind = "messages" if request.path.endswith("/messages") else "chat"
     stream = bool(body.get("stream"))
     content_type = "text/event-stream" if stream else "application/json"
+    if request.path.endswith("/responses"):
+        number = next(RESPONSE_NUMBERS)
+        answer = (
+            responses_stream(body["model"], number) if stream else json.dumps(responses_answer(body["model"], number))
+        )
+        return web.Response(body=answer, content_type=content_type)
+    kind = "messages" if request.path.endswith("/messages") else "chat"
     return web.Response(body=ANSWERS[kind, stream], content_type=content_type)
 
 
@@ -133,18 +171,29 @@ def cpu_ms(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * TICK_MS  # utime, stime
 
 
-def body(model: str, stream: bool) -> bytes:
-    request = {"model": model, "max_tokens": 256, "messages": [{"role": "user", "content": PROMPT}]}
+def body(path: str, model: str, stream: bool) -> bytes:
+    if path.startswith("/v1/responses"):
+        request = {"model": model, "max_output_tokens": 256, "input": [{"role": "user", "content": PROMPT}]}
+        if path.endswith("?store=false"):
+            request["store"] = False
+    else:
+        request = {"model": model, "max_tokens": 256, "messages": [{"role": "user", "content": PROMPT}]}
     return json.dumps({**request, "stream": stream}).encode()
 
 
-KINDS = {  # name -> (path, model, stream)
+KINDS = {  # name -> (path, model, stream); `?store=false` is said in the body, not sent
     "chat -> openai, whole": ("/v1/chat/completions", "bench-gpt", False),
     "messages -> anthropic (pass-through), whole": ("/v1/messages", "bench-claude", False),
+    "responses -> openai (pass-through, stored), whole": ("/v1/responses", "bench-gpt", False),
+    "responses -> openai (pass-through, store=false), whole": ("/v1/responses?store=false", "bench-gpt", False),
     "chat -> openai, stream": ("/v1/chat/completions", "bench-gpt", True),
     "messages -> anthropic (pass-through), stream": ("/v1/messages", "bench-claude", True),
+    "responses -> openai (pass-through, stored), stream": ("/v1/responses", "bench-gpt", True),
+    "responses -> openai (pass-through, store=false), stream": ("/v1/responses?store=false", "bench-gpt", True),
     "messages -> openai (converted), whole": ("/v1/messages", "bench-gpt", False),
     "messages -> openai (converted), stream": ("/v1/messages", "bench-gpt", True),
+    "responses -> anthropic (converted), whole": ("/v1/responses", "bench-claude", False),
+    "responses -> anthropic (converted), stream": ("/v1/responses", "bench-claude", True),
 }
 
 
@@ -166,13 +215,13 @@ async def run(base: str, key: str, pid: int, args: argparse.Namespace) -> dict[s
     spent: dict[str, list[float]] = {name: [] for name in KINDS}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
         for path, model, stream in KINDS.values():  # warm-up: connections, caches, tokenizer
-            await send(client, path, body(model, stream), 100, args.concurrency)
+            await send(client, path.partition("?")[0], body(path, model, stream), 100, args.concurrency)
         for number in range(args.rounds):
             order = list(KINDS) if number % 2 == 0 else list(reversed(KINDS))
             for name in order:
                 path, model, stream = KINDS[name]
                 before = cpu_ms(pid)
-                await send(client, path, body(model, stream), per_round, args.concurrency)
+                await send(client, path.partition("?")[0], body(path, model, stream), per_round, args.concurrency)
                 spent[name].append((cpu_ms(pid) - before) / per_round)
     return spent
 
@@ -203,7 +252,7 @@ def main() -> None:
         server.wait()
     print(f"gateway CPU ms per request ({args.server}, {args.requests} per kind, c={args.concurrency}, mean; rounds)")
     for name, rounds in spent.items():
-        print(f"  {name:46s} {sum(rounds) / len(rounds):6.3f}   ({' '.join(f'{ms:.3f}' for ms in rounds)})")
+        print(f"  {name:56s} {sum(rounds) / len(rounds):6.3f}   ({' '.join(f'{ms:.3f}' for ms in rounds)})")
 
 
 if __name__ == "__main__":

@@ -228,7 +228,7 @@ CACHE_WRITE_1H_DOC = "1-hour cache write price / input price, per model; a model
 
 GROUP_AFFINITY_DOC = (
     "Channel affinity per group: the sources of a conversation identity it honours (X-Session-Id, prompt_cache_key,"
-    " metadata.user_id, previous_response_id); [] = off; a group left out: AFFINITY_SOURCES"
+    " metadata.user_id); [] = off; a group left out: AFFINITY_SOURCES"
 )
 
 

@@ -240,7 +240,7 @@ CHANNEL_TEST_FREQUENCY = envint("CHANNEL_TEST_FREQUENCY", 0)
 # Channel affinity (channels_app.affinity): where a request's conversation identity may come from, and how long
 # after its last use a conversation keeps its channel. Each group may name its own sources (the price table's
 # group_affinity); an empty list, or AFFINITY_TTL=0, turns it off.
-AFFINITY_SOURCE_NAMES = ("X-Session-Id", "prompt_cache_key", "metadata.user_id", "previous_response_id")
+AFFINITY_SOURCE_NAMES = ("X-Session-Id", "prompt_cache_key", "metadata.user_id")
 AFFINITY_SOURCES = envlist("AFFINITY_SOURCES", AFFINITY_SOURCE_NAMES, allowed=AFFINITY_SOURCE_NAMES)
 AFFINITY_TTL = envint("AFFINITY_TTL", 3600)
 METRICS_TOKEN = envstr("METRICS_TOKEN")

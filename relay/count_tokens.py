@@ -45,6 +45,7 @@ async def routed_channel(group: str, pinned: int | None, model: str) -> routing.
 
 
 async def asked(channel: routing.ChannelInfo, native: RelayRequest) -> HttpResponse:
+    """The channel's answer to a call that is not billed (a count, a call on a stored response), as it came."""
     exchange = Exchange(channel, native)
     try:
         await exchange.prepare()
@@ -53,4 +54,4 @@ async def asked(channel: routing.ChannelInfo, native: RelayRequest) -> HttpRespo
         failure = failed.failure
         message = exchange.scrub(failure.message)
         raise RelayError(failure.status, message, failure.code, failure.type) from None
-    return HttpResponse(response.content, content_type="application/json")
+    return HttpResponse(response.content, content_type=response.headers.get("Content-Type", "application/json"))

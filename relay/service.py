@@ -326,6 +326,8 @@ async def dispatch(call: Call) -> HttpResponse:
         candidates = pinned_channel(index, call.pinned)
     else:
         candidates = index.candidates(call.key.group, call.request.model)
+        if call.inbound.stores_answers:
+            candidates = await call.inbound.continue_on(call.key, call.request, candidates)
     attempts = 1 if call.pinned else settings.RETRY_TIMES + 1
     session = None if call.pinned else call.session
     recalled = await affinity.recall(session) if session else None
@@ -403,6 +405,8 @@ async def finish_whole(call: Call, exchange: Exchange, content: bytes, content_t
     charge = await asyncio.shield(call.settle_when_known(call.whole_charge(exchange.channel, usage, text)))
     if not (call.native or call.inbound.is_hub):
         body = call.inbound.whole(call.request, body, call.request_id, streaming.charged_usage(charge))
+    elif call.inbound.stores_answers:
+        await call.inbound.remember(call.key, exchange.channel, call.request, call.inbound.answer_id(body))
     if not exchange.request.passthrough:
         content_type = "application/json"
     response = HttpResponse(body, content_type=content_type or "application/octet-stream")

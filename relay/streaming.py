@@ -211,6 +211,7 @@ class StreamRelay:
         self.delivered = 0  # characters of the converter's text in the writes the server has taken
         self.counting: asyncio.Task | None = None
         self.accounted = False
+        self.unremembered = call.native and call.inbound.stores_answers  # the answer's id is not noted yet
 
     def written(self, payloads: list[bytes]) -> bytes:
         """What the client gets for these converted payloads: the writer's frames, or the upstream's bytes."""
@@ -259,12 +260,16 @@ class StreamRelay:
     async def relayed(self) -> AsyncIterator[bytes]:
         """Our events, one write per upstream read (the events that arrived together leave together)."""
         if self.first:
+            if self.unremembered:
+                await self.remember_answer()
             yield self.written(self.first)
         payloads = self.backlog
         while True:
             out, failed = self.converted(payloads)
             written = self.written(out)
             if written:
+                if self.unremembered:
+                    await self.remember_answer()
                 yield written
             if failed is not None:
                 raise failed
@@ -274,6 +279,14 @@ class StreamRelay:
         written = self.written(self.converter.finish())
         if written:
             yield written
+
+    async def remember_answer(self) -> None:
+        """Note who owns an answer the upstream stores (relay.formats: `stores_answers`) before the client can
+        read its id, so that the client's next call on it finds it."""
+        answer_id = self.converter.state.chunk_id
+        if answer_id:
+            self.unremembered = False
+            await self.call.inbound.remember(self.call.key, self.channel, self.call.request, answer_id)
 
     async def frames(self) -> AsyncIterator[bytes]:
         try:

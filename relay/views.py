@@ -15,10 +15,10 @@ from billing.accounts.key_balance import key_balance
 from channels_app import routing
 from gateway_project.db import run_db
 from relay import count_tokens as token_counting
-from relay import endpoints, service
+from relay import endpoints, responses_api, service
 from relay.endpoints import Endpoint
 from relay.errors import RelayError, database_down, error_response
-from relay.formats import anthropic_messages, openai_chat
+from relay.formats import anthropic_messages, openai_chat, openai_responses
 from relay.formats.base import InboundFormat
 from relay.formats.openai_chat import OpenAIFormat
 
@@ -28,16 +28,17 @@ MODEL_CREATED = int(time.mktime((2024, 1, 1, 0, 0, 0, 0, 0, 0)))
 MODEL_CREATED_AT = "2024-01-01T00:00:00Z"  # Anthropic's model objects carry an RFC 3339 time
 
 
-def only(method: str, answer: Callable[[RelayError], HttpResponse] = error_response):
-    """Django's require_GET/require_POST, with the 405 in the endpoint's error shape (OpenAI's by default)."""
+def only(*methods: str, answer: Callable[[RelayError], HttpResponse] = error_response):
+    """Django's require_http_methods, with the 405 in the endpoint's error shape (OpenAI's by default)."""
 
     def decorate(view):
         @functools.wraps(view)
         async def checked(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-            if request.method != method:
-                message = f"{request.method} is not allowed on {request.path}; use {method}"
+            if request.method not in methods:
+                allowed = ", ".join(methods)
+                message = f"{request.method} is not allowed on {request.path}; use {allowed}"
                 response = answer(RelayError(405, message, "method_not_allowed"))
-                response["Allow"] = method
+                response["Allow"] = allowed
                 return response
             return await view(request, *args, **kwargs)
 
@@ -48,7 +49,7 @@ def only(method: str, answer: Callable[[RelayError], HttpResponse] = error_respo
 
 def relay_view(inbound: InboundFormat):
     @csrf_exempt
-    @only("POST", inbound.error_response)
+    @only("POST", answer=inbound.error_response)
     async def view(request: HttpRequest, **_path) -> HttpResponse:
         return await service.relay(request, inbound)
 
@@ -69,6 +70,7 @@ images = openai_view(endpoints.IMAGES)
 speech = openai_view(endpoints.SPEECH)
 transcriptions = openai_view(endpoints.TRANSCRIPTIONS)
 messages = relay_view(anthropic_messages.MESSAGES)
+responses = relay_view(openai_responses.RESPONSES)
 
 
 def json_response(body: dict, status: int = 200) -> HttpResponse:
@@ -145,7 +147,7 @@ async def retrieve_model(request: HttpRequest, model: str) -> HttpResponse:
 
 
 @csrf_exempt
-@only("POST", anthropic_messages.error_response)
+@only("POST", answer=anthropic_messages.error_response)
 async def count_tokens(request: HttpRequest) -> HttpResponse:
     """Anthropic's token count: errors in Anthropic's shape, whatever the client sends."""
     try:
@@ -155,6 +157,30 @@ async def count_tokens(request: HttpRequest) -> HttpResponse:
     except DatabaseError:
         log.exception("%s: the database is unavailable", request.path)
         return anthropic_messages.error_response(database_down())
+
+
+def stored_response_view(*methods: str):
+    """A call on a stored response (relay.responses_api): sent to the channel that stores it, for its key only."""
+
+    @csrf_exempt
+    @only(*methods)
+    @openai_errors
+    async def view(request: HttpRequest, response_id: str) -> HttpResponse:
+        return await responses_api.stored_response(request, response_id)
+
+    return view
+
+
+stored_response = stored_response_view("GET", "DELETE")
+cancel_response = stored_response_view("POST")
+response_input_items = stored_response_view("GET")
+
+
+@csrf_exempt
+@only("POST")
+@openai_errors
+async def response_input_tokens(request: HttpRequest) -> HttpResponse:
+    return await responses_api.input_tokens(request)
 
 
 @only("GET")

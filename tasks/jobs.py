@@ -10,7 +10,7 @@ from django.conf import settings
 
 from billing import journal, log_cleanup, quota
 from billing.payments import topup
-from relay import channel_test
+from relay import channel_test, stored_responses
 from tasks import polling
 
 
@@ -41,6 +41,7 @@ def periodic_jobs() -> list[Job]:
     if settings.UPDATE_TASK:
         jobs.append(Job("poll_tasks", settings.TASK_POLL_INTERVAL, polling.poll_once))
     jobs.append(Job("reconcile_topups", settings.RECONCILE_INTERVAL, topup.reconcile_pending))
+    jobs.append(Job("forget_expired_responses", settings.LOG_CLEANUP_INTERVAL, stored_responses.forget_expired))
     if settings.LOG_RETENTION_DAYS > 0:
         jobs.append(Job("cleanup_logs", settings.LOG_CLEANUP_INTERVAL, log_cleanup.delete_expired))
     return jobs

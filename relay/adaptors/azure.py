@@ -1,4 +1,9 @@
-"""Azure OpenAI: the OpenAI wire format on a deployment URL with an api-version and an `api-key` header."""
+"""Azure OpenAI: the OpenAI wire format on a deployment URL with an api-version and an `api-key` header.
+
+The Responses API is not per deployment: its body names the deployment as its `model`. It is sent to the v1 API
+(`{endpoint}/openai/v1/responses`, no api-version), unless the channel's `api_version` is one of the dated
+versions that have it (RESPONSES_SINCE or later): then to `{endpoint}/openai/responses?api-version=...`.
+"""
 
 from channels_app.channel_types import both
 from channels_app.routing import ChannelInfo
@@ -7,6 +12,7 @@ from relay.adaptors.base import RelayRequest, UpstreamRequest
 from relay.adaptors.openai import OpenAIAdaptor
 
 DEFAULT_API_VERSION = "2024-10-21"
+RESPONSES_SINCE = "2025-03-01-preview"  # the first dated api-version with the Responses API
 
 
 def deployment_name(model: str) -> str:
@@ -25,6 +31,17 @@ class AzureAdaptor(OpenAIAdaptor):
         api_version = channel.config.get("api_version") or DEFAULT_API_VERSION
         operation = request.path.removeprefix("/v1/")
         return f"{self.base_url(channel)}/openai/deployments/{deployment}/{operation}?api-version={api_version}"
+
+    def responses_url(self, request: RelayRequest, channel: ChannelInfo) -> str:
+        api_version = channel.config.get("api_version") or ""
+        if not api_version[:4].isdigit() or api_version < RESPONSES_SINCE:
+            return f"{self.base_url(channel)}/openai{request.path}"
+        path = request.path.removeprefix("/v1")
+        separator = "&" if "?" in path else "?"
+        return f"{self.base_url(channel)}/openai{path}{separator}api-version={api_version}"
+
+    def responses_model(self, request: RelayRequest, channel: ChannelInfo) -> str:
+        return deployment_name(channel.upstream_model(request.model))
 
     def headers(self, channel: ChannelInfo) -> dict[str, str]:
         return {"api-key": channel.key}

@@ -44,6 +44,10 @@ class Usage:
 # the adaptors that speak it pass through.
 ANTHROPIC_MESSAGES = "messages"
 ANTHROPIC_COUNT_TOKENS = "messages_count_tokens"
+# The same for OpenAI's Responses API (relay.formats.openai_responses): creating a response, and the calls on a
+# stored one (retrieve, delete, cancel, input items), sent with the client's method, path and query.
+OPENAI_RESPONSES = "responses"
+OPENAI_STORED_RESPONSE = "stored_response"
 
 
 @dataclass
@@ -60,6 +64,7 @@ class RelayRequest:
     content_type: str = "application/json"
     passthrough: bool = False  # the answer is relayed as is (audio bytes, transcripts), not parsed as JSON
     headers: dict[str, str] = field(default_factory=dict)  # the client's headers an adaptor forwards as they are
+    method: str = "POST"
 
 
 @dataclass

@@ -1,5 +1,8 @@
 """OpenAI and every OpenAI-compatible upstream: the body passes through, re-serialised only when changed.
 
+The Responses API (`/v1/responses` and the calls on a stored response) is passed through as the client sent
+it (relay.adaptors.responses_native).
+
 Rerank (`/v1/rerank`) speaks Jina's format, which OpenAI-compatible rerank backends (Jina, Xinference,
 SiliconFlow, TEI proxies) share: sent with an explicit `return_documents`, answered in the gateway's shape.
 """
@@ -11,7 +14,10 @@ from django.conf import settings
 
 from channels_app.channel_types import OldType, both, new_api, one_api
 from channels_app.routing import ChannelInfo
+from relay.adaptors import responses_native
 from relay.adaptors.base import (
+    OPENAI_RESPONSES,
+    OPENAI_STORED_RESPONSE,
     Adaptor,
     RelayRequest,
     StreamConverter,
@@ -81,7 +87,19 @@ class OpenAIAdaptor(Adaptor):
 
     def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:
         headers = {**self.headers(channel), "Content-Type": request.content_type}
+        if request.endpoint == OPENAI_STORED_RESPONSE:
+            return UpstreamRequest(self.responses_url(request, channel), headers, request.raw, request.method)
+        if request.endpoint == OPENAI_RESPONSES:
+            content = responses_native.native_body(request, self.responses_model(request, channel))
+            return UpstreamRequest(self.responses_url(request, channel), headers, content)
         return UpstreamRequest(url=self.url(request, channel), headers=headers, content=self.body(request, channel))
+
+    def responses_url(self, request: RelayRequest, channel: ChannelInfo) -> str:
+        """Where the Responses API lives: `request.path` is the client's (`/v1/responses...`, with its query)."""
+        return self.url(request, channel)
+
+    def responses_model(self, request: RelayRequest, channel: ChannelInfo) -> str:
+        return channel.upstream_model(request.model)
 
     def url(self, request: RelayRequest, channel: ChannelInfo) -> str:
         base = self.base_url(channel)
@@ -122,6 +140,8 @@ class OpenAIAdaptor(Adaptor):
         return request_json(body)
 
     def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
+        if request.endpoint == OPENAI_RESPONSES:
+            return responses_native.native_answer(content)
         if request.passthrough:
             return content, None, content.decode("utf-8", "replace")
         body = load_json(content)
@@ -137,6 +157,8 @@ class OpenAIAdaptor(Adaptor):
         return orjson.dumps(body) if changed else content, usage, text
 
     def stream_converter(self, request: RelayRequest) -> StreamConverter:
+        if request.endpoint == OPENAI_RESPONSES:
+            return responses_native.NativeStream(request)
         return OpenAIStream(request, self.finish_reasons, self.parse_error)
 
 

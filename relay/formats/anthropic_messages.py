@@ -16,11 +16,11 @@ from django.http import HttpRequest, HttpResponse
 
 from billing.pricing import Quote
 from relay import media
-from relay.adaptors.base import ANTHROPIC_MESSAGES, RelayRequest, StreamState, UpstreamFailure, Usage
+from relay.adaptors.base import ANTHROPIC_MESSAGES, RelayRequest, UpstreamFailure, Usage
 from relay.endpoints import Endpoint, counts_images, load_body, positive_int, require_model, stream_flags
 from relay.errors import RelayError
 from relay.formats import anthropic_convert
-from relay.formats.base import InboundFormat, StreamWriter, text_field
+from relay.formats.base import ConvertedStream, InboundFormat, PassedThrough, StreamWriter, text_field
 from relay.tokenizer import Measure
 
 # The client's headers a pass-through forwards, by their WSGI names (request.META: no header mapping built).
@@ -129,38 +129,11 @@ class Messages(Endpoint):
         return quote.hold(prompt_tokens, self.most_completion_tokens(request.body))
 
 
-class ConvertedStream(StreamWriter):
+class AnthropicEvents(ConvertedStream):
     """The hub's chunks as Anthropic's event stream."""
 
-    def __init__(self, stream: anthropic_convert.MessagesStream) -> None:
-        self.stream = stream
-        self.started = False
-
-    def frames(self, payloads: list[bytes]) -> bytes:
-        events = []
-        if not self.started:
-            self.started = True
-            events += self.stream.start()
-        for payload in payloads:
-            events += self.stream.feed(orjson.loads(payload))
-        return b"".join(events)
-
-    def wants_usage(self, state: StreamState) -> bool:
-        return True
-
-    def closing(self, state: StreamState, usage: Usage | None, failure: UpstreamFailure | None) -> bytes:
-        if failure is not None:
-            return error_event(failure)  # Anthropic's grammar: an error event ends the stream
-        return b"".join(self.stream.finish(usage))
-
-
-class PassedThrough(StreamWriter):
-    """An Anthropic stream relayed as it came; only a break the upstream did not report itself adds an event."""
-
-    relays_bytes = True
-
-    def closing(self, state: StreamState, usage: Usage | None, failure: UpstreamFailure | None) -> bytes:
-        return b"\n\n" + error_event(failure) if failure is not None else b""
+    def broken(self, failure: UpstreamFailure) -> bytes:
+        return error_event(failure)  # Anthropic's grammar: an error event ends the stream
 
 
 class AnthropicMessages(InboundFormat):
@@ -192,10 +165,10 @@ class AnthropicMessages(InboundFormat):
         return orjson.dumps(message)
 
     def stream_writer(self, request: RelayRequest, answer_id: str, input_tokens: int) -> StreamWriter:
-        return ConvertedStream(anthropic_convert.MessagesStream(request.model, message_id(answer_id), input_tokens))
+        return AnthropicEvents(anthropic_convert.MessagesStream(request.model, message_id(answer_id), input_tokens))
 
     def native_writer(self) -> StreamWriter:
-        return PassedThrough()
+        return PassedThrough(error_event)
 
     def error_response(self, error: RelayError) -> HttpResponse:
         return error_response(error)

@@ -9,10 +9,14 @@ Formats sit above the adaptors and never import them; adaptors know a native req
 name (RelayRequest.endpoint).
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
+import orjson
 from django.http import HttpRequest, HttpResponse
 
+from billing.accounts.key_auth import KeyInfo
+from channels_app.routing import ChannelInfo
 from relay.adaptors.base import RelayRequest, StreamState, UpstreamFailure, Usage
 from relay.endpoints import Endpoint
 from relay.errors import RelayError
@@ -44,12 +48,64 @@ class StreamWriter:
         raise NotImplementedError
 
 
+class EventWriter(Protocol):
+    """A format's conversion of the hub's chunks into its own stream events (each method: the events' bytes)."""
+
+    def start(self) -> list[bytes]: ...
+
+    def feed(self, chunk: dict) -> list[bytes]: ...
+
+    def finish(self, usage: Usage | None) -> list[bytes]: ...
+
+
+class ConvertedStream(StreamWriter):
+    """The hub's chunks as the format's event stream; `broken` ends one the upstream broke off."""
+
+    def __init__(self, events: EventWriter) -> None:
+        self.events = events
+        self.started = False
+
+    def frames(self, payloads: list[bytes]) -> bytes:
+        written = []
+        if not self.started:
+            self.started = True
+            written += self.events.start()
+        for payload in payloads:
+            written += self.events.feed(orjson.loads(payload))
+        return b"".join(written)
+
+    def wants_usage(self, state: StreamState) -> bool:
+        return True
+
+    def closing(self, state: StreamState, usage: Usage | None, failure: UpstreamFailure | None) -> bytes:
+        return self.broken(failure) if failure is not None else b"".join(self.events.finish(usage))
+
+    def broken(self, failure: UpstreamFailure) -> bytes:
+        raise NotImplementedError
+
+
+class PassedThrough(StreamWriter):
+    """A stream in the client's format relayed as it came; only a break the upstream did not report itself adds
+    the format's error event (`error_event`), after a blank line in case the break cut an event short."""
+
+    relays_bytes = True
+
+    def __init__(self, error_event: Callable[[UpstreamFailure], bytes]) -> None:
+        self.error_event = error_event
+
+    def closing(self, state: StreamState, usage: Usage | None, failure: UpstreamFailure | None) -> bytes:
+        return b"\n\n" + self.error_event(failure) if failure is not None else b""
+
+
 class InboundFormat:
     name: str
     endpoint: Endpoint  # validates, counts, reserves and prices the client's request
     # The hub form itself (OpenAI's): every channel takes its requests as they are and its answers need no
     # rendering, so the relay skips `native_for`, `to_hub` and `whole` (the chat hot path).
     is_hub = False
+    # Passed-through answers are kept by the upstream under an id that later calls name (the Responses API):
+    # the relay then asks the format to `remember` who got each, and which channels may `continue_on`.
+    stores_answers = False
 
     def credential(self, request: HttpRequest) -> str:
         """The key the client sent, as billing.accounts.key_auth reads it (`Bearer sk-...` or `sk-...`)."""
@@ -88,6 +144,21 @@ class InboundFormat:
 
     def error_response(self, error: RelayError) -> HttpResponse:
         raise NotImplementedError
+
+    def answer_id(self, body: bytes) -> str:
+        """The id of a passed-through whole answer (only where `stores_answers`)."""
+        return ""
+
+    async def remember(self, key: KeyInfo, channel: ChannelInfo, request: RelayRequest, answer_id: str) -> None:
+        """Note that `channel` may store the passed-through answer `answer_id` to `request` for `key` (only where
+        `stores_answers`)."""
+
+    async def continue_on(
+        self, key: KeyInfo, request: RelayRequest, candidates: list[ChannelInfo]
+    ) -> list[ChannelInfo]:
+        """The channels that may serve a request that continues an answer stored upstream (only where
+        `stores_answers`)."""
+        return candidates
 
     def log_note(self, native: bool) -> str:
         """What the consume log's content says first about the inbound format (nothing for OpenAI's)."""

@@ -10,7 +10,7 @@ from relay.adaptors.base import ErrorEventRelayed, RelayRequest, StreamState, Up
 from relay.errors import RelayError
 from relay.formats import openai_chat
 from relay.formats.anthropic_convert import MessagesStream
-from relay.formats.anthropic_messages import MESSAGES, ConvertedStream, PassedThrough, error_kind, error_response
+from relay.formats.anthropic_messages import MESSAGES, AnthropicEvents, error_kind, error_response
 from tests.support.fakes import anthropic_upstream as fake
 
 PNG = "iVBORw0KGgoAAAANSUhEUg=="
@@ -117,7 +117,7 @@ def test_hub_request_is_chat():
 
 
 def test_converted_stream_frames_and_endings():
-    writer = ConvertedStream(MessagesStream("m", "msg_1", 10))
+    writer = AnthropicEvents(MessagesStream("m", "msg_1", 10))
     chunk = {"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]}
     opened = events(writer.frames([orjson.dumps(chunk)]))
     assert [event["type"] for event in opened][:2] == ["message_start", "ping"]
@@ -134,7 +134,7 @@ def test_converted_stream_frames_and_endings():
 
 
 def test_passed_through_stream_adds_an_event_only_for_a_break_it_did_not_relay():
-    writer = PassedThrough()
+    writer = MESSAGES.native_writer()
     assert writer.relays_bytes and writer.closing(StreamState(), None, None) == b""
     broke = writer.closing(StreamState(), None, UpstreamFailure(502, "upstream connection lost"))
     assert events(broke) == [{"type": "error", "error": {"type": "api_error", "message": "upstream connection lost"}}]

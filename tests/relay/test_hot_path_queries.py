@@ -4,6 +4,7 @@ prices come from the caches, and each of the two steps is a fixed, small number 
 import re
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -12,6 +13,8 @@ from billing.accounts import key_auth
 from channels_app import routing
 from gateway_project import db
 from relay.sse import DONE
+from tests.support.factories import make_channel
+from tests.support.fakes.responses_upstream import FakeResponses
 from tests.support.relay_client import HELLO, post_chat, sse_payloads
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend, pytest.mark.cache]
@@ -74,3 +77,40 @@ async def answered(key: str, body: dict) -> None:
     if body["stream"]:
         assert (await sse_payloads(response))[-1] == DONE
     await settlement.drain()
+
+
+@pytest.fixture(scope="module")
+def fake_responses() -> FakeResponses:
+    return FakeResponses("hot").start()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_passed_through_response_adds_its_owner_only(
+    alice_key, fake_responses, warm_caches, database_work, stream
+):
+    """What the Responses API costs more than chat: one upsert of the response's owner, none when the upstream
+    does not store it, and one lookup of the owner of a previous response."""
+    await sync_to_async(make_channel)(fake_responses.url, models=["gpt-5"])
+    body = {"model": "gpt-5", "input": "Hello", "stream": stream}
+    await responded(alice_key, body)
+    database_work.clear()
+
+    previous = await responded(alice_key, body)
+    assert sorted(database_work) == sorted(
+        [("reserve_many", RESERVE_QUERIES), ("settle_many", SETTLE_QUERIES), ("remember", 1)]
+    )
+    database_work.clear()
+    await responded(alice_key, {**body, "store": False})
+    assert sorted(database_work) == [("reserve_many", RESERVE_QUERIES), ("settle_many", SETTLE_QUERIES)]
+    database_work.clear()
+    await responded(alice_key, {**body, "store": False, "previous_response_id": previous})
+    assert database_work[:2] == [("reserve_many", RESERVE_QUERIES), ("owner_channel", 1)]
+
+
+async def responded(key: str, body: dict) -> str:
+    """Send one Responses request, read the whole answer, wait for its settlement; the response's id."""
+    response = await post_chat(key, body, path="/v1/responses")
+    assert response.status_code == 200
+    raw = b"".join([chunk async for chunk in response.streaming_content]) if body["stream"] else response.content
+    await settlement.drain()
+    return re.search(rb'"id": ?"(resp_[^"]+)"', raw).group(1).decode()
