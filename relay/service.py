@@ -52,6 +52,7 @@ class Call:
     reserved: bool = False
     waited: Waited = field(default_factory=Waited)  # for upstreams
     tried: list[int] = field(default_factory=list)
+    dead_keys: selection.DeadKeys = field(default_factory=set)  # keys that failed as dead credentials
     native: bool = False  # the current attempt passes the client's request through (InboundFormat.native_for)
     hub: RelayRequest | None = None  # the request converted to the hub form, once a channel needed it
 
@@ -312,14 +313,14 @@ async def dispatch(call: Call) -> HttpResponse:
         candidates = index.candidates(call.key.group, call.request.model)
     attempts = 1 if call.pinned else settings.RETRY_TIMES + 1
     failure: UpstreamFailure | None = None
-    for channel in selection.channels_to_try(candidates, attempts, call.tried):
+    for channel in selection.channels_to_try(candidates, attempts, call.tried, call.dead_keys):
         try:
             response = await attempt(call, channel)
         except UpstreamFailed as failed:
             failure = failed.failure
             log.warning("request %s: channel %s failed with %s", call.request_id, channel.id, failure.status)
             metrics.UPSTREAM_ERRORS.labels(str(channel.id), str(failure.status)).inc()
-            await selection.note_failure(channel, failure)
+            await selection.note_failure(channel, failure, call.dead_keys)
             if not selection.retryable(failure.status):
                 break
             metrics.RETRIES.inc()
