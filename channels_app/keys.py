@@ -26,24 +26,34 @@ MANUAL_STATUSES = (Channel.Status.ENABLED, Channel.Status.DISABLED)
 
 def parse_keys(text: object, whole: bool = False) -> list[str]:
     """The keys in `text`: a JSON list, else one per line (duplicates and blank lines dropped). With `whole`
-    (a type whose key is a multi-line JSON document: Vertex), text that is no JSON list is one key."""
+    (a type whose key is a multi-line JSON document: Vertex), the text is one key unless it is a JSON list of
+    such documents."""
     if not isinstance(text, str) or not text.strip():
         raise ValidationError({"key": _("must be the upstream's non-empty API key")})
     text = text.strip()
-    if text.startswith("["):
-        try:
-            listed = json.loads(text)
-        except ValueError:
-            raise ValidationError({"key": _("starts with [ but is not a JSON list of keys")}) from None
-        if not all(isinstance(item, (str, dict)) for item in listed):
-            raise ValidationError({"key": _("a JSON list of keys holds only strings (or Vertex's JSON objects)")})
-        keys = [item.strip() if isinstance(item, str) else json.dumps(item) for item in listed]
+    if whole:
+        listed = _json_list(text)
+        is_list = listed is not None and bool(listed) and all(isinstance(item, dict) for item in listed)
+        keys = [json.dumps(item) for item in listed or ()] if is_list else [text]
+    elif text.startswith("["):
+        listed = _json_list(text)
+        if listed is None or not all(isinstance(item, str) for item in listed):
+            raise ValidationError({"key": _("starts with [ but is not a JSON list of keys (strings)")})
+        keys = listed
     else:
-        keys = [text] if whole else text.split("\n")
+        keys = text.split("\n")
     found = list(dict.fromkeys(key.strip() for key in keys if key.strip()))
     if not found:
         raise ValidationError({"key": _("must be the upstream's non-empty API key")})
     return found
+
+
+def _json_list(text: str) -> list | None:
+    try:
+        listed = json.loads(text)
+    except ValueError:
+        return None
+    return listed if isinstance(listed, list) else None
 
 
 def check_keys(channel: Channel, keys: list[str]) -> None:
@@ -55,13 +65,15 @@ def check_keys(channel: Channel, keys: list[str]) -> None:
             raise ValidationError({"key": f"{where}{problem}"})
 
 
-def store(channel: Channel, keys: list[str]) -> None:
-    """Replace the saved channel's keys (in the caller's transaction): every key starts enabled."""
+def store(channel: Channel, keys: list[str], states: list[tuple[str, str]] | None = None) -> None:
+    """Replace the saved channel's keys (in the caller's transaction): every key starts enabled, or with its
+    (status, reason) of `states` (an imported channel's)."""
     ChannelKey.objects.filter(channel=channel).delete()
     if len(keys) > 1:
+        states = states or [(Channel.Status.ENABLED, "")] * len(keys)
         ChannelKey.objects.bulk_create(
-            ChannelKey(channel=channel, position=position, key_encrypted=crypto.encrypt(key))
-            for position, key in enumerate(keys)
+            ChannelKey(channel=channel, position=n, key_encrypted=crypto.encrypt(key), status=status, status_reason=why)
+            for n, (key, (status, why)) in enumerate(zip(keys, states, strict=True))
         )
 
 
