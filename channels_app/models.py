@@ -90,10 +90,7 @@ class Channel(models.Model):
 
     @property
     def key_hint(self) -> str:
-        try:
-            return crypto.mask(self.key)
-        except ValueError:
-            return "(unreadable)"
+        return crypto.hint(self.key_encrypted)
 
     def clean(self) -> None:
         problems = {}
@@ -195,10 +192,7 @@ class ChannelKey(models.Model):
 
     @property
     def key_hint(self) -> str:
-        try:
-            return crypto.mask(self.key)
-        except ValueError:
-            return "(unreadable)"
+        return crypto.hint(self.key_encrypted)
 
 
 name_model(

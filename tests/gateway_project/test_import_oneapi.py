@@ -374,16 +374,21 @@ def test_dry_run_writes_nothing_and_says_what_it_would_do(one_api_db):
     assert "sk-one" not in printed  # upstream secrets are never printed
 
 
-async def test_an_imported_key_works_on_an_imported_channel(tmp_path, fake_openai):
-    path = sqlite_source(tmp_path / "new-api.db", NEW_API, new_api_rows(base_url=fake_openai.url))
-    await sync_to_async(run)(path)
+async def erin_asks(model: str) -> None:
+    """A chat request with erin's imported app key, answered."""
     response = await AsyncClient().post(
         "/v1/chat/completions",
-        orjson.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
+        orjson.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]}),
         content_type="application/json",
         headers={"Authorization": f"Bearer sk-{ERIN_APP_KEY}"},
     )
     assert response.status_code == 200, response.content
+
+
+async def test_an_imported_key_works_on_an_imported_channel(tmp_path, fake_openai):
+    path = sqlite_source(tmp_path / "new-api.db", NEW_API, new_api_rows(base_url=fake_openai.url))
+    await sync_to_async(run)(path)
+    await erin_asks("gpt-4o")
     upstream = fake_openai.requests[0]
     headers = {name.lower(): value for name, value in upstream.headers.items()}
     assert headers["authorization"] == "Bearer sk-upstream-new"
@@ -423,13 +428,7 @@ async def test_a_new_api_multi_key_channel_is_one_channel_whose_keys_keep_workin
         (MULTI_KEYS[2], "enabled", ""),
     ]
     for _ in range(4):
-        response = await AsyncClient().post(
-            "/v1/chat/completions",
-            orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
-            content_type="application/json",
-            headers={"Authorization": f"Bearer sk-{ERIN_APP_KEY}"},
-        )
-        assert response.status_code == 200, response.content
+        await erin_asks("gpt-4o-mini")
     used = [request.headers["Authorization"] for request in fake_openai.requests]
     assert sorted(used) == [f"Bearer {MULTI_KEYS[0]}"] * 2 + [f"Bearer {MULTI_KEYS[2]}"] * 2
 
