@@ -124,8 +124,13 @@ class Channel(models.Model):
         stored = list(self.keys.all())
         if stored:
             return stored
-        status = self.Status.ENABLED if self.status == self.Status.DISABLED else self.status
-        return [ChannelKey(channel=self, position=0, key_encrypted=self.key_encrypted, status=status)]
+        if self.status == self.Status.AUTO_DISABLED:  # its one key died
+            status, reason = self.status, self.status_reason
+        else:
+            status, reason = self.Status.ENABLED, ""
+        return [
+            ChannelKey(channel=self, position=0, key_encrypted=self.key_encrypted, status=status, status_reason=reason)
+        ]
 
     def readable_key(self) -> str:
         """The key, or "" when it cannot be decrypted (SESSION_SECRET changed): there is nothing to check then."""
