@@ -9,26 +9,45 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from billing.audit import AuditedAdmin
-from channels_app import channel_types, channels
-from channels_app.models import Channel
+from channels_app import channel_types, channels, keys
+from channels_app.models import Channel, ChannelKey
 from gateway_project.admin_tools import STORABLE_JSON, NameListField, SaveChangedFieldsMixin
 from relay import channel_balance, channel_models, channel_test
+
+
+class SecretTextarea(forms.Textarea):
+    """A text box for secrets: what was typed is never sent back to the browser (as a password box)."""
+
+    def format_value(self, value: object) -> None:
+        return None
 
 
 class ChannelForm(forms.ModelForm):
     type = forms.ChoiceField(choices=channel_types.choices, initial="openai", label=_("Type"))
     new_key = forms.CharField(
-        label=pgettext_lazy("upstream", "Key"),
+        label=pgettext_lazy("upstream", "Keys"),
         required=False,
         strip=True,
-        widget=forms.PasswordInput(render_value=False),
-        help_text=_("The upstream API key; stored encrypted. Leave empty to keep the current key."),
+        widget=SecretTextarea(attrs={"rows": 3, "cols": 60, "autocomplete": "off"}),
+        help_text=_(
+            "The upstream API key, or several: one per line, or a JSON list; stored encrypted. Entering keys "
+            "replaces every stored key. Leave empty to keep the current keys."
+        ),
+    )
+    add_keys = forms.CharField(
+        label=pgettext_lazy("upstream", "Add keys"),
+        required=False,
+        strip=True,
+        widget=SecretTextarea(attrs={"rows": 2, "cols": 60, "autocomplete": "off"}),
+        help_text=_("More keys for this channel, one per line, kept with their own status next to the current ones."),
     )
     models = NameListField(
         label=_("Models"),
@@ -59,6 +78,11 @@ class ChannelForm(forms.ModelForm):
             ),
         }
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.entered_keys: list[str] = []  # by clean(): the keys typed to replace the stored ones
+        self.added_keys: list[str] = []  # and those typed to add to them
+
     def full_clean(self) -> None:
         stored = self.instance.key_encrypted
         super().full_clean()
@@ -73,16 +97,34 @@ class ChannelForm(forms.ModelForm):
         cleaned = super().clean()
         if not self.instance.pk and not cleaned.get("new_key"):
             self.add_error("new_key", _("A new channel needs its upstream key."))
-        key = cleaned.get("new_key") or (self.instance.key if self.instance.pk else "")
-        if key and channels.type_rule(cleaned.get("type")):
-            for field, problem in channels.type_problems(cleaned["type"], key, cleaned.get("config")).items():
-                self.add_error("new_key" if field == "key" else field, problem)
+        if self.instance.pk and cleaned.get("add_keys") and cleaned.get("new_key"):
+            self.add_error("add_keys", _("Either replace the keys or add keys, not both at once."))
+        self.entered_keys = self.keys_of("new_key", cleaned)
+        self.added_keys = self.keys_of("add_keys", cleaned)
+        entered = self.entered_keys or self.added_keys or ([self.instance.key] if self.instance.pk else [])
+        if channels.type_rule(cleaned.get("type")):
+            for key in entered:
+                for field, problem in channels.type_problems(cleaned["type"], key, cleaned.get("config")).items():
+                    self.add_error("new_key" if field == "key" else field, problem)
         return cleaned
+
+    def keys_of(self, field: str, cleaned: dict) -> list[str]:
+        """The keys typed into `field`, each checked against the channel's type; [] when none or not valid."""
+        if not cleaned.get(field):
+            return []
+        probe = Channel(type=cleaned.get("type") or self.instance.type)
+        try:
+            found = keys.parse_keys(cleaned[field], whole=not probe.key_in_headers)
+            keys.check_keys(probe, found)
+        except ValidationError as invalid:
+            self.add_error(field, invalid.message_dict["key"])
+            return []
+        return found
 
     def _post_clean(self) -> None:
         # Set the key before model validation: key_encrypted is required.
-        if self.cleaned_data.get("new_key"):
-            self.instance.key = self.cleaned_data["new_key"]
+        if self.entered_keys:
+            self.instance.key = self.entered_keys[0]
         super()._post_clean()
 
     def _update_errors(self, errors: ValidationError) -> None:
@@ -127,12 +169,14 @@ class ChannelAdmin(AuditedAdmin, SaveChangedFieldsMixin, admin.ModelAdmin):
     list_display_links = ("id", "name")
     list_filter = (TypeFilter, "status", "auto_ban")
     search_fields = ("name", "base_url")
-    readonly_fields = ("key_hint", "status_reason", "used_quota", "response_time_ms", "balance", "created_at")
+    readonly_fields = ("key_table", "status_reason", "used_quota", "response_time_ms", "balance", "created_at")
     fields = (
         "name",
         "type",
         "new_key",
-        "key_hint",
+        "key_table",
+        "add_keys",
+        "key_mode",
         "base_url",
         "models",
         "model_mapping",
@@ -151,6 +195,75 @@ class ChannelAdmin(AuditedAdmin, SaveChangedFieldsMixin, admin.ModelAdmin):
         "created_at",
     )
     actions = ("enable", "disable", "test", "update_balance")
+
+    def save_model(self, request: HttpRequest, channel: Channel, form: ChannelForm, change: bool) -> None:
+        super().save_model(request, channel, form, change)  # in the admin's transaction, as the keys below
+        if form.cleaned_data.get("new_key"):
+            keys.store(channel, form.entered_keys)
+        if form.added_keys:
+            keys.add_keys(channel, "\n".join(form.added_keys), request.user)
+
+    @admin.display(description=pgettext_lazy("upstream", "keys"))
+    def key_table(self, channel: Channel) -> str:
+        """Each key, masked, with its status and the buttons that switch or delete it (they post the page's own
+        form, with its CSRF token, to the key's URL)."""
+        if not channel.pk:
+            return "-"
+        rows = format_html_join("", "<tr>{}</tr>", ((self.key_row(channel, row),) for row in channel.key_list()))
+        head = format_html(
+            "<tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>",
+            pgettext_lazy("upstream", "key"),
+            _("status"),
+            _("status reason"),
+            _("changed at"),
+        )
+        return format_html('<table class="channel-keys">{}{}</table>', head, rows)
+
+    def key_row(self, channel: Channel, row: ChannelKey) -> str:
+        buttons = format_html_join(
+            " ",
+            '<button type="submit" class="button channel-key-{}" formmethod="post" formaction="{}">{}</button>',
+            (
+                (action, reverse("admin:channels_app_channel_key", args=[channel.pk, row.position, action]), label)
+                for action, label in self.key_actions(row)
+            ),
+        )
+        changed = date_format(localtime(row.changed_at), "SHORT_DATETIME_FORMAT") if row.pk else ""
+        return format_html(
+            "<td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+            row.position,
+            row.key_hint,
+            row.get_status_display(),
+            row.status_reason,
+            changed,
+            buttons,
+        )
+
+    @staticmethod
+    def key_actions(row: ChannelKey) -> list[tuple[str, str]]:
+        if not row.pk:  # a channel of one key: switch the channel itself
+            return []
+        switch = ("disable", _("Disable")) if row.status == Channel.Status.ENABLED else ("enable", _("Enable"))
+        return [switch, ("delete", _("Delete"))]
+
+    def key_view(self, request: HttpRequest, channel_id: int, position: int, action: str) -> HttpResponse:
+        """A key's Enable, Disable or Delete button, then back to the channel's page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        channel = self.changeable(request, channel_id)
+        try:
+            if action == "delete":
+                keys.delete_key(channel, position, request.user)
+            else:
+                status = Channel.Status.ENABLED if action == "enable" else Channel.Status.DISABLED
+                keys.set_status(channel, position, status, request.user)
+        except ValidationError as refused:
+            messages.error(request, "; ".join(refused.messages))
+        else:
+            done = {"enable": _("Key #%(position)d enabled."), "disable": _("Key #%(position)d disabled.")}
+            message = done.get(action, _("Key #%(position)d deleted."))
+            messages.success(request, message % {"position": position})
+        return HttpResponseRedirect(reverse("admin:channels_app_channel_change", args=[channel.pk]))
 
     @admin.display(description=_("type"), ordering="type")
     def type_label(self, channel: Channel) -> str:
@@ -191,6 +304,11 @@ class ChannelAdmin(AuditedAdmin, SaveChangedFieldsMixin, admin.ModelAdmin):
         tools = [
             path(
                 "<int:channel_id>/test/", self.admin_site.admin_view(self.test_view), name="channels_app_channel_test"
+            ),
+            path(
+                "<int:channel_id>/keys/<int:position>/<str:action>/",
+                self.admin_site.admin_view(self.key_view),
+                name="channels_app_channel_key",
             ),
             path(
                 "<int:channel_id>/models/",

@@ -34,18 +34,24 @@ def session_key(user_id: int, group: str, model: str, identity: str) -> str:
     return "affinity:" + hashlib.sha256(scoped.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-async def recall(session: str) -> int | None:
-    """The channel that served the conversation last, if it was used within AFFINITY_TTL."""
+# (channel id, key position): a tuple, not a class, so that entries written by one release stay readable by the
+# next; the position is None for a channel of one key.
+Remembered = tuple[int, int | None]
+
+
+async def recall(session: str) -> Remembered | None:
+    """The channel (and key) that served the conversation last, if it was used within AFFINITY_TTL."""
     remembered = await _on_cache(caches["affinity"].get, session)
-    # A tuple, not a class: entries written by one release stay readable by the next. (channel id, key index)
-    return remembered[0] if isinstance(remembered, tuple) and remembered else None
+    if isinstance(remembered, tuple) and len(remembered) == 2 and isinstance(remembered[0], int):
+        return remembered
+    return None
 
 
-async def remember(session: str, channel_id: int, recalled: int | None) -> None:
-    """`channel_id` served the conversation: it is remembered for another AFFINITY_TTL (refreshed on each use).
-    The key index is None until channels hold several keys."""
-    SESSIONS.labels("new" if recalled is None else "hit" if recalled == channel_id else "moved").inc()
-    await _on_cache(caches["affinity"].set, session, (channel_id, None), settings.AFFINITY_TTL)
+async def remember(session: str, served: Remembered, recalled: Remembered | None) -> None:
+    """The channel and key that `served` the conversation are remembered for another AFFINITY_TTL (refreshed
+    on each use)."""
+    SESSIONS.labels("new" if recalled is None else "hit" if recalled[0] == served[0] else "moved").inc()
+    await _on_cache(caches["affinity"].set, session, served, settings.AFFINITY_TTL)
 
 
 async def _on_cache(operation, *args):

@@ -1,6 +1,7 @@
 """Management API for channels (staff only). Rules live in channels_app.channels; the channel test and the
 balance query call the upstream, so they live in the relay (relay.channel_test, relay.channel_balance)."""
 
+import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -10,7 +11,7 @@ from ninja import Field, Router, Schema, Status
 from ninja.pagination import paginate
 
 from billing.schemas import Id, Integer, Pagination, WriteSchema
-from channels_app import channel_types, channels
+from channels_app import channel_types, channels, keys
 from channels_app.models import Channel
 from gateway_project.auth import staff_only
 from relay import channel_balance, channel_test
@@ -20,15 +21,27 @@ if TYPE_CHECKING:
 else:
     ChannelType = Literal[channel_types.slugs()]
 ChannelStatus = Literal["enabled", "disabled", "auto_disabled"]
+KeyMode = Literal["random", "polling"]
+KEYS_HELP = "Write-only; stored encrypted. Several keys: one per line, or a JSON list"
 
 router = Router(tags=["channels"], auth=staff_only)
+
+
+class KeyOut(Schema):
+    position: int = Field(description="Names the key in /keys/{position}; stable while the key exists")
+    key_hint: str = Field(description="Masked key (first 3 and last 4 characters)")
+    status: ChannelStatus
+    status_reason: str
+    changed_at: datetime
 
 
 class ChannelOut(Schema):
     id: int
     name: str
     type: str
-    key_hint: str = Field(description="Masked key; the key itself is write-only")
+    key_hint: str = Field(description="Masked first key; the keys themselves are write-only")
+    key_mode: KeyMode
+    keys: list[KeyOut] = Field(description="Every key with its own status (a channel of one key: that key)")
     base_url: str
     models: list[str]
     model_mapping: dict[str, str]
@@ -46,16 +59,22 @@ class ChannelOut(Schema):
     balance: float | None
     created_at: datetime
 
+    @staticmethod
+    def resolve_keys(channel: Channel) -> list:
+        return channel.key_list()
+
 
 # The range of the columns on every database (PostgreSQL's integer is 32 bits).
 Priority = Annotated[Integer, Field(ge=-(2**31), le=2**31 - 1, description="Higher is tried first")]
 Weight = Annotated[Integer, Field(ge=0, le=2**31 - 1)]
+KeyPosition = Annotated[Integer, Field(ge=0, le=2**31 - 1)]
 
 
 class ChannelCreate(WriteSchema):
     name: str = Field("", description="Default: the type")
     type: ChannelType = "openai"
-    key: str = Field(min_length=1, description="Write-only; stored encrypted")
+    key: str = Field(min_length=1, description=KEYS_HELP)
+    key_mode: KeyMode = Field("random", description="How a channel of several keys picks one: random or polling")
     base_url: str = Field("", description="Empty = the type's default host")
     models: list[str] = Field(min_length=1, description="Model names; a `*` suffix matches a prefix")
     model_mapping: dict[str, Any] = Field(default_factory=dict, description="Requested name -> upstream name")
@@ -72,7 +91,8 @@ class ChannelCreate(WriteSchema):
 class ChannelPatch(WriteSchema):
     name: str | None = None
     type: ChannelType | None = None
-    key: str | None = Field(None, min_length=1, description="Write-only; replaces the stored key")
+    key: str | None = Field(None, min_length=1, description=f"{KEYS_HELP}; replaces every stored key")
+    key_mode: KeyMode | None = None
     base_url: str | None = None
     models: list[str] | None = Field(None, min_length=1)
     model_mapping: dict[str, Any] | None = None
@@ -86,16 +106,24 @@ class ChannelPatch(WriteSchema):
     config: dict[str, Any] | None = None
 
 
-class ProbeOut(Schema):
+class KeyProbeOut(Schema):
+    position: int
     success: bool
     time_ms: int
     message: str
 
 
+class ProbeOut(Schema):
+    success: bool
+    time_ms: int
+    message: str
+    keys: list[KeyProbeOut] = Field(description="A channel of several keys: each key tested")
+
+
 @router.get("", response=list[ChannelOut])
 @paginate(Pagination, max_limit=500)
 def list_channels(request: HttpRequest, status: ChannelStatus | None = None, type: ChannelType | None = None):
-    found = Channel.objects.order_by("-priority", "id")
+    found = Channel.objects.prefetch_related("keys").order_by("-priority", "id")
     if status:
         found = found.filter(status=status)
     return found.filter(type=type) if type else found
@@ -120,6 +148,37 @@ def update_channel(request: HttpRequest, channel_id: Id, payload: ChannelPatch):
 @router.delete("/{int:channel_id}", response={204: None})
 def delete_channel(request: HttpRequest, channel_id: Id):
     channels.delete_channel(channel_id, actor=request.auth)
+    return Status(204, None)
+
+
+@router.get("/{int:channel_id}/keys", response=list[KeyOut])
+def list_keys(request: HttpRequest, channel_id: Id):
+    return get_object_or_404(Channel, pk=channel_id).key_list()
+
+
+class KeysIn(WriteSchema):
+    keys: str | list[str] = Field(description="One per line, or a list; keys the channel holds already are skipped")
+
+
+@router.post("/{int:channel_id}/keys", response={201: list[KeyOut]})
+def add_keys(request: HttpRequest, channel_id: Id, payload: KeysIn):
+    text = payload.keys if isinstance(payload.keys, str) else json.dumps(payload.keys)
+    return Status(201, keys.add_keys(get_object_or_404(Channel, pk=channel_id), text, actor=request.auth))
+
+
+class KeyPatch(WriteSchema):
+    status: Literal["enabled", "disabled"]
+
+
+@router.patch("/{int:channel_id}/keys/{int:position}", response=KeyOut)
+def update_key(request: HttpRequest, channel_id: Id, position: KeyPosition, payload: KeyPatch):
+    channel = get_object_or_404(Channel, pk=channel_id)
+    return keys.set_status(channel, position, payload.status, actor=request.auth)
+
+
+@router.delete("/{int:channel_id}/keys/{int:position}", response={204: None})
+def delete_key(request: HttpRequest, channel_id: Id, position: KeyPosition):
+    keys.delete_key(get_object_or_404(Channel, pk=channel_id), position, actor=request.auth)
     return Status(204, None)
 
 

@@ -10,7 +10,7 @@ from django.utils.translation import gettext as _
 from billing import audit
 from billing.audit import Actor, System
 from billing.models import AuditEntry
-from channels_app import channel_types, routing
+from channels_app import channel_types, keys, routing
 from channels_app.models import Channel
 from gateway_project.existing import delete_or_404, save_existing
 
@@ -29,6 +29,7 @@ EDITABLE = {
     "auto_ban",
     "test_model",
     "config",
+    "key_mode",
 }
 # What an audit entry records of a channel: every setting, the key only as "changed".
 AUDITED = audit.Subject(
@@ -42,15 +43,17 @@ AUDITED = audit.Subject(
 def create_channel(
     *, key: str, type: str = "openai", name: str = "", actor: Actor = System.MANAGE_PY, **fields
 ) -> Channel:
-    """A new channel; `key` is the plain upstream secret (stored encrypted). ValidationError names the field."""
+    """A new channel; `key` is the plain upstream secret, or several (one per line, or a JSON list), stored
+    encrypted. ValidationError names the field."""
     _check_known(fields)
     channel = Channel(type=type, name=name or type)
     for field_name, value in fields.items():
         setattr(channel, field_name, value)
-    _set_key(channel, key)
-    _validate(channel)
+    entered = _set_keys(channel, key)
+    _validate(channel, entered)
     with transaction.atomic():
         channel.save()
+        keys.store(channel, entered)
         audit.created(actor, AUDITED, channel)
     return channel
 
@@ -63,15 +66,19 @@ def update_channel(channel: Channel, changes: dict, actor: Actor = System.MANAGE
     if nulls:  # no channel field is nullable; some are blank, which Django's validation lets through as None
         raise ValidationError({name: _("must not be null") for name in nulls})
     for field_name, value in changes.items():
-        if field_name == "key":
-            _set_key(channel, value)
-        else:
+        if field_name != "key":
             setattr(channel, field_name, value)
-    _validate(channel)
-    if changes.get("status") == Channel.Status.ENABLED:
+    entered = _set_keys(channel, changes["key"]) if "key" in changes else None  # after the type: Vertex's differ
+    _validate(channel, entered or [])
+    enabled = changes.get("status") == Channel.Status.ENABLED
+    if enabled:
         channel.status_reason = ""
     with audit.tracked(actor, AUDITED, channel.pk):
         save_existing(channel)
+        if entered is not None:
+            keys.store(channel, entered)
+        if enabled:
+            keys.enable_auto_disabled([channel.pk])
     return channel
 
 
@@ -83,6 +90,8 @@ def set_status(channel_ids: Iterable[int], status: str, reason: str = "", actor:
     ids = list(channel_ids)
     with audit.tracked(actor, AUDITED, *ids):
         changed = Channel.objects.filter(pk__in=ids).update(status=status, status_reason=reason)
+        if status == Channel.Status.ENABLED:
+            keys.enable_auto_disabled(ids)
     routing.invalidate()
     return changed
 
@@ -99,10 +108,12 @@ def _check_known(fields: dict) -> None:
         raise ValidationError({name: _("not a channel field that can be set") for name in sorted(unknown)})
 
 
-def _set_key(channel: Channel, key: object) -> None:
-    if not isinstance(key, str) or not key.strip():
-        raise ValidationError({"key": _("must be the upstream's non-empty API key")})
-    channel.key = key.strip()
+def _set_keys(channel: Channel, text: object) -> list[str]:
+    """Set the channel's first key from the keys in `text` (the rest are stored after the channel is saved:
+    keys.store); the keys."""
+    entered = keys.parse_keys(text, whole=not channel.key_in_headers)
+    channel.key = entered[0]
+    return entered
 
 
 def type_rule(channel_type: object) -> channel_types.Check | None:
@@ -118,7 +129,8 @@ def type_problems(channel_type: str, key: str, config: object) -> dict[str, str]
     return rule(key, config if isinstance(config, dict) else {}) if rule else {}
 
 
-def _validate(channel: Channel) -> None:
+def _validate(channel: Channel, entered: list[str]) -> None:
+    """The channel's fields, and each of the keys just `entered` (the stored one when none were)."""
     known = channel_types.slugs()
     if channel.type not in known:
         unknown = {"type": channel.type, "known": ", ".join(known)}
@@ -128,7 +140,9 @@ def _validate(channel: Channel) -> None:
     if not channel.models:
         raise ValidationError({"models": _("list at least one model the channel serves")})
     channel.full_clean()
+    keys.check_keys(channel, entered)
     if type_rule(channel.type):  # only these need the key decrypted
-        problems = type_problems(channel.type, channel.key, channel.config)
-        if problems:
-            raise ValidationError(problems)
+        for key in entered or [channel.key]:
+            problems = type_problems(channel.type, key, channel.config)
+            if problems:
+                raise ValidationError(problems)

@@ -30,3 +30,11 @@ def mask(plain: str) -> str:
     if len(plain) <= 8:
         return "*" * len(plain)
     return f"{plain[:3]}...{plain[-4:]}"
+
+
+def hint(token: str) -> str:
+    """The masked plain secret of an encrypted `token`, for showing; "(unreadable)" when SESSION_SECRET changed."""
+    try:
+        return mask(decrypt(token))
+    except ValueError:
+        return "(unreadable)"

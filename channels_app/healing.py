@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
 from prometheus_client import Counter
 
-from channels_app import routing
+from channels_app import crypto, routing
 from channels_app.routing import ChannelInfo
 
 if TYPE_CHECKING:
@@ -52,6 +54,53 @@ def auto_disable(channel: ChannelInfo, reason: str) -> bool:
         AUTO_DISABLED.inc()
         log.warning("channel %s (%s) auto-disabled: %s", channel.id, channel.name, reason)
     return changed
+
+
+def auto_disable_key(channel: ChannelInfo, reason: str) -> bool:
+    """Take the key `channel` carries (ChannelInfo.key_position) out of rotation, and the channel with it when
+    that was its last enabled key. True if the key changed."""
+    from billing import ledger
+    from billing.models import Log
+    from channels_app.models import Channel, ChannelKey
+
+    position = channel.key_position
+    keys = ChannelKey.objects.filter(channel_id=channel.id)
+    with transaction.atomic():
+        changed = keys.filter(position=position, status=Channel.Status.ENABLED).update(
+            status=Channel.Status.AUTO_DISABLED, status_reason=reason[:500], changed_at=timezone.now()
+        )
+        if changed:
+            content = f"channel {channel.id} key #{position} ({crypto.mask(channel.key)}) auto-disabled: {reason[:500]}"
+            ledger.write(Log(type=Log.Type.MANAGE, channel_id=channel.id, content=content))
+    if not changed:
+        return False
+    log.warning("channel %s (%s) key #%s auto-disabled: %s", channel.id, channel.name, position, reason)
+    # Two requests may both see the last key go: auto_disable is conditional, one of them switches the channel.
+    if not keys.filter(status=Channel.Status.ENABLED).exists():
+        auto_disable(channel, f"every key is disabled; the last: {reason}")
+    routing.invalidate()
+    return True
+
+
+def auto_enable_keys(channel_id: int, positions: list[int], message: str) -> int:
+    """Put back the auto-disabled keys at `positions` that passed a channel test (manual disables stay), and the
+    channel with them. How many keys came back."""
+    from billing import ledger
+    from billing.models import Log
+    from channels_app.models import Channel, ChannelKey
+
+    with transaction.atomic():
+        back = ChannelKey.objects.filter(
+            channel_id=channel_id, position__in=positions, status=Channel.Status.AUTO_DISABLED
+        ).update(status=Channel.Status.ENABLED, status_reason="", changed_at=timezone.now())
+        if back:
+            content = f"channel {channel_id}: {back} key(s) re-enabled: {message}"
+            ledger.write(Log(type=Log.Type.MANAGE, channel_id=channel_id, content=content))
+    if positions:
+        auto_enable(channel_id, message)
+    if back:
+        routing.invalidate()
+    return back
 
 
 def auto_enable(channel_id: int, message: str) -> bool:

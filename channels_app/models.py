@@ -39,6 +39,13 @@ def validate_string_list(value: object) -> None:
         raise ValidationError(_("must be a list of non-empty strings"))
 
 
+class KeyMode(models.TextChoices):
+    """How a channel of several keys picks one per request: at random, or in turn (across instances)."""
+
+    RANDOM = labelled("random", _("Random"))
+    POLLING = labelled("polling", _("Polling (round robin)"))
+
+
 class Channel(models.Model):
     class Status(models.TextChoices):
         ENABLED = labelled("enabled", _("Enabled"))
@@ -49,6 +56,7 @@ class Channel(models.Model):
     # One of channels_app.channel_types (checked by channels_app.channels and the admin form, not by choices:
     # a new type needs no migration).
     type = models.CharField(max_length=32, default="openai")
+    # The channel's first key; a channel of several keys holds them all as ChannelKey rows.
     key_encrypted = models.TextField(editable=False)
     base_url = models.CharField(max_length=512, blank=True, default="")
     model_mapping = models.JSONField(default=dict, blank=True, validators=[validate_string_map])
@@ -65,6 +73,7 @@ class Channel(models.Model):
     response_time_ms = models.IntegerField(default=0)
     balance = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    key_mode = models.CharField(max_length=16, choices=KeyMode.choices, default=KeyMode.RANDOM)
     # Last field on purpose: from here on the class body's `models` names this field, not django.db.models.
     models = models.JSONField(default=list, validators=[validate_string_list], help_text=_("`*` suffix = prefix"))
 
@@ -81,20 +90,15 @@ class Channel(models.Model):
 
     @property
     def key_hint(self) -> str:
-        try:
-            return crypto.mask(self.key)
-        except ValueError:
-            return "(unreadable)"
+        return crypto.hint(self.key_encrypted)
 
     def clean(self) -> None:
         problems = {}
         if self.test_model and not is_model_name(self.test_model):
             problems["test_model"] = _("the model name %(rule)s") % {"rule": MODEL_NAME_RULE}
-        if self.key_in_headers and not is_header_safe(self.readable_key()):
-            problems["key"] = _(
-                "must be printable ASCII: an HTTP header cannot carry a line break, another control character "
-                "or a non-ASCII letter (one key per channel)"
-            )
+        key_problem = self.key_problem(self.readable_key())
+        if key_problem:
+            problems["key"] = key_problem
         if problems:
             raise ValidationError(problems)
 
@@ -104,6 +108,29 @@ class Channel(models.Model):
         Vertex's key is a service account's JSON, from which the gateway signs its own token."""
         kind = channel_types.find(self.type)
         return kind is None or kind.key_in_headers
+
+    def key_problem(self, key: str) -> str | None:
+        """Why `key` cannot be one of this channel's keys, if it cannot."""
+        if self.key_in_headers and not is_header_safe(key):
+            return _(
+                "must be printable ASCII: an HTTP header cannot carry a line break, another control character "
+                "or a non-ASCII letter (several keys: one per line, or a JSON list)"
+            )
+        return None
+
+    def key_list(self) -> list["ChannelKey"]:
+        """Every key with its status: the ChannelKey rows of a channel of several keys, else its one key (unsaved,
+        with the channel's own status)."""
+        stored = list(self.keys.all())
+        if stored:
+            return stored
+        if self.status == self.Status.AUTO_DISABLED:  # its one key died
+            status, reason = self.status, self.status_reason
+        else:
+            status, reason = self.Status.ENABLED, ""
+        return [
+            ChannelKey(channel=self, position=0, key_encrypted=self.key_encrypted, status=status, status_reason=reason)
+        ]
 
     def readable_key(self) -> str:
         """The key, or "" when it cannot be decrypted (SESSION_SECRET changed): there is nothing to check then."""
@@ -140,5 +167,48 @@ name_model(
     response_time_ms=_("response time ms"),
     balance=_("balance"),
     created_at=_("created at"),
+    key_mode=_("key mode"),
     models=_("models"),
+)
+
+
+class ChannelKey(models.Model):
+    """One key of a channel of several keys, with its own status: a dead credential disables the key, and the
+    channel only when none is left."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="keys")
+    # Stable while the key exists (deleting a key leaves a gap): requests and the log name a key by it.
+    position = models.PositiveIntegerField()
+    key_encrypted = models.TextField()
+    status = models.CharField(max_length=16, choices=Channel.Status.choices, default=Channel.Status.ENABLED)
+    status_reason = models.CharField(max_length=512, blank=True, default="")
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("channel", "position")
+        constraints = [models.UniqueConstraint(fields=("channel", "position"), name="channel_key_position")]
+
+    def __str__(self) -> str:
+        return f"{self.channel_id}#{self.position} {self.key_hint}"
+
+    @property
+    def key(self) -> str:
+        return crypto.decrypt(self.key_encrypted)
+
+    @property
+    def key_hint(self) -> str:
+        return crypto.hint(self.key_encrypted)
+
+
+name_model(
+    ChannelKey,
+    pgettext_lazy("upstream", "channel key"),
+    pgettext_lazy("upstream", "channel keys"),
+    channel=_("channel"),
+    position=_("position"),
+    key_encrypted=pgettext_lazy("upstream", "key"),
+    key_hint=pgettext_lazy("upstream", "key hint"),
+    status=_("status"),
+    status_reason=_("status reason"),
+    changed_at=_("changed at"),
 )

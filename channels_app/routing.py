@@ -6,6 +6,7 @@ the version key is per process, so other processes converge within SYNC_FREQUENC
 """
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -30,6 +31,10 @@ class ChannelInfo:
     status_code_mapping: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
     test_model: str = ""
+    # A channel of several keys: (position, key) of its enabled keys, how to pick one, and which one `key` is.
+    keys: tuple[tuple[int, str], ...] = ()
+    key_mode: str = "random"
+    key_position: int | None = None
 
     def upstream_model(self, model: str) -> str:
         return self.model_mapping.get(model, model)
@@ -87,15 +92,16 @@ def build_index() -> Index:
     wildcard: dict[str, list[tuple[str, ChannelInfo]]] = {}
     by_id: dict[int, ChannelInfo] = {}
     listed: set[tuple[str, str]] = set()
-    for row in Channel.objects.all().order_by("-priority", "id"):
+    for row in Channel.objects.prefetch_related("keys").order_by("-priority", "id"):
         listed.update((group, model) for group in row.groups or ["default"] for model in row.models)
+        keys = list(row.keys.all())
         try:
-            info = channel_info(row)
+            info = channel_info(row, keys)
         except ValueError:
             continue  # a key that cannot be decrypted cannot serve traffic
         by_id[info.id] = info
-        if row.status != Channel.Status.ENABLED:
-            continue
+        if row.status != Channel.Status.ENABLED or keys and info.key_position is None:
+            continue  # off, or every one of its keys is
         for group in row.groups or ["default"]:
             for model in row.models:
                 if model.endswith("*"):
@@ -105,13 +111,20 @@ def build_index() -> Index:
     return Index(exact, wildcard, by_id, frozenset(listed))
 
 
-def channel_info(row) -> ChannelInfo:
-    """What the relay needs of one Channel row; ValueError when its key cannot be decrypted."""
+def channel_info(row, keys: Sequence = ()) -> ChannelInfo:
+    """What the relay needs of one Channel row and its ChannelKey rows (`keys`; none: the channel's first key
+    only); ValueError when a key cannot be decrypted. A channel of several keys carries its enabled ones, the
+    first as `key` (selection.channels_to_try picks one per try)."""
+    enabled = tuple((k.position, k.key) for k in keys if k.status == row.Status.ENABLED)
+    first = enabled[0] if enabled else (None, row.key)
     return ChannelInfo(
         id=row.pk,
         name=row.name,
         type=row.type,
-        key=row.key,
+        key=first[1],
+        keys=enabled,
+        key_mode=row.key_mode,
+        key_position=first[0],
         base_url=row.base_url.rstrip("/"),
         priority=row.priority,
         weight=row.weight,

@@ -27,6 +27,11 @@ class ProbeResult:
     time_ms: int
     message: str
     permanent: bool = False  # the failure means the channel's credential or account cannot serve
+    position: int | None = None  # the key tested, of a channel of several keys
+    keys: tuple["ProbeResult", ...] = ()  # a channel of several keys: the result of each key tested
+
+
+Plan = list[tuple[ChannelInfo, str]] | ProbeResult  # what to send with each key to test, or why nothing
 
 
 def probe_channel(channel: Channel) -> ProbeResult:
@@ -35,20 +40,31 @@ def probe_channel(channel: Channel) -> ProbeResult:
 
 
 def probe_channels(channels: list[Channel]) -> list[ProbeResult]:
-    """Test channels concurrently; results in the given order. Never raises for upstream problems.
+    """Test channels concurrently, a channel of several keys with each key not disabled by hand; results in the
+    given order. Never raises for upstream problems.
 
-    A channel that answered gets its response time recorded (a failure's time says nothing about
+    A channel (key) that answered gets its response time recorded (a failure's time says nothing about
     latency) and, if it had been auto-disabled, goes back into rotation. A failure that shows a dead
-    credential auto-disables the channel, as it would on live traffic.
+    credential auto-disables the key or channel, as it would on live traffic.
     """
-    results = async_to_sync(_probe_all)([_plan(channel) for channel in channels])
-    for channel, result in zip(channels, results, strict=True):
+    plans = [_plan(channel) for channel in channels]
+    results = async_to_sync(_probe_all)(plans)
+    for channel, plan, result in zip(channels, plans, results, strict=True):
         if result.success:
             Channel.objects.filter(pk=channel.pk).update(response_time_ms=result.time_ms)
             channel.response_time_ms = result.time_ms
-            healing.auto_enable(channel.pk, result.message)
-        elif result.permanent and channel.auto_ban:
-            healing.auto_disable(channel_info(channel), f"channel test: {result.message}")
+        if not result.keys:
+            if result.success:
+                healing.auto_enable(channel.pk, result.message)
+            elif result.permanent and channel.auto_ban:
+                healing.auto_disable(channel_info(channel), f"channel test: {result.message}")
+            continue
+        assert not isinstance(plan, ProbeResult)  # a channel of several keys had its keys tested
+        passed = [key.position for key in result.keys if key.success and key.position is not None]
+        healing.auto_enable_keys(channel.pk, passed, result.message)
+        for (info, _), key in zip(plan, result.keys, strict=True):
+            if key.permanent and channel.auto_ban:
+                healing.auto_disable_key(info, f"channel test: {key.message}")
     return results
 
 
@@ -63,22 +79,36 @@ def choose_test_model(channel: Channel) -> str | None:
     return channel.test_model or next((name for name in channel.models if not name.endswith("*")), None)
 
 
-def _plan(channel: Channel) -> tuple[ChannelInfo, str] | ProbeResult:
+def _plan(channel: Channel) -> Plan:
     """What to send, worked out before the event loop (database and decryption are synchronous)."""
     model = choose_test_model(channel)
     if model is None:
         return ProbeResult(False, 0, "set test_model: the channel lists only prefix* models")
     try:
-        return channel_info(channel), model
+        info = channel_info(channel)
+        tested = [row for row in channel.keys.all() if row.status != Channel.Status.DISABLED]
+        return [(replace(info, key=row.key, key_position=row.position), model) for row in tested] or [(info, model)]
     except ValueError as unreadable:
         return ProbeResult(False, 0, str(unreadable))
 
 
-async def _probe_all(plans: list[tuple[ChannelInfo, str] | ProbeResult]) -> list[ProbeResult]:
-    async def one(plan: tuple[ChannelInfo, str] | ProbeResult) -> ProbeResult:
-        return plan if isinstance(plan, ProbeResult) else await probe(*plan)
+async def _probe_all(plans: list[Plan]) -> list[ProbeResult]:
+    async def one(plan: Plan) -> ProbeResult:
+        if isinstance(plan, ProbeResult):
+            return plan
+        if plan[0][0].key_position is None:
+            return await probe(*plan[0])
+        return summed(await asyncio.gather(*(probe(*keyed) for keyed in plan)))
 
     return list(await asyncio.gather(*(one(plan) for plan in plans)))
+
+
+def summed(keys: list[ProbeResult]) -> ProbeResult:
+    """A channel of several keys passes when one of its keys does; the message names each key's result."""
+    passed = [key for key in keys if key.success]
+    message = "; ".join(f"key #{key.position}: {key.message}" for key in keys)
+    time_ms = min((key.time_ms for key in passed), default=0)
+    return ProbeResult(bool(passed), time_ms, message, keys=tuple(keys))
 
 
 async def probe(info: ChannelInfo, model: str) -> ProbeResult:
@@ -89,9 +119,9 @@ async def probe(info: ChannelInfo, model: str) -> ProbeResult:
     try:
         exchange = Exchange(info, request)
     except UpstreamFailed as unsupported:
-        return ProbeResult(False, 0, unsupported.failure.message)
+        return ProbeResult(False, 0, unsupported.failure.message, position=info.key_position)
     result = await _judge(exchange, model)
-    return replace(result, message=exchange.scrub(result.message))
+    return replace(result, message=exchange.scrub(result.message), position=info.key_position)
 
 
 async def _judge(exchange: Exchange, model: str) -> ProbeResult:

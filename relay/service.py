@@ -52,6 +52,7 @@ class Call:
     reserved: bool = False
     waited: Waited = field(default_factory=Waited)  # for upstreams
     tried: list[int] = field(default_factory=list)
+    dead_keys: selection.DeadKeys = field(default_factory=set)  # keys that failed as dead credentials
     native: bool = False  # the current attempt passes the client's request through (InboundFormat.native_for)
     hub: RelayRequest | None = None  # the request converted to the hub form, once a channel needed it
     session: str | None = None  # the conversation it continues (channels_app.affinity.session_key), if it names one
@@ -332,21 +333,21 @@ async def dispatch(call: Call) -> HttpResponse:
     session = None if call.pinned else call.session
     recalled = await affinity.recall(session) if session else None
     failure: UpstreamFailure | None = None
-    for channel in selection.channels_to_try(candidates, attempts, call.tried, recalled):
+    for channel in selection.channels_to_try(candidates, attempts, call.tried, call.dead_keys, recalled):
         try:
             response = await attempt(call, channel)
         except UpstreamFailed as failed:
             failure = failed.failure
             log.warning("request %s: channel %s failed with %s", call.request_id, channel.id, failure.status)
             metrics.UPSTREAM_ERRORS.labels(str(channel.id), str(failure.status)).inc()
-            await selection.note_failure(channel, failure)
+            await selection.note_failure(channel, failure, call.dead_keys)
             if not selection.retryable(failure.status):
                 break
             metrics.RETRIES.inc()
         else:
             selection.succeeded(channel)
             if session:
-                await affinity.remember(session, channel.id, recalled)
+                await affinity.remember(session, (channel.id, channel.key_position), recalled)
             return response
     await release_if_held(call)
     if failure is None:

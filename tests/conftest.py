@@ -60,6 +60,7 @@ def fake_openai(fake_openai_server: FakeOpenAI) -> FakeOpenAI:
     fake_openai_server.script.clear()
     fake_openai_server.requests.clear()
     fake_openai_server.cancelled_streams = 0
+    fake_openai_server.revoked.clear()
     return fake_openai_server
 
 

@@ -1,5 +1,6 @@
-"""Channels: one per key line of a source channel, its type mapped by the numbers our adaptors declare
-(channels_app.channel_types), provider extras from the columns each version keeps them in."""
+"""Channels: one per key line of a source channel (one channel with all its keys for a new-api multi-key
+channel), its type mapped by the numbers our adaptors declare (channels_app.channel_types), provider extras
+from the columns each version keeps them in."""
 
 from typing import Any
 
@@ -7,12 +8,15 @@ from django.core.exceptions import ValidationError
 
 from channels_app import channel_types
 from channels_app.channel_types import OldType
+from channels_app.keys import check_keys, store
 from channels_app.models import Channel
 from gateway_project.oneapi_import.run import Run
 from gateway_project.oneapi_import.values import json_object, moment, names, text
 
 MARKER = "imported_from_oneapi_id"
 KEY_LINE = "imported_from_oneapi_key"
+# new-api's statuses of a channel, and of each key of a multi-key channel (channel_info.multi_key_status_list).
+STATUSES = {1: "enabled", 3: "auto_disabled"}  # any other: disabled by hand
 # Source types no adaptor here serves, named in the notes.
 UNSUPPORTED = {11: "PaLM", 15: "Baidu", 17: "Ali", 18: "Xunfei", 21: "AIProxy library", 23: "Tencent", 33: "AWS"}
 
@@ -42,6 +46,10 @@ class ChannelImport(Run):
                 self.note(f"{label}: no key: skipped")
                 self.report.tallies["channels"].skipped += 1
                 continue
+            info = json_object(row.get("channel_info")) or {}
+            if info.get("is_multi_key") and len(keys) > 1:
+                self.import_multi_key(row, values, keys, info, existing.get((source_id, 0)), f"{label} as {slug}")
+                continue
             for line, key in enumerate(keys):
                 config = {**values["config"], MARKER: source_id, KEY_LINE: line}
                 planned = {**values, "config": config, "key": key}
@@ -55,13 +63,34 @@ class ChannelImport(Run):
                 target = f"{label}{where} as {slug}"
                 self.sync("channels", existing.get((source_id, line)), Channel, planned, target)
 
+    def import_multi_key(self, row: dict, values: dict, found: list[str], info: dict, existing, label: str) -> None:
+        """A new-api multi-key channel: one channel with every key, each key's status and reason, and its mode."""
+        config = {**values["config"], MARKER: int(row["id"])}
+        mode = "polling" if info.get("multi_key_mode") == "polling" else "random"
+        planned = {**values, "config": config, "key": found[0], "key_mode": mode}
+        try:
+            _validate_channel(planned)
+            check_keys(Channel(type=values["type"]), found)
+        except ValidationError as invalid:
+            self.note(f"{label}: {'; '.join(invalid.messages)}: skipped")
+            self.report.tallies["channels"].skipped += 1
+            return
+        statuses, reasons = _map(info.get("multi_key_status_list")), _map(info.get("multi_key_disabled_reason"))
+        states = [
+            (STATUSES.get(int(statuses.get(str(n)) or 1), "disabled"), text(reasons.get(str(n)))[:512])
+            for n in range(len(found))
+        ]
+        channel = self.sync("channels", existing, Channel, planned, f"{label} with {len(found)} keys ({mode})")
+        if not self.dry_run and (existing is None or self.update):
+            store(channel, found, states)
+
     def channel_values(self, row: dict, slug: str, old: OldType, label: str) -> dict:
         base_url = text(row.get("base_url")).strip().rstrip("/") or old.base_url
         if old.chat_path and base_url:
             base_url += old.chat_path
         if not base_url and slug in ("custom", "midjourney", "suno", "dify", "azure"):
             self.note(f"{label}: {slug} needs a base URL and the source has none")
-        status = {1: "enabled", 3: "auto_disabled"}.get(int(row.get("status") or 0), "disabled")
+        status = STATUSES.get(int(row.get("status") or 0), "disabled")
         other_info = json_object(row.get("other_info")) or {}
         return {
             "name": (text(row.get("name")) or f"oneapi-{row['id']}")[:128],
@@ -124,6 +153,11 @@ def channel_config(row: dict, slug: str) -> dict:
     if slug == "openai" and text(row.get("openai_organization")):
         config["organization"] = text(row["openai_organization"])
     return config
+
+
+def _map(value: object) -> dict:
+    """A map inside channel_info, by key index (as text): JSON maps' keys are text."""
+    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else {}
 
 
 def _validate_channel(values: dict) -> None:

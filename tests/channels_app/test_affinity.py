@@ -3,6 +3,7 @@ only ever prefers a channel routing would have drawn anyway."""
 
 import asyncio
 import json
+from dataclasses import replace
 
 import pytest
 from django.core.cache import caches
@@ -50,22 +51,22 @@ def counted(result: str) -> float:
 async def test_a_session_remembers_the_channel_that_served_it_last():
     before = {result: counted(result) for result in ("new", "hit", "moved")}
     assert await affinity.recall(SESSION) is None
-    await affinity.remember(SESSION, 7, None)
-    assert await affinity.recall(SESSION) == 7
-    await affinity.remember(SESSION, 7, 7)
-    await affinity.remember(SESSION, 9, 7)  # failover moved it
-    assert await affinity.recall(SESSION) == 9
+    await affinity.remember(SESSION, (7, None), None)
+    assert await affinity.recall(SESSION) == (7, None)
+    await affinity.remember(SESSION, (7, 2), (7, None))  # the same channel, another of its keys: still a hit
+    await affinity.remember(SESSION, (9, None), (7, 2))  # failover moved it
+    assert await affinity.recall(SESSION) == (9, None)
     assert {result: counted(result) - before[result] for result in before} == {"new": 1, "hit": 1, "moved": 1}
 
 
 @pytest.mark.cache
 async def test_a_session_is_forgotten_after_the_ttl_since_its_last_use(settings):
     settings.AFFINITY_TTL = 1
-    await affinity.remember(SESSION, 7, None)
+    await affinity.remember(SESSION, (7, None), None)
     await asyncio.sleep(0.6)
-    await affinity.remember(SESSION, 7, 7)  # used again: another full TTL
+    await affinity.remember(SESSION, (7, None), (7, None))  # used again: another full TTL
     await asyncio.sleep(0.6)
-    assert await affinity.recall(SESSION) == 7
+    assert await affinity.recall(SESSION) == (7, None)
     await asyncio.sleep(1.1)
     assert await affinity.recall(SESSION) is None
 
@@ -77,9 +78,9 @@ def test_the_memory_is_bounded_and_keeps_the_recent_sessions(settings):
     }
     sessions = [affinity.session_key(1, "default", "gpt-4o", f"flood-{n}") for n in range(500)]
     for number, session in enumerate(sessions):
-        asyncio.run(affinity.remember(session, number, None))
+        asyncio.run(affinity.remember(session, (number, None), None))
     assert len(caches["affinity"]._cache) <= 50
-    assert asyncio.run(affinity.recall(sessions[-1])) == len(sessions) - 1
+    assert asyncio.run(affinity.recall(sessions[-1])) == (len(sessions) - 1, None)
 
 
 def test_the_preferred_channel_is_chosen_every_time_in_its_tier():
@@ -104,15 +105,24 @@ def test_a_preferred_channel_that_is_gone_from_the_candidates_is_passed_over():
 def test_a_resting_preferred_channel_is_passed_over(settings):
     settings.CHANNEL_FAILURE_THRESHOLD = 1
     healing.Rests.failed(2)
-    chosen = [next(selection.channels_to_try(THREE, 1, preferred=2)).id for _ in range(50)]
+    chosen = [next(selection.channels_to_try(THREE, 1, preferred=(2, None))).id for _ in range(50)]
     assert 2 not in chosen
 
 
 def test_a_failed_preferred_channel_is_not_tried_again():
     tried: list[int] = []
-    tries = selection.channels_to_try(THREE, 3, tried, preferred=2)
+    tries = selection.channels_to_try(THREE, 3, tried, preferred=(2, None))
     assert next(tries).id == 2
     assert next(tries).id in {1, 3}
+
+
+def test_a_session_keeps_its_key_of_a_channel_of_several_while_it_lives():
+    """The upstream's prompt cache is per account: a conversation stays on its key, whatever the key_mode."""
+    keys = ((0, "sk-a"), (1, "sk-b"), (2, "sk-c"))
+    several = [replace(channel, keys=keys, key_mode="polling") for channel in THREE]
+    assert {next(selection.channels_to_try(several, 1, preferred=(2, 1))).key for _ in range(20)} == {"sk-b"}
+    dead: selection.DeadKeys = {(2, 1)}
+    assert next(selection.channels_to_try(several, 1, dead_keys=dead, preferred=(2, 1))).key in {"sk-a", "sk-c"}
 
 
 def test_each_group_may_name_its_own_sources_or_none(settings):

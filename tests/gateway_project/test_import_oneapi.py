@@ -1,5 +1,6 @@
 """manage.py import_oneapi: a one-api or new-api database, built here with their table layouts, moves over."""
 
+import json
 import os
 import sqlite3
 from io import StringIO
@@ -15,7 +16,7 @@ from django.test import AsyncClient
 
 from billing import pricing
 from billing.models import ApiKey, AuditEntry, PriceTable, User, hash_key
-from channels_app.models import Channel
+from channels_app.models import Channel, ChannelKey
 from gateway_project.oneapi_import import accounts
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,7 +38,7 @@ NEW_API = {
     "channels": "id:pk type:int key:text openai_organization:text test_model:text status:int name:text weight:int"
     " created_time:int test_time:int response_time:int base_url:text other:text balance:real"
     " balance_updated_time:int models:text group:text used_quota:int model_mapping:text status_code_mapping:text"
-    " priority:int auto_ban:int other_info:text tag:text",
+    " priority:int auto_ban:int other_info:text tag:text channel_info:text",
     "users": "id:pk username:text password:text display_name:text role:int status:int email:text github_id:text"
     " wechat_id:text telegram_id:text access_token:text quota:int used_quota:int request_count:int group:text"
     " aff_code:text aff_count:int aff_quota:int aff_history:int inviter_id:int deleted_at:text",
@@ -213,7 +214,7 @@ def channel(source_id: int, line: int = 0) -> Channel:
     matches = [
         c
         for c in Channel.objects.all()
-        if c.config.get("imported_from_oneapi_id") == source_id and c.config.get("imported_from_oneapi_key") == line
+        if c.config.get("imported_from_oneapi_id") == source_id and c.config.get("imported_from_oneapi_key", 0) == line
     ]
     assert len(matches) == 1
     return matches[0]
@@ -373,16 +374,21 @@ def test_dry_run_writes_nothing_and_says_what_it_would_do(one_api_db):
     assert "sk-one" not in printed  # upstream secrets are never printed
 
 
-async def test_an_imported_key_works_on_an_imported_channel(tmp_path, fake_openai):
-    path = sqlite_source(tmp_path / "new-api.db", NEW_API, new_api_rows(base_url=fake_openai.url))
-    await sync_to_async(run)(path)
+async def erin_asks(model: str) -> None:
+    """A chat request with erin's imported app key, answered."""
     response = await AsyncClient().post(
         "/v1/chat/completions",
-        orjson.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
+        orjson.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]}),
         content_type="application/json",
         headers={"Authorization": f"Bearer sk-{ERIN_APP_KEY}"},
     )
     assert response.status_code == 200, response.content
+
+
+async def test_an_imported_key_works_on_an_imported_channel(tmp_path, fake_openai):
+    path = sqlite_source(tmp_path / "new-api.db", NEW_API, new_api_rows(base_url=fake_openai.url))
+    await sync_to_async(run)(path)
+    await erin_asks("gpt-4o")
     upstream = fake_openai.requests[0]
     headers = {name.lower(): value for name, value in upstream.headers.items()}
     assert headers["authorization"] == "Bearer sk-upstream-new"
@@ -390,6 +396,41 @@ async def test_an_imported_key_works_on_an_imported_channel(tmp_path, fake_opena
     assert upstream.body["model"] == "gpt-4o-2024-08-06"
     erin = await User.objects.aget(username="erin")
     assert erin.quota < 2_000_000  # billed on the imported balance
+
+
+MULTI_KEYS = ["sk-pool-one-0001", "sk-pool-two-0002", "sk-pool-three-0003"]
+MULTI_KEY_INFO = {
+    "is_multi_key": True,
+    "multi_key_size": 3,
+    "multi_key_status_list": {"1": 3},
+    "multi_key_disabled_reason": {"1": "status code 401: invalid key"},
+    "multi_key_mode": "polling",
+}
+
+
+async def test_a_new_api_multi_key_channel_is_one_channel_whose_keys_keep_working(tmp_path, fake_openai):
+    rows = new_api_rows()
+    rows["channels"].append(
+        {"id": 16, "type": 1, "name": "pool", "key": "\n".join(MULTI_KEYS), "base_url": fake_openai.url,
+         "models": "gpt-4o-mini", "group": "default", "status": 1, "channel_info": json.dumps(MULTI_KEY_INFO)}
+    )  # fmt: skip
+    source = sqlite_source(tmp_path / "new-api.db", NEW_API, rows)
+    assert "create channel #16 'pool' (type 1) as openai with 3 keys (polling)" in await sync_to_async(run)(
+        source, "--dry-run"
+    )
+    await sync_to_async(run)(source)
+    pool = await sync_to_async(channel)(16)
+    assert pool.key_mode == "polling"
+    stored = [(row.key, row.status, row.status_reason) async for row in ChannelKey.objects.filter(channel=pool)]
+    assert stored == [
+        (MULTI_KEYS[0], "enabled", ""),
+        (MULTI_KEYS[1], "auto_disabled", "status code 401: invalid key"),
+        (MULTI_KEYS[2], "enabled", ""),
+    ]
+    for _ in range(4):
+        await erin_asks("gpt-4o-mini")
+    used = [request.headers["Authorization"] for request in fake_openai.requests]
+    assert sorted(used) == [f"Bearer {MULTI_KEYS[0]}"] * 2 + [f"Bearer {MULTI_KEYS[2]}"] * 2
 
 
 def test_passwords_keep_their_bcrypt_hash_when_django_can_check_it(one_api_db, monkeypatch):

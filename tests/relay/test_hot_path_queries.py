@@ -10,8 +10,9 @@ from django.test.utils import CaptureQueriesContext
 
 from billing import pricing, settlement
 from billing.accounts import key_auth
-from channels_app import routing
+from channels_app import channels, routing
 from gateway_project import db
+from gateway_project.db import run_db
 from relay.sse import DONE
 from tests.support.factories import make_channel
 from tests.support.fakes.responses_upstream import FakeResponses
@@ -114,3 +115,23 @@ async def responded(key: str, body: dict) -> str:
     raw = b"".join([chunk async for chunk in response.streaming_content]) if body["stream"] else response.content
     await settlement.drain()
     return re.search(rb'"id": ?"(resp_[^"]+)"', raw).group(1).decode()
+
+
+@pytest.mark.parametrize("mode", ["random", "polling"])
+async def test_a_channel_of_several_keys_adds_no_database_work(
+    alice_key, fake_openai, warm_caches, database_work, mode
+):
+    keys = "sk-a\nsk-b\nsk-c"
+    await run_db(channels.create_channel, key=keys, key_mode=mode, base_url=fake_openai.url, models=["gpt-4o"])
+    body = {**HELLO, "stream": False}
+    await answered(alice_key, body)
+    database_work.clear()
+
+    for _ in range(3):
+        await answered(alice_key, body)
+    assert database_work == [("reserve_many", RESERVE_QUERIES), ("settle_many", SETTLE_QUERIES)] * 3
+    assert {request.headers["Authorization"] for request in fake_openai.requests[1:]} <= {
+        "Bearer sk-a",
+        "Bearer sk-b",
+        "Bearer sk-c",
+    }

@@ -45,6 +45,7 @@ CHANNEL_FORM = {
     "auto_ban": "on",
     "test_model": "",
     "config": "{}",
+    "key_mode": "random",
 }
 
 

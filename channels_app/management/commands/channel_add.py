@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
 from channels_app import channel_types, channels
+from channels_app.models import KeyMode
 from gateway_project.errors import describe
 
 
@@ -17,7 +18,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--type", required=True, help=f"One of {', '.join(channel_types.slugs())}")
-        parser.add_argument("--key", required=True, help="The upstream API key (stored encrypted)")
+        parser.add_argument(
+            "--key", required=True, help="The upstream API key, or several: one per line or a JSON list (encrypted)"
+        )
+        parser.add_argument("--key-mode", choices=KeyMode.values, default="random", help="How one of several is picked")
         parser.add_argument("--models", required=True, type=names, help="Comma-separated; a * suffix is a prefix")
         parser.add_argument("--base-url", default="", help="Default: the type's own host")
         parser.add_argument("--priority", type=int, default=0, help="Higher is tried first")
@@ -36,6 +40,7 @@ class Command(BaseCommand):
                 weight=options["weight"],
                 groups=options["group"],
                 name=options["name"],
+                key_mode=options["key_mode"],
             )
         except ValidationError as invalid:
             raise CommandError(describe(invalid)) from None

@@ -58,6 +58,7 @@ class FakeOpenAI:
     requests: list[Recorded] = field(default_factory=list)
     port: int = 0
     cancelled_streams: int = 0
+    revoked: set[str] = field(default_factory=set)  # keys answered with 401 invalid_api_key, as OpenAI does
 
     @property
     def url(self) -> str:
@@ -67,6 +68,8 @@ class FakeOpenAI:
         raw = await request.read()
         body = json.loads(raw) if request.content_type == "application/json" else {}
         self.requests.append(Recorded(request.path, dict(request.headers), body, raw, request.query_string))
+        if request.headers.get("Authorization", "").removeprefix("Bearer ") in self.revoked:
+            return web.json_response(REVOKED, status=401)
         behaviour = self.script.pop(0) if self.script else Behaviour()
         await asyncio.sleep(behaviour.delay)
         if behaviour.status != 200 or behaviour.body is not None:
@@ -108,6 +111,14 @@ class FakeOpenAI:
         return response
 
 
+REVOKED = {
+    "error": {
+        "message": "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "invalid_api_key",
+    }
+}
 MODEL_LIST = ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"]
 
 
