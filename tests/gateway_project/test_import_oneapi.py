@@ -230,7 +230,7 @@ def test_it_imports_a_one_api_database(one_api_db):
     }
     assert pool[0].models == ["gpt-4o", "gpt-4o-mini"] and pool[0].groups == ["default", "vip"]
     deepseek = channel(2)  # one-api's 36 is DeepSeek (new-api's 36 is Suno)
-    assert (deepseek.type, deepseek.base_url, deepseek.status) == ("openai", "https://api.deepseek.com", "disabled")
+    assert (deepseek.type, deepseek.base_url, deepseek.status) == ("deepseek", "", "disabled")  # the preset's host
     azure = channel(3)
     assert (azure.type, azure.status, azure.base_url) == ("azure", "auto_disabled", "https://res.openai.azure.com")
     assert azure.config["api_version"] == "2024-02-01"
