@@ -6,7 +6,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
-from channels_app import channel_types, crypto
+from channels_app import channel_types, crypto, overrides
 from gateway_project.labels import labelled, name_model
 from gateway_project.safe_text import MODEL_NAME_RULE, is_header_safe, is_model_name
 
@@ -95,6 +95,8 @@ class Channel(models.Model):
                 "must be printable ASCII: an HTTP header cannot carry a line break, another control character "
                 "or a non-ASCII letter (one key per channel)"
             )
+        if config_problems := overrides.problems(self.config):
+            problems["config"] = config_problems
         if problems:
             raise ValidationError(problems)
 

@@ -11,7 +11,7 @@ from channels_app.models import Channel
 from channels_app.routing import channel_info
 from relay.adaptors.base import Adaptor, UpstreamFailed, UpstreamRequest, scrub
 from relay.adaptors.registry import adaptor_for
-from relay.exchange import send
+from relay.exchange import overridden, send
 
 TIMEOUT_SECONDS = 15.0
 
@@ -33,6 +33,7 @@ def fetch_models(channel: Channel) -> list[str]:
         kind = channel_types.find(channel.type)
         provider = kind.label if kind else channel.type
         raise NoModelList(_("%(provider)s channels have no model list to fetch.") % {"provider": provider})
+    request = overridden(request, info.config)
     try:
         content = async_to_sync(_get)(request, adaptor)
         names = adaptor.model_names(content)
