@@ -6,6 +6,7 @@ OpenAI's usage and bills the reasoning as output and the cache hits in the cache
 import math
 from urllib.parse import urlsplit
 
+import anthropic
 import openai
 import pytest
 
@@ -42,7 +43,7 @@ def fakes() -> dict[str, FakePreset]:
 
 
 @pytest.fixture
-def client(alice, access_token, fakes):
+def gateway(alice, access_token, fakes):
     for preset in PRESETS:
         fakes[preset.slug].reset()
         root = urlsplit(preset.base_url).path  # the channel's host is the fake's, its API root the provider's
@@ -57,8 +58,14 @@ def client(alice, access_token, fakes):
         completion_ratio=COMPLETION_RATIO,
         cache_ratio=CACHE_RATIO,
     )
-    yield openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
+    yield server, key
     server.stop()
+
+
+@pytest.fixture
+def client(gateway) -> openai.OpenAI:
+    server, key = gateway
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
 
 
 def assert_usage(usage) -> None:
@@ -134,3 +141,14 @@ def test_a_preset_channel_without_a_base_url_calls_the_providers_api(preset):
     api_root = preset.base_url if urlsplit(preset.base_url).path else preset.base_url + "/v1"
     assert built.url == f"{api_root}/chat/completions"
     assert built.headers["Authorization"] == "Bearer sk-key"
+
+
+def test_claude_code_on_a_deepseek_channel_gets_the_reasoning_as_thinking_and_the_cache_hits_billed(gateway):
+    server, key = gateway
+    client = anthropic.Anthropic(base_url=server.url, api_key=key, max_retries=0)
+    message = client.messages.create(model=MODELS["deepseek"], max_tokens=256, messages=MESSAGES)
+    thinking, text = message.content
+    assert (thinking.type, thinking.thinking) == ("thinking", preset_upstream.REASONING)
+    assert (text.type, text.text) == ("text", preset_upstream.REPLY)
+    assert message.usage.cache_read_input_tokens == preset_upstream.CACHED_TOKENS
+    assert consume_logs(1, model=MODELS["deepseek"])[0].quota == QUOTA
