@@ -233,6 +233,8 @@ def openai_style_error(status: int, content: bytes) -> UpstreamFailure:
         for name in ("message", "msg", "err", "error_msg", "detail"):
             if isinstance(body.get(name), str) and body[name]:
                 return UpstreamFailure(status, body[name])
+            if isinstance(body.get(name), dict | list) and body[name]:  # Mistral's validation errors
+                return UpstreamFailure(status, orjson.dumps(body[name]).decode())
     return UpstreamFailure(status, f"upstream answered with status {status}")
 
 

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import anthropic
 import openai
+import orjson
 import pytest
 
 from channels_app.routing import ChannelInfo
@@ -152,3 +153,11 @@ def test_claude_code_on_a_deepseek_channel_gets_the_reasoning_as_thinking_and_th
     assert (text.type, text.text) == ("text", preset_upstream.REPLY)
     assert message.usage.cache_read_input_tokens == preset_upstream.CACHED_TOKENS
     assert consume_logs(1, model=MODELS["deepseek"])[0].quota == QUOTA
+
+
+def test_mistral_says_which_field_it_refused():
+    detail = [{"type": "extra_forbidden", "loc": ["body", "logit_bias"], "msg": "Extra inputs are not permitted"}]
+    body = {"object": "error", "message": {"detail": detail}, "type": "invalid_request_error"}
+    failure = PRESET_ADAPTORS["mistral"].parse_error(422, orjson.dumps(body))
+    assert (failure.status, failure.permanent) == (422, False)
+    assert "logit_bias" in failure.message and "Extra inputs are not permitted" in failure.message
