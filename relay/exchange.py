@@ -19,7 +19,15 @@ import orjson
 from channels_app import overrides
 from channels_app.routing import ChannelInfo
 from relay import upstream
-from relay.adaptors.base import Adaptor, RelayRequest, UpstreamFailed, UpstreamFailure, UpstreamRequest, scrub
+from relay.adaptors.base import (
+    ANTHROPIC_COUNT_TOKENS,
+    Adaptor,
+    RelayRequest,
+    UpstreamFailed,
+    UpstreamFailure,
+    UpstreamRequest,
+    scrub,
+)
 from relay.adaptors.openai_format import request_json
 from relay.adaptors.registry import adaptor_for
 
@@ -55,12 +63,12 @@ async def send(outgoing: UpstreamRequest, *, stream: bool = False, timeout: floa
         raise UpstreamFailed(upstream.failure_of(exc)) from None
 
 
-def overridden(outgoing: UpstreamRequest, config: dict) -> UpstreamRequest:
+def overridden(outgoing: UpstreamRequest, config: dict, with_params: bool = True) -> UpstreamRequest:
     """The request with the channel's parameter and header overrides (channels_app.overrides) applied to what
     the adaptor built, i.e. in the upstream's own format; the same request when the channel has none. Only a
-    JSON object body takes parameters (not a multipart upload, not a GET)."""
+    JSON object body takes parameters (not a multipart upload, not a GET), and only `with_params`."""
     params, headers = config.get(overrides.PARAM_OVERRIDE), config.get(overrides.HEADER_OVERRIDE)
-    if params and outgoing.content.lstrip()[:1] == b"{":
+    if with_params and params and outgoing.content.lstrip()[:1] == b"{":
         body = overrides.overridden_body(orjson.loads(outgoing.content), params)
         outgoing = dataclasses.replace(outgoing, content=request_json(body))
     if headers:
@@ -85,7 +93,10 @@ class Exchange:
         """Build the upstream request (Vertex first fetches its OAuth token). UpstreamFailed when the adaptor
         cannot: a rerank-only type (Jina) refuses chat, Vertex's token request failed."""
         await self.adaptor.prepare(self.channel)
-        self.outgoing = overridden(self.adaptor.build_request(self.request, self.channel), self.channel.config)
+        # A token count takes the prompt's fields only: Anthropic refuses generation parameters there.
+        with_params = self.request.endpoint != ANTHROPIC_COUNT_TOKENS
+        outgoing = self.adaptor.build_request(self.request, self.channel)
+        self.outgoing = overridden(outgoing, self.channel.config, with_params)
 
     async def answer(self, stream: bool, status_map: Mapping[str, int] | None = None) -> httpx.Response:
         """The upstream's answer when it is not an error, with its headers read (and its body unless `stream`).

@@ -41,7 +41,7 @@ class Preset:
     old_types: tuple[OldType, ...] = ()
     refused_fields: tuple[str, ...] = ()
     renamed_fields: dict[str, str] = field(default_factory=dict)  # OpenAI's name -> the provider's
-    whole_defaults: dict[str, object] = field(default_factory=dict)  # set on non-stream requests that lack them
+    whole_defaults: dict[str, object] = field(default_factory=dict)  # set on non-stream chat requests lacking them
     reasoning_field: str = ""  # the provider's name for reasoning text, relayed as `reasoning_content`
     reasoning_outside_completion: bool = False
     usage_in_choice: bool = False
@@ -178,7 +178,7 @@ class PresetAdaptor(OpenAIAdaptor):
 
     def fit_body(self, request: RelayRequest, upstream_model: str, changes: dict[str, object]) -> list[str]:
         preset = self.preset
-        if not request.stream:
+        if request.endpoint == "chat" and not request.stream:
             changes.update({name: value for name, value in preset.whole_defaults.items() if name not in request.body})
         for name, renamed in preset.renamed_fields.items():
             if name in request.body and renamed not in request.body:

@@ -81,3 +81,13 @@ async def test_a_passed_through_body_takes_the_override(alice_key, fake_anthropi
     response = await post_chat(alice_key, MESSAGES_BODY, path="/v1/messages")
     assert response.status_code == 200, response.content
     assert fake_anthropic.requests[0].body == {**orjson.loads(MESSAGES_BODY), "max_tokens": 16}
+
+
+async def test_a_token_count_gets_the_headers_but_no_generation_parameters(alice_key, fake_anthropic):
+    overrides = {"param_override": {"temperature": 0.5}, "header_override": {"anthropic-beta": "b"}}
+    await anthropic_channel(fake_anthropic, **overrides)
+    response = await post_chat(alice_key, MESSAGES_BODY, path="/v1/messages/count_tokens")
+    assert response.status_code == 200, response.content
+    sent = fake_anthropic.requests[0]
+    assert sent.path == "/v1/messages/count_tokens" and "temperature" not in sent.body
+    assert lowercase(sent.headers)["anthropic-beta"] == "b"
