@@ -77,22 +77,23 @@ class ChannelImport(Run):
             "test_model": text(row.get("test_model"))[:128],
             "model_mapping": self.string_map(row.get("model_mapping"), label, "model_mapping"),
             "status_code_mapping": self.status_map(row.get("status_code_mapping"), label),
-            "config": {**channel_config(row, slug), **self.overrides(row, label)},
+            "config": {**channel_config(row, slug), **self.channel_overrides(row, label)},
             "used_quota": int(row.get("used_quota") or 0),
             "balance": float(row["balance"]) if row.get("balance") else None,
             "response_time_ms": int(row.get("response_time") or 0),
             **({"created_at": moment(row.get("created_time"))} if moment(row.get("created_time")) else {}),
         }
 
-    def overrides(self, row: dict, label: str) -> dict[str, dict]:
+    def channel_overrides(self, row: dict, label: str) -> dict[str, dict]:
         """new-api's `param_override` and `header_override` columns, each kept when this gateway accepts it."""
         kept = {}
         for name in (overrides.PARAM_OVERRIDE, overrides.HEADER_OVERRIDE):
             value = json_object(row.get(name))
+            problems = overrides.problems({name: value})
             if value is None and text(row.get(name)).strip() not in ("", "{}", "null"):
                 self.note(f"{label}: {name} is not a JSON object: dropped")
-            elif value and overrides.problems({name: value}):
-                self.note(f"{label}: {name} dropped: {'; '.join(overrides.problems({name: value}))}")
+            elif value and problems:
+                self.note(f"{label}: {name} dropped: {'; '.join(problems)}")
             elif value:
                 kept[name] = value
         return kept
