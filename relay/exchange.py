@@ -21,6 +21,8 @@ from channels_app.routing import ChannelInfo
 from relay import upstream
 from relay.adaptors.base import (
     ANTHROPIC_COUNT_TOKENS,
+    MASK,
+    MIN_SECRET_LENGTH,
     Adaptor,
     RelayRequest,
     UpstreamFailed,
@@ -136,4 +138,15 @@ class Exchange:
         """`message` without any secret of the channel: its key and what the request carried (a signed token).
         Upstreams quote what they were sent, and a failure's message reaches the client, the error log,
         auto-disable's reason and the server log."""
-        return scrub(message, self.channel.key, self.outgoing)
+        return scrubbed(message, self.channel, self.outgoing)
+
+
+def scrubbed(message: str, channel: ChannelInfo, sent: UpstreamRequest | None) -> str:
+    """`message` without the channel's key, what the request carried, or its header overrides' values: they
+    may be tokens of their own (a proxy's, a tenant's)."""
+    message = scrub(message, channel.key, sent)
+    headers = channel.config.get(overrides.HEADER_OVERRIDE) or {}
+    for value in sorted(headers.values(), key=len, reverse=True):
+        if len(value) >= MIN_SECRET_LENGTH:
+            message = message.replace(value, MASK)
+    return message

@@ -9,6 +9,7 @@ import pytest
 
 from tests.support.factories import make_channel
 from tests.support.fakes import anthropic_upstream
+from tests.support.fakes.openai_upstream import Behaviour
 from tests.support.fakes.recording import served
 from tests.support.relay_client import HELLO, post_chat
 
@@ -91,3 +92,12 @@ async def test_a_token_count_gets_the_headers_but_no_generation_parameters(alice
     sent = fake_anthropic.requests[0]
     assert sent.path == "/v1/messages/count_tokens" and "temperature" not in sent.body
     assert lowercase(sent.headers)["anthropic-beta"] == "b"
+
+
+async def test_an_upstream_that_quotes_a_header_override_does_not_show_it(alice_key, fake_openai):
+    token = "proxy-token-0123456789"
+    await channel(fake_openai.url, config={"header_override": {"X-Proxy-Token": token}})
+    fake_openai.script.append(Behaviour(status=403, body={"error": {"message": f"token {token} has no access"}}))
+    response = await post_chat(alice_key, HELLO)
+    assert response.status_code == 403
+    assert token not in response.content.decode() and "token *** has no access" in response.content.decode()
