@@ -157,6 +157,43 @@ DEFAULT_MODEL_RATIO_TABLE: dict[str, float] = {
     "mistral-medium-2508": 0.2,
     "mistral-small-latest": 0.05,
     "mistral-small-2506": 0.05,
+    # The provider presets' other default models (relay.adaptors.presets), from the providers' price pages in
+    # December 2025 (USD per 1M tokens, input on a cache miss / output). Kimi (platform.moonshot.ai/docs/pricing):
+    # K2 Turbo and K2 Thinking Turbo $1.15 / $8, Moonshot v1 8k $0.20 / $2, 32k $1 / $3, 128k $2 / $5.
+    "kimi-k2-turbo-preview": 0.575,
+    "kimi-k2-thinking-turbo": 0.575,
+    "moonshot-v1-8k": 0.1,
+    "moonshot-v1-32k": 0.5,
+    "moonshot-v1-128k": 1.0,
+    # Mistral: Magistral Medium $2 / $5, Codestral $0.3 / $0.9, Ministral 8B $0.1 / $0.1, Embed $0.1.
+    "magistral-medium-latest": 1.0,
+    "codestral-latest": 0.15,
+    "ministral-8b-latest": 0.05,
+    "mistral-embed": 0.05,
+    # Groq (groq.com/pricing): Llama 3.3 70B $0.59 / $0.79, Llama 3.1 8B $0.05 / $0.08, GPT-OSS 120B
+    # $0.15 / $0.60, GPT-OSS 20B $0.075 / $0.30, Qwen3 32B $0.29 / $0.59, Kimi K2 0905 $1 / $3.
+    "llama-3.3-70b-versatile": 0.295,
+    "llama-3.1-8b-instant": 0.025,
+    "openai/gpt-oss-120b": 0.075,
+    "openai/gpt-oss-20b": 0.0375,
+    "qwen/qwen3-32b": 0.145,
+    "moonshotai/kimi-k2-instruct-0905": 0.5,
+    # SiliconFlow (siliconflow.cn/pricing, CNY, ratio = CNY / 7 / 2): DeepSeek-V3 2 / 8, DeepSeek-R1 4 / 16,
+    # Qwen3-32B 1 / 4, Kimi-K2-Instruct-0905 4 / 16; Qwen2.5-7B-Instruct, bge-m3 and bge-reranker-v2-m3 free.
+    "deepseek-ai/DeepSeek-V3": 0.1429,
+    "deepseek-ai/DeepSeek-R1": 0.2857,
+    "Qwen/Qwen3-32B": 0.0714,
+    "moonshotai/Kimi-K2-Instruct-0905": 0.2857,
+    "Qwen/Qwen2.5-7B-Instruct": 0.0,
+    "BAAI/bge-m3": 0.0,
+    "BAAI/bge-reranker-v2-m3": 0.0,
+    # OpenRouter (openrouter.ai/models) passes the providers' prices on: GPT-5 $1.25 / $10, Claude Sonnet 4.5
+    # $3 / $15, Gemini 2.5 Pro $1.25 / $10, DeepSeek V3.1 $0.20 / $0.80, Grok 4 Fast $0.20 / $0.50.
+    "openai/gpt-5": 0.625,
+    "anthropic/claude-sonnet-4.5": 1.5,
+    "google/gemini-2.5-pro": 0.625,
+    "deepseek/deepseek-chat-v3.1": 0.1,
+    "x-ai/grok-4-fast": 0.1,
     # Llama on Vertex AI (model-as-a-service), under the names clients send with or without `meta/`:
     # 405B $5 in / $16 out per 1M tokens, 70B $0.72 / $0.72.
     "llama3-405b-instruct-maas": 2.5,
@@ -267,6 +304,27 @@ DEFAULT_COMPLETION_RATIO_TABLE: dict[str, float] = {
     "mistral-large": 3.0,
     "mistral-medium": 5.0,
     "mistral-small": 3.0,
+    # The provider presets' other default models, from the prices above.
+    "kimi-k2-turbo": 8 / 1.15,
+    "kimi-k2-thinking-turbo": 8 / 1.15,
+    "moonshot-v1-8k": 10.0,
+    "moonshot-v1-32k": 3.0,
+    "moonshot-v1-128k": 2.5,
+    "magistral-medium": 2.5,
+    "codestral": 3.0,
+    "llama-3.3-70b-versatile": 0.79 / 0.59,
+    "llama-3.1-8b-instant": 1.6,
+    "openai/gpt-oss": 4.0,
+    "qwen/qwen3-32b": 0.59 / 0.29,
+    "moonshotai/kimi-k2-instruct": 3.0,
+    "deepseek-ai/DeepSeek": 4.0,
+    "Qwen/Qwen3-32B": 4.0,
+    "moonshotai/Kimi-K2-Instruct": 4.0,
+    "openai/gpt-5": 8.0,
+    "anthropic/claude-sonnet-4.5": 5.0,
+    "google/gemini-2.5-pro": 8.0,
+    "deepseek/deepseek-chat-v3.1": 4.0,
+    "x-ai/grok-4-fast": 2.5,
     "gpt-4-gizmo-*": 2.0,
     "gpt-4o-gizmo-*": 3.0,
 }
@@ -322,6 +380,36 @@ DEFAULT_CACHE_RATIO_TABLE: dict[str, float] = {
     # DeepSeek V3.2: a cache hit costs $0.028 against $0.28 for a miss.
     "deepseek-chat": 0.1,
     "deepseek-reasoner": 0.1,
+    # The provider presets (relay.adaptors.presets). Kimi: a cache hit costs $0.15 (K2 $0.60, Turbo $1.15).
+    "kimi-k2-0905-preview": 0.25,
+    "kimi-k2-0711-preview": 0.25,
+    "kimi-k2-thinking": 0.25,
+    "kimi-k2-turbo-preview": 0.15 / 1.15,
+    "kimi-k2-thinking-turbo": 0.15 / 1.15,
+    # Qwen (Model Studio): implicit cache hits cost 20 % of the input price; Doubao: 0.16 against 0.8 CNY.
+    "qwen3-max": 0.2,
+    "qwen-max": 0.2,
+    "qwen-plus": 0.2,
+    "qwen-turbo": 0.2,
+    "qwen-flash": 0.2,
+    "qwen3-coder-plus": 0.2,
+    "doubao-seed-1-6-*": 0.2,
+    "doubao-1-5-pro-32k-250115": 0.2,
+    # xAI: cached input $0.75 for Grok 4 and 3, $0.05 for Grok 4 Fast, $0.075 for Grok 3 Mini, $0.02 for Grok
+    # Code Fast 1.
+    "grok-4": 0.25,
+    "grok-4-0709": 0.25,
+    "grok-4-fast-*": 0.25,
+    "grok-3": 0.25,
+    "grok-3-mini": 0.25,
+    "grok-code-fast-1": 0.1,
+    # Groq: cached input half the price for GPT-OSS and Kimi K2.
+    "openai/gpt-oss-*": 0.5,
+    "moonshotai/kimi-k2-instruct-0905": 0.5,
+    # OpenRouter: the providers' own cache prices.
+    "openai/gpt-5": 0.1,
+    "anthropic/claude-sonnet-4.5": 0.1,
+    "google/gemini-2.5-pro": 0.25,
 }
 
 # Anthropic: writing the cache costs 1.25x the input price for 5 minutes, 2x for 1 hour. The others do not

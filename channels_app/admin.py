@@ -1,6 +1,8 @@
 """Django admin for channels: the key is set through a write-only field and stored encrypted; only its
 masked hint is ever shown. Adding, changing, switching and deleting channels writes audit entries."""
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -51,6 +53,7 @@ class ChannelForm(forms.ModelForm):
     )
     models = NameListField(
         label=_("Models"),
+        required=False,  # a new channel left empty gets its type's models (the placeholder shows them)
         help_text=_(
             "Model names separated by commas or lines, e.g. gpt-4o, gpt-4o-mini. "
             "A name ending in * serves every model that starts with it."
@@ -82,6 +85,17 @@ class ChannelForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.entered_keys: list[str] = []  # by clean(): the keys typed to replace the stored ones
         self.added_keys: list[str] = []  # and those typed to add to them
+        # A type's defaults: the placeholders of the fields a new channel may leave empty (the page's script
+        # changes them with the type), and what `clean` fills in. A type and a key make a channel.
+        defaults = {
+            slug: {"name": slug, "base_url": kind.base_url, "models": ", ".join(kind.models)}
+            for slug, kind in channel_types.registered().items()
+        }
+        self.fields["type"].widget.attrs["data-defaults"] = json.dumps(defaults)
+        self.fields["name"].required = False
+        shown = defaults.get(str(self["type"].value()), {})
+        for name in ("name", "base_url", "models"):
+            self.fields[name].widget.attrs["placeholder"] = shown.get(name, "")
 
     def full_clean(self) -> None:
         stored = self.instance.key_encrypted
@@ -95,6 +109,13 @@ class ChannelForm(forms.ModelForm):
 
     def clean(self) -> dict:
         cleaned = super().clean()
+        kind = channel_types.find(str(cleaned.get("type")))
+        if kind is not None:
+            cleaned["name"] = cleaned.get("name") or kind.slug
+            if not self.instance.pk and cleaned.get("models") == []:
+                cleaned["models"] = list(kind.models)
+        if cleaned.get("models") == []:
+            self.add_error("models", _("List at least one model the channel serves."))
         if not self.instance.pk and not cleaned.get("new_key"):
             self.add_error("new_key", _("A new channel needs its upstream key."))
         if self.instance.pk and cleaned.get("add_keys") and cleaned.get("new_key"):

@@ -26,7 +26,7 @@ class OldType:
     number: int
     flavours: tuple[str, ...] = FLAVOURS
     base_url: str = ""  # set when the source's base_url is empty: the provider's host, our default is not it
-    chat_path: str = ""  # a `custom` channel's full chat URL is base_url + chat_path
+    chat_path: str = ""  # appended to the base URL: a `custom` channel's full chat URL, a preset's API root
 
 
 def both(number: int, base_url: str = "", chat_path: str = "") -> OldType:
@@ -49,6 +49,8 @@ class ChannelType:
     key_in_headers: bool = True  # False: the key is a document the adaptor signs with (Vertex's service account)
     check: Check | None = None  # the type's own rules for the key and config
     old_types: tuple[OldType, ...] = ()
+    base_url: str = ""  # used when a channel's base URL is empty (admin shows it as the placeholder)
+    models: tuple[str, ...] = ()  # what a new channel of the type starts with in admin
 
 
 class _Registry:

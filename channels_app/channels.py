@@ -10,7 +10,7 @@ from django.utils.translation import gettext as _
 from billing import audit
 from billing.audit import Actor, System
 from billing.models import AuditEntry
-from channels_app import channel_types, keys, routing
+from channels_app import channel_types, keys, overrides, routing
 from channels_app.models import Channel
 from gateway_project.existing import delete_or_404, save_existing
 
@@ -37,6 +37,7 @@ AUDITED = audit.Subject(
     Channel,
     ("key_encrypted", "status_reason", *sorted(EDITABLE - {"key"})),
     secret=frozenset({"key_encrypted"}),
+    secret_values=(("config", overrides.HEADER_OVERRIDE),),
 )
 
 

@@ -6,7 +6,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
-from channels_app import channel_types, crypto
+from channels_app import channel_types, crypto, overrides
 from gateway_project.labels import labelled, name_model
 from gateway_project.safe_text import MODEL_NAME_RULE, is_header_safe, is_model_name
 
@@ -99,6 +99,8 @@ class Channel(models.Model):
         key_problem = self.key_problem(self.readable_key())
         if key_problem:
             problems["key"] = key_problem
+        if config_problems := overrides.problems(self.config):
+            problems["config"] = config_problems
         if problems:
             raise ValidationError(problems)
 

@@ -9,9 +9,9 @@ from django.utils.translation import gettext as _
 from channels_app import channel_types
 from channels_app.models import Channel
 from channels_app.routing import channel_info
-from relay.adaptors.base import Adaptor, UpstreamFailed, UpstreamRequest, scrub
+from relay.adaptors.base import Adaptor, UpstreamFailed, UpstreamRequest
 from relay.adaptors.registry import adaptor_for
-from relay.exchange import send
+from relay.exchange import overridden, scrubbed, send
 
 TIMEOUT_SECONDS = 15.0
 
@@ -33,12 +33,13 @@ def fetch_models(channel: Channel) -> list[str]:
         kind = channel_types.find(channel.type)
         provider = kind.label if kind else channel.type
         raise NoModelList(_("%(provider)s channels have no model list to fetch.") % {"provider": provider})
+    request = overridden(request, info.config)
     try:
         content = async_to_sync(_get)(request, adaptor)
         names = adaptor.model_names(content)
     except UpstreamFailed as failed:
         message = _("The upstream did not list its models: %(reason)s") % {"reason": failed.failure.message}
-        raise NoModelList(scrub(message, info.key, request)) from None
+        raise NoModelList(scrubbed(message, info, request)) from None
     return sorted(set(names))
 
 

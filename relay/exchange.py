@@ -8,15 +8,29 @@ balance query (relay.channel_balance) sends its plain GETs through `send`: "no a
 (relay.adaptors.base.scrub) before anyone sees it.
 """
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
+import orjson
 
+from channels_app import overrides
 from channels_app.routing import ChannelInfo
 from relay import upstream
-from relay.adaptors.base import Adaptor, RelayRequest, UpstreamFailed, UpstreamFailure, UpstreamRequest, scrub
+from relay.adaptors.base import (
+    ANTHROPIC_COUNT_TOKENS,
+    MASK,
+    MIN_SECRET_LENGTH,
+    Adaptor,
+    RelayRequest,
+    UpstreamFailed,
+    UpstreamFailure,
+    UpstreamRequest,
+    scrub,
+)
+from relay.adaptors.openai_format import request_json
 from relay.adaptors.registry import adaptor_for
 
 
@@ -51,6 +65,19 @@ async def send(outgoing: UpstreamRequest, *, stream: bool = False, timeout: floa
         raise UpstreamFailed(upstream.failure_of(exc)) from None
 
 
+def overridden(outgoing: UpstreamRequest, config: dict, with_params: bool = True) -> UpstreamRequest:
+    """The request with the channel's parameter and header overrides (channels_app.overrides) applied to what
+    the adaptor built, i.e. in the upstream's own format; the same request when the channel has none. Only a
+    JSON object body takes parameters (not a multipart upload, not a GET), and only `with_params`."""
+    params, headers = config.get(overrides.PARAM_OVERRIDE), config.get(overrides.HEADER_OVERRIDE)
+    if with_params and params and outgoing.content.lstrip()[:1] == b"{":
+        body = overrides.overridden_body(orjson.loads(outgoing.content), params)
+        outgoing = dataclasses.replace(outgoing, content=request_json(body))
+    if headers:
+        outgoing = dataclasses.replace(outgoing, headers=overrides.overridden_headers(outgoing.headers, headers))
+    return outgoing
+
+
 class Exchange:
     """One request to one channel's upstream through the channel's adaptor: `prepare`, then `answer`."""
 
@@ -68,7 +95,10 @@ class Exchange:
         """Build the upstream request (Vertex first fetches its OAuth token). UpstreamFailed when the adaptor
         cannot: a rerank-only type (Jina) refuses chat, Vertex's token request failed."""
         await self.adaptor.prepare(self.channel)
-        self.outgoing = self.adaptor.build_request(self.request, self.channel)
+        # A token count takes the prompt's fields only: Anthropic refuses generation parameters there.
+        with_params = self.request.endpoint != ANTHROPIC_COUNT_TOKENS
+        outgoing = self.adaptor.build_request(self.request, self.channel)
+        self.outgoing = overridden(outgoing, self.channel.config, with_params)
 
     async def answer(self, stream: bool, status_map: Mapping[str, int] | None = None) -> httpx.Response:
         """The upstream's answer when it is not an error, with its headers read (and its body unless `stream`).
@@ -108,4 +138,15 @@ class Exchange:
         """`message` without any secret of the channel: its key and what the request carried (a signed token).
         Upstreams quote what they were sent, and a failure's message reaches the client, the error log,
         auto-disable's reason and the server log."""
-        return scrub(message, self.channel.key, self.outgoing)
+        return scrubbed(message, self.channel, self.outgoing)
+
+
+def scrubbed(message: str, channel: ChannelInfo, sent: UpstreamRequest | None) -> str:
+    """`message` without the channel's key, what the request carried, or its header overrides' values: they
+    may be tokens of their own (a proxy's, a tenant's)."""
+    message = scrub(message, channel.key, sent)
+    headers = channel.config.get(overrides.HEADER_OVERRIDE) or {}
+    for value in sorted(headers.values(), key=len, reverse=True):
+        if len(value) >= MIN_SECRET_LENGTH:
+            message = message.replace(value, MASK)
+    return message

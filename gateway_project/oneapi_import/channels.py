@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from channels_app import channel_types
+from channels_app import channel_types, overrides
 from channels_app.channel_types import OldType
 from channels_app.keys import check_keys, store
 from channels_app.models import Channel
@@ -18,7 +18,7 @@ KEY_LINE = "imported_from_oneapi_key"
 # new-api's statuses of a channel, and of each key of a multi-key channel (channel_info.multi_key_status_list).
 STATUSES = {1: "enabled", 3: "auto_disabled"}  # any other: disabled by hand
 # Source types no adaptor here serves, named in the notes.
-UNSUPPORTED = {11: "PaLM", 15: "Baidu", 17: "Ali", 18: "Xunfei", 21: "AIProxy library", 23: "Tencent", 33: "AWS"}
+UNSUPPORTED = {11: "PaLM", 15: "Baidu", 18: "Xunfei", 21: "AIProxy library", 23: "Tencent", 33: "AWS"}
 
 
 class ChannelImport(Run):
@@ -106,12 +106,26 @@ class ChannelImport(Run):
             "test_model": text(row.get("test_model"))[:128],
             "model_mapping": self.string_map(row.get("model_mapping"), label, "model_mapping"),
             "status_code_mapping": self.status_map(row.get("status_code_mapping"), label),
-            "config": channel_config(row, slug),
+            "config": {**channel_config(row, slug), **self.channel_overrides(row, label)},
             "used_quota": int(row.get("used_quota") or 0),
             "balance": float(row["balance"]) if row.get("balance") else None,
             "response_time_ms": int(row.get("response_time") or 0),
             **({"created_at": moment(row.get("created_time"))} if moment(row.get("created_time")) else {}),
         }
+
+    def channel_overrides(self, row: dict, label: str) -> dict[str, dict]:
+        """new-api's `param_override` and `header_override` columns, each kept when this gateway accepts it."""
+        kept = {}
+        for name in (overrides.PARAM_OVERRIDE, overrides.HEADER_OVERRIDE):
+            value = json_object(row.get(name))
+            problems = overrides.problems({name: value})
+            if value is None and text(row.get(name)).strip() not in ("", "{}", "null"):
+                self.note(f"{label}: {name} is not a JSON object: dropped")
+            elif value and problems:
+                self.note(f"{label}: {name} dropped: {'; '.join(problems)}")
+            elif value:
+                kept[name] = value
+        return kept
 
     def string_map(self, value: object, label: str, what: str) -> dict[str, str]:
         parsed = json_object(value)

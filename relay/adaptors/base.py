@@ -168,14 +168,22 @@ class Provider:
     key_in_headers = True  # False: the key is a document the adaptor signs requests with (Vertex)
     check: Check | None = None  # the type's own rules for a channel's key and config (a staticmethod)
     old_types: tuple[OldType, ...] = ()  # the one-api / new-api type numbers it imports (channel_types.both, ...)
+    default_base_url = ""
+    default_models: tuple[str, ...] = ()  # what admin fills in for a new channel of the type
 
     def channel_type(self) -> ChannelType:
-        return ChannelType(self.slug, self.label, self.key_in_headers, self.check, self.old_types)
+        return ChannelType(
+            self.slug,
+            self.label,
+            self.key_in_headers,
+            self.check,
+            self.old_types,
+            self.default_base_url,
+            self.default_models,
+        )
 
 
 class Adaptor(Provider):
-    default_base_url = ""
-
     async def prepare(self, channel: ChannelInfo) -> None:
         """Fetch what `build_request` needs but cannot get synchronously (Vertex's OAuth token). The relay
         and the channel test await it just before `build_request`; it may raise UpstreamFailed."""
@@ -230,6 +238,8 @@ def openai_style_error(status: int, content: bytes) -> UpstreamFailure:
         for name in ("message", "msg", "err", "error_msg", "detail"):
             if isinstance(body.get(name), str) and body[name]:
                 return UpstreamFailure(status, body[name])
+            if isinstance(body.get(name), dict | list) and body[name]:  # Mistral's validation errors
+                return UpstreamFailure(status, orjson.dumps(body[name]).decode())
     return UpstreamFailure(status, f"upstream answered with status {status}")
 
 

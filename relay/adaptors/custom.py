@@ -19,7 +19,6 @@ class CustomAdaptor(OpenAIAdaptor):
         new_api(8),  # new-api: base_url is the full URL, `{model}` allowed -- as ours
         new_api(35, *MINIMAX),
         one_api(27, *MINIMAX),
-        one_api(40, "https://ark.cn-beijing.volces.com", "/api/v3/chat/completions"),
         one_api(41, "https://api.novita.ai/v3/openai", "/chat/completions"),
     )
 

@@ -60,27 +60,16 @@ class OpenAIAdaptor(Adaptor):
         both(12, "https://api.api2gpt.com"),
         both(13, "https://api.aigc2d.com"),
         both(19, "https://ai.360.cn"),
-        both(20, "https://openrouter.ai/api"),
         both(22, "https://fastgpt.run/api/openapi"),
-        both(25, "https://api.moonshot.cn"),
         one_api(2, "https://oa.api2d.net"),
         one_api(4, "https://api.closeai-proxy.xyz"),
         one_api(5, "https://api.openai-sb.com"),
         one_api(8),  # one-api: base_url + the request path, i.e. an OpenAI-compatible base
         one_api(26, "https://api.baichuan-ai.com"),
-        one_api(28, "https://api.mistral.ai"),
-        one_api(29, "https://api.groq.com/openai"),
         one_api(32, "https://api.stepfun.com"),
-        one_api(36, "https://api.deepseek.com"),
         one_api(39, "https://api.together.xyz"),
-        one_api(44, "https://api.siliconflow.cn"),
-        one_api(45, "https://api.x.ai"),
         one_api(50),
         new_api(27, "https://api.perplexity.ai"),
-        new_api(40, "https://api.siliconflow.cn"),
-        new_api(42, "https://api.mistral.ai"),
-        new_api(43, "https://api.deepseek.com"),
-        new_api(48, "https://api.x.ai"),
     )
     default_base_url = "https://api.openai.com"
     finish_reasons: dict[str, str] = {}  # a compatible provider's own finish reasons -> OpenAI's
@@ -131,13 +120,17 @@ class OpenAIAdaptor(Adaptor):
         if request.stream and settings.FORCE_STREAM_OPTION and not request.wants_usage:
             # Ask for usage so billing is exact; the usage chunk is kept from the client (see OpenAIStream).
             changes["stream_options"] = {**(request.body.get("stream_options") or {}), "include_usage": True}
-        dropped = reasoning_fields(request.body, upstream_model, changes)
+        dropped = self.fit_body(request, upstream_model, changes)
         if not changes and not dropped:
             return request.raw
         body = {**request.body, **changes}
         for name in dropped:
             body.pop(name, None)
         return request_json(body)
+
+    def fit_body(self, request: RelayRequest, upstream_model: str, changes: dict[str, object]) -> list[str]:
+        """Add to `changes` what the upstream model needs; the names of the fields it refuses."""
+        return reasoning_fields(request.body, upstream_model, changes)
 
     def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
         if request.endpoint == OPENAI_RESPONSES:
@@ -233,14 +226,15 @@ def with_openai_cache_field(reported: object, usage: Usage | None) -> bool:
 
 
 def choice_text(choice: object, key: str) -> str:
-    """The text of one choice: chat's message/delta content, or legacy completions' `text`."""
+    """The text of one choice the provider bills as output: chat's message/delta content and its reasoning
+    (`reasoning_content`), or legacy completions' `text`."""
     if not isinstance(choice, dict):
         return ""
     if isinstance(choice.get("text"), str):
         return choice["text"]
     part = choice.get(key)
-    content = part.get("content") if isinstance(part, dict) else None
-    return content if isinstance(content, str) else ""
+    texts = [part.get(name) for name in ("reasoning_content", "content")] if isinstance(part, dict) else []
+    return "".join(text for text in texts if isinstance(text, str))
 
 
 def remap_finish_reasons(choices: object, names: dict[str, str]) -> bool:

@@ -246,8 +246,8 @@ def token_count(counts: object, name: str) -> int:
 def openai_usage(usage: object) -> Usage | None:
     """OpenAI-style usage in each dialect upstreams speak: chat's `prompt_tokens_details.cached_tokens` and
     `completion_tokens_details.reasoning_tokens`, the Responses API's `input_tokens` / `output_tokens` with
-    their `*_details`, DeepSeek's `prompt_cache_hit_tokens` / `prompt_cache_miss_tokens`. None for a missing
-    or all-zero usage object: both mean "count it ourselves"."""
+    their `*_details`, DeepSeek's `prompt_cache_hit_tokens` / `prompt_cache_miss_tokens`, Moonshot's top-level
+    `cached_tokens`. None for a missing or all-zero usage object: both mean "count it ourselves"."""
     if not isinstance(usage, dict):
         return None
     input_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
@@ -258,7 +258,9 @@ def openai_usage(usage: object) -> Usage | None:
         or token_count(usage, "input_tokens")
         or cache_hit + token_count(usage, "prompt_cache_miss_tokens"),
         completion_tokens=token_count(usage, "completion_tokens") or token_count(usage, "output_tokens"),
-        cache_read_tokens=token_count(input_details, "cached_tokens") or cache_hit,
+        cache_read_tokens=token_count(input_details, "cached_tokens")
+        or cache_hit
+        or token_count(usage, "cached_tokens"),
         reasoning_tokens=token_count(output_details, "reasoning_tokens"),
     )
     return reported_usage(found)

@@ -15,6 +15,7 @@ from relay.adaptors.jina import JinaAdaptor
 from relay.adaptors.lingyi import LingyiAdaptor
 from relay.adaptors.ollama import OllamaAdaptor
 from relay.adaptors.openai import OpenAIAdaptor
+from relay.adaptors.presets import PRESET_ADAPTORS
 from relay.adaptors.vertex import VertexAdaptor
 from relay.adaptors.zhipu import ZhipuAdaptor
 
@@ -31,6 +32,7 @@ ADAPTORS: dict[str, Adaptor] = {
     "cohere": CohereAdaptor(),
     "jina": JinaAdaptor(),
     "dify": DifyAdaptor(),
+    **PRESET_ADAPTORS,
 }
 
 

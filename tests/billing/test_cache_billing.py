@@ -59,7 +59,7 @@ def test_without_cached_tokens_the_cost_and_its_explanation_are_as_before():
 
 
 def test_a_model_without_cache_prices_bills_cached_tokens_at_the_input_price():
-    quote = PRICES.quote("qwen-plus", "default")
+    quote = PRICES.quote("glm-4.6", "default")  # no cache price in the defaults
     assert quote.cache == pricing.CacheRatios(read=1.0, write_5m=1.0, write_1h=1.0)
     assert quote.cost(1000, 10, **{"cache_read": 500, "cache_write_5m": 200, "cache_write_1h": 100}) == quote.cost(
         1000, 10

@@ -1,10 +1,13 @@
 """Add a channel from the command line."""
 
+import argparse
+import json
+
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from channels_app import channel_types, channels
+from channels_app import channel_types, channels, overrides
 from channels_app.models import KeyMode
 from gateway_project.errors import describe
 
@@ -13,8 +16,21 @@ def names(value: str) -> list[str]:
     return [name.strip() for name in value.split(",") if name.strip()]
 
 
+def json_object(value: str) -> dict:
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError(_("must be a JSON object"))
+    return parsed
+
+
 class Command(BaseCommand):
-    help = "Add a channel: --type T --key K --models m1,m2 [--base-url U] [--priority N] [--weight N] [--group G]"
+    help = (
+        "Add a channel: --type T --key K --models m1,m2 [--base-url U] [--priority N] [--weight N] [--group G] "
+        "[--param-override JSON] [--header-override JSON]"
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--type", required=True, help=f"One of {', '.join(channel_types.slugs())}")
@@ -28,6 +44,10 @@ class Command(BaseCommand):
         parser.add_argument("--weight", type=int, default=1, help="Share of traffic within its priority")
         parser.add_argument("--group", type=names, default=["default"], help="Comma-separated groups it serves")
         parser.add_argument("--name", default="", help="Default: the type")
+        parser.add_argument(
+            "--param-override", type=json_object, help="Body fields to set (null removes), e.g. '{\"top_k\": 5}'"
+        )
+        parser.add_argument("--header-override", type=json_object, help='Headers to add, e.g. \'{"X-Team": "search"}\'')
 
     def handle(self, *args, **options) -> None:
         try:
@@ -41,6 +61,11 @@ class Command(BaseCommand):
                 groups=options["group"],
                 name=options["name"],
                 key_mode=options["key_mode"],
+                config={
+                    name: options[name]
+                    for name in (overrides.PARAM_OVERRIDE, overrides.HEADER_OVERRIDE)
+                    if options[name] is not None
+                },
             )
         except ValidationError as invalid:
             raise CommandError(describe(invalid)) from None
