@@ -14,7 +14,7 @@ from gateway_project.oneapi_import.values import json_object, moment, names, tex
 MARKER = "imported_from_oneapi_id"
 KEY_LINE = "imported_from_oneapi_key"
 # Source types no adaptor here serves, named in the notes.
-UNSUPPORTED = {11: "PaLM", 15: "Baidu", 17: "Ali", 18: "Xunfei", 21: "AIProxy library", 23: "Tencent", 33: "AWS"}
+UNSUPPORTED = {11: "PaLM", 15: "Baidu", 17: "Ali", 18: "Xunfei", 21: "AIProxy library", 23: "Tencent"}
 
 
 class ChannelImport(Run):
