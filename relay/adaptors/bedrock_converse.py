@@ -16,8 +16,9 @@ from collections.abc import Callable
 
 from relay.adaptors.base import RelayRequest, StreamConverter, UpstreamFailed, UpstreamFailure, Usage, load_json
 from relay.adaptors.openai_format import (
+    BlockTurns,
     ChunkWriter,
-    append_turn,
+    ToolCallDeltas,
     assistant_message,
     client_tool_calls,
     completion_body,
@@ -124,33 +125,7 @@ def tool_result_block(message: dict) -> dict:
     return {"toolResult": result}
 
 
-def turn_of(message: dict) -> tuple[str, list[dict]]:
-    role = message.get("role")
-    if role == "user":
-        return "user", content_blocks(message.get("content"))
-    if role == "assistant":
-        return "assistant", content_blocks(message.get("content")) + tool_use_blocks(message)
-    if role == "tool":
-        return "user", [tool_result_block(message)]  # results travel in a user turn, as Anthropic's do
-    raise unsupported(f"message role {role!r}", SLUG)
-
-
-def system_and_turns(messages: list[dict]) -> tuple[list[dict], list[dict]]:
-    system: list[dict] = []
-    turns: list[dict] = []
-    for message in messages:
-        if message.get("role") in ("system", "developer"):
-            text = content_text(message.get("content"))
-            if text:
-                system.append({"text": text})
-        else:
-            append_turn(turns, *turn_of(message), key="content")
-    if not turns or turns[0]["role"] != "user":
-        turns.insert(0, {"role": "user", "content": []})
-    for turn in turns:
-        if not turn["content"]:
-            turn["content"].append({"text": PLACEHOLDER_TEXT})
-    return system, turns
+TURNS = BlockTurns(SLUG, content_blocks, tool_use_blocks, tool_result_block, lambda: {"text": PLACEHOLDER_TEXT})
 
 
 def inference_config(body: dict) -> dict:
@@ -196,10 +171,10 @@ def tool_config(body: dict) -> dict | None:
 def converse_body(request: RelayRequest) -> dict:
     """The Converse request for a chat request (the model is in the URL)."""
     body = request.body
-    system, turns = system_and_turns(body["messages"])
+    system, turns = TURNS.of(body["messages"])
     out: dict = {"messages": turns}
     if system:
-        out["system"] = system
+        out["system"] = [{"text": text} for text in system]
     config = inference_config(body)
     if config:
         out["inferenceConfig"] = config
@@ -264,8 +239,7 @@ class ConverseStream(StreamConverter):
     def __init__(self, request: RelayRequest) -> None:
         super().__init__(request)
         self.writer = ChunkWriter(request, self.state)
-        self.tool_index: dict[object, int] = {}  # Converse content block index -> OpenAI tool call index
-        self.tools_with_arguments: set[object] = set()
+        self.tool_calls = ToolCallDeltas(self.writer)
         self.stopped = False
 
     def feed(self, payload: bytes) -> list[bytes]:
@@ -289,37 +263,18 @@ class ConverseStream(StreamConverter):
         use = (event.get("start") or {}).get("toolUse")
         if not isinstance(use, dict):
             return []
-        position = self.tool_index[event.get("contentBlockIndex")] = len(self.tool_index)
-        call = {
-            "index": position,
-            "id": use.get("toolUseId") or "",
-            "type": "function",
-            "function": {"name": use.get("name") or "", "arguments": ""},
-        }
-        return [self.writer.chunk({"tool_calls": [call]})]
+        return self.tool_calls.start(event.get("contentBlockIndex"), use.get("toolUseId") or "", use.get("name") or "")
 
     def on_block_delta(self, event: dict) -> list[bytes]:
         delta = event.get("delta") or {}
-        block = event.get("contentBlockIndex")
         if isinstance(delta.get("text"), str):
             return [self.writer.chunk({"content": delta["text"]})]
         if isinstance(delta.get("reasoningContent"), dict) and delta["reasoningContent"].get("text"):
             return [self.writer.chunk({"reasoning_content": delta["reasoningContent"]["text"]})]
-        arguments = (delta.get("toolUse") or {}).get("input")
-        if block in self.tool_index and isinstance(arguments, str) and arguments:
-            self.tools_with_arguments.add(block)
-            return [self.arguments_chunk(block, arguments)]
-        return []
+        return self.tool_calls.arguments(event.get("contentBlockIndex"), (delta.get("toolUse") or {}).get("input"))
 
     def on_block_stop(self, event: dict) -> list[bytes]:
-        block = event.get("contentBlockIndex")
-        if block in self.tool_index and block not in self.tools_with_arguments:
-            return [self.arguments_chunk(block, "{}")]  # a call without arguments still needs valid JSON
-        return []
-
-    def arguments_chunk(self, block: object, fragment: str) -> bytes:
-        call = {"index": self.tool_index[block], "function": {"arguments": fragment}}
-        return self.writer.chunk({"tool_calls": [call]})
+        return self.tool_calls.stop(event.get("contentBlockIndex"))
 
     def on_message_stop(self, event: dict) -> list[bytes]:
         self.stopped = True

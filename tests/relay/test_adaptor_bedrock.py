@@ -9,6 +9,7 @@ import orjson
 import pytest
 from botocore.eventstream import EventStreamBuffer
 
+from billing.models import Log
 from channels_app.channels import type_problems
 from channels_app.models import Channel
 from channels_app.routing import ChannelInfo, channel_info
@@ -18,7 +19,7 @@ from relay.adaptors.bedrock_converse import converse_body, usage_of
 from relay.channel_models import fetch_models
 from relay.channel_test import probe_channel
 from relay.formats.anthropic_messages import MESSAGES
-from tests.support.factories import make_channel
+from tests.support.factories import make_channel, wait_for
 from tests.support.fakes import anthropic_upstream as claude
 from tests.support.fakes import bedrock_upstream as fake
 from tests.support.fakes.bedrock_upstream import Behaviour, FakeBedrock
@@ -371,6 +372,8 @@ async def test_an_exception_mid_stream_ends_it_and_bills_what_was_delivered(alic
     payloads = await sse_payloads(response)
     assert assembled_text(chunks_of(payloads)) == "".join(fake.CONVERSE_REPLY_PIECES[:2])
     assert b"Too many requests" in payloads[-2]
+    # Counting the delivered text locally may first build the tokenizer's table, slow on a busy machine.
+    await wait_for(lambda: Log.objects.filter(request_id=response["X-Request-Id"]).exists(), timeout=60)
     log = await consume_log(response["X-Request-Id"])
     assert log.content.startswith("upstream failed mid-stream") and log.completion_tokens > 0
 

@@ -25,7 +25,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from tests.support.fakes import anthropic_upstream as claude
-from tests.support.fakes.server import serve
+from tests.support.fakes.recording import Recorded, RecordingFake
 
 REGION = "us-east-1"
 ACCESS_KEY = "AKIAFAKEBEDROCK12345"
@@ -63,33 +63,14 @@ class Behaviour:
 
 
 @dataclass
-class Recorded:
-    path: str  # as sent, percent-encoding and all
-    headers: dict
-    body: dict
-    raw: bytes
+class FakeBedrock(RecordingFake):
+    """Served by `recording.served` (POST on any path); `requests` keep each path as sent, escapes and all."""
 
-
-@dataclass
-class FakeBedrock:
-    script: list[Behaviour] = field(default_factory=list)
-    requests: list[Recorded] = field(default_factory=list)
-    port: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def reset(self) -> None:
-        self.script.clear()
-        self.requests.clear()
-
-    def routes(self, app: web.Application) -> None:
-        app.router.add_post("/{tail:.*}", self.handle)
+    script: list[Behaviour] = field(default_factory=list)  # this fake's own behaviours
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
-        self.requests.append(Recorded(request.raw_path, dict(request.headers), json.loads(raw), raw))
+        self.requests.append(Recorded(request.raw_path, dict(request.headers), json.loads(raw)))
         refusal = refusal_of(request, raw)
         if refusal is not None:
             return refusal
@@ -273,8 +254,3 @@ def converse_events(behaviour: Behaviour) -> list[bytes]:
     messages.append(event("messageStop", {"stopReason": "tool_use" if behaviour.tool_call else "end_turn"}))
     messages.append(event("metadata", {"usage": converse_usage(behaviour), "metrics": {"latencyMs": 321}}))
     return messages
-
-
-def start(fake: FakeBedrock) -> FakeBedrock:
-    fake.port = serve(fake.routes)
-    return fake
