@@ -378,6 +378,22 @@ async def test_an_exception_mid_stream_ends_it_and_bills_what_was_delivered(alic
     assert log.content.startswith("upstream failed mid-stream") and log.completion_tokens > 0
 
 
+PROFILE_ARN = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3"
+
+
+@pytest.fixture
+def profile_channel(fake_bedrock: FakeBedrock, transactional_db) -> Channel:
+    mapping = {"house-model": PROFILE_ARN}
+    return make_channel(fake_bedrock.url, ["house-model"], key=KEY, type="bedrock", model_mapping=mapping)
+
+
+async def test_an_inference_profile_arn_is_signed_as_the_path_it_travels_in(alice_key, profile_channel, fake_bedrock):
+    response = await post_chat(alice_key, chat("house-model"))
+    assert response.status_code == 200, response.content
+    sent = fake_bedrock.requests[0]
+    assert sent.path == "/model/arn:aws:bedrock:us-east-1:123456789012:application-inference-profile%2Fa1b2c3/converse"
+
+
 @pytest.fixture
 def wrong_secret_channel(fake_bedrock: FakeBedrock, transactional_db) -> Channel:
     return bedrock_channel(fake_bedrock, key=f"{fake.ACCESS_KEY}|not-the-secret|{fake.REGION}")
