@@ -21,14 +21,16 @@ class NoModelList(Exception):
 
 
 def fetch_models(channel: Channel) -> list[str]:
-    """The upstream's model names, sorted, without repeats. NoModelList when the provider has no list, the
-    key cannot be read, or the upstream did not answer with one."""
+    """The upstream's model names, sorted, without repeats (the adaptor's default list for a provider that has
+    none to ask). NoModelList when there is no list, the key cannot be read, or the upstream did not answer."""
     adaptor = adaptor_for(channel.type)
     try:
         info = channel_info(channel)
     except ValueError as unreadable:
         raise NoModelList(str(unreadable)) from None
     request = adaptor.model_list_request(info) if adaptor else None
+    if adaptor is not None and request is None and adaptor.default_models:
+        return sorted(adaptor.default_models)
     if adaptor is None or request is None:
         kind = channel_types.find(channel.type)
         provider = kind.label if kind else channel.type

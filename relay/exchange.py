@@ -92,13 +92,14 @@ class Exchange:
         self.outgoing: UpstreamRequest | None = None
 
     async def prepare(self) -> None:
-        """Build the upstream request (Vertex first fetches its OAuth token). UpstreamFailed when the adaptor
-        cannot: a rerank-only type (Jina) refuses chat, Vertex's token request failed."""
+        """Build the upstream request (Vertex first fetches its OAuth token) and sign it (Bedrock). UpstreamFailed
+        when the adaptor cannot: a rerank-only type (Jina) refuses chat, Vertex's token request failed."""
         await self.adaptor.prepare(self.channel)
         # A token count takes the prompt's fields only: Anthropic refuses generation parameters there.
         with_params = self.request.endpoint != ANTHROPIC_COUNT_TOKENS
         outgoing = self.adaptor.build_request(self.request, self.channel)
-        self.outgoing = overridden(outgoing, self.channel.config, with_params)
+        # Signed last (Bedrock's SigV4): the signature covers the overridden bytes.
+        self.outgoing = self.adaptor.sign(overridden(outgoing, self.channel.config, with_params), self.channel)
 
     async def answer(self, stream: bool, status_map: Mapping[str, int] | None = None) -> httpx.Response:
         """The upstream's answer when it is not an error, with its headers read (and its body unless `stream`).
@@ -112,7 +113,7 @@ class Exchange:
         finally:
             self.waited.seconds += time.perf_counter() - sent
         if response.status_code >= 400:
-            failure = self.adaptor.parse_error(response.status_code, await self.read(response))
+            failure = self.adaptor.error_answer(response.status_code, response.headers, await self.read(response))
             failure.status = (status_map or {}).get(str(failure.status), failure.status)
             raise ErrorAnswer(failure)
         return response

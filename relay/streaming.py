@@ -196,7 +196,7 @@ class StreamRelay:
         self.converter: StreamConverter = exchange.adaptor.stream_converter(exchange.request)
         self.writer = call.stream_writer()
         upstream.lift_deadline(response)  # a stream is bounded by STREAMING_TIMEOUT between events instead
-        chunks = response.aiter_bytes()
+        chunks = exchange.adaptor.stream_bytes(response.aiter_bytes())
         # A passed-through stream: the bytes read and not yet written, relayed instead of converted events.
         self.unwritten: list[bytes] | None = None
         if self.writer.relays_bytes:

@@ -18,7 +18,7 @@ KEY_LINE = "imported_from_oneapi_key"
 # new-api's statuses of a channel, and of each key of a multi-key channel (channel_info.multi_key_status_list).
 STATUSES = {1: "enabled", 3: "auto_disabled"}  # any other: disabled by hand
 # Source types no adaptor here serves, named in the notes.
-UNSUPPORTED = {11: "PaLM", 15: "Baidu", 18: "Xunfei", 21: "AIProxy library", 23: "Tencent", 33: "AWS"}
+UNSUPPORTED = {11: "PaLM", 15: "Baidu", 18: "Xunfei", 21: "AIProxy library", 23: "Tencent"}
 
 
 class ChannelImport(Run):

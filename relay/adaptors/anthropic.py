@@ -37,15 +37,15 @@ from relay.adaptors.base import (
     openai_style_error,
 )
 from relay.adaptors.openai_format import (
+    BlockTurns,
     ChunkWriter,
     DataUrl,
-    append_turn,
+    ToolCallDeltas,
     assistant_message,
     client_tool_calls,
     completion_body,
     completion_text,
     content_parts,
-    content_text,
     file_data_url,
     image_url_of,
     json_or_none,
@@ -149,32 +149,9 @@ def tool_result_block(message: dict) -> dict:
     }
 
 
-def turn_of(message: dict) -> tuple[str, list[dict]]:
-    role = message.get("role")
-    if role == "user":
-        return "user", content_blocks(message.get("content"))
-    if role == "assistant":
-        return "assistant", content_blocks(message.get("content")) + tool_use_blocks(message)
-    if role == "tool":
-        # Tool results travel in a user turn; merging puts parallel results and any following user text together.
-        return "user", [tool_result_block(message)]
-    raise unsupported(f"message role {role!r}", SLUG)
-
-
-def system_and_turns(messages: list[dict]) -> tuple[str, list[dict]]:
-    system_texts: list[str] = []
-    turns: list[dict] = []
-    for message in messages:
-        if message.get("role") in ("system", "developer"):
-            system_texts.append(content_text(message.get("content")))
-        else:
-            append_turn(turns, *turn_of(message), key="content")
-    if not turns or turns[0]["role"] != "user":
-        turns.insert(0, {"role": "user", "content": []})
-    for turn in turns:
-        if not turn["content"]:
-            turn["content"].append({"type": "text", "text": PLACEHOLDER_TEXT})
-    return "\n".join(text for text in system_texts if text), turns
+TURNS = BlockTurns(
+    SLUG, content_blocks, tool_use_blocks, tool_result_block, lambda: {"type": "text", "text": PLACEHOLDER_TEXT}
+)
 
 
 def anthropic_tools(tools: object) -> list[dict]:
@@ -227,7 +204,8 @@ def sampling_fields(body: dict) -> dict:
 
 def messages_body(request: RelayRequest, model: str) -> dict:
     body = request.body
-    system, turns = system_and_turns(body["messages"])
+    system_texts, turns = TURNS.of(body["messages"])
+    system = "\n".join(system_texts)
     out: dict = {
         "model": model,
         "max_tokens": body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens(model),
@@ -428,8 +406,7 @@ class AnthropicStream(StreamConverter):
         super().__init__(request)
         self.writer = ChunkWriter(request, self.state)
         self.counts: dict = {}  # the usage counts of message_start, updated by message_delta
-        self.tool_index: dict[object, int] = {}  # Anthropic block index -> OpenAI tool call index
-        self.tools_with_arguments: set[int] = set()
+        self.tool_calls = ToolCallDeltas(self.writer)
         self.stopped = False
 
     def feed(self, payload: bytes) -> list[bytes]:
@@ -454,14 +431,7 @@ class AnthropicStream(StreamConverter):
         block = event.get("content_block") or {}
         kind = block.get("type")
         if kind == "tool_use":
-            position = self.tool_index[event.get("index")] = len(self.tool_index)
-            call = {
-                "index": position,
-                "id": block.get("id") or "",
-                "type": "function",
-                "function": {"name": block.get("name") or "", "arguments": ""},
-            }
-            return [self.writer.chunk({"tool_calls": [call]})]
+            return self.tool_calls.start(event.get("index"), block.get("id") or "", block.get("name") or "")
         if kind == "text" and block.get("text"):
             return [self.writer.chunk({"content": block["text"]})]
         return []
@@ -473,20 +443,12 @@ class AnthropicStream(StreamConverter):
             return [self.writer.chunk({"content": delta.get("text") or ""})]
         if kind == "thinking_delta":
             return [self.writer.chunk({"reasoning_content": delta.get("thinking") or ""})]
-        if kind == "input_json_delta" and event.get("index") in self.tool_index and delta.get("partial_json"):
-            self.tools_with_arguments.add(event["index"])
-            return [self.arguments_chunk(event["index"], delta["partial_json"])]
+        if kind == "input_json_delta":
+            return self.tool_calls.arguments(event.get("index"), delta.get("partial_json"))
         return []
 
     def on_block_stop(self, event: dict) -> list[bytes]:
-        block = event.get("index")
-        if block in self.tool_index and block not in self.tools_with_arguments:
-            return [self.arguments_chunk(block, "{}")]  # a call without arguments still needs valid JSON
-        return []
-
-    def arguments_chunk(self, block: object, fragment: str) -> bytes:
-        call = {"index": self.tool_index[block], "function": {"arguments": fragment}}
-        return self.writer.chunk({"tool_calls": [call]})
+        return self.tool_calls.stop(event.get("index"))
 
     def on_message_delta(self, event: dict) -> list[bytes]:
         self.counts = latest_counts(self.counts, event.get("usage"))

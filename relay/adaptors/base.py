@@ -4,7 +4,7 @@ An adaptor turns the client's OpenAI request into the provider's HTTP request, a
 (whole, or event by event) back into OpenAI's format, reporting usage when the provider gives it.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
@@ -155,6 +155,29 @@ class StreamConverter:
         return []
 
 
+class FirstEventStream(StreamConverter):
+    """A stream whose format shows in its first event (a channel type whose models answer in several formats:
+    Vertex, Bedrock), handed to the converter `choose` picks for that event."""
+
+    def __init__(self, request: RelayRequest, choose: Callable[[bytes], StreamConverter], slug: str) -> None:
+        super().__init__(request)
+        self.choose = choose
+        self.slug = slug
+        self.inner: StreamConverter | None = None
+
+    def feed(self, payload: bytes) -> list[bytes]:
+        if self.inner is None:
+            self.inner = self.choose(payload)
+            self.state = self.inner.state  # the relay reads usage and the delivered text from here
+        return self.inner.feed(payload)
+
+    def finish(self) -> list[bytes]:
+        if self.inner is None:
+            message = f"{self.slug} closed the stream without any event"
+            raise UpstreamFailed(UpstreamFailure(502, message, "upstream_error"))
+        return self.inner.finish()
+
+
 class Provider:
     """What a provider module declares about its channel type. The adaptor registries register it in
     channels_app.channel_types at start-up, whence validation, admin, the API and the importer read it.
@@ -191,6 +214,16 @@ class Adaptor(Provider):
     def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:
         raise NotImplementedError
 
+    def sign(self, outgoing: UpstreamRequest, channel: ChannelInfo) -> UpstreamRequest:
+        """The request as it is sent, signed over its final bytes by a provider that signs each request (AWS's
+        SigV4); the last step before sending, after anything that changes the request."""
+        return outgoing
+
+    def stream_bytes(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """A stream answer's body as server-sent events, which the relay reads (relay.sse) and a pass-through
+        relays: the body itself, unless the provider streams another framing (AWS's binary event stream)."""
+        return chunks
+
     def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
         """(OpenAI body, usage or None, completion text for local counting)."""
         raise NotImplementedError
@@ -200,6 +233,11 @@ class Adaptor(Provider):
 
     def parse_error(self, status: int, content: bytes) -> UpstreamFailure:
         return openai_style_error(status, content)
+
+    def error_answer(self, status: int, headers: Mapping[str, str], content: bytes) -> UpstreamFailure:
+        """An error answer read with its headers, for a provider that names the error there (AWS's
+        x-amzn-ErrorType); the others' bodies say it all (`parse_error`)."""
+        return self.parse_error(status, content)
 
     def base_url(self, channel: ChannelInfo) -> str:
         return channel.base_url or self.default_base_url
@@ -277,7 +315,14 @@ def names_in(content: bytes, list_key: str, name_key: str) -> list[str]:
 
 MASK = "***"
 MIN_SECRET_LENGTH = 8  # shorter values (Ollama's placeholder key "x") are ordinary words, not secrets
-CREDENTIAL_HEADERS = {"authorization", "x-api-key", "api-key", "x-goog-api-key", "mj-api-secret"}
+CREDENTIAL_HEADERS = {
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+    "mj-api-secret",
+    "x-amz-security-token",
+}
 SERVICE_ACCOUNT_SECRETS = ("private_key", "private_key_id")
 
 
@@ -303,7 +348,7 @@ def scrub(message: str, key: str, sent: SentRequest | None = None) -> str:
 def channel_secrets(key: str, sent: SentRequest | None) -> set[str]:
     """The key, its parts, and every credential the request carried: the Authorization value and the token
     in it (a Zhipu JWT, Vertex's OAuth access token), x-api-key / api-key / x-goog-api-key /
-    mj-api-secret, a `key=` query parameter."""
+    mj-api-secret / x-amz-security-token, a `key=` query parameter."""
     found = {key, *key_parts(key)}
     if sent is not None:
         for name, value in sent.headers.items():
@@ -314,10 +359,12 @@ def channel_secrets(key: str, sent: SentRequest | None) -> set[str]:
 
 
 def key_parts(key: str) -> Iterable[str]:
-    """Zhipu's `id.secret` halves; a Vertex service account's private key (as parsed and as JSON escapes
-    it) and its id."""
+    """Zhipu's `id.secret` halves; AWS's `id|secret|region|token` parts; a Vertex service account's private key
+    (as parsed and as JSON escapes it) and its id."""
     if key.count(".") == 1:
         return key.split(".")
+    if "|" in key:
+        return key.split("|")
     try:
         account = orjson.loads(key) if key.lstrip().startswith("{") else None
     except orjson.JSONDecodeError:

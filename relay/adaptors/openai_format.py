@@ -7,6 +7,7 @@ specific to their provider's wire format.
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -106,6 +107,43 @@ def append_turn(turns: list[dict], role: str, items: list[dict], key: str) -> No
         turns[-1][key].extend(items)
     else:
         turns.append({"role": role, key: list(items)})
+
+
+@dataclass(frozen=True)
+class BlockTurns:
+    """How a provider that takes alternating user and assistant turns of content blocks (Anthropic, Bedrock's
+    Converse) writes a message's content, an assistant's tool calls and a tool's result."""
+
+    slug: str
+    content: Callable[[object], list[dict]]
+    tool_calls: Callable[[dict], list[dict]]
+    tool_result: Callable[[dict], dict]
+    placeholder: Callable[[], dict]  # the block of a turn that would be empty: both providers refuse one
+
+    def of(self, messages: list[dict]) -> tuple[list[str], list[dict]]:
+        """(the system and developer messages' texts, the other messages as turns that start with the user's).
+        Tool results travel in a user turn; merging puts parallel results and any following user text together."""
+        system: list[str] = []
+        turns: list[dict] = []
+        for message in messages:
+            role = message.get("role")
+            if role in ("system", "developer"):
+                system.append(content_text(message.get("content")))
+            elif role == "user":
+                append_turn(turns, "user", self.content(message.get("content")), key="content")
+            elif role == "assistant":
+                blocks = self.content(message.get("content")) + self.tool_calls(message)
+                append_turn(turns, "assistant", blocks, key="content")
+            elif role == "tool":
+                append_turn(turns, "user", [self.tool_result(message)], key="content")
+            else:
+                raise unsupported(f"message role {role!r}", self.slug)
+        if not turns or turns[0]["role"] != "user":
+            turns.insert(0, {"role": "user", "content": []})
+        for turn in turns:
+            if not turn["content"]:
+                turn["content"].append(self.placeholder())
+        return [text for text in system if text], turns
 
 
 def last_user_index(messages: list[dict], slug: str) -> int:
@@ -347,6 +385,35 @@ class ChunkWriter:
                 self.state.max_tool_calls += 1
             function = call.get("function") or {}
             self.state.text_parts.append((function.get("name") or "") + (function.get("arguments") or ""))
+
+
+class ToolCallDeltas:
+    """The tool calls of a stream whose provider sends each call as a content block (Anthropic, Bedrock's
+    Converse): its start, its arguments in fragments, its end, as OpenAI tool-call deltas numbered in order."""
+
+    def __init__(self, writer: ChunkWriter) -> None:
+        self.writer = writer
+        self.index: dict[object, int] = {}  # the provider's block index -> OpenAI's tool call index
+        self.with_arguments: set[object] = set()
+
+    def start(self, block: object, call_id: str, name: str) -> list[bytes]:
+        position = self.index[block] = len(self.index)
+        call = {"index": position, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+        return [self.writer.chunk({"tool_calls": [call]})]
+
+    def arguments(self, block: object, fragment: object) -> list[bytes]:
+        if block not in self.index or not isinstance(fragment, str) or not fragment:
+            return []
+        self.with_arguments.add(block)
+        return [self.arguments_chunk(block, fragment)]
+
+    def stop(self, block: object) -> list[bytes]:
+        if block in self.index and block not in self.with_arguments:
+            return [self.arguments_chunk(block, "{}")]  # a call without arguments still needs valid JSON
+        return []
+
+    def arguments_chunk(self, block: object, fragment: str) -> bytes:
+        return self.writer.chunk({"tool_calls": [{"index": self.index[block], "function": {"arguments": fragment}}]})
 
 
 # --- rerank: the client-facing format is Jina's (Jina's `/v1/rerank`) ---

@@ -7,6 +7,7 @@ from channels_app import channel_types
 from relay.adaptors.anthropic import AnthropicAdaptor
 from relay.adaptors.azure import AzureAdaptor
 from relay.adaptors.base import Adaptor
+from relay.adaptors.bedrock import BedrockAdaptor
 from relay.adaptors.cohere import CohereAdaptor
 from relay.adaptors.custom import CustomAdaptor
 from relay.adaptors.dify import DifyAdaptor
@@ -32,6 +33,7 @@ ADAPTORS: dict[str, Adaptor] = {
     "cohere": CohereAdaptor(),
     "jina": JinaAdaptor(),
     "dify": DifyAdaptor(),
+    "bedrock": BedrockAdaptor(),
     **PRESET_ADAPTORS,
 }
 

@@ -30,6 +30,7 @@ from relay.adaptors import anthropic, gemini, google_auth
 from relay.adaptors.base import (
     ANTHROPIC_MESSAGES,
     Adaptor,
+    FirstEventStream,
     RelayRequest,
     StreamConverter,
     UpstreamFailed,
@@ -188,7 +189,7 @@ class VertexAdaptor(Adaptor):
         return self.converter_for(content).convert_response(request, content)
 
     def stream_converter(self, request: RelayRequest) -> StreamConverter:
-        return VertexStream(request, self)
+        return FirstEventStream(request, lambda payload: self.converter_for(payload).stream_converter(request), SLUG)
 
     def parse_error(self, status: int, content: bytes) -> UpstreamFailure:
         return self.converter_for(content).parse_error(status, content)
@@ -204,23 +205,3 @@ def account_of(channel: ChannelInfo) -> google_auth.ServiceAccount:
         # Saved before validation existed, or written around it: the credential cannot work.
         message = f"the vertex channel's key is unusable: {invalid}"
         raise UpstreamFailed(UpstreamFailure(401, message, "authentication_error", "invalid_service_account")) from None
-
-
-class VertexStream(StreamConverter):
-    """Hands the stream to the converter of the format its first event speaks."""
-
-    def __init__(self, request: RelayRequest, adaptor: VertexAdaptor) -> None:
-        super().__init__(request)
-        self.adaptor = adaptor
-        self.inner: StreamConverter | None = None
-
-    def feed(self, payload: bytes) -> list[bytes]:
-        if self.inner is None:
-            self.inner = self.adaptor.converter_for(payload).stream_converter(self.request)
-            self.state = self.inner.state  # the relay reads usage and the delivered text from here
-        return self.inner.feed(payload)
-
-    def finish(self) -> list[bytes]:
-        if self.inner is None:
-            raise UpstreamFailed(UpstreamFailure(502, "vertex closed the stream without any event", "upstream_error"))
-        return self.inner.finish()

@@ -1,7 +1,7 @@
 """Anthropic's Messages API as an inbound format (`POST /v1/messages`): Claude Code and every Anthropic SDK.
 
 - Keys come in `x-api-key` (Anthropic's SDKs) or `Authorization: Bearer` (Claude Code's ANTHROPIC_AUTH_TOKEN).
-- Anthropic channels and Claude on Vertex speak it natively: the client's request is passed through (see the
+- Anthropic channels and Claude on Vertex and Bedrock speak it natively: the client's request is passed through (see the
   adaptors' "messages" endpoint) and the answer's bytes relayed unchanged.
 - Every other channel gets the request converted to OpenAI chat (relay.formats.anthropic_convert.to_chat); its
   answer comes back as a message (`from_chat`) or as Anthropic's event stream (`MessagesStream`).
@@ -144,6 +144,8 @@ class AnthropicMessages(InboundFormat):
         return request.META.get("HTTP_X_API_KEY") or super().credential(request)
 
     def native_for(self, channel_type: str, upstream_model: str) -> bool:
+        if channel_type == "bedrock":
+            return "anthropic." in upstream_model  # Claude on Bedrock (relay.adaptors.bedrock.is_claude)
         return channel_type == "anthropic" or (channel_type == "vertex" and upstream_model.startswith("claude"))
 
     def session_identity(self, request: RelayRequest, http_request: HttpRequest, sources: Sequence[str]) -> str | None:

@@ -34,8 +34,8 @@ def test_every_adaptor_declares_its_own_type(slug):
         assert old.number > 0 and old.flavours and set(old.flavours) <= set(FLAVOURS)
 
 
-def test_only_vertex_has_its_own_key_rules_and_a_key_that_is_no_header():
-    assert {slug for slug, kind in channel_types.registered().items() if kind.check} == {"vertex"}
+def test_only_vertex_and_bedrock_have_their_own_key_rules_and_only_vertex_a_key_that_is_no_header():
+    assert {slug for slug, kind in channel_types.registered().items() if kind.check} == {"vertex", "bedrock"}
     assert {slug for slug, kind in channel_types.registered().items() if not kind.key_in_headers} == {"vertex"}
 
 

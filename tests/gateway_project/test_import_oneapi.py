@@ -16,6 +16,7 @@ from django.test import AsyncClient
 
 from billing import pricing
 from billing.models import ApiKey, AuditEntry, PriceTable, User, hash_key
+from channels_app.channels import type_problems
 from channels_app.models import Channel, ChannelKey
 from gateway_project.oneapi_import import accounts
 
@@ -101,6 +102,7 @@ ONE_API_ROWS = {
     ],
 }  # fmt: skip
 VERTEX_KEY = '{"type": "service_account",\n "project_id": "proj",\n "private_key": "-----BEGIN..."}'
+AWS_KEY = "AKIAIOSFODNN7EXAMPLE|wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY|us-west-2"  # new-api's AK|SK|Region
 
 
 def new_api_rows(base_url: str = "http://upstream.invalid") -> dict[str, list[dict]]:
@@ -125,6 +127,8 @@ def new_api_rows(base_url: str = "http://upstream.invalid") -> dict[str, list[di
              "status": 1},
             {"id": 15, "type": 24, "name": "gemini", "key": "g-key", "models": "gemini-1.5-flash", "group": "",
              "status": 1, "other": "v1beta", "status_code_mapping": '{"400": "teapot"}'},
+            {"id": 16, "type": 33, "name": "aws", "key": AWS_KEY, "models": "anthropic.claude-3-haiku-20240307-v1:0",
+             "group": "default", "status": 1, "base_url": ""},
         ],
         "tokens": [
             {"id": 20, "user_id": 7, "key": ERIN_KEY, "status": 1, "name": "erin limited", "expired_time": -1,
@@ -288,6 +292,9 @@ def test_it_imports_a_new_api_database(new_api_db):
         "manual",
         "http://mj.local",
     )
+    aws = channel(16)  # new-api's AWS Claude: its key is a bedrock channel's key as it is
+    assert (aws.type, aws.key, aws.base_url) == ("bedrock", AWS_KEY, "")
+    assert type_problems("bedrock", aws.key, aws.config) == {}
     gemini = channel(15)
     assert (gemini.type, gemini.config["api_version"], gemini.groups) == ("gemini", "v1beta", ["default"])
     assert gemini.status_code_mapping == {}
@@ -521,7 +528,7 @@ def test_it_imports_from_a_server_database(dialect, layout, rows):
         cursor = admin.cursor()
         cursor.execute(drop)
         admin.close()
-    expected = {"mysql": (5, 3, 2), "postgresql": (5, 2, 3)}[dialect]
+    expected = {"mysql": (6, 3, 2), "postgresql": (5, 2, 3)}[dialect]
     assert (Channel.objects.count(), ApiKey.objects.count(), User.objects.count()) == expected
     assert f"channels: {expected[0]} created" in printed and "channels: 0 created, 0 updated" in again
     if dialect == "mysql":
