@@ -418,15 +418,15 @@ MULTI_KEY_INFO = {
 async def test_a_new_api_multi_key_channel_is_one_channel_whose_keys_keep_working(tmp_path, fake_openai):
     rows = new_api_rows()
     rows["channels"].append(
-        {"id": 16, "type": 1, "name": "pool", "key": "\n".join(MULTI_KEYS), "base_url": fake_openai.url,
+        {"id": 26, "type": 1, "name": "pool", "key": "\n".join(MULTI_KEYS), "base_url": fake_openai.url,
          "models": "gpt-4o-mini", "group": "default", "status": 1, "channel_info": json.dumps(MULTI_KEY_INFO)}
     )  # fmt: skip
     source = sqlite_source(tmp_path / "new-api.db", NEW_API, rows)
-    assert "create channel #16 'pool' (type 1) as openai with 3 keys (polling)" in await sync_to_async(run)(
+    assert "create channel #26 'pool' (type 1) as openai with 3 keys (polling)" in await sync_to_async(run)(
         source, "--dry-run"
     )
     await sync_to_async(run)(source)
-    pool = await sync_to_async(channel)(16)
+    pool = await sync_to_async(channel)(26)
     assert pool.key_mode == "polling"
     stored = [(row.key, row.status, row.status_reason) async for row in ChannelKey.objects.filter(channel=pool)]
     assert stored == [
