@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 from django.utils.translation import gettext_lazy as _
+from django.views.generic import RedirectView
 
 from billing.admin import key_pages_at_their_old_path
 from gateway_project.admin_dashboard import dashboard
@@ -16,10 +17,13 @@ urlpatterns = [
     path("", home, name="home"),
     re_path(r"^admin/billing/token/(?P<rest>.*)$", key_pages_at_their_old_path),
     path("admin/dashboard/", admin.site.admin_view(dashboard), name="admin_dashboard"),
+    # Admin signs in through allauth's flow too, so its throttle, CAPTCHA and two-factor step apply.
+    path("admin/login/", RedirectView.as_view(pattern_name="account_login", query_string=True)),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("metrics", metrics_view),
     path("console/", include("billing.console.urls")),
+    path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),  # set_language: the console's language switch
     path("", include("relay.urls")),
     path("", include("tasks.urls")),

@@ -1,0 +1,87 @@
+"""The registration rules, for allauth's sign-up and a first social sign-in alike: open only with
+REGISTER_ENABLED, email addresses only from EMAIL_DOMAIN_WHITELIST's domains (when set), and a new account's
+credits (billing.accounts.invitations) once it is ready."""
+
+from allauth.account import stages
+from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.app_settings import EmailVerificationMethod
+from allauth.account.models import EmailAddress
+from allauth.account.signals import email_confirmed, user_signed_up
+from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from allauth.socialaccount.models import SocialLogin
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.dispatch import receiver
+from django.http import HttpRequest
+from django.utils.translation import gettext as _
+
+from billing.accounts import invitations
+from billing.models import SignUp, User
+
+INVITE_SESSION_KEY = "invite_code"  # set by the invite link (billing.console.views.invite), read at sign-up
+
+
+def email_domain_allowed(email: str) -> bool:
+    domain = email.rpartition("@")[2].lower()
+    return not settings.EMAIL_DOMAIN_WHITELIST or domain in settings.EMAIL_DOMAIN_WHITELIST
+
+
+def check_email_domain(email: str) -> None:
+    if not email_domain_allowed(email):
+        allowed = ", ".join(settings.EMAIL_DOMAIN_WHITELIST)
+        raise ValidationError(_("Only addresses at these domains can be used: %(domains)s.") % {"domains": allowed})
+
+
+class AccountAdapter(DefaultAccountAdapter):
+    def is_open_for_signup(self, request: HttpRequest) -> bool:
+        return settings.REGISTER_ENABLED
+
+    def clean_email(self, email: str) -> str:
+        check_email_domain(email)
+        return super().clean_email(email)
+
+    def get_login_stages(self) -> list[str]:
+        return [
+            f"{__name__}.{EmailVerificationStage.__name__}" if path.endswith(".EmailVerificationStage") else path
+            for path in super().get_login_stages()
+        ]
+
+
+class EmailVerificationStage(stages.EmailVerificationStage):
+    """EMAIL_VERIFICATION_REQUIRED is for accounts that signed themselves up: an operator's or an imported
+    account signs in as it always did, with or without an email address."""
+
+    def handle(self) -> tuple:
+        if not SignUp.objects.filter(user_id=self.login.user.pk).exists():
+            self.login.email_verification = EmailVerificationMethod.OPTIONAL
+        return super().handle()
+
+
+class SocialAccountAdapter(DefaultSocialAccountAdapter):
+    def is_open_for_signup(self, request: HttpRequest, sociallogin: SocialLogin) -> bool:
+        """A first social sign-in makes an account under the same rules; a provider's address outside the
+        allow-list does not (the sign-up form, where one could type another, checks it through clean_email)."""
+        emails = [address.email for address in sociallogin.email_addresses]
+        return settings.REGISTER_ENABLED and all(email_domain_allowed(email) for email in emails)
+
+
+def _ready(user: User) -> bool:
+    """Whether a new account has earned its credits: it has a verified email, or none is required."""
+    return not settings.EMAIL_VERIFICATION_REQUIRED or EmailAddress.objects.filter(user=user, verified=True).exists()
+
+
+@receiver(user_signed_up)
+def signed_up(request: HttpRequest, user: User, **_kwargs: object) -> None:
+    invitations.record_sign_up(user, request.session.get(INVITE_SESSION_KEY))
+    if _ready(user):
+        invitations.credit_sign_up(user.pk)
+
+
+@receiver(email_confirmed)
+def confirmed(request: HttpRequest, email_address: EmailAddress, **_kwargs: object) -> None:
+    invitations.credit_sign_up(email_address.user_id)
+
+
+def template_context(request: HttpRequest) -> dict:
+    """A context processor: whether the sign-in page offers to sign up."""
+    return {"register_enabled": settings.REGISTER_ENABLED}
