@@ -2,7 +2,7 @@
 REGISTER_ENABLED, email addresses only from EMAIL_DOMAIN_WHITELIST's domains (when set), and a new account's
 credits (billing.accounts.invitations) once it is ready."""
 
-from allauth.account import stages
+from allauth.account import app_settings, stages
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.app_settings import EmailVerificationMethod
 from allauth.account.models import EmailAddress
@@ -67,7 +67,8 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
 
 def _ready(user: User) -> bool:
     """Whether a new account has earned its credits: it has a verified email, or none is required."""
-    return not settings.EMAIL_VERIFICATION_REQUIRED or EmailAddress.objects.filter(user=user, verified=True).exists()
+    mandatory = app_settings.EMAIL_VERIFICATION == EmailVerificationMethod.MANDATORY
+    return not mandatory or EmailAddress.objects.filter(user=user, verified=True).exists()
 
 
 @receiver(user_signed_up)
