@@ -291,7 +291,6 @@ TURNSTILE_SECRET_KEY = envstr("TURNSTILE_SECRET_KEY")
 TURNSTILE_VERIFY_URL = envstr("TURNSTILE_VERIFY_URL", "https://challenges.cloudflare.com/turnstile/v0/siteverify")
 
 ACCOUNT_ADAPTER = "billing.accounts.signup.AccountAdapter"
-SOCIALACCOUNT_ADAPTER = "billing.accounts.signup.SocialAccountAdapter"
 ACCOUNT_FORMS = {"login": "billing.accounts.forms.LoginForm", "signup": "billing.accounts.forms.SignupForm"}
 ACCOUNT_LOGIN_METHODS = {"username", "email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
@@ -326,7 +325,7 @@ def _social_apps() -> dict:
         if not envstr("OIDC_SERVER_URL"):
             raise ImproperlyConfigured("OIDC_CLIENT_ID needs OIDC_SERVER_URL (the issuer, e.g. https://id.example.com)")
         app = {
-            "provider_id": envstr("OIDC_PROVIDER_ID", "oidc"),
+            "provider_id": envstr("OIDC_PROVIDER_ID", "sso"),
             "name": envstr("OIDC_NAME", "OpenID Connect"),
             "client_id": envstr("OIDC_CLIENT_ID"),
             "secret": envstr("OIDC_CLIENT_SECRET"),

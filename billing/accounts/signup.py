@@ -1,14 +1,14 @@
 """The registration rules, for allauth's sign-up and a first social sign-in alike: open only with
-REGISTER_ENABLED, email addresses only from EMAIL_DOMAIN_WHITELIST's domains (when set), and a new account's
-credits (billing.accounts.invitations) once it is ready."""
+REGISTER_ENABLED, email addresses only from EMAIL_DOMAIN_WHITELIST's domains (when set: a provider's address
+outside it sends the new user to the sign-up form to give another), and a new account's credits
+(billing.accounts.invitations) once it is ready. allauth's social adapter asks this account adapter whether
+sign-up is open."""
 
 from allauth.account import app_settings, stages
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.app_settings import EmailVerificationMethod
 from allauth.account.models import EmailAddress
 from allauth.account.signals import email_confirmed, user_signed_up
-from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
-from allauth.socialaccount.models import SocialLogin
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.dispatch import receiver
@@ -21,13 +21,9 @@ from billing.models import SignUp, User
 INVITE_SESSION_KEY = "invite_code"  # set by the invite link (billing.console.views.invite), read at sign-up
 
 
-def email_domain_allowed(email: str) -> bool:
-    domain = email.rpartition("@")[2].lower()
-    return not settings.EMAIL_DOMAIN_WHITELIST or domain in settings.EMAIL_DOMAIN_WHITELIST
-
-
 def check_email_domain(email: str) -> None:
-    if not email_domain_allowed(email):
+    domain = email.rpartition("@")[2].lower()
+    if settings.EMAIL_DOMAIN_WHITELIST and domain not in settings.EMAIL_DOMAIN_WHITELIST:
         allowed = ", ".join(settings.EMAIL_DOMAIN_WHITELIST)
         raise ValidationError(_("Only addresses at these domains can be used: %(domains)s.") % {"domains": allowed})
 
@@ -55,14 +51,6 @@ class EmailVerificationStage(stages.EmailVerificationStage):
         if not SignUp.objects.filter(user_id=self.login.user.pk).exists():
             self.login.email_verification = EmailVerificationMethod.OPTIONAL
         return super().handle()
-
-
-class SocialAccountAdapter(DefaultSocialAccountAdapter):
-    def is_open_for_signup(self, request: HttpRequest, sociallogin: SocialLogin) -> bool:
-        """A first social sign-in makes an account under the same rules; a provider's address outside the
-        allow-list does not (the sign-up form, where one could type another, checks it through clean_email)."""
-        emails = [address.email for address in sociallogin.email_addresses]
-        return settings.REGISTER_ENABLED and all(email_domain_allowed(email) for email in emails)
 
 
 def _ready(user: User) -> bool:
