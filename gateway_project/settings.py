@@ -291,6 +291,7 @@ TURNSTILE_SECRET_KEY = envstr("TURNSTILE_SECRET_KEY")
 TURNSTILE_VERIFY_URL = envstr("TURNSTILE_VERIFY_URL", "https://challenges.cloudflare.com/turnstile/v0/siteverify")
 
 ACCOUNT_ADAPTER = "billing.accounts.signup.AccountAdapter"
+SOCIALACCOUNT_ADAPTER = "billing.accounts.signup.SocialAccountAdapter"
 ACCOUNT_FORMS = {"login": "billing.accounts.forms.LoginForm", "signup": "billing.accounts.forms.SignupForm"}
 ACCOUNT_LOGIN_METHODS = {"username", "email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]

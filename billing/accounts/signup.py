@@ -9,6 +9,8 @@ from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.app_settings import EmailVerificationMethod
 from allauth.account.models import EmailAddress
 from allauth.account.signals import email_confirmed, user_signed_up
+from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from allauth.socialaccount.models import SocialAccount, SocialLogin
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.dispatch import receiver
@@ -43,12 +45,24 @@ class AccountAdapter(DefaultAccountAdapter):
         ]
 
 
+class SocialAccountAdapter(DefaultSocialAccountAdapter):
+    def pre_social_login(self, request: HttpRequest, sociallogin: SocialLogin) -> None:
+        """one-api kept a GitHub user's login name where allauth keeps the numeric id: an imported account
+        (gateway_project.oneapi_import) is found by the login name on its first sign-in and takes the id."""
+        account = sociallogin.account
+        login_name = account.extra_data.get("login") if account.provider == "github" else None
+        if sociallogin.is_existing or not login_name:
+            return
+        if SocialAccount.objects.filter(provider="github", uid=login_name).update(uid=account.uid):
+            sociallogin.lookup()
+
+
 class EmailVerificationStage(stages.EmailVerificationStage):
-    """EMAIL_VERIFICATION_REQUIRED is for accounts that signed themselves up: an operator's or an imported
-    account signs in as it always did, with or without an email address."""
+    """EMAIL_VERIFICATION_REQUIRED holds back an account that signed itself up until its email is verified (and
+    its credits paid); an operator's or an imported account signs in as it always did, with or without one."""
 
     def handle(self) -> tuple:
-        if not SignUp.objects.filter(user_id=self.login.user.pk).exists():
+        if not SignUp.objects.filter(user_id=self.login.user.pk, credited_at__isnull=True).exists():
             self.login.email_verification = EmailVerificationMethod.OPTIONAL
         return super().handle()
 

@@ -6,9 +6,11 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from allauth.account.models import EmailAddress
-from allauth.socialaccount.models import SocialAccount
+from allauth.socialaccount.models import SocialAccount, SocialLogin
+from django.contrib.auth.models import AnonymousUser
 from django.test import Client
 
+from billing.accounts.signup import SocialAccountAdapter
 from billing.models import SignUp, User
 from tests.support.fakes import oidc_provider
 
@@ -83,3 +85,16 @@ def test_a_signed_in_user_links_and_unlinks_the_provider(sso, idp, alice):
     assert "Corp SSO" in page
     assert client.post("/accounts/3rdparty/", {"account": account.pk}).status_code == 302
     assert not SocialAccount.objects.filter(user=alice).exists()
+
+
+def test_an_imported_github_account_is_found_by_its_login_name_and_takes_the_id(settings, alice, rf):
+    """one-api kept GitHub login names (import_oneapi stores them as the uid); GitHub's sign-in brings the id."""
+    settings.SOCIALACCOUNT_PROVIDERS = {"github": {"APPS": [{"client_id": "gh-client", "secret": "gh-secret"}]}}
+    SocialAccount.objects.create(user=alice, provider="github", uid="alice-gh")
+    request = rf.get("/accounts/github/login/callback/")
+    request.user = AnonymousUser()
+    request.session = {}
+    arriving = SocialLogin(account=SocialAccount(provider="github", uid="583231", extra_data={"login": "alice-gh"}))
+    SocialAccountAdapter().pre_social_login(request, arriving)
+    assert arriving.is_existing and arriving.user == alice
+    assert SocialAccount.objects.get(user=alice).uid == "583231"
