@@ -310,6 +310,8 @@ MFA_FORMS = {"authenticate": "billing.accounts.forms.AuthenticateForm"}
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 MFA_PASSKEY_LOGIN_ENABLED = True
 MFA_TOTP_ISSUER = envstr("MFA_TOTP_ISSUER", "LLM gateway")
+# A code of the period before or after is accepted too: phones whose clocks are a few seconds off still work.
+MFA_TOTP_TOLERANCE = 1
 # Passkeys need a secure origin; `make run` on http://localhost is one, DEBUG lets any plain-HTTP host try.
 MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = DEBUG
 

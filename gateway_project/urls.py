@@ -1,10 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 from django.utils.translation import gettext_lazy as _
-from django.views.generic import RedirectView
 
 from billing.admin import key_pages_at_their_old_path
 from gateway_project.admin_dashboard import dashboard
+from gateway_project.admin_tools import admin_sign_in
 from gateway_project.api import api
 from gateway_project.home import home
 from relay.metrics import metrics_view
@@ -17,8 +17,7 @@ urlpatterns = [
     path("", home, name="home"),
     re_path(r"^admin/billing/token/(?P<rest>.*)$", key_pages_at_their_old_path),
     path("admin/dashboard/", admin.site.admin_view(dashboard), name="admin_dashboard"),
-    # Admin signs in through allauth's flow too, so its throttle, CAPTCHA and two-factor step apply.
-    path("admin/login/", RedirectView.as_view(pattern_name="account_login", query_string=True)),
+    path("admin/login/", admin_sign_in),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("metrics", metrics_view),

@@ -38,6 +38,7 @@ def test_admin_sign_in_goes_through_the_code_step(root_secret):
     client = Client()
     assert client.get("/admin/")["Location"] == "/admin/login/?next=/admin/"
     assert client.get("/admin/login/?next=/admin/")["Location"] == "/accounts/login/?next=/admin/"
+    assert client.get("/admin/login/")["Location"] == "/accounts/login/?next=/admin/"
     assert password_step(client) == "/accounts/2fa/authenticate/"
     assert client.get("/admin/").status_code == 302  # not signed in yet
     done = client.post("/accounts/2fa/authenticate/", {"code": current_code(root_secret)})
