@@ -288,6 +288,8 @@ QUOTA_FOR_INVITEE = envint("QUOTA_FOR_INVITEE", 0)
 REQUIRE_STAFF_2FA = envbool("REQUIRE_STAFF_2FA", False)
 TURNSTILE_SITE_KEY = envstr("TURNSTILE_SITE_KEY")
 TURNSTILE_SECRET_KEY = envstr("TURNSTILE_SECRET_KEY")
+if bool(TURNSTILE_SITE_KEY) != bool(TURNSTILE_SECRET_KEY):
+    raise ImproperlyConfigured("Turnstile needs both TURNSTILE_SITE_KEY and TURNSTILE_SECRET_KEY (or neither)")
 TURNSTILE_VERIFY_URL = envstr("TURNSTILE_VERIFY_URL", "https://challenges.cloudflare.com/turnstile/v0/siteverify")
 
 ACCOUNT_ADAPTER = "billing.accounts.signup.AccountAdapter"
