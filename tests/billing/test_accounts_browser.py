@@ -7,6 +7,7 @@ import re
 import time
 
 import pytest
+from allauth.mfa.models import Authenticator
 from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
 from allauth.socialaccount.models import SocialAccount
 from django.core import mail
@@ -150,3 +151,36 @@ def test_sign_in_with_an_openid_connect_provider(live_server, browser, open_sign
     wait(browser, lambda d: d.current_url == f"{base}/console/")
     jane = SocialAccount.objects.get(provider="sso").user
     assert (jane.email, User.objects.get(pk=jane.pk).quota) == ("jane@corp.example", NEW_USER)
+
+
+def test_a_passkey_added_in_the_account_pages_signs_in_without_a_password(live_server, browser, alice):
+    """Chromium's virtual authenticator stands in for a phone or a security key (http://localhost is a secure
+    origin, as WebAuthn requires)."""
+    from selenium.webdriver.common.virtual_authenticator import VirtualAuthenticatorOptions  # after the skip
+
+    browser.add_virtual_authenticator(
+        VirtualAuthenticatorOptions(
+            protocol=VirtualAuthenticatorOptions.Protocol.CTAP2,
+            transport=VirtualAuthenticatorOptions.Transport.INTERNAL,
+            has_resident_key=True,
+            has_user_verification=True,
+            is_user_verified=True,
+        )
+    )
+    base = live_server.url  # http://localhost:PORT
+    sign_in(browser, base, "alice", "alice-pass")
+    wait(browser, lambda d: d.current_url == f"{base}/console/")
+    browser.get(f"{base}/accounts/2fa/webauthn/add/")
+    send_form(browser, password="alice-pass")  # allauth asks for the password again before a security change
+    form = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "main form"))
+    form.find_element(By.NAME, "name").send_keys("laptop")
+    form.find_element(By.NAME, "passwordless").click()
+    screenshot(browser, "accounts-10-add-passkey")
+    browser.find_element(By.ID, "mfa_webauthn_add").click()
+    wait(browser, lambda d: "/accounts/2fa/webauthn/add/" not in d.current_url)
+    assert Authenticator.objects.filter(user=alice, type=Authenticator.Type.WEBAUTHN).exists()
+
+    browser.delete_all_cookies()
+    browser.get(f"{base}/accounts/login/")
+    wait(browser, lambda d: d.find_element(By.ID, "passkey_login")).click()
+    wait(browser, lambda d: d.current_url == f"{base}/console/")
