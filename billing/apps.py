@@ -7,4 +7,4 @@ class BillingConfig(AppConfig):
     verbose_name = _("Billing: users, keys, prices and logs")
 
     def ready(self) -> None:
-        from billing.accounts import signals  # noqa: F401
+        from billing.accounts import signals, signup  # noqa: F401

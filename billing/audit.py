@@ -40,6 +40,7 @@ class System(StrEnum):
     AUTO_ENABLE = "auto-enable"
     WECHAT_PAY = "wechat-pay"
     IMPORT = "import_oneapi"
+    SIGN_UP = "sign-up"  # the credits of a new account (billing.accounts.invitations)
 
 
 Actor = User | System

@@ -43,6 +43,21 @@ class User(AbstractUser):
     # Over all the user's keys together (billing.accounts.ratelimit).
     rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text=RPM_HELP)
     tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text=TPM_HELP)
+    # The code of the user's invite link (billing.accounts.invitations), made when first shown.
+    invite_code = models.CharField(max_length=16, unique=True, null=True, blank=True, editable=False)
+
+
+class SignUp(models.Model):
+    """A user who signed themselves up (billing.accounts.invitations): who invited them, and the one-time credits
+    of a new account -- QUOTA_FOR_NEW_USER and QUOTA_FOR_INVITEE to them, QUOTA_FOR_INVITER to the inviter --
+    paid when `credited_at` is set. One row per user (the primary key), so they are paid once."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, primary_key=True, related_name="sign_up")
+    inviter = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="invitees")
+    created_at = models.DateTimeField(default=timezone.now)
+    credited_at = models.DateTimeField(null=True, blank=True)
+    user_quota = models.BigIntegerField(default=0)
+    inviter_quota = models.BigIntegerField(default=0)
 
 
 class ApiKey(models.Model):
@@ -362,7 +377,19 @@ name_model(
     used_quota=_("used quota"),
     request_count=_("request count"),
     rpm_limit=_("rpm limit"),
+    invite_code=_("invite code"),
     tpm_limit=_("tpm limit"),
+)
+name_model(
+    SignUp,
+    _("sign-up"),
+    _("sign-ups"),
+    user=_("user"),
+    inviter=_("inviter"),
+    created_at=_("created at"),
+    credited_at=_("credited at"),
+    user_quota=_("user quota"),
+    inviter_quota=_("inviter quota"),
 )
 name_model(
     ApiKey,

@@ -4,10 +4,12 @@ import json
 import re
 
 from django import forms
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.forms.fields import InvalidJSONInput
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from gateway_project.safe_text import UNSTORABLE, has_lone_surrogate
@@ -89,3 +91,9 @@ class SaveChangedFieldsMixin:
         columns = {field.name for field in obj._meta.concrete_fields}
         changed = {self.form_to_model.get(name, name) for name in form.changed_data}
         obj.save(update_fields=sorted(changed & columns))
+
+
+def admin_sign_in(request: HttpRequest) -> HttpResponse:
+    """Admin's login page: allauth's sign-in (its throttle, CAPTCHA and two-factor step apply), which comes back
+    to where admin sent the browser, else to admin's index."""
+    return redirect_to_login(request.GET.get("next") or reverse("admin:index"))

@@ -2,17 +2,18 @@
 else gets the sign-in form, and operators (staff too, when signed in) the addresses they need."""
 
 from django.conf import settings
-from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_safe
+
+from billing.accounts.forms import LoginForm
 
 
 @require_safe
 def home(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated and not request.user.is_staff:
         return redirect("console:home")
-    return render(request, "home.html", {"form": AuthenticationForm(request), "base_url": openai_base_url(request)})
+    return render(request, "home.html", {"form": LoginForm(request=request), "base_url": openai_base_url(request)})
 
 
 def openai_base_url(request: HttpRequest) -> str:

@@ -57,6 +57,13 @@ INSTALLED_APPS = [
     "channels",
     # Its templates and static files: /api/docs loads Swagger UI from here (collectstatic), not from a CDN.
     "ninja",
+    # Self-service accounts: sign-in, sign-up, email, social sign-in and two-factor (README "Accounts and sign-up").
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.github",
+    "allauth.socialaccount.providers.openid_connect",
+    "allauth.mfa",
     "gateway_project",  # its management commands: import_oneapi
     "billing",
     "channels_app",
@@ -76,8 +83,11 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "billing.accounts.staff_2fa.RequireStaff2FA",
 ]
 
+# Username or email and password, throttled (issue 12); allauth's flow adds the two-factor step after it.
 AUTHENTICATION_BACKENDS = ["billing.accounts.login_throttle.ThrottledModelBackend"]
 LOGIN_MAX_FAILURES = envint("LOGIN_MAX_FAILURES", 5)
 LOGIN_LOCKOUT_SECONDS = envint("LOGIN_LOCKOUT_SECONDS", 300)
@@ -107,6 +117,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "billing.accounts.signup.template_context",
             ],
         },
     },
@@ -185,7 +196,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "console:home"
 
 LOGGING = {
     "version": 1,
@@ -277,3 +289,85 @@ TOPUP_MIN_YUAN = envint("TOPUP_MIN_YUAN", 1)
 # usage aggregate keeps their totals. LOG_CLEANUP_INTERVAL is how often that job runs, in seconds.
 LOG_RETENTION_DAYS = envint("LOG_RETENTION_DAYS", 0)
 LOG_CLEANUP_INTERVAL = envint("LOG_CLEANUP_INTERVAL", 24 * 3600)
+
+# Accounts (django-allauth): sign-in by username or email, sign-up, email verification, password reset, social
+# sign-in and two-factor. README "Accounts and sign-up" describes every variable.
+REGISTER_ENABLED = envbool("REGISTER_ENABLED", False)
+EMAIL_VERIFICATION_REQUIRED = envbool("EMAIL_VERIFICATION_REQUIRED", True)
+EMAIL_DOMAIN_WHITELIST = [d.strip().lower().lstrip("@") for d in envstr("EMAIL_DOMAIN_WHITELIST").split(",")]
+EMAIL_DOMAIN_WHITELIST = [domain for domain in EMAIL_DOMAIN_WHITELIST if domain]
+QUOTA_FOR_NEW_USER = envint("QUOTA_FOR_NEW_USER", 0)
+QUOTA_FOR_INVITER = envint("QUOTA_FOR_INVITER", 0)
+QUOTA_FOR_INVITEE = envint("QUOTA_FOR_INVITEE", 0)
+REQUIRE_STAFF_2FA = envbool("REQUIRE_STAFF_2FA", False)
+TURNSTILE_SITE_KEY = envstr("TURNSTILE_SITE_KEY")
+TURNSTILE_SECRET_KEY = envstr("TURNSTILE_SECRET_KEY")
+if bool(TURNSTILE_SITE_KEY) != bool(TURNSTILE_SECRET_KEY):
+    raise ImproperlyConfigured("Turnstile needs both TURNSTILE_SITE_KEY and TURNSTILE_SECRET_KEY (or neither)")
+TURNSTILE_VERIFY_URL = envstr("TURNSTILE_VERIFY_URL", "https://challenges.cloudflare.com/turnstile/v0/siteverify")
+
+ACCOUNT_ADAPTER = "billing.accounts.signup.AccountAdapter"
+SOCIALACCOUNT_ADAPTER = "billing.accounts.signup.SocialAccountAdapter"
+ACCOUNT_FORMS = {"login": "billing.accounts.forms.LoginForm", "signup": "billing.accounts.forms.SignupForm"}
+ACCOUNT_LOGIN_METHODS = {"username", "email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_EMAIL_VERIFICATION = "mandatory" if EMAIL_VERIFICATION_REQUIRED else "optional"
+ACCOUNT_CONFIRM_EMAIL_ON_GET = False
+ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[LLM gateway] "
+# Links in mails: SERVER_ADDRESS's scheme (the gateway behind a TLS proxy), else the request's.
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if SERVER_ADDRESS.startswith("https:") or SESSION_COOKIE_SECURE else "http"
+# Failed sign-ins are counted by the backend (LOGIN_MAX_FAILURES), not a second time by allauth.
+ACCOUNT_RATE_LIMITS = {"login_failed": False}
+SOCIALACCOUNT_LOGIN_ON_GET = False
+MFA_ADAPTER = "allauth.mfa.adapter.DefaultMFAAdapter"
+MFA_FORMS = {"authenticate": "billing.accounts.forms.AuthenticateForm"}
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
+MFA_PASSKEY_LOGIN_ENABLED = True
+MFA_TOTP_ISSUER = envstr("MFA_TOTP_ISSUER", "LLM gateway")
+# A code of the period before or after is accepted too: phones whose clocks are a few seconds off still work.
+MFA_TOTP_TOLERANCE = 1
+# Passkeys need a secure origin; `make run` on http://localhost is one, DEBUG lets any plain-HTTP host try.
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = DEBUG
+
+
+def _social_apps() -> dict:
+    """GitHub and one OpenID Connect provider from the environment (SOCIALACCOUNT_PROVIDERS' APPS: no database
+    row); admin's Social applications add more."""
+    providers: dict = {}
+    app: dict
+    if envstr("GITHUB_CLIENT_ID"):
+        app = {"client_id": envstr("GITHUB_CLIENT_ID"), "secret": envstr("GITHUB_CLIENT_SECRET")}
+        providers["github"] = {"APPS": [app], "SCOPE": ["user:email"]}
+    if envstr("OIDC_CLIENT_ID"):
+        if not envstr("OIDC_SERVER_URL"):
+            raise ImproperlyConfigured("OIDC_CLIENT_ID needs OIDC_SERVER_URL (the issuer, e.g. https://id.example.com)")
+        app = {
+            "provider_id": envstr("OIDC_PROVIDER_ID", "sso"),
+            "name": envstr("OIDC_NAME", "OpenID Connect"),
+            "client_id": envstr("OIDC_CLIENT_ID"),
+            "secret": envstr("OIDC_CLIENT_SECRET"),
+            "settings": {"server_url": envstr("OIDC_SERVER_URL")},
+        }
+        providers["openid_connect"] = {"APPS": [app]}
+    return providers
+
+
+SOCIALACCOUNT_PROVIDERS = _social_apps()
+
+# Mail (verification, password reset): one-api's SMTP_* names; SSL on port 465, STARTTLS on any other. Without
+# SMTP_SERVER mails are written to the log (what `make run` gets).
+SMTP_SERVER = envstr("SMTP_SERVER")
+if SMTP_SERVER:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = SMTP_SERVER
+    EMAIL_PORT = envint("SMTP_PORT", 587)
+    EMAIL_HOST_USER = envstr("SMTP_ACCOUNT")
+    EMAIL_HOST_PASSWORD = envstr("SMTP_TOKEN")
+    EMAIL_USE_SSL = EMAIL_PORT == 465
+    EMAIL_USE_TLS = not EMAIL_USE_SSL
+    EMAIL_TIMEOUT = 10
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = envstr("SMTP_FROM") or envstr("SMTP_ACCOUNT") or "gateway@localhost"

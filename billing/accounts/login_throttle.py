@@ -1,6 +1,8 @@
-"""Login throttling for admin and the console: at most LOGIN_MAX_FAILURES attempts per username and per IP
-are checked within LOGIN_LOCKOUT_SECONDS of the first; later ones are refused (even with the right password)
-until the window passes. Counters live in the shared cache, so the limit holds across instances with Redis.
+"""Login throttling for every sign-in step (the password, then a two-factor code): at most LOGIN_MAX_FAILURES
+attempts per login name (username or email) and per IP are checked within LOGIN_LOCKOUT_SECONDS of the first;
+later ones are refused (even with the right password or code) until the window passes. Counters live in the
+shared cache, so the limit holds across instances with Redis. A two-factor code counts on the same counters as
+the password step, under the username, so a stolen password does not buy a fresh round of guesses.
 
 An attempt is counted before its password is checked, so attempts sent at once cannot all be checked before
 any of them counts; a login that succeeds takes its own attempt back, so only failures (and attempts still
@@ -12,18 +14,21 @@ take every core from the relay's event loop.
 import contextlib
 import threading
 
+from allauth.account.auth_backends import AuthenticationBackend
 from django.conf import settings
-from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _
 
 HASHING = threading.Lock()  # one password check at a time in this process
 
 
-def _keys(request: HttpRequest | None, username: str | None) -> list[str]:
+THROTTLED = _("too many failed logins: try again later")
+
+
+def attempt_keys(request: HttpRequest | None, username: str | None) -> list[str]:
     keys = [f"login-fail:user:{(username or '').lower()}"]
     if request is not None:
         keys.append(f"login-fail:ip:{request.META.get('REMOTE_ADDR', '')}")
@@ -51,17 +56,30 @@ def take_back(keys: list[str]) -> None:
             cache.decr(key)
 
 
-class ThrottledModelBackend(ModelBackend):
-    """Django's username/password backend, counting each attempt before checking it (see the module)."""
+def mark_throttled(request: HttpRequest | None) -> None:
+    """Tell the sign-in form that its attempt was refused unchecked (Django's authenticate() turns the refusal
+    into a plain failure), so it can say why."""
+    if request is not None:
+        request.login_throttled = True
 
-    def authenticate(
-        self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs
-    ) -> AbstractBaseUser | None:
-        keys = _keys(request, username or kwargs.get("username"))
+
+def was_throttled(request: HttpRequest | None) -> bool:
+    return bool(getattr(request, "login_throttled", False))
+
+
+class ThrottledModelBackend(AuthenticationBackend):
+    """allauth's backend (a username or an email with the password), counting each attempt before checking it
+    (see the module)."""
+
+    def authenticate(self, request: HttpRequest | None, **credentials) -> AbstractBaseUser | None:
+        if not credentials.get("password"):
+            return None
+        keys = attempt_keys(request, credentials.get("username") or credentials.get("email"))
         if not count_attempt(keys):
-            raise PermissionDenied(_("too many failed logins: try again later"))
+            mark_throttled(request)
+            raise PermissionDenied(THROTTLED)
         with HASHING:
-            user = super().authenticate(request, username=username, password=password, **kwargs)
+            user = super().authenticate(request, **credentials)
         if user is not None:
             take_back(keys)
         return user

@@ -2,20 +2,18 @@
 
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
+from django.views.generic import RedirectView
 
 from billing.console import views
 
 app_name = "console"
 
 urlpatterns = [
-    path(
-        "login/",
-        auth_views.LoginView.as_view(
-            template_name="console/login.html", redirect_authenticated_user=True, next_page=reverse_lazy("console:home")
-        ),
-        name="login",
-    ),
-    path("logout/", auth_views.LogoutView.as_view(next_page=reverse_lazy("console:login")), name="logout"),
+    # Signing in is allauth's (/accounts/login/, with its two-factor step); the old address still leads there.
+    path("login/", RedirectView.as_view(pattern_name="account_login", query_string=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(next_page=reverse_lazy("account_login")), name="logout"),
+    path("account/", views.account, name="account"),
+    path("invite/<str:code>/", views.invite, name="invite"),
     path("", views.home, name="home"),
     path("keys/", views.keys, name="keys"),
     path("keys/<int:key_id>/status", views.key_status, name="key-status"),

@@ -7,6 +7,7 @@ included (they have Django admin for everyone's). Views parse, call one billing 
 import csv
 from datetime import date, datetime, time, timedelta
 
+from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -14,13 +15,15 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from billing import pricing
-from billing.accounts import api_keys
+from billing.accounts import api_keys, invitations
+from billing.accounts.signup import INVITE_SESSION_KEY
 from billing.console import charts
 from billing.console.forms import KeyForm, KeyStatusForm, RedeemForm, TopUpForm, UsageFilterForm
 from billing.logs import LogFilter, log_csv_rows, log_stats, visible_logs
@@ -29,7 +32,7 @@ from billing.payments import qr, redemptions, topup, wechatpay
 from billing.payments.wechatpay import PaymentsDisabled, WeChatPayError
 from gateway_project.errors import describe
 
-LOGIN_URL = "console:login"
+LOGIN_URL = "account_login"
 PAGE_SIZE = 50
 CHART_DAYS = 30
 console_page = login_required(login_url=LOGIN_URL)
@@ -222,3 +225,26 @@ def redeem(request: HttpRequest) -> HttpResponse:
             messages.success(request, _("Redeemed: %(quota)s quota (%(usd)s) added to your account.") % added)
             return redirect("console:redeem")
     return render(request, "console/redeem.html", {"form": form})
+
+
+@require_GET
+@console_page
+def account(request: HttpRequest) -> HttpResponse:
+    """Who one is, and one's invite link with what it brought; allauth's pages (email, password, linked accounts,
+    two-factor) are linked from here."""
+    link = request.build_absolute_uri(reverse("console:invite", args=[invitations.invite_code(request.user)]))
+    context = {
+        "invite_link": link,
+        "stats": invitations.invited_stats(request.user),
+        "quota_for_inviter": settings.QUOTA_FOR_INVITER,
+        "quota_for_invitee": settings.QUOTA_FOR_INVITEE,
+        "email": EmailAddress.objects.get_primary_email(request.user),
+    }
+    return render(request, "console/account.html", context)
+
+
+@require_GET
+def invite(request: HttpRequest, code: str) -> HttpResponse:
+    """An invite link: remembers the code for the sign-up (by form or a first social sign-in) and goes there."""
+    request.session[INVITE_SESSION_KEY] = code
+    return redirect("account_signup")

@@ -1,11 +1,18 @@
 """Users and their API keys. Passwords cannot move unless Django can check one-api's bcrypt hashes; keys keep
-working because only their hash is stored, here as there."""
+working because only their hash is stored, here as there. What else lets a returning user in moves too: their
+email (verified, to sign in by it and reset the password), their GitHub account and their invite code and
+inviter."""
 
+from collections.abc import Callable
 from functools import partial
 
+from allauth.account.models import EmailAddress
+from allauth.socialaccount.models import SocialAccount
 from django.contrib.auth.hashers import get_hasher
+from django.db import models
+from django.utils import timezone
 
-from billing.models import ApiKey, User, hash_key
+from billing.models import ApiKey, SignUp, User, hash_key
 from gateway_project.oneapi_import.run import Run, rows_by
 from gateway_project.oneapi_import.values import moment, names, text
 
@@ -37,6 +44,7 @@ class AccountImport(Run):
                 "is_superuser": role >= 100,
                 "is_active": int(row.get("status") or 1) != 2,
                 "email": text(row.get("email"))[:254],
+                "invite_code": text(row.get("aff_code"))[:16] or None,
             }
             password = text(row.get("password"))
             unusable += int(existing.get(username) is None and not (keep_hashes and password.startswith("$2")))
@@ -48,6 +56,27 @@ class AccountImport(Run):
                 f"{unusable} imported users have no usable password here (one-api stores bcrypt hashes; enable"
                 " BCryptPasswordHasher with the bcrypt package to keep them): they must be given a new one"
             )
+        for row in rows:
+            self.import_sign_in_links(row, self.users_by_source_id[int(row["id"])])
+
+    def import_sign_in_links(self, row: dict, user: User) -> None:
+        """The user's email, GitHub account and inviter, each once (a second run finds them and adds nothing).
+        one-api kept a GitHub user's login name, allauth keeps the numeric id: the account is stored under the
+        name and takes the id on its first sign-in (billing.accounts.signup.SocialAccountAdapter)."""
+        email, github = text(row.get("email"))[:254], text(row.get("github_id"))
+        inviter = self.users_by_source_id.get(int(row.get("inviter_id") or 0))
+        if email and not EmailAddress.objects.filter(email__iexact=email).exists():
+            self.link(user, f"email {email}", partial(EmailAddress, email=email, verified=True, primary=True))
+        if github and not SocialAccount.objects.filter(provider="github", uid=github).exists():
+            self.link(user, f"GitHub account {github}", partial(SocialAccount, provider="github", uid=github))
+        if inviter is not None and not SignUp.objects.filter(user_id=user.pk).exists():
+            # one-api paid the invitation long ago: recorded as credited, with nothing to pay here
+            self.link(user, f"inviter {inviter.username}", partial(SignUp, inviter=inviter, credited_at=timezone.now()))
+
+    def link(self, user: User, what: str, make: Callable[..., models.Model]) -> None:
+        self.report.actions.append(f"link user {user.username!r} to {what}")
+        if not self.dry_run:
+            make(user=user).save()
 
     def import_tokens(self) -> None:
         rows = list(self.live_rows("tokens"))

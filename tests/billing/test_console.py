@@ -46,11 +46,9 @@ def consume(user: User, token: ApiKey | None = None, model: str = "gpt-4o", quot
 def test_pages_need_a_login_and_the_login_form_signs_in(alice):
     client = Client()
     response = client.get("/console/keys/")
-    assert response.status_code == 302 and response.url.startswith("/console/login/?next=/console/keys/")
-    assert 'name="csrfmiddlewaretoken"' in client.get("/console/login/").content.decode()
-    signed_in = client.post(
-        "/console/login/", {"username": "alice", "password": "alice-pass", "next": "/console/keys/"}
-    )
+    assert response.status_code == 302 and response.url.startswith("/accounts/login/?next=/console/keys/")
+    assert 'name="csrfmiddlewaretoken"' in client.get("/accounts/login/").content.decode()
+    signed_in = client.post("/accounts/login/", {"login": "alice", "password": "alice-pass", "next": "/console/keys/"})
     assert signed_in.status_code == 302 and signed_in.url == "/console/keys/"
     assert client.get("/console/keys/").status_code == 200
     assert client.post("/console/logout/").status_code == 302
@@ -58,8 +56,11 @@ def test_pages_need_a_login_and_the_login_form_signs_in(alice):
 
 
 def test_a_wrong_password_shows_the_form_again(alice):
-    response = Client().post("/console/login/", {"username": "alice", "password": "nope"})
-    assert response.status_code == 200 and "correct username and password" in response.content.decode()
+    response = Client().post("/accounts/login/", {"login": "alice", "password": "nope"})
+    assert (
+        response.status_code == 200
+        and "username and/or password you specified are not correct" in response.content.decode()
+    )
 
 
 def test_it_creates_a_key_with_limits_and_shows_it_once(console, alice):

@@ -31,7 +31,7 @@ def test_log_in_create_a_key_once_use_it_see_usage_and_top_up(
     browser.get(f"{gateway.url}/")  # where a user lands, and where admin's "View site" leads
     assert wait(browser, lambda d: d.find_element(By.ID, "base-url")).text == f"{gateway.url}/v1"
     screenshot(browser, "console-00-home-page")
-    submit(browser, "login-form", username="alice", password="alice-pass")
+    submit(browser, "login-form", login="alice", password="alice-pass")
     wait(browser, lambda d: d.current_url.endswith("/console/"))
     browser.get(f"{gateway.url}/console/keys/")
     wait(browser, lambda d: d.find_elements(By.ID, "create-key"))

@@ -26,11 +26,11 @@ def login(base_url: str, password: str, start: threading.Barrier | None = None) 
     """One console login as root, CSRF token included, sent once `start` lets it; the status of the POST
     (302 logged in, 200 the form again)."""
     with httpx.Client(base_url=base_url, timeout=60) as client:
-        token = client.get("/console/login/").cookies["csrftoken"]
-        form = {"username": "root", "password": password, "csrfmiddlewaretoken": token}
+        token = client.get("/accounts/login/").cookies["csrftoken"]
+        form = {"login": "root", "password": password, "csrfmiddlewaretoken": token}
         if start is not None:
             start.wait()
-        return client.post("/console/login/", data=form).status_code
+        return client.post("/accounts/login/", data=form).status_code
 
 
 def status_latencies_during(base_url: str, passwords: list[str]) -> tuple[list[float], list[int]]:

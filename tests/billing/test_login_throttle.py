@@ -13,12 +13,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def login(client: Client, path: str, password: str) -> bool:
     """True when the login succeeded (a redirect away from the form)."""
-    response = client.post(path, {"username": "root", "password": password})
+    response = client.post(path, {"login": "root", "password": password})
     return response.status_code == 302
 
 
-@pytest.mark.parametrize("path", ["/admin/login/", "/console/login/"])
-def test_five_failures_lock_the_account_even_for_the_right_password(root, path):
+def test_five_failures_lock_the_account_even_for_the_right_password(root):
+    path = "/accounts/login/"
     client = Client()
     for _ in range(5):
         assert not login(client, path, "wrong")
@@ -30,12 +30,12 @@ def test_five_failures_lock_the_account_even_for_the_right_password(root, path):
 def test_failures_from_one_ip_lock_that_ip_for_other_usernames(root, alice):
     client = Client(REMOTE_ADDR="198.51.100.7")
     for name in ("a", "b", "c", "d", "e"):
-        client.post("/console/login/", {"username": name, "password": "x"})
-    response = client.post("/console/login/", {"username": "alice", "password": "alice-pass"})
+        client.post("/accounts/login/", {"login": name, "password": "x"})
+    response = client.post("/accounts/login/", {"login": "alice", "password": "alice-pass"})
     assert response.status_code == 200  # the form again
     assert (
         Client(REMOTE_ADDR="198.51.100.8")
-        .post("/console/login/", {"username": "alice", "password": "alice-pass"})
+        .post("/accounts/login/", {"login": "alice", "password": "alice-pass"})
         .status_code
         == 302
     )
@@ -93,8 +93,8 @@ def logins_at_once(path: str, passwords: list[str]) -> list[bool]:
 
 @pytest.mark.backend
 @pytest.mark.cache
-@pytest.mark.parametrize("path", ["/admin/login/", "/console/login/"])
-def test_twenty_wrong_passwords_and_the_right_one_at_once_check_at_most_five(root, hasher, path):
+def test_twenty_wrong_passwords_and_the_right_one_at_once_check_at_most_five(root, hasher):
+    path = "/accounts/login/"
     succeeded = logins_at_once(path, ["wrong"] * 20 + ["root-pass"])
     assert hasher.checks <= 5 and sum(succeeded) <= 1
     assert hasher.most_at_once == 1  # one password check at a time in a process
@@ -107,15 +107,15 @@ def test_twenty_wrong_passwords_and_the_right_one_at_once_check_at_most_five(roo
 def test_a_login_that_succeeds_does_not_count_towards_the_lockout(root):
     client = Client()
     for _ in range(4):
-        assert not login(client, "/console/login/", "typo")
+        assert not login(client, "/accounts/login/", "typo")
     for _ in range(5):
-        assert login(Client(), "/console/login/", "root-pass")
-    assert not login(client, "/console/login/", "typo")  # the fifth failure
-    assert not login(Client(), "/console/login/", "root-pass")
+        assert login(Client(), "/accounts/login/", "root-pass")
+    assert not login(client, "/accounts/login/", "typo")  # the fifth failure
+    assert not login(Client(), "/accounts/login/", "root-pass")
 
 
 def test_console_and_admin_pages_carry_security_headers():
-    for path in ("/console/login/", "/admin/login/"):
+    for path in ("/accounts/login/", "/accounts/signup/", "/accounts/password/reset/"):
         response = Client().get(path)
         assert response["X-Frame-Options"] == "DENY"
         assert response["X-Content-Type-Options"] == "nosniff"

@@ -32,7 +32,7 @@ def test_an_operator_adds_tests_and_fills_a_channel_then_reads_dashboard_and_pri
     styled_gateway, browser, root: User, alice: User, alice_key: str, fake_openai: FakeOpenAI
 ):
     browser.get(f"{styled_gateway.url}/admin/")
-    submit(browser, "login-form", username="root", password="root-pass")
+    submit(browser, "login-form", login="root", password="root-pass")
     wait(browser, lambda d: d.find_elements(By.ID, "gateway-module"))
     screenshot(browser, "admin-01-index")
 

@@ -104,7 +104,7 @@ def test_a_chunked_body_is_refused_as_soon_as_it_passes_the_limit(gateway):
     [
         ("/api/me", "application/json", f'{{"detail":"request body is larger than {SITE_LIMIT} bytes"}}'),
         ("/admin/login/", "text/plain; charset=utf-8", f"request body is larger than {SITE_LIMIT} bytes"),
-        ("/console/login/", "text/plain; charset=utf-8", f"request body is larger than {SITE_LIMIT} bytes"),
+        ("/accounts/login/", "text/plain; charset=utf-8", f"request body is larger than {SITE_LIMIT} bytes"),
     ],
 )
 def test_a_site_path_refuses_at_its_smaller_limit(gateway, path, content_type, body):

@@ -22,7 +22,7 @@ def browser() -> Iterator[object]:
 def log_in(driver, url: str, username: str, password: str) -> None:
     driver.get(url)
     form = wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "#login-form, #login-form-container form"))
-    form.find_element(By.NAME, "username").send_keys(username)
+    form.find_element(By.NAME, "login").send_keys(username)
     form.find_element(By.NAME, "password").send_keys(password)
     form.find_element(By.CSS_SELECTOR, "[type=submit]").click()
 
@@ -34,10 +34,10 @@ def text(driver) -> str:
 def test_console_and_admin_in_chinese(
     styled_gateway, browser, alice: User, root: User, openai_channel, fake_openai: FakeOpenAI
 ) -> None:
-    browser.get(f"{styled_gateway.url}/console/login/")
+    browser.get(f"{styled_gateway.url}/accounts/login/")
     wait(browser, lambda d: "登录" in d.find_element(By.TAG_NAME, "h1").text)
     screenshot(browser, "zh-console-login")
-    log_in(browser, f"{styled_gateway.url}/console/login/", "alice", "alice-pass")
+    log_in(browser, f"{styled_gateway.url}/accounts/login/", "alice", "alice-pass")
     wait(browser, lambda d: "概览" in d.find_element(By.TAG_NAME, "h1").text)
 
     browser.get(f"{styled_gateway.url}/console/keys/")

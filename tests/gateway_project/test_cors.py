@@ -62,7 +62,7 @@ def test_answers_errors_and_streams_carry_the_origin_header(gateway, alice_key, 
         assert response.headers["access-control-allow-origin"] == "*"
 
 
-@pytest.mark.parametrize("path", ["/api/status", "/api/users", "/console/login/", "/admin/login/", "/"])
+@pytest.mark.parametrize("path", ["/api/status", "/api/users", "/accounts/login/", "/admin/login/", "/"])
 def test_cookie_paths_never_answer_cors(gateway, path):
     assert "access-control-allow-origin" not in httpx.get(f"{gateway.url}{path}", headers={"Origin": APP}).headers
     asked = httpx.options(f"{gateway.url}{path}", headers=preflight(path))

@@ -12,7 +12,7 @@ def test_a_visitor_gets_the_sign_in_form_and_the_operators_addresses():
     response = Client().get("/")
     assert response.status_code == 200
     page = response.content.decode()
-    assert 'action="/console/login/"' in page and 'name="password"' in page
+    assert 'action="/accounts/login/"' in page and 'name="password"' in page
     assert "http://testserver/v1" in page
     assert 'href="/admin/"' in page and 'href="/api/docs"' in page
     assert 'href="/static/console/console.css"' in page
@@ -26,7 +26,7 @@ def test_the_base_url_is_the_configured_server_address():
 def test_the_form_signs_a_user_in_to_the_console():
     User.objects.create_user("dora", password="dora-pass-123")
     client = Client()
-    response = client.post("/console/login/", {"username": "dora", "password": "dora-pass-123", "next": "/console/"})
+    response = client.post("/accounts/login/", {"login": "dora", "password": "dora-pass-123", "next": "/console/"})
     assert (response.status_code, response["Location"]) == (302, "/console/")
     assert client.get("/")["Location"] == "/console/"
 

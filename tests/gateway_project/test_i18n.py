@@ -31,8 +31,8 @@ def page(client: Client, path: str, **headers: str) -> str:
 
 def test_the_browser_language_picks_the_console_language(alice: User) -> None:
     client = Client()
-    assert "<h1>登录</h1>" in page(client, "/console/login/", **ZH)
-    assert "<h1>Log in</h1>" in page(client, "/console/login/")
+    assert "<h1>登录</h1>" in page(client, "/accounts/login/", **ZH)
+    assert "<h1>Sign In</h1>" in page(client, "/accounts/login/")
     client.force_login(alice)
     make_key(alice, name="app")
     keys = page(client, "/console/keys/", **ZH)

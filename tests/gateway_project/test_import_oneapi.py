@@ -8,6 +8,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from allauth.account.models import EmailAddress
+from allauth.socialaccount.models import SocialAccount
 from asgiref.sync import sync_to_async
 from django.apps import apps
 from django.core.management import call_command
@@ -15,7 +17,8 @@ from django.core.management.base import CommandError
 from django.test import AsyncClient
 
 from billing import pricing
-from billing.models import ApiKey, AuditEntry, PriceTable, User, hash_key
+from billing.accounts import invitations
+from billing.models import ApiKey, AuditEntry, PriceTable, SignUp, User, hash_key
 from channels_app.channels import type_problems
 from channels_app.models import Channel, ChannelKey
 from gateway_project.oneapi_import import accounts
@@ -64,8 +67,10 @@ ERIN_APP_KEY = "e" * 44 + "APP1"
 ONE_API_ROWS = {
     "users": [
         {"id": 1, "username": "root", "password": ROOT_HASH, "role": 100, "status": 1, "quota": 100_000_000},
-        {"id": 2, "username": "carol", "role": 1, "status": 1, "quota": 5_000_000, "used_quota": 1_000},
-        {"id": 3, "username": "dave", "role": 1, "status": 2, "quota": 0, "group": "vip", "request_count": 7},
+        {"id": 2, "username": "carol", "role": 1, "status": 1, "quota": 5_000_000, "used_quota": 1_000,
+         "email": "carol@example.com", "github_id": "carol-gh", "aff_code": "Ca7x"},
+        {"id": 3, "username": "dave", "role": 1, "status": 2, "quota": 0, "group": "vip", "request_count": 7,
+         "inviter_id": 2},
     ],
     "channels": [
         {"id": 1, "type": 1, "name": "openai pool", "key": "sk-one\nsk-two\n", "models": "gpt-4o, gpt-4o-mini",
@@ -316,6 +321,21 @@ def test_it_imports_a_new_api_database(new_api_db):
     prices = pricing.current()  # new-api's cache prices; it has no 1-hour write price: the default stays
     assert (prices.cache_ratio["my-cached"], prices.create_cache_ratio["my-cached"]) == (0.2, 1.5)
     assert prices.create_cache_ratio_1h == pricing.DEFAULT_CREATE_CACHE_RATIO_1H_TABLE
+
+
+def test_returning_users_keep_their_email_github_account_and_inviter(one_api_db):
+    planned = run(one_api_db, "--dry-run")
+    assert "link user 'carol' to GitHub account carol-gh" in planned and not SocialAccount.objects.exists()
+    run(one_api_db)
+    carol, dave = User.objects.get(username="carol"), User.objects.get(username="dave")
+    address = EmailAddress.objects.get(user=carol)
+    assert (address.email, address.verified, address.primary) == ("carol@example.com", True, True)
+    assert SocialAccount.objects.get(provider="github").user == carol
+    assert carol.invite_code == "Ca7x" and SignUp.objects.get(user=dave).inviter == carol
+    assert invitations.invited_stats(carol) == {"invitees": 1, "earned": 0}
+    assert invitations.credit_sign_up(dave.pk) is False  # one-api paid that invitation
+    run(one_api_db)
+    assert EmailAddress.objects.count() == SocialAccount.objects.count() == SignUp.objects.count() == 1
 
 
 @pytest.mark.parametrize("layout", ["one_api_db", "new_api_db"])
