@@ -1,6 +1,7 @@
 """Gateway CPU per request by inbound format, in one run: OpenAI chat to an OpenAI channel against Anthropic
-Messages passed through to an Anthropic channel, whole and streamed (issue 22: a pass-through must cost no more
-than chat), plus Messages converted for the OpenAI channel for reference.
+Messages passed through to an Anthropic channel and Gemini's generateContent passed through to a Gemini channel,
+whole and streamed (issues 22 and 23: a pass-through must cost no more than chat), plus Messages and Gemini
+converted for the OpenAI channel for reference.
 
 It provisions a scratch database, starts one fake upstream (fixed answers of the same size in both wire formats)
 and the gateway (`scripts/serve.sh`), then sends the kinds in alternating rounds at a fixed concurrency and reads
@@ -72,18 +73,39 @@ def anthropic_stream(model: str) -> bytes:
     return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
 
 
+def gemini_answer(model: str) -> bytes:
+    usage = {"promptTokenCount": 220, "candidatesTokenCount": 120, "totalTokenCount": 340}
+    candidate = {"content": {"role": "model", "parts": [{"text": TEXT}]}, "finishReason": "STOP", "index": 0}
+    return json.dumps({"candidates": [candidate], "usageMetadata": usage, "modelVersion": model}).encode()
+
+
+def gemini_stream(model: str) -> bytes:
+    events = []
+    for number, piece in enumerate(PIECES):
+        candidate: dict = {"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0}
+        usage = {"promptTokenCount": 220, "candidatesTokenCount": 3 * (number + 1)}
+        if number == len(PIECES) - 1:
+            candidate["finishReason"] = "STOP"
+        events.append({"candidates": [candidate], "usageMetadata": usage, "modelVersion": model})
+    return b"".join(f"data: {json.dumps(event)}\r\n\r\n".encode() for event in events)
+
+
 ANSWERS = {
     ("chat", False): chat_answer("bench-gpt"),
     ("chat", True): chat_stream("bench-gpt"),
     ("messages", False): anthropic_answer("bench-claude"),
     ("messages", True): anthropic_stream("bench-claude"),
+    ("gemini", False): gemini_answer("bench-gemini"),
+    ("gemini", True): gemini_stream("bench-gemini"),
 }
 
 
 async def upstream(request: web.Request) -> web.StreamResponse:
     body = await request.json()
-    kind = "messages" if request.path.endswith("/messages") else "chat"
-    stream = bool(body.get("stream"))
+    if ":" in request.path:
+        kind, stream = "gemini", request.path.endswith(":streamGenerateContent")
+    else:
+        kind, stream = "messages" if request.path.endswith("/messages") else "chat", bool(body.get("stream"))
     content_type = "text/event-stream" if stream else "application/json"
     return web.Response(body=ANSWERS[kind, stream], content_type=content_type)
 
@@ -121,6 +143,7 @@ def provision(upstream_url: str) -> str:
     for name, kind, base_url in (
         ("bench-gpt", "openai", f"{upstream_url}/v1"),
         ("bench-claude", "anthropic", upstream_url),
+        ("bench-gemini", "gemini", upstream_url),
     ):
         channel = Channel(name=name, type=kind, base_url=base_url, models=[name])
         channel.key = "sk-bench-upstream"
@@ -133,9 +156,17 @@ def cpu_ms(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * TICK_MS  # utime, stime
 
 
-def body(model: str, stream: bool) -> bytes:
+def body(path: str, model: str, stream: bool) -> bytes:
+    if path.startswith("/v1beta/"):  # Gemini's: the model and the stream are in the path
+        contents = [{"role": "user", "parts": [{"text": PROMPT}]}]
+        return json.dumps({"contents": contents, "generationConfig": {"maxOutputTokens": 256}}).encode()
     request = {"model": model, "max_tokens": 256, "messages": [{"role": "user", "content": PROMPT}]}
     return json.dumps({**request, "stream": stream}).encode()
+
+
+def gemini_path(model: str, stream: bool) -> str:
+    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    return f"/v1beta/models/{model}:{method}"
 
 
 KINDS = {  # name -> (path, model, stream)
@@ -145,6 +176,10 @@ KINDS = {  # name -> (path, model, stream)
     "messages -> anthropic (pass-through), stream": ("/v1/messages", "bench-claude", True),
     "messages -> openai (converted), whole": ("/v1/messages", "bench-gpt", False),
     "messages -> openai (converted), stream": ("/v1/messages", "bench-gpt", True),
+    "gemini -> gemini (pass-through), whole": (gemini_path("bench-gemini", False), "bench-gemini", False),
+    "gemini -> gemini (pass-through), stream": (gemini_path("bench-gemini", True), "bench-gemini", True),
+    "gemini -> openai (converted), whole": (gemini_path("bench-gpt", False), "bench-gpt", False),
+    "gemini -> openai (converted), stream": (gemini_path("bench-gpt", True), "bench-gpt", True),
 }
 
 
@@ -166,13 +201,13 @@ async def run(base: str, key: str, pid: int, args: argparse.Namespace) -> dict[s
     spent: dict[str, list[float]] = {name: [] for name in KINDS}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
         for path, model, stream in KINDS.values():  # warm-up: connections, caches, tokenizer
-            await send(client, path, body(model, stream), 100, args.concurrency)
+            await send(client, path, body(path, model, stream), 100, args.concurrency)
         for number in range(args.rounds):
             order = list(KINDS) if number % 2 == 0 else list(reversed(KINDS))
             for name in order:
                 path, model, stream = KINDS[name]
                 before = cpu_ms(pid)
-                await send(client, path, body(model, stream), per_round, args.concurrency)
+                await send(client, path, body(path, model, stream), per_round, args.concurrency)
                 spent[name].append((cpu_ms(pid) - before) / per_round)
     return spent
 

@@ -434,3 +434,26 @@ def test_native_stream_reads_usage_at_the_finish_and_raises_on_an_error_event():
     assert stream.state.usage == Usage(270, 8, reasoning_tokens=3) and stream.state.text == gemini_upstream.REPLY
     with pytest.raises(Exception, match="overloaded"):
         stream.feed(orjson.dumps(gemini_upstream.UNAVAILABLE))
+
+
+# --- the routes ---
+
+
+def test_gemini_paths_answer_in_google_shape(client):
+    for path in ("/v1beta/models/gemini-2.5-flash:generateContent", "/v1/models/gemini-2.5-flash:countTokens"):
+        wrong_method = client.get(path)
+        assert wrong_method.status_code == 405 and wrong_method["Allow"] == "POST"
+        assert wrong_method.json()["error"]["status"] == "UNIMPLEMENTED"
+    unknown_method = client.post("/v1beta/models/gemini-2.5-flash:predict", b"{}", content_type="application/json")
+    assert unknown_method.status_code == 404 and unknown_method.json()["error"]["status"] == "NOT_FOUND"
+    no_key = client.post("/v1/models/gemini-2.5-flash:generateContent", b"{}", content_type="application/json")
+    assert no_key.status_code == 401 and no_key.json()["error"]["status"] == "UNAUTHENTICATED"
+    listed = client.get("/v1beta/models")
+    assert listed.status_code == 401 and listed.json()["error"]["code"] == 401
+    assert "error" in client.get("/v1beta/cachedContents").json()
+
+
+@pytest.mark.django_db
+def test_openai_model_routes_stay_openai(client):
+    assert client.get("/v1/models").json()["error"]["type"] == "authentication_error"
+    assert client.get("/v1/models?key=sk-nope").json()["error"]["status"] == "UNAUTHENTICATED"
