@@ -556,26 +556,42 @@ def native_answer(content: bytes) -> tuple[bytes, Usage | None, str]:
 class NativeStream(StreamConverter):
     """A passed-through stream's events read for billing only (the relay writes the upstream's bytes): the usage
     of the event that finished the answer (or of the last one, when the upstream closed without one), the text.
-    Each event is returned as it came."""
+    Each event is returned as it came. Gemini repeats usageMetadata on every event: it is kept as it came and
+    read once, at the end (the input counts, which do not change, from the first)."""
 
     def __init__(self, request: RelayRequest) -> None:
         super().__init__(request)
-        self.latest_usage: Usage | None = None
+        self.metadata: object = None  # the latest usageMetadata
 
     def feed(self, payload: bytes) -> list[bytes]:
         event = stream_event(payload, SLUG) or {}
-        failure = failure_of(502, event)
-        if failure is not None:
-            raise ErrorEventRelayed(failure)
+        if "error" in event:
+            raise ErrorEventRelayed(failure_of(502, event) or UpstreamFailure(502, "gemini sent an error event"))
         if "usageMetadata" in event:
-            self.latest_usage = self.state.input_usage = reported_usage(usage_of(event["usageMetadata"]))
-        text, calls = answer_text(event)
-        self.state.text_parts.append(text)
-        self.state.max_tool_calls += calls
-        if any(isinstance(c, dict) and c.get("finishReason") for c in event.get("candidates") or ()):
-            self.state.usage = self.latest_usage
+            self.metadata = event["usageMetadata"]
+            if self.state.input_usage is None:
+                self.state.input_usage = reported_usage(usage_of(self.metadata))
+        finished = False
+        for candidate in event.get("candidates") or ():
+            if isinstance(candidate, dict):
+                self.read_candidate(candidate)
+                finished = finished or bool(candidate.get("finishReason"))
+        if finished:
+            self.state.usage = reported_usage(usage_of(self.metadata))
         return [payload]
 
+    def read_candidate(self, candidate: dict) -> None:
+        content = candidate.get("content")
+        parts = content.get("parts") if isinstance(content, dict) else None
+        for part in parts if isinstance(parts, list) else ():
+            if not isinstance(part, dict):
+                continue
+            if isinstance(part.get("text"), str):
+                self.state.text_parts.append(part["text"])
+            elif "functionCall" in part:
+                self.state.text_parts.append(orjson.dumps(part["functionCall"]).decode())
+                self.state.max_tool_calls += 1
+
     def finish(self) -> list[bytes]:
-        self.state.usage = self.latest_usage
+        self.state.usage = reported_usage(usage_of(self.metadata))
         return []

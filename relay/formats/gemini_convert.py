@@ -25,6 +25,7 @@ from collections import defaultdict
 import orjson
 
 from relay.adaptors.base import Usage
+from relay.adaptors.openai_format import reasoning_of, tool_arguments
 from relay.errors import RelayError
 from relay.tokenizer import Measure
 
@@ -403,15 +404,6 @@ def candidate(choice: dict, position: int) -> dict:
     }
 
 
-def reasoning_of(delta_or_message: dict) -> str:
-    """DeepSeek-style `reasoning_content`, or the `reasoning` some OpenAI-compatible servers send."""
-    for name in ("reasoning_content", "reasoning"):
-        value = delta_or_message.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return ""
-
-
 def thought_parts(reasoning: str) -> list[dict]:
     return [{"text": reasoning, "thought": True}] if reasoning else []
 
@@ -423,20 +415,10 @@ def text_parts(content: object) -> list[dict]:
 def function_call_part(call: dict) -> dict:
     function = object_or_empty(call.get("function"))
     name = function.get("name") if isinstance(function.get("name"), str) else ""
-    found = {"name": name, "args": parsed_arguments(function.get("arguments"))}
+    found = {"name": name, "args": tool_arguments(function.get("arguments"))}
     if isinstance(call.get("id"), str) and call["id"]:
         found["id"] = call["id"]
     return {"functionCall": found}
-
-
-def parsed_arguments(arguments: object) -> dict:
-    if isinstance(arguments, dict):
-        return arguments
-    try:
-        parsed = orjson.loads(arguments) if isinstance(arguments, str) and arguments else None
-    except orjson.JSONDecodeError:
-        return {}  # the model wrote broken JSON; Gemini's `args` is an object regardless
-    return parsed if isinstance(parsed, dict) else {}
 
 
 def finish_reason(reason: object) -> str:
