@@ -25,7 +25,7 @@ from collections import defaultdict
 import orjson
 
 from relay.adaptors.base import Usage
-from relay.adaptors.openai_format import reasoning_of, tool_arguments
+from relay.adaptors.openai_format import assistant_message, reasoning_of, tool_arguments
 from relay.errors import RelayError
 from relay.tokenizer import Measure
 
@@ -226,12 +226,8 @@ def model_messages(parts: list[dict], param: str, ids: CallIds) -> list[dict]:
         else:
             raise not_supported(f"a model part with {', '.join(sorted(part)) or 'nothing'}", where)
     text = "".join(texts)
-    if not text and not tool_calls:
-        return []  # a turn of thoughts only: nothing another provider can read
-    message: dict = {"role": "assistant", "content": text or None}
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    return [message]
+    # A turn of thoughts only has nothing another provider can read.
+    return [assistant_message(text, tool_calls)] if text or tool_calls else []
 
 
 def tool_call(call: dict, param: str, ids: CallIds) -> dict:

@@ -33,7 +33,7 @@ def account_json(fake_vertex: FakeVertex, signing_key: rsa.RSAPrivateKey) -> str
 
 
 @pytest.fixture(scope="session")
-def format_fakes() -> dict:
+def format_fakes_server() -> dict:
     """Fake Anthropic, OpenAI and Gemini upstreams for the inbound formats' end-to-end tests, by channel type."""
     started = {
         "anthropic": anthropic_upstream.FakeAnthropic(),
@@ -43,3 +43,11 @@ def format_fakes() -> dict:
     for upstream in started.values():
         start(upstream)
     return started
+
+
+@pytest.fixture
+def format_fakes(format_fakes_server: dict) -> dict:
+    """The formats' fake upstreams with nothing scripted or recorded."""
+    for upstream in format_fakes_server.values():
+        upstream.reset()
+    return format_fakes_server

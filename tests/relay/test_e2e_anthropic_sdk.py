@@ -85,10 +85,6 @@ class Sent:
 @pytest.fixture
 def world(alice, access_token, format_fakes, fake_vertex, account_json):
     fakes = format_fakes
-    for fake in fakes.values():
-        fake.script.clear()
-        fake.requests.clear()
-    fakes["anthropic"].answers.clear()
     make_channel(fakes["anthropic"].url, models=[CLAUDE], key=claude.API_KEY, type="anthropic", name="claude")
     make_channel(fakes["openai"].url, models=[GPT], name="openai")
     make_channel(fakes["gemini"].url, models=[GEMINI], key=gemini.API_KEY, type="gemini", name="gemini")

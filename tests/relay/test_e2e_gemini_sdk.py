@@ -68,10 +68,6 @@ class Sent:
 @pytest.fixture
 def world(alice, access_token, format_fakes, fake_vertex, account_json):
     fakes = format_fakes
-    for fake in fakes.values():
-        fake.script.clear()
-        fake.requests.clear()
-    fakes["gemini"].answers.clear()
     make_channel(fakes["gemini"].url, models=[GEMINI, GEMINI_EMBEDDING], key=gemini.API_KEY, type="gemini", name="g")
     make_channel(fake_vertex.url, models=[VERTEX_GEMINI], key=account_json, type="vertex", name="vertex")
     make_channel(fakes["openai"].url, models=[GPT, GPT_EMBEDDING], name="openai")
