@@ -92,21 +92,29 @@ def client_errors(request: HttpRequest) -> Callable[[RelayError], HttpResponse]:
     return anthropic_messages.error_response if speaks_anthropic(request) else error_response
 
 
-def openai_errors(view):
-    """A refused key and an unreachable database answered in the client's error shape, as the relay does."""
+def errors_answered_by(answer_for: Callable[[HttpRequest], Callable[[RelayError], HttpResponse]]):
+    """A refused key and an unreachable database answered by `answer_for(request)`, as the relay answers them."""
 
-    @functools.wraps(view)
-    async def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        answer = client_errors(request)
-        try:
-            return await view(request, *args, **kwargs)
-        except RelayError as error:
-            return answer(error)
-        except DatabaseError:
-            log.exception("%s: the database is unavailable", request.path)
-            return answer(database_down())
+    def decorate(view):
+        @functools.wraps(view)
+        async def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            answer = answer_for(request)
+            try:
+                return await view(request, *args, **kwargs)
+            except RelayError as error:
+                return answer(error)
+            except DatabaseError:
+                log.exception("%s: the database is unavailable", request.path)
+                return answer(database_down())
 
-    return wrapped
+        return wrapped
+
+    return decorate
+
+
+openai_errors = errors_answered_by(client_errors)  # in the shape of the client's SDK
+anthropic_errors = errors_answered_by(lambda _request: anthropic_messages.error_response)
+google_errors = errors_answered_by(lambda _request: gemini_native.error_response)
 
 
 async def authenticated(request: HttpRequest) -> KeyInfo:
@@ -187,7 +195,7 @@ async def gemini_method(request: HttpRequest, version: str, model: str, method: 
     return await service.relay(request, inbound)
 
 
-@openai_errors
+@google_errors
 async def gemini_count_tokens(request: HttpRequest) -> HttpResponse:
     return await token_counting.gemini_count_tokens(request)
 
@@ -199,15 +207,10 @@ async def gemini_not_found(request: HttpRequest, *_args, **_kwargs) -> HttpRespo
 
 @csrf_exempt
 @only("POST", anthropic_messages.error_response)
+@anthropic_errors
 async def count_tokens(request: HttpRequest) -> HttpResponse:
     """Anthropic's token count: errors in Anthropic's shape, whatever the client sends."""
-    try:
-        return await token_counting.count_tokens(request)
-    except RelayError as error:
-        return anthropic_messages.error_response(error)
-    except DatabaseError:
-        log.exception("%s: the database is unavailable", request.path)
-        return anthropic_messages.error_response(database_down())
+    return await token_counting.count_tokens(request)
 
 
 @only("GET")

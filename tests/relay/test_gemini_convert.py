@@ -457,3 +457,6 @@ def test_gemini_paths_answer_in_google_shape(client):
 def test_openai_model_routes_stay_openai(client):
     assert client.get("/v1/models").json()["error"]["type"] == "authentication_error"
     assert client.get("/v1/models?key=sk-nope").json()["error"]["status"] == "UNAUTHENTICATED"
+    bearer = {"HTTP_AUTHORIZATION": "Bearer sk-nope"}
+    counted = client.post("/v1/models/gemini-2.5-flash:countTokens", b"{}", content_type="application/json", **bearer)
+    assert counted.status_code == 401 and counted.json()["error"]["status"] == "UNAUTHENTICATED"
