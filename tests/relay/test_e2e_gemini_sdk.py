@@ -290,3 +290,22 @@ def test_errors_in_google_shape(world, alice):
     bad_path = httpx.post(f"{server.url}/v1beta/tunedModels/x:generateContent", json={})
     assert bad_path.status_code == 404 and bad_path.json()["error"]["status"] == "NOT_FOUND"
     assert used(token) == 0
+
+
+def test_stream_broken_off_raises_in_the_sdk_and_bills_what_was_delivered(world):
+    client, fakes, _, _, token, _ = world
+    fakes["gemini"].script.append(gemini.Behaviour(error_after=1))  # Gemini's own error event, relayed as it came
+    with pytest.raises(errors.ServerError) as relayed:
+        for _ in client.models.generate_content_stream(model=GEMINI, contents=QUESTION):
+            pass
+    assert (relayed.value.code, relayed.value.status) == (503, "UNAVAILABLE")
+    fakes["openai"].script.append(openai_upstream.Behaviour(die_after=2))  # the connection drops mid-stream
+    texts = []
+    with pytest.raises(errors.ServerError) as written:
+        for chunk in client.models.generate_content_stream(model=GPT, contents=QUESTION):
+            texts.append(chunk.text)
+    assert written.value.code == 502 and texts
+    passed, converted = consume_logs(2)
+    assert all(log.content.split(": ", 1)[1].startswith("upstream failed mid-stream") for log in (passed, converted))
+    assert passed.prompt_tokens == gemini.PROMPT_TOKENS and passed.completion_tokens > 0
+    assert used(token) == passed.quota + converted.quota > 0
