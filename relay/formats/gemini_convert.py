@@ -8,8 +8,8 @@ embeddings request (`to_embeddings`) and back (`from_embeddings`).
 Decisions worth knowing:
 - Gemini's function calls carry no ids (unless the client set `id`): each `functionCall` of the history gets a
   minted `call_<hex>` id, and each `functionResponse` answers the oldest unanswered call of its name.
-- Thought parts of the history are dropped, as the Messages conversion drops thinking blocks: their signatures
-  mean nothing to another provider. A thought in the answer comes from the hub's `reasoning_content`.
+- Thought parts of the history (and parts that carry only a `thoughtSignature`) are dropped, as the Messages
+  conversion drops thinking blocks: their signatures mean nothing to another provider. A thought in the answer comes from the hub's `reasoning_content`.
 - Schemas in `parameters` / `responseSchema` are OpenAPI's subset with upper-case types (`OBJECT`); they are
   given lower-case types for OpenAI. `parametersJsonSchema` / `responseJsonSchema` are JSON Schema already.
 - `topK`, `safetySettings` and `responseModalities` have no OpenAI equivalent and are dropped; the built-in
@@ -30,6 +30,7 @@ from relay.errors import RelayError
 from relay.tokenizer import Measure
 
 ROLES = ("user", "model")
+THOUGHT_KEYS = {"thought", "thoughtSignature", "thought_signature"}
 FUNCTION_TOOL_KEYS = {"functionDeclarations", "function_declarations"}
 TOOL_CHOICES = {"AUTO": "auto", "VALIDATED": "auto", "ANY": "required", "NONE": "none"}
 FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY"}
@@ -162,11 +163,17 @@ def user_messages(parts: list[dict], param: str, ids: CallIds) -> list[dict]:
         response = field(part, "functionResponse")
         if response is not None:
             tool_messages.append(tool_message(function_object(response, where), where, ids))
-        elif not part.get("thought"):
+        elif not history_only(part):
             converted.append(user_part(part, where))
     if not converted:
         return tool_messages
     return [*tool_messages, {"role": "user", "content": plain_when_text(converted)}]
+
+
+def history_only(part: dict) -> bool:
+    """A thought, or a part that carries only a thought signature (Gemini 3 and the Gemini CLI send those back):
+    nothing another provider can read."""
+    return bool(part.get("thought")) or set(part) <= THOUGHT_KEYS
 
 
 def plain_when_text(parts: list[dict]) -> str | list[dict]:
@@ -219,7 +226,7 @@ def model_messages(parts: list[dict], param: str, ids: CallIds) -> list[dict]:
         call = field(part, "functionCall")
         if call is not None:
             tool_calls.append(tool_call(function_object(call, where), where, ids))
-        elif part.get("thought"):
+        elif history_only(part):
             continue
         elif isinstance(part.get("text"), str):
             texts.append(part["text"])

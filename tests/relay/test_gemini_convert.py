@@ -51,7 +51,14 @@ def test_contents_become_messages():
         "systemInstruction": {"parts": [{"text": "Be brief."}, {"text": "Be kind."}]},
         "contents": [
             {"role": "user", "parts": [{"text": "What is "}, {"text": "this?"}]},
-            {"role": "model", "parts": [{"text": "thinking...", "thought": True}, {"text": "A cat."}]},
+            {
+                "role": "model",
+                "parts": [
+                    {"text": "thinking...", "thought": True},
+                    {"thoughtSignature": "c2ln"},
+                    {"text": "A cat.", "thoughtSignature": "c2ln"},
+                ],
+            },
             {
                 "parts": [  # no role: a user turn
                     {"text": "And this?"},
