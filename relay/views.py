@@ -159,7 +159,7 @@ def gemini_model_object(name: str) -> dict:
 
 @only("GET")
 @openai_errors
-async def list_models(request: HttpRequest, **_path) -> HttpResponse:
+async def list_models(request: HttpRequest) -> HttpResponse:
     """OpenAI's model list, or Anthropic's or Gemini's for their clients (every model on one page)."""
     names = await usable_models(await authenticated(request))
     if speaks_gemini(request):
