@@ -1,8 +1,8 @@
 """Gateway CPU per request by inbound format, in one run: OpenAI chat to an OpenAI channel against Anthropic
-Messages passed through to an Anthropic channel and OpenAI Responses passed through to the OpenAI channel (stored
-upstream, its owner remembered, and with `store: false`), whole and streamed (issues 22 and 23: a pass-through
-must cost no more than chat), plus Messages converted for the OpenAI channel and Responses converted for the
-Anthropic channel for reference.
+Messages passed through to an Anthropic channel, OpenAI Responses passed through to the OpenAI channel (stored
+upstream, its owner remembered, and with `store: false`) and Gemini's generateContent passed through to a Gemini
+channel, whole and streamed (issues 22 and 23: a pass-through must cost no more than chat), plus Messages,
+Responses and Gemini converted for reference.
 
 It provisions a scratch database, starts one fake upstream (fixed answers of the same size in both wire formats)
 and the gateway (`scripts/serve.sh`), then sends the kinds in alternating rounds at a fixed concurrency and reads
@@ -104,17 +104,40 @@ def responses_stream(model: str, number: int) -> bytes:
 
 RESPONSE_NUMBERS = itertools.count()  # every response its own id, as OpenAI's are
 
+
+def gemini_answer(model: str) -> bytes:
+    usage = {"promptTokenCount": 220, "candidatesTokenCount": 120, "totalTokenCount": 340}
+    candidate = {"content": {"role": "model", "parts": [{"text": TEXT}]}, "finishReason": "STOP", "index": 0}
+    return json.dumps({"candidates": [candidate], "usageMetadata": usage, "modelVersion": model}).encode()
+
+
+def gemini_stream(model: str) -> bytes:
+    events = []
+    for number, piece in enumerate(PIECES):
+        candidate: dict = {"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0}
+        usage = {"promptTokenCount": 220, "candidatesTokenCount": 3 * (number + 1)}
+        if number == len(PIECES) - 1:
+            candidate["finishReason"] = "STOP"
+        events.append({"candidates": [candidate], "usageMetadata": usage, "modelVersion": model})
+    return b"".join(f"data: {json.dumps(event)}\r\n\r\n".encode() for event in events)
+
+
 ANSWERS = {
     ("chat", False): chat_answer("bench-gpt"),
     ("chat", True): chat_stream("bench-gpt"),
     ("messages", False): anthropic_answer("bench-claude"),
     ("messages", True): anthropic_stream("bench-claude"),
+    ("gemini", False): gemini_answer("bench-gemini"),
+    ("gemini", True): gemini_stream("bench-gemini"),
 }
 
 
 async def upstream(request: web.Request) -> web.StreamResponse:
     body = await request.json()
-    stream = bool(body.get("stream"))
+    if ":" in request.path:
+        kind, stream = "gemini", request.path.endswith(":streamGenerateContent")
+    else:
+        kind, stream = "messages" if request.path.endswith("/messages") else "chat", bool(body.get("stream"))
     content_type = "text/event-stream" if stream else "application/json"
     if request.path.endswith("/responses"):
         number = next(RESPONSE_NUMBERS)
@@ -122,7 +145,6 @@ async def upstream(request: web.Request) -> web.StreamResponse:
             responses_stream(body["model"], number) if stream else json.dumps(responses_answer(body["model"], number))
         )
         return web.Response(body=answer, content_type=content_type)
-    kind = "messages" if request.path.endswith("/messages") else "chat"
     return web.Response(body=ANSWERS[kind, stream], content_type=content_type)
 
 
@@ -159,6 +181,7 @@ def provision(upstream_url: str) -> str:
     for name, kind, base_url in (
         ("bench-gpt", "openai", f"{upstream_url}/v1"),
         ("bench-claude", "anthropic", upstream_url),
+        ("bench-gemini", "gemini", upstream_url),
     ):
         channel = Channel(name=name, type=kind, base_url=base_url, models=[name])
         channel.key = "sk-bench-upstream"
@@ -172,28 +195,40 @@ def cpu_ms(pid: int) -> float:
 
 
 def body(path: str, model: str, stream: bool) -> bytes:
+    if path.startswith("/v1beta/"):  # Gemini's: the model and the stream are in the path
+        contents = [{"role": "user", "parts": [{"text": PROMPT}]}]
+        return json.dumps({"contents": contents, "generationConfig": {"maxOutputTokens": 256}}).encode()
     if path.startswith("/v1/responses"):
         request = {"model": model, "max_output_tokens": 256, "input": [{"role": "user", "content": PROMPT}]}
-        if path.endswith("?store=false"):
+        if path.endswith("#store=false"):
             request["store"] = False
     else:
         request = {"model": model, "max_tokens": 256, "messages": [{"role": "user", "content": PROMPT}]}
     return json.dumps({**request, "stream": stream}).encode()
 
 
-KINDS = {  # name -> (path, model, stream); `?store=false` is said in the body, not sent
+def gemini_path(model: str, stream: bool) -> str:
+    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    return f"/v1beta/models/{model}:{method}"
+
+
+KINDS = {  # name -> (path, model, stream); `#store=false` is said in the body, not sent
     "chat -> openai, whole": ("/v1/chat/completions", "bench-gpt", False),
     "messages -> anthropic (pass-through), whole": ("/v1/messages", "bench-claude", False),
     "responses -> openai (pass-through, stored), whole": ("/v1/responses", "bench-gpt", False),
-    "responses -> openai (pass-through, store=false), whole": ("/v1/responses?store=false", "bench-gpt", False),
+    "responses -> openai (pass-through, store=false), whole": ("/v1/responses#store=false", "bench-gpt", False),
     "chat -> openai, stream": ("/v1/chat/completions", "bench-gpt", True),
     "messages -> anthropic (pass-through), stream": ("/v1/messages", "bench-claude", True),
     "responses -> openai (pass-through, stored), stream": ("/v1/responses", "bench-gpt", True),
-    "responses -> openai (pass-through, store=false), stream": ("/v1/responses?store=false", "bench-gpt", True),
+    "responses -> openai (pass-through, store=false), stream": ("/v1/responses#store=false", "bench-gpt", True),
     "messages -> openai (converted), whole": ("/v1/messages", "bench-gpt", False),
     "messages -> openai (converted), stream": ("/v1/messages", "bench-gpt", True),
     "responses -> anthropic (converted), whole": ("/v1/responses", "bench-claude", False),
     "responses -> anthropic (converted), stream": ("/v1/responses", "bench-claude", True),
+    "gemini -> gemini (pass-through), whole": (gemini_path("bench-gemini", False), "bench-gemini", False),
+    "gemini -> gemini (pass-through), stream": (gemini_path("bench-gemini", True), "bench-gemini", True),
+    "gemini -> openai (converted), whole": (gemini_path("bench-gpt", False), "bench-gpt", False),
+    "gemini -> openai (converted), stream": (gemini_path("bench-gpt", True), "bench-gpt", True),
 }
 
 
@@ -215,13 +250,13 @@ async def run(base: str, key: str, pid: int, args: argparse.Namespace) -> dict[s
     spent: dict[str, list[float]] = {name: [] for name in KINDS}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
         for path, model, stream in KINDS.values():  # warm-up: connections, caches, tokenizer
-            await send(client, path.partition("?")[0], body(path, model, stream), 100, args.concurrency)
+            await send(client, path.partition("#")[0], body(path, model, stream), 100, args.concurrency)
         for number in range(args.rounds):
             order = list(KINDS) if number % 2 == 0 else list(reversed(KINDS))
             for name in order:
                 path, model, stream = KINDS[name]
                 before = cpu_ms(pid)
-                await send(client, path.partition("?")[0], body(path, model, stream), per_round, args.concurrency)
+                await send(client, path.partition("#")[0], body(path, model, stream), per_round, args.concurrency)
                 spent[name].append((cpu_ms(pid) - before) / per_round)
     return spent
 

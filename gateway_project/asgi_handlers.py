@@ -21,7 +21,7 @@ from gateway_project.db import site_executor
 from relay.errors import body_too_large
 from relay.streaming import RelayedStream
 
-RELAY_PREFIXES = ("/v1/", "/dashboard/", "/mj/", "/mj-", "/suno/")
+RELAY_PREFIXES = ("/v1/", "/v1beta/", "/dashboard/", "/mj/", "/mj-", "/suno/")
 RELAY_URLCONF = "gateway_project.relay_urls"
 SHUTDOWN_SETTLE_SECONDS = 10
 

@@ -1,7 +1,9 @@
-"""`POST /v1/messages/count_tokens`: free, nothing reserved, nothing logged.
+"""`POST /v1/messages/count_tokens` and Gemini's `models/{model}:countTokens`: free, nothing reserved, nothing
+logged.
 
-The channel the model would be routed to decides who counts: an Anthropic channel is asked (the client's request
-passed through, so the count is Anthropic's own), any other channel's model is counted here with tiktoken.
+The channel the model would be routed to decides who counts: a channel that speaks the client's format is asked
+(Anthropic for Messages, Gemini and Gemini on Vertex for Gemini: the client's request passed through, so the
+count is the provider's own), any other channel's model is counted here with tiktoken.
 """
 
 import asyncio
@@ -11,11 +13,11 @@ from django.http import HttpRequest, HttpResponse
 
 from channels_app import routing, selection
 from relay import service, tokenizer
-from relay.adaptors.base import ANTHROPIC_COUNT_TOKENS, RelayRequest, UpstreamFailed
+from relay.adaptors.base import ANTHROPIC_COUNT_TOKENS, GEMINI_COUNT_TOKENS, RelayRequest, UpstreamFailed
 from relay.endpoints import load_body, require_model
 from relay.errors import RelayError
 from relay.exchange import Exchange
-from relay.formats import anthropic_convert, anthropic_messages
+from relay.formats import anthropic_convert, anthropic_messages, gemini_convert, gemini_native
 from relay.formats.anthropic_messages import MESSAGES
 
 COUNTED_BY_UPSTREAM = "anthropic"  # the channel type that has Anthropic's count_tokens
@@ -36,6 +38,23 @@ async def count_tokens(request: HttpRequest) -> HttpResponse:
         return await asked(channel, native)
     tokens = await asyncio.to_thread(anthropic_convert.prompt_tokens, body, tokenizer.Tokens(model))
     return HttpResponse(orjson.dumps({"input_tokens": tokens}), content_type="application/json")
+
+
+async def gemini_count_tokens(request: HttpRequest) -> HttpResponse:
+    key, pinned = await service.authenticate(gemini_native.credential(request), request)
+    raw = service.read_body(request)
+    body = load_body(raw)
+    model = gemini_native.path_model(request)
+    service.check_model(key, model)
+    channel = await routed_channel(key.group, pinned, model)
+    if channel is not None and gemini_native.GENERATE_SSE.native_for(channel.type, channel.upstream_model(model)):
+        native = RelayRequest(GEMINI_COUNT_TOKENS, model, body, raw, False, False, request.path, passthrough=True)
+        return await asked(channel, native)
+    # countTokens takes the contents alone, or a whole generateContentRequest (system instruction and tools too).
+    counted = body.get("generateContentRequest")
+    counted = counted if isinstance(counted, dict) else body
+    tokens = await asyncio.to_thread(gemini_convert.prompt_tokens, counted, tokenizer.Tokens(model))
+    return HttpResponse(orjson.dumps({"totalTokens": tokens}), content_type="application/json")
 
 
 async def routed_channel(group: str, pinned: int | None, model: str) -> routing.ChannelInfo | None:

@@ -20,6 +20,11 @@ urlpatterns = [
     path("v1/audio/speech", views.speech),
     path("v1/audio/transcriptions", views.transcriptions),
     path("v1/audio/translations", views.transcriptions),
+    # Gemini's native API: `models/{model}:{method}` before OpenAI's `v1/models/<path:model>`, which would take it.
+    re_path(r"^(?P<version>v1beta|v1)/models/(?P<model>.+):(?P<method>[A-Za-z]+)$", views.gemini_method),
+    path("v1beta/models", views.list_models),
+    path("v1beta/models/<path:model>", views.retrieve_model),
+    re_path(r"^v1beta/", views.gemini_not_found),
     path("v1/models", views.list_models),
     path("v1/models/<path:model>", views.retrieve_model),
     path("v1/dashboard/billing/subscription", views.billing_subscription),

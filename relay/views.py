@@ -16,9 +16,10 @@ from channels_app import routing
 from gateway_project.db import run_db
 from relay import count_tokens as token_counting
 from relay import endpoints, responses_api, service
+from relay.adaptors.base import GEMINI_COUNT_TOKENS
 from relay.endpoints import Endpoint
 from relay.errors import RelayError, database_down, error_response
-from relay.formats import anthropic_messages, openai_chat, openai_responses
+from relay.formats import anthropic_messages, gemini_native, openai_chat, openai_responses
 from relay.formats.base import InboundFormat
 from relay.formats.openai_chat import OpenAIFormat
 
@@ -82,26 +83,46 @@ def speaks_anthropic(request: HttpRequest) -> bool:
     return "anthropic-version" in request.headers
 
 
-def openai_errors(view):
-    """A refused key and an unreachable database answered in the client's error shape, as the relay does."""
+def speaks_gemini(request: HttpRequest) -> bool:
+    """Every `/v1beta/` path is Gemini's; under `/v1/`, a key in Gemini's places (relay.formats.gemini_native)."""
+    return request.path.startswith("/v1beta/") or gemini_native.speaks_gemini(request)
 
-    @functools.wraps(view)
-    async def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        answer = anthropic_messages.error_response if speaks_anthropic(request) else error_response
-        try:
-            return await view(request, *args, **kwargs)
-        except RelayError as error:
-            return answer(error)
-        except DatabaseError:
-            log.exception("%s: the database is unavailable", request.path)
-            return answer(database_down())
 
-    return wrapped
+def client_errors(request: HttpRequest) -> Callable[[RelayError], HttpResponse]:
+    if speaks_gemini(request):
+        return gemini_native.error_response
+    return anthropic_messages.error_response if speaks_anthropic(request) else error_response
+
+
+def errors_answered_by(answer_for: Callable[[HttpRequest], Callable[[RelayError], HttpResponse]]):
+    """A refused key and an unreachable database answered by `answer_for(request)`, as the relay answers them."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        async def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            answer = answer_for(request)
+            try:
+                return await view(request, *args, **kwargs)
+            except RelayError as error:
+                return answer(error)
+            except DatabaseError:
+                log.exception("%s: the database is unavailable", request.path)
+                return answer(database_down())
+
+        return wrapped
+
+    return decorate
+
+
+openai_errors = errors_answered_by(client_errors)  # in the shape of the client's SDK
+anthropic_errors = errors_answered_by(lambda _request: anthropic_messages.error_response)
+google_errors = errors_answered_by(lambda _request: gemini_native.error_response)
 
 
 async def authenticated(request: HttpRequest) -> KeyInfo:
-    """The key in `Authorization: Bearer` or in Anthropic's `x-api-key`."""
-    key, _ = await service.authenticate(anthropic_messages.MESSAGES.credential(request), request)
+    """The key in `Authorization: Bearer`, in Anthropic's `x-api-key` or in Gemini's places."""
+    inbound = gemini_native.GENERATE_SSE if speaks_gemini(request) else anthropic_messages.MESSAGES
+    key, _ = await service.authenticate(inbound.credential(request), request)
     return key
 
 
@@ -127,10 +148,24 @@ def anthropic_model_list(names: list[str]) -> dict:
     }
 
 
+def gemini_model_object(name: str) -> dict:
+    embeds = "embedding" in name
+    methods = ["embedContent", "batchEmbedContents"] if embeds else ["generateContent", "streamGenerateContent"]
+    return {
+        "name": f"models/{name}",
+        "version": "001",
+        "displayName": name,
+        "supportedGenerationMethods": [*methods, GEMINI_COUNT_TOKENS],
+    }
+
+
 @only("GET")
 @openai_errors
 async def list_models(request: HttpRequest) -> HttpResponse:
+    """OpenAI's model list, or Anthropic's or Gemini's for their clients (every model on one page)."""
     names = await usable_models(await authenticated(request))
+    if speaks_gemini(request):
+        return json_response({"models": [gemini_model_object(name) for name in names]})
     if speaks_anthropic(request):
         return json_response(anthropic_model_list(names))
     return json_response({"object": "list", "data": [model_object(name) for name in names]})
@@ -141,22 +176,43 @@ async def list_models(request: HttpRequest) -> HttpResponse:
 async def retrieve_model(request: HttpRequest, model: str) -> HttpResponse:
     key = await authenticated(request)
     index = await routing.aget_index()
+    model = model.removeprefix("models/") if speaks_gemini(request) else model
     if not (key.allows(model) and index.candidates(key.group, model)):
         raise RelayError(404, f"The model '{model}' does not exist", "model_not_found", param="model")
+    if speaks_gemini(request):
+        return json_response(gemini_model_object(model))
     return json_response(anthropic_model_object(model) if speaks_anthropic(request) else model_object(model))
 
 
 @csrf_exempt
+@only("POST", answer=gemini_native.error_response)
+async def gemini_method(request: HttpRequest, version: str, model: str, method: str) -> HttpResponse:
+    """`models/{model}:{method}`: countTokens here, the rest through the relay in the method's format."""
+    if method == GEMINI_COUNT_TOKENS:
+        return await gemini_count_tokens(request)
+    inbound = gemini_native.format_for(method, request.GET.get("alt"))
+    if inbound is None:
+        error = RelayError(404, f"method {method!r} is not served by this gateway", "not_found")
+        return gemini_native.error_response(error)
+    return await service.relay(request, inbound)
+
+
+@google_errors
+async def gemini_count_tokens(request: HttpRequest) -> HttpResponse:
+    return await token_counting.gemini_count_tokens(request)
+
+
+async def gemini_not_found(request: HttpRequest, *_args, **_kwargs) -> HttpResponse:
+    error = RelayError(404, f"Invalid URL ({request.method} {request.path})", "not_found")
+    return gemini_native.error_response(error)
+
+
+@csrf_exempt
 @only("POST", answer=anthropic_messages.error_response)
+@anthropic_errors
 async def count_tokens(request: HttpRequest) -> HttpResponse:
     """Anthropic's token count: errors in Anthropic's shape, whatever the client sends."""
-    try:
-        return await token_counting.count_tokens(request)
-    except RelayError as error:
-        return anthropic_messages.error_response(error)
-    except DatabaseError:
-        log.exception("%s: the database is unavailable", request.path)
-        return anthropic_messages.error_response(database_down())
+    return await token_counting.count_tokens(request)
 
 
 def stored_response_view(*methods: str):

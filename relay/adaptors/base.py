@@ -48,6 +48,13 @@ ANTHROPIC_COUNT_TOKENS = "messages_count_tokens"
 # stored one (retrieve, delete, cancel, input items), sent with the client's method, path and query.
 OPENAI_RESPONSES = "responses"
 OPENAI_STORED_RESPONSE = "stored_response"
+# ... and in Gemini's (relay.formats.gemini_native): its method names, as they end the model's URL.
+GEMINI_GENERATE = "generateContent"
+GEMINI_STREAM = "streamGenerateContent"
+GEMINI_COUNT_TOKENS = "countTokens"
+GEMINI_EMBED = "embedContent"
+GEMINI_BATCH_EMBED = "batchEmbedContents"
+GEMINI_METHODS = (GEMINI_GENERATE, GEMINI_STREAM, GEMINI_COUNT_TOKENS, GEMINI_EMBED, GEMINI_BATCH_EMBED)
 
 
 @dataclass

@@ -27,7 +27,12 @@ from channels_app.channel_types import both
 from channels_app.routing import ChannelInfo
 from gateway_project.safe_text import model_path_segment
 from relay.adaptors.base import (
+    GEMINI_BATCH_EMBED,
+    GEMINI_GENERATE,
+    GEMINI_METHODS,
+    GEMINI_STREAM,
     Adaptor,
+    ErrorEventRelayed,
     RelayRequest,
     StreamConverter,
     UpstreamFailed,
@@ -415,19 +420,21 @@ class GeminiAdaptor(Adaptor):
     default_base_url = "https://generativelanguage.googleapis.com"
 
     def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:
-        require_chat(request, SLUG)
         model = channel.upstream_model(request.model)
         version = api_version(model)
-        return UpstreamRequest(
-            url=self.url(channel, model, version, request.stream),
-            headers={"Content-Type": "application/json"},
-            content=request_json(generate_body(request, version)),
-        )
+        headers = {"Content-Type": "application/json"}
+        if request.endpoint in GEMINI_METHODS:
+            url = self.url(channel, model, version, request.endpoint)
+            return UpstreamRequest(url, headers, native_body(request, model))
+        require_chat(request, SLUG)
+        method = GEMINI_STREAM if request.stream else GEMINI_GENERATE
+        body = request_json(generate_body(request, version))
+        return UpstreamRequest(url=self.url(channel, model, version, method), headers=headers, content=body)
 
-    def url(self, channel: ChannelInfo, model: str, version: str, stream: bool) -> str:
-        action, query = ("streamGenerateContent", {"alt": "sse"}) if stream else ("generateContent", {})
+    def url(self, channel: ChannelInfo, model: str, version: str, method: str) -> str:
+        query = {"alt": "sse"} if method == GEMINI_STREAM else {}
         query["key"] = channel.key
-        return f"{self.base_url(channel)}/{version}/models/{model_path_segment(model)}:{action}?{urlencode(query)}"
+        return f"{self.base_url(channel)}/{version}/models/{model_path_segment(model)}:{method}?{urlencode(query)}"
 
     def model_list_request(self, channel: ChannelInfo) -> UpstreamRequest | None:
         query = urlencode({"pageSize": MODEL_LIST_PAGE, "key": channel.key})
@@ -437,6 +444,8 @@ class GeminiAdaptor(Adaptor):
         return [name.removeprefix("models/") for name in names_in(content, "models", "name")]
 
     def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
+        if request.endpoint in GEMINI_METHODS:
+            return native_answer(content)
         body = load_json(content)
         candidates = [c for c in body.get("candidates") or () if isinstance(c, dict)]
         choices = [choice_of(candidate, position) for position, candidate in enumerate(candidates)]
@@ -447,7 +456,7 @@ class GeminiAdaptor(Adaptor):
         return answer, reported_usage(usage), "".join(completion_text(choice["message"]) for choice in choices)
 
     def stream_converter(self, request: RelayRequest) -> StreamConverter:
-        return GeminiStream(request)
+        return NativeStream(request) if request.endpoint == GEMINI_STREAM else GeminiStream(request)
 
     def parse_error(self, status: int, content: bytes) -> UpstreamFailure:
         return failure_of(status, json_or_none(content)) or openai_style_error(status, content)
@@ -513,3 +522,76 @@ class GeminiStream(StreamConverter):
             reason = finish_reason(candidate["finishReason"], self.calls_made.get(index, 0) > 0)
             chunks.append(self.writer.chunk({}, reason, index))
         return chunks
+
+
+# --- a Gemini client's own request (relay.formats.gemini_native), passed through ---
+
+
+def native_body(request: RelayRequest, model: str) -> bytes:
+    """The client's own body: its bytes, unless it is a batch whose requests name the model the channel maps
+    (the model of every other method is in the URL only)."""
+    if request.endpoint != GEMINI_BATCH_EMBED or model == request.model:
+        return request.raw
+    requests = [{**item, "model": f"models/{model}"} for item in request.body["requests"]]
+    return request_json({**request.body, "requests": requests})
+
+
+def answer_text(event: dict) -> tuple[str, int]:
+    """(the text, thoughts and function calls of every candidate, for local counting; the number of calls)."""
+    texts, calls_made = [], 0
+    for candidate in event.get("candidates") or ():
+        if isinstance(candidate, dict):
+            text, thoughts, calls = read_parts((candidate.get("content") or {}).get("parts"))
+            texts += [thoughts, text, *(orjson.dumps(call).decode() for call in calls)]
+            calls_made += len(calls)
+    return "".join(texts), calls_made
+
+
+def native_answer(content: bytes) -> tuple[bytes, Usage | None, str]:
+    """A passed-through answer: its bytes, and what billing needs from them."""
+    body = load_json(content)
+    return content, reported_usage(usage_of(body.get("usageMetadata"))), answer_text(body)[0]
+
+
+class NativeStream(StreamConverter):
+    """A passed-through stream's events read for billing only (the relay writes the upstream's bytes): the usage
+    of the event that finished the answer (or of the last one, when the upstream closed without one), the text.
+    Each event is returned as it came. Gemini repeats usageMetadata on every event: it is kept as it came and
+    read once, at the end (the input counts, which do not change, from the first)."""
+
+    def __init__(self, request: RelayRequest) -> None:
+        super().__init__(request)
+        self.metadata: object = None  # the latest usageMetadata
+
+    def feed(self, payload: bytes) -> list[bytes]:
+        event = stream_event(payload, SLUG) or {}
+        if "error" in event:
+            raise ErrorEventRelayed(failure_of(502, event) or UpstreamFailure(502, "gemini sent an error event"))
+        if "usageMetadata" in event:
+            self.metadata = event["usageMetadata"]
+            if self.state.input_usage is None:
+                self.state.input_usage = reported_usage(usage_of(self.metadata))
+        finished = False
+        for candidate in event.get("candidates") or ():
+            if isinstance(candidate, dict):
+                self.read_candidate(candidate)
+                finished = finished or bool(candidate.get("finishReason"))
+        if finished:
+            self.state.usage = reported_usage(usage_of(self.metadata))
+        return [payload]
+
+    def read_candidate(self, candidate: dict) -> None:
+        content = candidate.get("content")
+        parts = content.get("parts") if isinstance(content, dict) else None
+        for part in parts if isinstance(parts, list) else ():
+            if not isinstance(part, dict):
+                continue
+            if isinstance(part.get("text"), str):
+                self.state.text_parts.append(part["text"])
+            elif "functionCall" in part:
+                self.state.text_parts.append(orjson.dumps(part["functionCall"]).decode())
+                self.state.max_tool_calls += 1
+
+    def finish(self) -> list[bytes]:
+        self.state.usage = reported_usage(usage_of(self.metadata))
+        return []

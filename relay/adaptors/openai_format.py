@@ -260,6 +260,15 @@ def assistant_message(text: str, tool_calls: list[dict], reasoning: str = "") ->
     return message
 
 
+def reasoning_of(delta_or_message: dict) -> str:
+    """DeepSeek-style `reasoning_content`, or the `reasoning` some OpenAI-compatible servers send."""
+    for name in ("reasoning_content", "reasoning"):
+        value = delta_or_message.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
 def usage_object(usage: Usage) -> dict:
     """Usage as OpenAI reports it: `prompt_tokens` counts cached input too, and the cache reads and the
     reasoning are shown inside it when there are any."""

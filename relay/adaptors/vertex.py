@@ -13,7 +13,9 @@ Decisions worth knowing:
   default DEFAULT_REGION; project: config `project_id`, else the JSON's. A non-empty base_url replaces
   the regional host.
 - A client's own Messages request (relay.formats) to a Claude model is passed through: its body without
-  `model`, with `anthropic_version`, and its `anthropic-beta` header; the answer is relayed as it came.
+  `model`, with `anthropic_version`, and its `anthropic-beta` header; the answer is relayed as it came. A
+  client's own Gemini request (generateContent, streamGenerateContent, countTokens) to a Gemini model is
+  passed through as it came, to the method it named.
 - Anthropic's dash-dated ids become Vertex's `@` ids (claude-3-5-sonnet-20241022 ->
   claude-3-5-sonnet-v2@20241022); `stream_options` is not sent to Llama (the relay adds the usage chunk).
 """
@@ -29,6 +31,9 @@ from gateway_project.safe_text import model_path_segment
 from relay.adaptors import anthropic, gemini, google_auth
 from relay.adaptors.base import (
     ANTHROPIC_MESSAGES,
+    GEMINI_GENERATE,
+    GEMINI_METHODS,
+    GEMINI_STREAM,
     Adaptor,
     FirstEventStream,
     RelayRequest,
@@ -46,6 +51,7 @@ DEFAULT_REGION = "us-central1"
 GLOBAL_HOST = "https://aiplatform.googleapis.com"  # region `global` has no regional host
 ANTHROPIC_VERSION = "vertex-2023-10-16"
 # Vertex names that are not simply the Anthropic id with its date after an `@`.
+NATIVE_ENDPOINTS = (ANTHROPIC_MESSAGES, *GEMINI_METHODS)
 CLAUDE_IDS = {"claude-3-5-sonnet-20241022": "claude-3-5-sonnet-v2@20241022"}
 DATED_ID = re.compile(r"^(claude-.+)-(\d{8})$")
 
@@ -111,25 +117,30 @@ def location_of(request: RelayRequest, channel: ChannelInfo, account: google_aut
     return Location(host, channel.config.get("project_id") or account.project_id, region)
 
 
-def gemini_call(request: RelayRequest, location: Location, model: str) -> tuple[str, dict]:
-    action = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
-    url = f"{location.url('v1')}/publishers/google/models/{model_path_segment(model)}:{action}"
+def gemini_call(request: RelayRequest, location: Location, model: str) -> tuple[str, bytes]:
+    native = request.endpoint in GEMINI_METHODS  # a Gemini client's own request (relay.formats)
+    method = request.endpoint if native else GEMINI_STREAM if request.stream else GEMINI_GENERATE
+    query = "?alt=sse" if method == GEMINI_STREAM else ""
+    url = f"{location.url('v1')}/publishers/google/models/{model_path_segment(model)}:{method}{query}"
+    if native:
+        return url, gemini.native_body(request, model)
     # Vertex's v1 takes systemInstruction, as AI Studio's v1beta does.
-    return url, gemini.generate_body(request, gemini.DEFAULT_API_VERSION)
+    return url, request_json(gemini.generate_body(request, gemini.DEFAULT_API_VERSION))
 
 
-def claude_call(request: RelayRequest, location: Location, model: str) -> tuple[str, dict]:
+def claude_call(request: RelayRequest, location: Location, model: str) -> tuple[str, bytes]:
     action = "streamRawPredict" if request.stream else "rawPredict"
     url = f"{location.url('v1')}/publishers/anthropic/models/{model_path_segment(claude_id(model))}:{action}"
     body = request.body if request.endpoint == ANTHROPIC_MESSAGES else anthropic.messages_body(request, model)
     # Vertex takes the model from the URL only
-    return url, {"anthropic_version": ANTHROPIC_VERSION, **{name: v for name, v in body.items() if name != "model"}}
+    without_model = {name: value for name, value in body.items() if name != "model"}
+    return url, request_json({"anthropic_version": ANTHROPIC_VERSION, **without_model})
 
 
-def llama_call(request: RelayRequest, location: Location, model: str) -> tuple[str, dict]:
+def llama_call(request: RelayRequest, location: Location, model: str) -> tuple[str, bytes]:
     url = f"{location.url('v1beta1')}/endpoints/openapi/chat/completions"
     body = {name: value for name, value in request.body.items() if name != "stream_options"}
-    return url, {**body, "model": llama_id(model)}
+    return url, request_json({**body, "model": llama_id(model)})
 
 
 CALLS = {Family.GEMINI: gemini_call, Family.CLAUDE: claude_call, Family.LLAMA: llama_call}
@@ -172,18 +183,19 @@ class VertexAdaptor(Adaptor):
 
     def build_request(self, request: RelayRequest, channel: ChannelInfo) -> UpstreamRequest:
         model = channel.upstream_model(request.model)
-        native = request.endpoint == ANTHROPIC_MESSAGES  # only ever for claude models (relay.formats)
+        # A client's own Messages or Gemini request: only ever for claude or gemini models (relay.formats).
+        native = request.endpoint in NATIVE_ENDPOINTS
         if not native:
             require_chat(request, SLUG)
         account = account_of(channel)
-        url, body = CALLS[family_of(model)](request, location_of(request, channel, account), model)
+        url, content = CALLS[family_of(model)](request, location_of(request, channel, account), model)
         token = google_auth.Tokens.usable(account)
         if token is None:
             raise UpstreamFailed(UpstreamFailure(500, "no vertex access token: prepare() was not awaited"))
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         if native and "anthropic-beta" in request.headers:
             headers["anthropic-beta"] = request.headers["anthropic-beta"]
-        return UpstreamRequest(url=url, headers=headers, content=request_json(body))
+        return UpstreamRequest(url=url, headers=headers, content=content)
 
     def convert_response(self, request: RelayRequest, content: bytes) -> tuple[bytes, Usage | None, str]:
         return self.converter_for(content).convert_response(request, content)

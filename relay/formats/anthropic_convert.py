@@ -22,7 +22,7 @@ from typing import TypeGuard
 import orjson
 
 from relay.adaptors.base import TextParts, Usage
-from relay.adaptors.openai_format import openai_usage
+from relay.adaptors.openai_format import openai_usage, reasoning_of
 from relay.errors import RelayError
 from relay.tokenizer import Measure
 
@@ -408,15 +408,6 @@ def answer_blocks(message: dict) -> list[dict]:
         if isinstance(function, dict):
             blocks.append(tool_use_block(call, function))
     return blocks
-
-
-def reasoning_of(delta_or_message: dict) -> str:
-    """DeepSeek-style `reasoning_content`, or the `reasoning` some OpenAI-compatible servers send."""
-    for name in ("reasoning_content", "reasoning"):
-        value = delta_or_message.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return ""
 
 
 def tool_use_block(call: dict, function: dict) -> dict:

@@ -15,7 +15,6 @@ from tests.support.factories import make_channel, make_key
 from tests.support.fakes import anthropic_upstream as claude
 from tests.support.fakes import gemini_upstream as gemini
 from tests.support.fakes import openai_upstream
-from tests.support.fakes.openai_upstream import FakeOpenAI, start
 from tests.support.fakes.recording import Behaviour as VertexBehaviour
 from tests.support.live_server import LiveGateway, consume_logs, set_prices, wait_until
 
@@ -71,14 +70,6 @@ CLAUDE_CACHED = quota_of(
 GPT_QUOTA = quota_of(openai_upstream.PROMPT_TOKENS, len(openai_upstream.REPLY_PIECES))
 
 
-@pytest.fixture(scope="module")
-def fakes() -> dict:
-    started = {"anthropic": claude.FakeAnthropic(), "openai": FakeOpenAI(), "gemini": gemini.FakeGemini()}
-    for fake in started.values():
-        start(fake)
-    return started
-
-
 class Sent:
     """The bodies the SDK sent, as bytes, and its anthropic-version (an httpx2 request hook)."""
 
@@ -92,11 +83,8 @@ class Sent:
 
 
 @pytest.fixture
-def world(alice, access_token, fakes, fake_vertex, account_json):
-    for fake in fakes.values():
-        fake.script.clear()
-        fake.requests.clear()
-    fakes["anthropic"].answers.clear()
+def world(alice, access_token, format_fakes, fake_vertex, account_json):
+    fakes = format_fakes
     make_channel(fakes["anthropic"].url, models=[CLAUDE], key=claude.API_KEY, type="anthropic", name="claude")
     make_channel(fakes["openai"].url, models=[GPT], name="openai")
     make_channel(fakes["gemini"].url, models=[GEMINI], key=gemini.API_KEY, type="gemini", name="gemini")

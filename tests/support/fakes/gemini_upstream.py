@@ -1,6 +1,7 @@
 """A fake Gemini API on 127.0.0.1 (random port) that speaks the real wire format.
 
-It serves `POST /{version}/models/{model}:generateContent` and `:streamGenerateContent?alt=sse`, checks
+It serves `POST /{version}/models/{model}:generateContent`, `:streamGenerateContent?alt=sse`, `:countTokens`,
+`:embedContent` and `:batchEmbedContents`, checks
 the `key` query parameter like Google does (400 INVALID_ARGUMENT "API key not valid", reason
 API_KEY_INVALID), and answers with `REPLY` or a function call. Streams carry only the new text in each
 event, cumulative usageMetadata on every event, and finishReason on the last; they end by closing the
@@ -21,6 +22,8 @@ THOUGHT_TOKENS = 3
 COMPLETION_TOKENS = CANDIDATE_TOKENS + THOUGHT_TOKENS  # thinking is billed as output
 CACHED_TOKENS = 200  # of PROMPT_TOKENS, when a behaviour reports a context cache hit
 FUNCTION_NAME = "lookup_weather"
+COUNTED_TOKENS = 31  # what countTokens answers
+EMBEDDING = [0.25, -0.5, 0.125]
 BAD_KEY_MESSAGE = "API key not valid. Please pass a valid API key."
 OVERLOADED_MESSAGE = "The model is overloaded. Please try again later."
 UNAVAILABLE = {"error": {"code": 503, "message": OVERLOADED_MESSAGE, "status": "UNAVAILABLE"}}
@@ -57,12 +60,14 @@ class Recorded:
     query: dict
     headers: dict
     body: dict
+    raw: bytes = b""
 
 
 @dataclass
 class FakeGemini:
     script: list[Behaviour] = field(default_factory=list)
     requests: list[Recorded] = field(default_factory=list)
+    answers: list[bytes] = field(default_factory=list)  # the bodies of whole answers, as sent
     port: int = 0
 
     @property
@@ -72,10 +77,12 @@ class FakeGemini:
     def reset(self) -> None:
         self.script.clear()
         self.requests.clear()
+        self.answers.clear()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        self.requests.append(Recorded(request.path, dict(request.query), dict(request.headers), body))
+        raw = await request.read()
+        body = json.loads(raw)
+        self.requests.append(Recorded(request.path, dict(request.query), dict(request.headers), body, raw))
         behaviour = self.script.pop(0) if self.script else Behaviour()
         if request.query.get("key") != API_KEY:
             return web.json_response(BAD_KEY, status=400)
@@ -83,7 +90,9 @@ class FakeGemini:
             return web.json_response(behaviour.body or {}, status=behaviour.status)
         if request.path.endswith(":streamGenerateContent") and request.query.get("alt") == "sse":
             return await self.stream(request, behaviour)
-        return web.json_response(whole_response(behaviour))
+        answer = json.dumps(method_answer(request.path.rsplit(":", 1)[-1], body, behaviour)).encode()
+        self.answers.append(answer)
+        return web.Response(body=answer, content_type="application/json")
 
     async def stream(self, request: web.Request, behaviour: Behaviour) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -91,6 +100,16 @@ class FakeGemini:
         for event in stream_events(behaviour):
             await response.write(f"data: {json.dumps(event)}\r\n\r\n".encode())
         return response
+
+
+def method_answer(method: str, body: dict, behaviour: Behaviour) -> dict:
+    if method == "countTokens":
+        return {"totalTokens": COUNTED_TOKENS}
+    if method == "embedContent":
+        return {"embedding": {"values": EMBEDDING}}
+    if method == "batchEmbedContents":
+        return {"embeddings": [{"values": EMBEDDING} for _ in body["requests"]]}
+    return whole_response(behaviour)
 
 
 def usage(candidates: int, thoughts: int, behaviour: Behaviour) -> dict:

@@ -64,6 +64,10 @@ class FakeOpenAI:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def reset(self) -> None:
+        self.script.clear()
+        self.requests.clear()
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         body = json.loads(raw) if request.content_type == "application/json" else {}
