@@ -9,7 +9,8 @@ Decisions worth knowing:
 - Gemini's function calls carry no ids (unless the client set `id`): each `functionCall` of the history gets a
   minted `call_<hex>` id, and each `functionResponse` answers the oldest unanswered call of its name.
 - Thought parts of the history (and parts that carry only a `thoughtSignature`) are dropped, as the Messages
-  conversion drops thinking blocks: their signatures mean nothing to another provider. A thought in the answer comes from the hub's `reasoning_content`.
+  conversion drops thinking blocks: their signatures mean nothing to another provider. A thought in the answer
+  comes from the hub's `reasoning_content`.
 - Schemas in `parameters` / `responseSchema` are OpenAPI's subset with upper-case types (`OBJECT`); they are
   given lower-case types for OpenAI. `parametersJsonSchema` / `responseJsonSchema` are JSON Schema already.
 - `topK`, `safetySettings` and `responseModalities` have no OpenAI equivalent and are dropped; the built-in
