@@ -60,7 +60,9 @@ async def test_a_session_remembers_the_channel_that_served_it_last():
 
 
 @pytest.mark.cache
-async def test_a_session_is_forgotten_after_the_ttl_since_its_last_use(settings):
+async def test_a_session_is_forgotten_after_the_ttl_since_its_last_use(settings, transactional_db):
+    """With Redis the cache calls run on the database's threads (gateway_project.db.run_db), which tidy their
+    connections: the test needs database access for that."""
     settings.AFFINITY_TTL = 1
     await affinity.remember(SESSION, (7, None), None)
     await asyncio.sleep(0.6)
