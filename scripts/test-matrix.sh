@@ -38,9 +38,9 @@ leg() {  # name, env assignments..., -- pytest args...
 }
 
 sqlite_lane() {  # Redis databases 15 (cache), 14, 12 (Celery tests)
-  leg "sqlite, memory cache (whole suite)" SQL_DSN= REDIS_CONN_STRING= -- -q
+  leg "sqlite, memory cache (whole suite)" SQL_DSN= REDIS_CONN_STRING= -- -q --durations=15
   if reachable 127.0.0.1 6379; then
-    leg "sqlite + redis" SQL_DSN= REDIS_CONN_STRING="$REDIS/15" -- -q -m cache
+    leg "sqlite + redis" SQL_DSN= REDIS_CONN_STRING="$REDIS/15" -- -q --durations=15 -m cache
   else
     missing "sqlite + redis: nothing answers on 127.0.0.1:6379"
   fi
@@ -55,9 +55,9 @@ server_lane() {  # Redis databases 10 (cache), 9, 7 (Celery tests); half the fuz
       missing "$name legs: nothing answers on 127.0.0.1:$port"
       continue
     fi
-    leg "$name, memory cache" SQL_DSN="$dsn" REDIS_CONN_STRING= -- -q -m backend
+    leg "$name, memory cache" SQL_DSN="$dsn" REDIS_CONN_STRING= -- -q --durations=15 -m backend
     if reachable 127.0.0.1 6379; then
-      leg "$name + redis" SQL_DSN="$dsn" REDIS_CONN_STRING="$REDIS/10" -- -q -m cache
+      leg "$name + redis" SQL_DSN="$dsn" REDIS_CONN_STRING="$REDIS/10" -- -q --durations=15 -m cache
     else
       missing "$name + redis: nothing answers on 127.0.0.1:6379"
     fi

@@ -18,7 +18,9 @@ from tests.support.fakes import anthropic_upstream as claude
 from tests.support.fakes.openai_upstream import Behaviour, start
 from tests.support.live_server import LiveGateway, consume_logs
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend, pytest.mark.cache]
+# Not database-sensitive (the storage is tested on every database in tests/channels_app); the tests that
+# depend on the cache run on the Redis legs too.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 GPT, CLAUDE = "gpt-4o", "claude-sonnet-4-5"
 SESSION = 20
@@ -89,6 +91,7 @@ def claude_code(server: LiveGateway, key: str, session: str) -> None:
 SOURCES = {"X-Session-Id": session_header, "prompt_cache_key": prompt_cache_key, "metadata.user_id": claude_code}
 
 
+@pytest.mark.cache
 @pytest.mark.parametrize("source", SOURCES)
 def test_a_session_of_20_requests_lands_on_one_channel_of_three(world, source):
     server, key = world
@@ -144,6 +147,7 @@ def test_a_session_whose_channel_fails_is_retried_elsewhere_and_stays_there(worl
     assert Log.objects.filter(type="error").count() == 0  # the retry answered: the client saw no failure
 
 
+@pytest.mark.cache
 @pytest.mark.skipif(not settings.REDIS_CONN_STRING, reason="the memory is per process without Redis")
 def test_two_servers_share_the_sessions_through_redis(world):
     server, key = world

@@ -11,7 +11,9 @@ from django.conf import settings
 
 from tests.support.live_server import LiveGateway
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend, pytest.mark.cache]
+# Not database-sensitive (the storage is tested on every database in tests/channels_app); the tests that
+# depend on the cache run on the Redis legs too.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 KEYS = ["sk-good-key-one", "sk-good-key-two", "sk-revoked-three"]
 MESSAGES = [{"role": "user", "content": "Say hello"}]
@@ -78,6 +80,7 @@ def test_a_revoked_key_is_disabled_with_its_reason_and_the_channel_keeps_serving
     assert [key["status"] for key in world.keys(channel_id)] == ["enabled"] * 3
 
 
+@pytest.mark.cache
 @pytest.mark.parametrize("calls", [30])
 def test_polling_spreads_calls_evenly_across_keys(gateway, access_token, fake_openai, calls):
     world = World(gateway, access_token)
@@ -88,6 +91,7 @@ def test_polling_spreads_calls_evenly_across_keys(gateway, access_token, fake_op
     assert sorted(used_keys(fake_openai).values()) == [calls // 3] * 3
 
 
+@pytest.mark.cache
 @pytest.mark.skipif(not settings.REDIS_CONN_STRING, reason="instances share the turn through Redis")
 def test_polling_takes_turns_across_instances_through_redis(gateway, access_token, fake_openai):
     world = World(gateway, access_token)
